@@ -1,0 +1,95 @@
+"""The one registry of backends.
+
+A target is a (backend, device) pair; its key `<backend>-<device>` is also the image folder under
+`images/`, the compose service and the CI matrix entry. The CLI choices, config validation and
+listings all read this registry. The engine class is named by import path and imported lazily, only
+inside the harness, so host code never imports an inference engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+GpuVendor = Literal["nvidia", "amd"]
+
+
+@dataclass(frozen=True)
+class Target:
+    backend: str
+    device: str
+    engine_class: str  # "module:Class", imported only inside the harness
+    execution_provider: str  # what the SUT must report having run on
+    gpu: GpuVendor | None = None
+    model_format: Literal["onnx", "hf-checkpoint"] = "onnx"
+    # Where the local runner runs the harness: "main" (this environment) or a managed venv name.
+    local_env: str = "main"
+    verified: bool = True  # False until it has run for real on matching hardware
+    notes: str = ""
+    cpu_flags: tuple[str, ...] = field(default=())
+
+    @property
+    def key(self) -> str:
+        return f"{self.backend}-{self.device}"
+
+    @property
+    def image(self) -> str:
+        return f"mlperf-bert/{self.key}"
+
+
+TARGETS: dict[str, Target] = {
+    t.key: t
+    for t in (
+        Target(
+            backend="onnxruntime",
+            device="cpu",
+            engine_class="orchestrator.harness.engines.onnxruntime:OnnxRuntimeEngine",
+            execution_provider="CPUExecutionProvider",
+        ),
+        Target(
+            backend="onnxruntime",
+            device="rocm",
+            engine_class="orchestrator.harness.engines.onnxruntime:OnnxRuntimeEngine",
+            execution_provider="ROCMExecutionProvider",
+            gpu="amd",
+            verified=False,
+            notes="needs an AMD GPU with ROCm; never run on these machines",
+        ),
+        Target(
+            backend="tensorrt",
+            device="cuda",
+            engine_class="orchestrator.harness.engines.tensorrt:TensorRTEngine",
+            execution_provider="TensorRT",
+            gpu="nvidia",
+            verified=False,
+            notes="needs an NVIDIA GPU; never run on these machines",
+        ),
+        Target(
+            backend="deepsparse",
+            device="cpu",
+            engine_class="orchestrator.harness.engines.deepsparse:DeepSparseEngine",
+            execution_provider="DeepSparseEngine",
+            local_env="deepsparse",
+            cpu_flags=("avx2",),
+        ),
+    )
+}
+
+BACKENDS: tuple[str, ...] = tuple(dict.fromkeys(t.backend for t in TARGETS.values()))
+DEVICES: tuple[str, ...] = tuple(dict.fromkeys(t.device for t in TARGETS.values()))
+
+
+def default_device(backend: str) -> str:
+    for t in TARGETS.values():
+        if t.backend == backend:
+            return t.device
+    raise KeyError(backend)
+
+
+def get_target(backend: str, device: str | None = None) -> Target:
+    """The target for backend (and device); raises KeyError with the known keys in the message."""
+    dev = device or default_device(backend)
+    key = f"{backend}-{dev}"
+    if key not in TARGETS:
+        raise KeyError(key)
+    return TARGETS[key]

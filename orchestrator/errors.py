@@ -1,0 +1,52 @@
+"""One exception hierarchy. Every message is one sentence: what is wrong, then what to do.
+
+Only the CLI edge (cli.py) catches these; library code raises them and lets them travel.
+"""
+
+from __future__ import annotations
+
+
+class MlperfBertError(Exception):
+    """Base of every error this tool reports to a user."""
+
+    exit_code = 1
+
+
+class ConfigError(MlperfBertError):
+    """An option or config file value is invalid."""
+
+    exit_code = 2
+
+
+class DatasetError(MlperfBertError):
+    """The SQuAD file or the vocabulary is missing, malformed or does not match."""
+
+    exit_code = 2
+
+
+class ModelError(MlperfBertError):
+    """The model is missing, corrupt, or does not have the MLPerf BERT interface."""
+
+    exit_code = 2
+
+
+class AssetError(MlperfBertError):
+    """An asset cannot be fetched, verified or imported."""
+
+
+class RunError(MlperfBertError):
+    """The benchmark run itself failed (harness crash, LoadGen error, interrupted)."""
+
+
+class DockerError(MlperfBertError):
+    """The Docker engine is unreachable, an image is missing, or a container failed."""
+
+
+class PreflightError(MlperfBertError):
+    """Something the run needs is not available on this machine (GPU, execution provider, CPU feature)."""
+
+    exit_code = 2
+
+
+class SubmissionError(MlperfBertError):
+    """A submission cannot be generated, or a checked submission breaks a rule."""

@@ -1,0 +1,63 @@
+"""What every inference engine provides to the SUT. One module per engine in this package.
+
+The SUT (batching, length grouping, LoadGen responses) is shared; an engine only turns a batch of
+int64 [B, S] arrays into float32 start/end logits [B, S]. Engines are imported only inside the harness.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from orchestrator.errors import ModelError
+
+
+class Engine(ABC):
+    name: str = "engine"
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        device: str,
+        batch_size: int,
+        threads: int | None,
+        execution_provider: str,
+        options: dict[str, str] | None = None,
+    ) -> None:
+        self.model_path = model_path
+        self.device = device
+        self.batch_size = batch_size
+        self.threads = threads
+        self.requested_provider = execution_provider
+        self.options = dict(options or {})
+
+    @property
+    @abstractmethod
+    def execution_provider(self) -> str:
+        """The provider/device that really runs the model (checked against the requested one)."""
+
+    @abstractmethod
+    def versions(self) -> dict[str, str]:
+        """Engine package versions to record in the run."""
+
+    def seq_buckets(self) -> list[int] | None:
+        """Sequence lengths the engine can run (rows are padded up to one); None means any <= 384."""
+        return None
+
+    def max_batch(self) -> int | None:
+        """Largest batch the engine accepts; None means any."""
+        return None
+
+    @abstractmethod
+    def infer(
+        self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """int64 [B, S] x3 -> (start_logits, end_logits), float32 [B, S]."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the engine's resources."""
+
+
+__all__ = ["Engine", "ModelError"]

@@ -1,0 +1,89 @@
+"""The contract between a runner and the harness: `<run_dir>/harness.json`.
+
+A runner (local or docker) writes this file with paths as the harness will see them (host paths for
+the local runner, container mount points for docker), then runs `python -m orchestrator.harness
+<run_dir>`. The harness writes its LoadGen logs into the run directory and `harness_result.json`.
+This module must stay importable without typer, docker or any inference engine.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SPEC_FILE = "harness.json"
+RESULT_FILE = "harness_result.json"
+
+# Harness exit codes, read by the runners.
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2  # model/features/settings rejected: message in harness_result.json "error"
+EXIT_INTERRUPTED = 130
+
+
+class HarnessSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: str  # registry key, e.g. "onnxruntime-cpu"
+    engine_class: str  # "module:Class"
+    execution_provider: str  # what the target must run on; the harness reports what really ran
+    sut: Literal["optimized", "reference"] = "optimized"
+    model_path: str
+    features_path: str  # the features .npz (see orchestrator/dataset)
+    run_dir: str
+    scenario: Literal["Offline", "SingleStream", "MultiStream", "Server"]
+    modes: list[Literal["accuracy", "performance"]]
+    execution_mode: Literal["test", "valid"] = "test"
+    test_query_count: int = Field(default=100, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    threads: int | None = None
+    target_qps: float | None = None
+    target_latency_ms: float | None = None
+    engine_options: dict[str, str] = Field(default_factory=dict)
+    progress: bool = True  # a progress bar on stderr while samples complete
+
+    def write(self, run_dir: Path) -> Path:
+        path = run_dir / SPEC_FILE
+        path.write_text(self.model_dump_json(indent=2) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, run_dir: Path) -> "HarnessSpec":
+        return cls.model_validate_json((run_dir / SPEC_FILE).read_text())
+
+
+class ModeResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["accuracy", "performance"]
+    log_dir: str  # relative to run_dir: "accuracy" or "performance/run_1"
+    samples_issued: int
+    wall_seconds: float
+
+
+class HarnessResult(BaseModel):
+    """Written by the harness at the end (also on failure, with `error`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["succeeded", "failed", "interrupted"]
+    error: str | None = None
+    execution_provider: str | None = None  # what really ran (reported by the engine)
+    versions: dict[str, str] = Field(default_factory=dict)  # python, numpy, loadgen, engine...
+    modes: list[ModeResult] = Field(default_factory=list)
+    user_conf: str | None = None  # relative path of the user.conf the harness used
+
+    def write(self, run_dir: Path) -> None:
+        tmp = run_dir / (RESULT_FILE + ".tmp")
+        tmp.write_text(self.model_dump_json(indent=2) + "\n")
+        tmp.replace(run_dir / RESULT_FILE)
+
+    @classmethod
+    def read(cls, run_dir: Path) -> "HarnessResult | None":
+        path = run_dir / RESULT_FILE
+        if not path.exists():
+            return None
+        return cls.model_validate(json.loads(path.read_text()))

@@ -1,0 +1,16 @@
+"""Logging configured once, at the CLI edge (or by a caller of the API who wants it)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def setup_logging(verbosity: int = 0) -> None:
+    """verbosity: -1 quiet (warnings), 0 info, 1+ debug."""
+    level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

@@ -1,0 +1,36 @@
+"""What every runner does: run the harness for one prepared run directory and report how it ended."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.harness.spec import HarnessSpec
+
+
+@dataclass
+class RunnerOutcome:
+    exit_code: int
+    log_path: Path  # run_dir/harness.log: everything the harness printed
+    image: str | None = None
+    image_digest: str | None = None
+    oom_killed: bool = False
+    interrupted: bool = False
+    message: str | None = None  # the runner's own explanation when the harness could not say
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Runner(ABC):
+    name: str = "runner"
+
+    @abstractmethod
+    def run(self, spec: HarnessSpec, run_dir: Path) -> RunnerOutcome:
+        """spec holds HOST paths; the runner maps them as its harness sees them, writes
+        run_dir/harness.json and runs `python -m orchestrator.harness <run_dir>` to completion,
+        streaming output to the console and run_dir/harness.log. Never raises for a harness
+        failure (returns its exit code); raises DockerError/RunError when it cannot run at all."""
+
+    def describe(self, spec: HarnessSpec, run_dir: Path) -> str:
+        """The equivalent command line (for --dry-run and the SCC .run artifact)."""
+        return f"python -m orchestrator.harness {run_dir}"

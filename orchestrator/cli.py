@@ -1,19 +1,137 @@
-"""The `mlperf-bert` command line (placeholder; filled in by the run command work)."""
+"""The `mlperf-bert` command line: thin commands handing off to keyword-only functions.
+
+Errors from orchestrator.errors are caught here, and only here, and become one readable line and a
+non-zero exit code.
+"""
 
 from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
 
 from orchestrator import __version__
+from orchestrator.backends import BACKENDS, DEVICES
+from orchestrator.config import ExecutionMode, Mode, RunnerKind, Scenario, SutKind, resolve_config
+from orchestrator.errors import MlperfBertError
+from orchestrator.logs import setup_logging
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, invoke_without_command=True)
+log = logging.getLogger("mlperf-bert")
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    invoke_without_command=True,
+    help="Run, optimize and submit the MLPerf Inference BERT benchmark (one container per backend).",
+    pretty_exceptions_enable=False,
+)
+
+# Sub-command groups, each a Typer app in orchestrator/commands/<name>.py.
+for _name in ("images", "assets", "submission", "tune"):
+    if importlib.util.find_spec(f"orchestrator.commands.{_name}") is not None:
+        _mod = importlib.import_module(f"orchestrator.commands.{_name}")
+        if isinstance(getattr(_mod, "app", None), typer.Typer):
+            app.add_typer(_mod.app, name=_name)
+        elif callable(getattr(_mod, "command", None)):
+            app.command(name=_name)(_mod.command)
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+def _root(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv for debug).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and the final summary.")] = False,
+) -> None:
     if version:
         typer.echo(f"mlperf-bert {__version__}")
         raise typer.Exit()
+    setup_logging(-1 if quiet else verbose)
+
+
+def _choice_help(values: tuple[str, ...]) -> str:
+    return " | ".join(values)
+
+
+@app.command()
+def run(
+    backend: Annotated[Optional[str], typer.Option(help=f"Inference backend: {_choice_help(BACKENDS)}.")] = None,
+    device: Annotated[Optional[str], typer.Option(help=f"Device: {_choice_help(DEVICES)} (default: the backend's first).")] = None,
+    scenario: Annotated[Optional[Scenario], typer.Option(case_sensitive=False, help="LoadGen scenario.")] = None,
+    mode: Annotated[Optional[Mode], typer.Option(help="accuracy, performance, or both (accuracy first).")] = None,
+    execution_mode: Annotated[Optional[ExecutionMode], typer.Option(
+        help="test: a short run of --test-query-count samples (a test-mode result, never valid); valid: full MLPerf rules.")] = None,
+    test_query_count: Annotated[Optional[int], typer.Option(help="Samples in a test-mode run (default 100).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size of the optimized SUT (default 16).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="Intra-op threads (default: the engine's choice).")] = None,
+    sut: Annotated[Optional[SutKind], typer.Option(help="optimized (default) or reference (MLPerf reference behaviour).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model name from configs/assets.yaml (default demo-int8, embedded).")] = None,
+    model_path: Annotated[Optional[Path], typer.Option(help="Any ONNX model with the MLPerf BERT interface (overrides --model).")] = None,
+    dataset: Annotated[Optional[Path], typer.Option(help="SQuAD v1.1 JSON (default: the embedded dev set).")] = None,
+    vocab: Annotated[Optional[Path], typer.Option(help="WordPiece vocab (default: the embedded BERT uncased vocab).")] = None,
+    target_qps: Annotated[Optional[float], typer.Option(help="LoadGen target_qps (Offline/Server).")] = None,
+    target_latency_ms: Annotated[Optional[float], typer.Option(help="Server target latency in ms (MLPerf: 130).")] = None,
+    runner: Annotated[Optional[RunnerKind], typer.Option(
+        help="auto (docker when the engine and image are there, else local), local, or docker.")] = None,
+    image: Annotated[Optional[str], typer.Option(help="Docker runner: image reference to use.")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option(help="Where run directories are made (default ./runs).")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Asset and feature cache (default $MLPERF_BERT_CACHE or ~/.cache/mlperf-bert).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML file of run options (CLI flags override it).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print the command the runner would execute, and stop.")] = False,
+    debug: Annotated[bool, typer.Option(help="Docker runner: open a shell in the container with everything mounted.")] = False,
+    progress: Annotated[bool, typer.Option(help="Progress bar while samples complete.")] = True,
+) -> None:
+    """Run the MLPerf BERT benchmark (default: the embedded demo model, Offline, accuracy + performance, test mode)."""
+    cli_values: dict[str, Any] = {
+        "backend": backend, "device": device, "scenario": scenario, "mode": mode,
+        "execution_mode": execution_mode, "test_query_count": test_query_count, "batch_size": batch_size,
+        "threads": threads, "sut": sut, "model": model, "model_path": model_path, "dataset_path": dataset,
+        "vocab_path": vocab, "target_qps": target_qps, "target_latency_ms": target_latency_ms,
+        "runner": runner, "image": image, "output_dir": output_dir, "cache_dir": cache_dir,
+    }
+    with _errors_to_exit():
+        cfg = resolve_config(cli_values, config)
+        if dry_run or debug:
+            from orchestrator.api import prepare_only
+
+            typer.echo(prepare_only(cfg, debug=debug))
+            return
+        from orchestrator.api import run_benchmark
+        from orchestrator.report import format_result, result_json
+
+        result = run_benchmark(cfg, progress=progress and not as_json, argv=sys.argv)
+        if as_json:
+            typer.echo(json.dumps(result_json(result), indent=2))
+        else:
+            typer.echo(format_result(result))
+
+
+class _errors_to_exit:
+    """Turn our errors into one line on stderr and their exit code; leave real bugs loud."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if exc is None:
+            return False
+        if isinstance(exc, MlperfBertError):
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code)
+        if isinstance(exc, KeyboardInterrupt):
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130)
+        return False
+
+
+errors_to_exit = _errors_to_exit  # for the sub-command modules
 
 
 def main() -> None:

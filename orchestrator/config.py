@@ -72,7 +72,7 @@ class RunConfig(BaseModel):
     vocab_path: Path | None = None  # default: the embedded BERT uncased vocab
     target_qps: float | None = Field(default=None, gt=0)
     target_latency_ms: float | None = Field(default=None, gt=0)  # Server only; MLPerf's is 130
-    runner: RunnerKind = RunnerKind.local
+    runner: RunnerKind = RunnerKind.auto
     output_dir: Path = Path("runs")
     cache_dir: Path | None = None
     image: str | None = None  # docker runner: override the image reference

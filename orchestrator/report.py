@@ -1,0 +1,53 @@
+"""What a finished run means, for people (format_result) and for programs (result_json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.api import RunResult
+
+TEST_MODE_LABEL = "TEST MODE: a short run, not a valid MLPerf result"
+
+
+def _fmt(value: Any, unit: str = "", digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f}{unit}" if isinstance(value, float) else f"{value}{unit}"
+
+
+def format_performance(perf: Any, scenario: str) -> str:
+    lat = getattr(perf, "latency_ms", None) or {}
+    parts = []
+    if scenario in ("Offline", "Server"):
+        parts.append(f"{_fmt(getattr(perf, 'samples_per_second', None))} samples/s")
+    pct = ", ".join(f"p{k} {_fmt(v, ' ms')}" for k, v in lat.items() if str(k) in ("50", "90", "99", "50.0", "90.0", "99.0"))
+    if pct:
+        parts.append(f"latency {pct}")
+    valid = getattr(perf, "result_valid", None)
+    parts.append(f"LoadGen result {'VALID' if valid else 'INVALID'}")
+    return "; ".join(parts)
+
+
+def format_result(result: RunResult) -> str:
+    rec = result.record
+    lines = [f"Run {rec.run_id}: {rec.status.upper()}" + (f"  [{TEST_MODE_LABEL}]" if rec.test_mode else "")]
+    demo = " (DEMO model, not an MLPerf model)" if rec.model_meta.get("demo") else ""
+    lines.append(f"  {rec.target} on {rec.execution_provider}, {rec.scenario}, model {rec.model.name or rec.model.path}{demo}")
+    if result.performance is not None:
+        lines.append(f"  performance: {format_performance(result.performance, rec.scenario)}")
+        if rec.test_mode and not getattr(result.performance, "result_valid", False):
+            lines.append("    (INVALID is expected in test mode: the run is shorter than MLPerf's 600 s minimum)")
+    if result.accuracy is not None:
+        from orchestrator.accuracy import format_report
+
+        lines.append("  accuracy: " + format_report(result.accuracy).replace("\n", "\n    "))
+    lines.append(f"  results in {result.run_dir}/ (run.json, accuracy/accuracy.txt, performance/run_1/mlperf_log_summary.txt)")
+    return "\n".join(lines)
+
+
+def result_json(result: RunResult) -> dict[str, Any]:
+    data = result.record.model_dump(mode="json")
+    data["run_dir"] = str(result.run_dir)
+    if result.record.test_mode:
+        data["label"] = TEST_MODE_LABEL
+    return data

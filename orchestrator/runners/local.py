@@ -1,0 +1,84 @@
+"""The local runner: the harness in a child process of this machine, no Docker.
+
+A child process (rather than in-process) keeps LoadGen's threads, the engine's memory and a crash away
+from the orchestrator, so a failed run is still recorded, and lets a backend with conflicting
+dependencies (DeepSparse) run from its own virtual environment with the same entry point.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from orchestrator.errors import RunError
+from orchestrator.harness.spec import EXIT_INTERRUPTED, HarnessSpec
+from orchestrator.paths import PACKAGE_DIR
+from orchestrator.runners.base import Runner, RunnerOutcome
+
+log = logging.getLogger(__name__)
+
+
+def harness_python(local_env: str) -> str:
+    """The interpreter that runs the harness: this one, or a managed venv for backends with their own pins."""
+    if local_env == "main":
+        return sys.executable
+    from orchestrator.runners import venvs  # only backends with their own environment need it
+
+    return str(venvs.ensure_venv(local_env))
+
+
+class LocalRunner(Runner):
+    name = "local"
+
+    def __init__(self, *, local_env: str = "main", stream: bool = True) -> None:
+        self.local_env = local_env
+        self.stream = stream
+
+    def command(self, run_dir: Path) -> list[str]:
+        return [harness_python(self.local_env), "-m", "orchestrator.harness", str(run_dir)]
+
+    def describe(self, spec: HarnessSpec, run_dir: Path) -> str:
+        return shlex.join(["python", "-m", "orchestrator.harness", str(run_dir)])
+
+    def run(self, spec: HarnessSpec, run_dir: Path) -> RunnerOutcome:
+        spec.write(run_dir)
+        log_path = run_dir / "harness.log"
+        cmd = self.command(run_dir)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # The package is importable from any interpreter (a backend venv too) through its source dir.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_DIR.parent), env.get("PYTHONPATH")]))
+        log.debug("local runner: %s", shlex.join(cmd))
+        interrupted = False
+        try:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        except OSError as e:
+            raise RunError(f"cannot start the harness ({e.strerror}); check that {cmd[0]} exists") from None
+        with log_path.open("wb") as sink:
+            assert proc.stdout is not None
+            while True:
+                try:
+                    chunk = proc.stdout.read1(65536)  # type: ignore[attr-defined]
+                except KeyboardInterrupt:
+                    # The child got the same SIGINT and is writing its interrupted status; wait for it.
+                    interrupted = True
+                    continue
+                if not chunk:
+                    break
+                sink.write(chunk)
+                if self.stream:
+                    sys.stderr.buffer.write(chunk)
+                    sys.stderr.buffer.flush()
+            while True:
+                try:
+                    code = proc.wait()
+                    break
+                except KeyboardInterrupt:
+                    interrupted = True
+                    proc.terminate()
+        return RunnerOutcome(
+            exit_code=code, log_path=log_path, interrupted=interrupted or code == EXIT_INTERRUPTED
+        )

@@ -1,0 +1,65 @@
+from pathlib import Path
+
+import pytest
+
+from orchestrator.backends import TARGETS, get_target
+from orchestrator.config import Mode, RunConfig, Scenario, resolve_config
+from orchestrator.errors import ConfigError
+
+
+def test_defaults_are_the_embedded_demo_in_test_mode() -> None:
+    cfg = RunConfig()
+    assert cfg.target_key == "onnxruntime-cpu"
+    assert cfg.scenario is Scenario.Offline
+    assert cfg.mode.modes() == ["accuracy", "performance"]
+    assert cfg.execution_mode.value == "test"
+
+
+def test_unknown_key_rejected_with_one_sentence(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("scenarioo: Offline\n")
+    with pytest.raises(ConfigError, match="unknown option 'scenarioo'"):
+        resolve_config({}, f)
+
+
+def test_cli_overrides_file_overrides_defaults(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("scenario: Server\nbatch-size: 8\n")
+    cfg = resolve_config({"batch_size": 32, "threads": None}, f)
+    assert cfg.scenario is Scenario.Server and cfg.batch_size == 32 and cfg.threads is None
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"scenario": "Offlien"}, "invalid scenario"),
+        ({"backend": "tensorflow"}, "unknown backend 'tensorflow'"),
+        ({"backend": "onnxruntime", "device": "cuda"}, "has no device 'cuda'"),
+        ({"test_query_count": 0}, "invalid test_query_count"),
+        ({"mode": "both-ways"}, "invalid mode"),
+    ],
+)
+def test_bad_values_name_the_option(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        resolve_config(values)
+
+
+def test_scenario_is_case_insensitive() -> None:
+    assert resolve_config({"scenario": "singlestream"}).scenario is Scenario.SingleStream
+
+
+def test_bad_yaml_file(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        resolve_config({}, f)
+    with pytest.raises(ConfigError, match="does not exist"):
+        resolve_config({}, tmp_path / "missing.yaml")
+
+
+def test_registry_keys_match_image_folders_convention() -> None:
+    for key, target in TARGETS.items():
+        assert key == f"{target.backend}-{target.device}"
+        assert target.image.endswith(key)
+    assert get_target("onnxruntime").device == "cpu"
+    assert Mode.accuracy.modes() == ["accuracy"]

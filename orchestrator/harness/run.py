@@ -1,0 +1,297 @@
+"""The harness: `python -m orchestrator.harness <run_dir>`.
+
+Reads `<run_dir>/harness.json` (HarnessSpec), writes `<run_dir>/user.conf`, builds the QSL, the SUT and
+the engine named by `spec.engine_class`, runs LoadGen for each mode (accuracy first, then performance)
+into `<run_dir>/accuracy` and `<run_dir>/performance/run_1`, and always writes `harness_result.json`.
+
+LoadGen's StartTest blocks in C++ and cannot be cancelled, so it runs in a worker thread while the main
+thread waits on it: that keeps SIGINT/SIGTERM and SUT failures observable. When a test has to be
+abandoned (a signal, or a failed SUT whose test does not end within a grace period), `run_harness`
+writes the result and reports `abandoned`; `main` then ends the process with os._exit, the only way to
+leave while LoadGen's threads still run. The logs LoadGen has written so far stay in the run directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata
+import logging
+import os
+import platform
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from orchestrator.errors import ConfigError, MlperfBertError, PreflightError, RunError
+from orchestrator.harness.engines.base import Engine
+from orchestrator.harness.qsl import FeatureArrays, SampleLibrary, check_counts, load_feature_arrays
+from orchestrator.harness.settings import (
+    USER_CONF_FILE,
+    Mode,
+    build_test_settings,
+    expected_samples,
+    write_user_conf,
+)
+from orchestrator.harness.spec import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    SPEC_FILE,
+    HarnessResult,
+    HarnessSpec,
+    ModeResult,
+)
+from orchestrator.harness.sut import BertSUT
+
+log = logging.getLogger(__name__)
+
+MODE_ORDER: tuple[Mode, ...] = ("accuracy", "performance")
+LOG_DIRS: dict[Mode, str] = {"accuracy": "accuracy", "performance": "performance/run_1"}
+# After a SUT failure the remaining samples are answered empty; a short test then ends by itself.
+FAILURE_GRACE_S = 10.0
+_POLL_S = 0.2
+
+
+class Interrupted(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"The run was interrupted by {signal.Signals(signum).name}.")
+        self.signum = signum
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    result: HarnessResult
+    abandoned: bool = False  # LoadGen is still running: the process must end with os._exit
+
+
+def run_harness(run_dir: Path) -> Outcome:
+    """Run everything harness.json asks for; never raises. Meant to own its process (see module doc)."""
+    result = HarnessResult(status="failed", versions=base_versions())
+    state = _RunState(result)
+    try:
+        state.run(run_dir)
+        result.status = "succeeded"
+        code = EXIT_OK
+    except Interrupted as exc:
+        result.status = "interrupted"
+        result.error = str(exc)
+        code = EXIT_INTERRUPTED
+    except MlperfBertError as exc:
+        result.error = str(exc)
+        code = EXIT_BAD_INPUT if exc.exit_code == EXIT_BAD_INPUT else EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - the harness records every failure in its result
+        log.debug("harness failure", exc_info=True)
+        result.error = f"The harness failed: {type(exc).__name__}: {exc}"
+        code = EXIT_FAILED
+    finally:
+        state.restore_signals()
+    if result.error:
+        log.error("%s", result.error)
+    if run_dir.is_dir():
+        result.write(run_dir)
+    return Outcome(code, result, abandoned=state.loadgen_running)
+
+
+def base_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "numpy": np.__version__}
+    try:
+        versions["mlperf_loadgen"] = importlib.metadata.version("mlcommons-loadgen")
+    except importlib.metadata.PackageNotFoundError:
+        versions["mlperf_loadgen"] = "unknown"
+    return versions
+
+
+def load_engine_class(engine_class: str) -> type[Engine]:
+    module_name, _, class_name = engine_class.partition(":")
+    if not module_name or not class_name:
+        raise ConfigError(f"engine_class {engine_class!r} is not 'module:Class'; fix the backend registry entry.")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PreflightError(
+            f"The engine module {module_name} cannot be imported ({exc}); install its engine package or use "
+            "the target's container."
+        ) from exc
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Engine)):
+        raise ConfigError(f"{engine_class} is not an Engine class; fix the backend registry entry.")
+    return cls
+
+
+def target_device(target: str) -> str:
+    from orchestrator.backends import TARGETS
+
+    known = TARGETS.get(target)
+    return known.device if known is not None else target.rsplit("-", 1)[-1]
+
+
+class _RunState:
+    def __init__(self, result: HarnessResult) -> None:
+        self.result = result
+        self.loadgen_running = False
+        self._old_handlers: dict[int, Any] = {}
+
+    # ---- signals -----------------------------------------------------------------------------------
+    def install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._old_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def restore_signals(self) -> None:
+        for signum, handler in self._old_handlers.items():
+            signal.signal(signum, handler)
+        self._old_handlers.clear()
+
+    @staticmethod
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(signum)
+
+    # ---- the run -----------------------------------------------------------------------------------
+    def run(self, run_dir: Path) -> None:
+        self.install_signals()
+        spec = read_spec(run_dir)
+        modes = [m for m in MODE_ORDER if m in spec.modes]
+        if not modes:
+            raise ConfigError("harness.json asks for no mode; ask for accuracy and/or performance.")
+        user_conf = write_user_conf(spec, run_dir)
+        self.result.user_conf = USER_CONF_FILE
+        features = load_feature_arrays(Path(spec.features_path))
+        check_counts(spec, features.count)
+        engine_cls = load_engine_class(spec.engine_class)
+        engine = engine_cls(
+            spec.model_path,
+            device=target_device(spec.target),
+            batch_size=spec.batch_size,
+            threads=spec.threads,
+            execution_provider=spec.execution_provider,
+            options=spec.engine_options,
+        )
+        try:
+            self.result.versions.update(engine.versions())
+            self.result.execution_provider = engine.execution_provider
+            check_provider(spec, engine)
+            for mode in modes:
+                self.result.modes.append(self.run_mode(spec, engine, features, mode, run_dir, user_conf))
+            check_provider(spec, engine)
+        finally:
+            if not self.loadgen_running:
+                engine.close()
+
+    def run_mode(
+        self, spec: HarnessSpec, engine: Engine, features: FeatureArrays, mode: Mode, run_dir: Path, user_conf: Path
+    ) -> ModeResult:
+        import mlperf_loadgen as lg
+        from tqdm import tqdm
+
+        log_dir = run_dir / LOG_DIRS[mode]
+        log_dir.mkdir(parents=True, exist_ok=True)
+        settings = build_test_settings(user_conf, spec.scenario, mode)
+        log_settings = lg.LogSettings()
+        log_settings.log_output.outdir = str(log_dir)
+        log_settings.log_output.copy_summary_to_stdout = False
+        log_settings.log_output.copy_detail_to_stdout = False
+        log_settings.enable_trace = False
+        qsl = SampleLibrary.for_mode(features, spec, mode)
+        bar = tqdm(
+            total=expected_samples(spec, mode, qsl.total_count),
+            desc=f"{spec.scenario} {mode}",
+            unit="sample",
+            file=sys.stderr,
+            disable=not spec.progress,
+            mininterval=0.5,
+        )
+        sut = BertSUT(engine, qsl, scenario=spec.scenario, kind=spec.sut, batch_size=spec.batch_size, on_complete=bar.update)
+        log.info("%s %s: %d QSL samples, %s SUT, batch %d", spec.scenario, mode, qsl.total_count, spec.sut, sut.batch_size)
+        failure: list[BaseException] = []
+
+        def start_test() -> None:
+            try:
+                # An audit.config (compliance tests) is read only from the run directory, never from the cwd.
+                lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings, log_settings, str(run_dir / "audit.config"))
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                failure.append(exc)
+
+        qsl_handle = qsl.construct()
+        sut_handle = sut.construct()
+        started = time.perf_counter()
+        thread = threading.Thread(target=start_test, name=f"loadgen-{mode}", daemon=True)
+        self.loadgen_running = True
+        try:
+            thread.start()
+            failed_at: float | None = None
+            while thread.is_alive():
+                thread.join(_POLL_S)
+                if sut.error is not None:
+                    failed_at = failed_at or time.monotonic()
+                    if time.monotonic() - failed_at > FAILURE_GRACE_S:
+                        raise RunError(f"Inference failed during the {mode} run: {sut.error}")
+            self.loadgen_running = False
+        finally:
+            bar.close()
+            if not self.loadgen_running:
+                sut.close()
+                qsl.destroy()
+        wall = time.perf_counter() - started
+        if failure:
+            raise RunError(f"LoadGen failed during the {mode} run: {failure[0]}")
+        if sut.error is not None:
+            raise RunError(f"Inference failed during the {mode} run: {type(sut.error).__name__}: {sut.error}")
+        log.info("%s %s: %d samples in %.2f s", spec.scenario, mode, sut.samples_issued, wall)
+        return ModeResult(mode=mode, log_dir=LOG_DIRS[mode], samples_issued=sut.samples_issued, wall_seconds=round(wall, 3))
+
+
+def read_spec(run_dir: Path) -> HarnessSpec:
+    path = run_dir / SPEC_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist; the runner must write the harness spec before starting the harness.")
+    try:
+        return HarnessSpec.read(run_dir)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "the file"
+        raise ConfigError(f"{path} is not a valid harness spec ({where}: {first['msg']}); rewrite it with the runner.") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc}); rewrite it with the runner.") from exc
+
+
+def check_provider(spec: HarnessSpec, engine: Engine) -> None:
+    actual = engine.execution_provider
+    if actual != spec.execution_provider:
+        raise PreflightError(
+            f"The engine runs on {actual}, not on {spec.execution_provider} as target {spec.target} requires; "
+            "fix the drivers or the engine build instead of accepting a fallback."
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from orchestrator.logs import setup_logging
+
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.harness", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, help="the run directory holding harness.json")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    args = parser.parse_args(argv)
+    setup_logging(-1 if args.quiet else args.verbose)
+    if not args.run_dir.is_dir():
+        log.error("The run directory %s does not exist; the runner must create it first.", args.run_dir)
+        return EXIT_BAD_INPUT
+    outcome = run_harness(args.run_dir)
+    if outcome.abandoned:
+        # LoadGen cannot be stopped and its threads still call into Python: leave without unwinding.
+        logging.shutdown()
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(outcome.exit_code)
+    return outcome.exit_code

@@ -39,6 +39,7 @@ from orchestrator.harness.settings import (
     Mode,
     build_test_settings,
     expected_samples,
+    set_mode,
     write_user_conf,
 )
 from orchestrator.harness.spec import (
@@ -182,28 +183,36 @@ class _RunState:
             self.result.versions.update(engine.versions())
             self.result.execution_provider = engine.execution_provider
             check_provider(spec, engine)
+            settings = build_test_settings(user_conf, spec.scenario)  # once per process (see settings.py)
             for mode in modes:
-                self.result.modes.append(self.run_mode(spec, engine, features, mode, run_dir, user_conf))
+                set_mode(settings, mode)
+                self.result.modes.append(self.run_mode(spec, engine, features, settings, mode, run_dir))
             check_provider(spec, engine)
         finally:
             if not self.loadgen_running:
                 engine.close()
 
     def run_mode(
-        self, spec: HarnessSpec, engine: Engine, features: FeatureArrays, mode: Mode, run_dir: Path, user_conf: Path
+        self,
+        spec: HarnessSpec,
+        engine: Engine,
+        features: FeatureArrays,
+        settings: Any,  # mlperf_loadgen.TestSettings, its mode already set
+        mode: Mode,
+        run_dir: Path,
     ) -> ModeResult:
         import mlperf_loadgen as lg
         from tqdm import tqdm
 
         log_dir = run_dir / LOG_DIRS[mode]
         log_dir.mkdir(parents=True, exist_ok=True)
-        settings = build_test_settings(user_conf, spec.scenario, mode)
         log_settings = lg.LogSettings()
         log_settings.log_output.outdir = str(log_dir)
         log_settings.log_output.copy_summary_to_stdout = False
         log_settings.log_output.copy_detail_to_stdout = False
         log_settings.enable_trace = False
         qsl = SampleLibrary.for_mode(features, spec, mode)
+        log.info("%s %s: %d QSL samples, %s SUT", spec.scenario, mode, qsl.total_count, spec.sut)
         bar = tqdm(
             total=expected_samples(spec, mode, qsl.total_count),
             desc=f"{spec.scenario} {mode}",
@@ -213,7 +222,6 @@ class _RunState:
             mininterval=0.5,
         )
         sut = BertSUT(engine, qsl, scenario=spec.scenario, kind=spec.sut, batch_size=spec.batch_size, on_complete=bar.update)
-        log.info("%s %s: %d QSL samples, %s SUT, batch %d", spec.scenario, mode, qsl.total_count, spec.sut, sut.batch_size)
         failure: list[BaseException] = []
 
         def start_test() -> None:

@@ -124,7 +124,11 @@ def test_examples_and_file_agree(tmp_path: Path) -> None:
                     {
                         "context": "c",
                         "qas": [
-                            {"id": e.qas_id, "question": "?", "answers": [{"text": a, "answer_start": 0} for a in e.answers]}
+                            {
+                                "id": e.qas_id,
+                                "question": "?",
+                                "answers": [{"text": a, "answer_start": 0} for a in e.answers],
+                            }
                             for e in EXAMPLES
                         ],
                     }
@@ -153,6 +157,8 @@ def test_malformed_dataset_file(tmp_path: Path) -> None:
     path.write_text('{"data": [', encoding="utf-8")
     with pytest.raises(DatasetError, match="not valid JSON"):
         evaluate(path, {})
-    path.write_text('{"version": "1.1", "data": [{"paragraphs": [{"qas": [{"id": "x"}]}]}]}', encoding="utf-8")
+    path.write_text(
+        '{"version": "1.1", "data": [{"paragraphs": [{"qas": [{"id": "x"}]}]}]}', encoding="utf-8"
+    )
     with pytest.raises(DatasetError, match="lacks a field"):
         evaluate(path, {})

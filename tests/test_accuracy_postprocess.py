@@ -38,7 +38,9 @@ class Features:
     maps: list[dict[int, int]] = field(default_factory=list)
     max_context: list[set[int]] = field(default_factory=list)
 
-    def add(self, example: int, tokens: list[str], orig: dict[int, int], max_context: set[int] | None = None) -> int:
+    def add(
+        self, example: int, tokens: list[str], orig: dict[int, int], max_context: set[int] | None = None
+    ) -> int:
         self.tokens.append(tokens)
         self.example_index.append(example)
         self.maps.append(orig)
@@ -136,7 +138,9 @@ def test_max_answer_length() -> None:
     assert _predict(examples, arrays, {0: _logits(len(tokens), {3: 5.0}, {33: 5.0, 32: 4.0})}) == {
         "q0": " ".join(doc[0:30])
     }
-    spans = best_spans(arrays, {0: _logits(len(tokens), {3: 5.0}, {33: 5.0, 32: 4.0})}, [0], max_answer_length=31)
+    spans = best_spans(
+        arrays, {0: _logits(len(tokens), {3: 5.0}, {33: 5.0, 32: 4.0})}, [0], max_answer_length=31
+    )
     assert (spans[0].start, spans[0].end) == (3, 33)
 
 
@@ -159,7 +163,11 @@ def test_padded_response_equals_real_length() -> None:
     real = _logits(13, {5: 3.0, 7: 2.5}, {6: 3.0, 7: 2.0})
     padded = np.full((S, 2), 50.0, dtype=np.float32)  # padding with logits higher than any real one
     padded[:13] = real
-    assert _predict(examples, arrays, {0: padded}) == _predict(examples, arrays, {0: real}) == {"q0": "quick brown"}
+    assert (
+        _predict(examples, arrays, {0: padded})
+        == _predict(examples, arrays, {0: real})
+        == {"q0": "quick brown"}
+    )
 
 
 def test_best_window_wins_and_ties_go_to_the_earlier_window() -> None:
@@ -217,6 +225,7 @@ def test_top_k_matches_a_stable_descending_sort() -> None:
 
 # --- get_final_text ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("pred", "orig", "expected"),
     [
@@ -247,3 +256,10 @@ def test_basic_tokenize() -> None:
     assert basic_tokenize("東京 Tower") == ["東", "京", "tower"]
     assert basic_tokenize("a\u00a0b\tc") == ["a", "b", "c"]  # U+00A0 is Zs white space
     assert basic_tokenize("x\x00y\ufffdz") == ["xyz"]
+
+
+def test_basic_tokenize_ascii_shortcut_matches_the_unicode_path() -> None:
+    every_ascii = "".join(chr(c) for c in range(128))
+    for text in (every_ascii, every_ascii[::-1], "Steve Smith's 1,000.5$ (x)\x0bY\x1fz\x7f"):
+        # A non-ASCII word at the end sends the text through the general path.
+        assert basic_tokenize(text + " é") == basic_tokenize(text) + ["e"]

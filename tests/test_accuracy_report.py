@@ -106,8 +106,17 @@ def test_full_run_writes_checker_readable_files(tmp_path: Path) -> None:
         },
     )
     report = _score(tmp_path)
-    assert (report.questions_scored, report.questions_in_dataset, report.questions_partly_answered) == (3, 3, 0)
-    assert (report.features_answered, report.features_total, report.partial, report.note) == (4, 4, False, None)
+    assert (report.questions_scored, report.questions_in_dataset, report.questions_partly_answered) == (
+        3,
+        3,
+        0,
+    )
+    assert (report.features_answered, report.features_total, report.partial, report.note) == (
+        4,
+        4,
+        False,
+        None,
+    )
     assert report.exact_match == pytest.approx(200 / 3)
     assert report.f1 == pytest.approx(100 * 2.8 / 3)
     assert report.ratio == pytest.approx(report.f1 / 90.874)
@@ -127,7 +136,10 @@ def test_full_run_writes_checker_readable_files(tmp_path: Path) -> None:
 
     assert json.loads((tmp_path / "accuracy.json").read_text()) == dataclasses.asdict(report)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "accuracy.json", "accuracy.txt", "mlperf_log_accuracy.json", "predictions.json",
+        "accuracy.json",
+        "accuracy.txt",
+        "mlperf_log_accuracy.json",
+        "predictions.json",
     ]  # no temporary files left behind
 
 
@@ -189,9 +201,19 @@ def test_pass_thresholds_follow_the_checker() -> None:
     assert compare_to_reference(90.0, None) == (None, None, None)
 
     report = AccuracyReport(
-        exact_match=80.0, f1=90.0, questions_scored=10570, questions_in_dataset=10570,
-        questions_partly_answered=0, features_answered=10833, features_total=10833, partial=False,
-        reference_f1=90.874, ratio=90.0 / 90.874, passes_bert_99=True, passes_bert_99_9=False, note=None,
+        exact_match=80.0,
+        f1=90.0,
+        questions_scored=10570,
+        questions_in_dataset=10570,
+        questions_partly_answered=0,
+        features_answered=10833,
+        features_total=10833,
+        partial=False,
+        reference_f1=90.874,
+        ratio=90.0 / 90.874,
+        passes_bert_99=True,
+        passes_bert_99_9=False,
+        note=None,
     )
     line = format_report(report)
     assert "\n" not in line and "PARTIAL" not in line

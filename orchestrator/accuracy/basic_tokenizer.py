@@ -7,6 +7,7 @@ original text (see `postprocess.get_final_text`); the character classes follow G
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 # CJK Unified Ideographs blocks (not Hangul or Kana, which are written with spaces).
@@ -80,8 +81,17 @@ def _split_on_punctuation(token: str) -> list[str]:
     return pieces
 
 
+# ASCII text (nearly all of SQuAD) needs none of the Unicode tables: control characters other than
+# tab/LF/CR are dropped, and every printable character that is not a letter, digit or space is
+# punctuation, so the tokens are the runs of letters/digits and the single other characters.
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_ASCII_TOKEN = re.compile(r"[a-z0-9]+|[^a-z0-9 \t\n\r]")
+
+
 def basic_tokenize(text: str) -> list[str]:
     """Uncased BERT basic tokenization of `text` (no WordPiece)."""
+    if text.isascii():
+        return _ASCII_TOKEN.findall(_ASCII_CONTROL.sub("", text).lower())
     tokens: list[str] = []
     for word in _clean_and_space_cjk(text).split():
         tokens.extend(_split_on_punctuation(_strip_accents(word.lower())))

@@ -25,6 +25,7 @@ from orchestrator.dataset import (
     load_features,
     load_vocab,
 )
+from orchestrator.errors import DatasetError
 from orchestrator.paths import EMBEDDED_DATASET, EMBEDDED_MODEL, EMBEDDED_VOCAB
 
 # The demo model's card: int8 F1 78.58 over the first 2000 questions (79.80 over the full dev set).
@@ -154,6 +155,14 @@ def _loadgen_accuracy_log(out_dir: Path, responses: list[np.ndarray]) -> Path:
         lg.DestroyQSL(qsl)
         lg.DestroySUT(sut)
     return out_dir / "mlperf_log_accuracy.json"
+
+
+def test_score_run_refuses_another_dataset(tmp_path: Path, features_path: Path) -> None:
+    other = tmp_path / "dev.json"
+    other.write_bytes(EMBEDDED_DATASET.read_bytes().replace(b"Denver Broncos", b"Denver  Broncos", 1))
+    (tmp_path / "accuracy").mkdir()
+    with pytest.raises(DatasetError, match="built from another dataset"):
+        score_run(tmp_path / "accuracy", features_path, other, EMBEDDED_VOCAB, None)
 
 
 @pytest.mark.slow

@@ -24,7 +24,8 @@ import numpy as np
 from orchestrator.accuracy.logits import parse_accuracy_log
 from orchestrator.accuracy.metric import evaluate
 from orchestrator.accuracy.postprocess import FeaturesLike, predict, split_answered
-from orchestrator.errors import RunError
+from orchestrator.dataset import feature_tokens, load_examples, load_features, load_vocab
+from orchestrator.errors import DatasetError, RunError
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +72,16 @@ def score_run(
     reference_f1: float | None,
 ) -> AccuracyReport:
     """Score accuracy_dir/mlperf_log_accuracy.json and write accuracy.txt, predictions.json, accuracy.json."""
-    # Imported here so that scoring hand-made features (score_logs) needs nothing from the dataset
-    # package beyond the arrays.
-    from orchestrator.dataset import feature_tokens, load_examples, load_features, load_vocab
-
-    examples = load_examples(dataset_path)
     features = load_features(features_path)
+    # Token positions only mean something with the dataset and vocab the features were built from.
+    for name, path in (("dataset", dataset_path), ("vocab", vocab_path)):
+        expected = features.meta.get(f"{name}_sha256")
+        if expected and _sha256_of(Path(path)) != expected:
+            raise DatasetError(
+                f"The features {features_path} were built from another {name} than {path}; "
+                f"score with the {name} the run used."
+            )
+    examples = load_examples(dataset_path)
     vocab = load_vocab(vocab_path)
     return score_logs(
         Path(accuracy_dir),
@@ -137,7 +142,13 @@ def score_logs(
     _write_atomic(accuracy_dir / PREDICTIONS_JSON, json.dumps(predictions, indent=4) + "\n")
     _write_atomic(accuracy_dir / ACCURACY_TXT, accuracy_txt(report.exact_match, report.f1, log_hash))
     _write_atomic(accuracy_dir / ACCURACY_JSON, json.dumps(dataclasses.asdict(report), indent=2) + "\n")
-    log.info("%s", format_report(report).replace("\n", " "))
+    log.info(
+        "Scored %d questions: EM %.3f, F1 %.3f (accuracy.txt, predictions.json in %s)",
+        report.questions_scored,
+        report.exact_match,
+        report.f1,
+        accuracy_dir,
+    )
     return report
 
 
@@ -208,7 +219,7 @@ def accuracy_txt(exact_match: float, f1: float, log_sha256: str) -> str:
 def format_report(report: AccuracyReport) -> str:
     """One line (two for a partial run) for people."""
     head = (
-        f"EM {report.exact_match:.2f}, F1 {report.f1:.3f} over {report.questions_scored} of "
+        f"EM {report.exact_match:.3f}, F1 {report.f1:.3f} over {report.questions_scored} of "
         f"{report.questions_in_dataset} questions ({report.features_answered}/{report.features_total} features)"
     )
     if report.reference_f1 is None or report.ratio is None:
@@ -222,6 +233,13 @@ def format_report(report: AccuracyReport) -> str:
     if report.partial:
         return f"{head}; {verdict} (PARTIAL run, indicative only)\n{report.note}"
     return f"{head}; {verdict}"
+
+
+def _sha256_of(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise DatasetError(f"{path} cannot be read ({exc.strerror}); check the path.") from exc
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -249,7 +249,7 @@ def summarize(d: DetailLog) -> PerfSummary:
 
 
 # The summary's headline line per scenario, and the PerfSummary field it must agree with.
-_SUMMARY_METRIC = {
+_SUMMARY_METRIC: dict[str, tuple[str, str]] = {
     "Offline": ("Samples per second", "samples_per_second"),
     "Server": ("Completed samples per second", "samples_per_second"),
     "SingleStream": ("90.00 percentile latency (ns)", "latency_ms"),
@@ -265,9 +265,9 @@ def cross_check(perf: PerfSummary, summary: dict[str, str]) -> list[str]:
     result = summary.get("Result is")
     if result is not None and (result == "VALID") != perf.result_valid:
         problems.append(f"result {result!r} vs result_valid={perf.result_valid}")
-    label, field = _SUMMARY_METRIC.get(perf.scenario, (None, None))
+    label, field = _SUMMARY_METRIC.get(perf.scenario, ("", ""))
     text = summary.get(label) if label else None
-    if text is not None and field is not None:
+    if text is not None:
         expected = getattr(perf, field)
         try:
             found = float(re.split(r"\s+", text)[0])

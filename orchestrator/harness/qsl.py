@@ -62,14 +62,18 @@ def load_feature_arrays(path: Path) -> FeatureArrays:
     except DatasetError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DatasetError(f"The features file {path} cannot be read ({exc}); rebuild it with the dataset step.") from exc
+        raise DatasetError(
+            f"The features file {path} cannot be read ({exc}); rebuild it with the dataset step."
+        ) from exc
     _check_arrays(path, arrays)
     return FeatureArrays(**arrays)
 
 
 def _check_arrays(path: Path, a: dict[str, np.ndarray]) -> None:
     def bad(what: str) -> DatasetError:
-        return DatasetError(f"The features file {path} is malformed: {what}; rebuild it with the dataset step.")
+        return DatasetError(
+            f"The features file {path} is malformed: {what}; rebuild it with the dataset step."
+        )
 
     ids = a["input_ids"]
     if ids.ndim != 2 or ids.shape[1] != MAX_SEQ_LEN or ids.shape[0] == 0:
@@ -124,7 +128,7 @@ class SampleLibrary:
         self._handle: object | None = None
 
     @classmethod
-    def for_mode(cls, features: FeatureArrays, spec: HarnessSpec, mode: Mode) -> "SampleLibrary":
+    def for_mode(cls, features: FeatureArrays, spec: HarnessSpec, mode: Mode) -> SampleLibrary:
         if mode == "accuracy":
             count = accuracy_sample_count(spec, features.count)
             return cls(features, count, count)

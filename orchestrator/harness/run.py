@@ -91,7 +91,7 @@ def run_harness(run_dir: Path) -> Outcome:
     except MlperfBertError as exc:
         result.error = str(exc)
         code = EXIT_BAD_INPUT if exc.exit_code == EXIT_BAD_INPUT else EXIT_FAILED
-    except Exception as exc:  # noqa: BLE001 - the harness records every failure in its result
+    except Exception as exc:
         log.debug("harness failure", exc_info=True)
         result.error = f"The harness failed: {type(exc).__name__}: {exc}"
         code = EXIT_FAILED
@@ -116,7 +116,9 @@ def base_versions() -> dict[str, str]:
 def load_engine_class(engine_class: str) -> type[Engine]:
     module_name, _, class_name = engine_class.partition(":")
     if not module_name or not class_name:
-        raise ConfigError(f"engine_class {engine_class!r} is not 'module:Class'; fix the backend registry entry.")
+        raise ConfigError(
+            f"engine_class {engine_class!r} is not 'module:Class'; fix the backend registry entry."
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -221,13 +223,22 @@ class _RunState:
             disable=not spec.progress,
             mininterval=0.5,
         )
-        sut = BertSUT(engine, qsl, scenario=spec.scenario, kind=spec.sut, batch_size=spec.batch_size, on_complete=bar.update)
+        sut = BertSUT(
+            engine,
+            qsl,
+            scenario=spec.scenario,
+            kind=spec.sut,
+            batch_size=spec.batch_size,
+            on_complete=bar.update,
+        )
         failure: list[BaseException] = []
 
         def start_test() -> None:
             try:
                 # An audit.config (compliance tests) is read only from the run directory, never from the cwd.
-                lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings, log_settings, str(run_dir / "audit.config"))
+                lg.StartTestWithLogSettings(
+                    sut_handle, qsl_handle, settings, log_settings, str(run_dir / "audit.config")
+                )
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread
                 failure.append(exc)
 
@@ -257,19 +268,25 @@ class _RunState:
         if sut.error is not None:
             raise RunError(f"Inference failed during the {mode} run: {type(sut.error).__name__}: {sut.error}")
         log.info("%s %s: %d samples in %.2f s", spec.scenario, mode, sut.samples_issued, wall)
-        return ModeResult(mode=mode, log_dir=LOG_DIRS[mode], samples_issued=sut.samples_issued, wall_seconds=round(wall, 3))
+        return ModeResult(
+            mode=mode, log_dir=LOG_DIRS[mode], samples_issued=sut.samples_issued, wall_seconds=round(wall, 3)
+        )
 
 
 def read_spec(run_dir: Path) -> HarnessSpec:
     path = run_dir / SPEC_FILE
     if not path.is_file():
-        raise ConfigError(f"{path} does not exist; the runner must write the harness spec before starting the harness.")
+        raise ConfigError(
+            f"{path} does not exist; the runner must write the harness spec before starting the harness."
+        )
     try:
         return HarnessSpec.read(run_dir)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "the file"
-        raise ConfigError(f"{path} is not a valid harness spec ({where}: {first['msg']}); rewrite it with the runner.") from exc
+        raise ConfigError(
+            f"{path} is not a valid harness spec ({where}: {first['msg']}); rewrite it with the runner."
+        ) from exc
     except ValueError as exc:
         raise ConfigError(f"{path} is not valid JSON ({exc}); rewrite it with the runner.") from exc
 
@@ -286,7 +303,9 @@ def check_provider(spec: HarnessSpec, engine: Engine) -> None:
 def main(argv: list[str] | None = None) -> int:
     from orchestrator.logs import setup_logging
 
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.harness", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m orchestrator.harness", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("run_dir", type=Path, help="the run directory holding harness.json")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")

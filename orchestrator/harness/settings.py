@@ -65,7 +65,9 @@ def user_conf_entries(spec: HarnessSpec) -> dict[str, str]:
     if spec.execution_mode == "test":
         if scenario == "Offline":
             if spec.target_qps is not None:
-                log.warning("target_qps is ignored in an Offline test run: the query holds test_query_count samples")
+                log.warning(
+                    "target_qps is ignored in an Offline test run: the query holds test_query_count samples"
+                )
             entries["min_query_count"] = str(n)
             entries["target_qps"] = _fmt(offline_test_qps(n))
         elif scenario == "SingleStream":
@@ -139,7 +141,9 @@ def build_test_settings(user_conf: Path, scenario: Scenario) -> mlperf_loadgen.T
     settings = lg.TestSettings()
     rc = settings.FromConfig(str(user_conf), MODEL_NAME, scenario)
     if rc != 0:
-        raise ConfigError(f"LoadGen rejected {user_conf} (code {rc}); check its `bert.<Scenario>.<key> = value` lines.")
+        raise ConfigError(
+            f"LoadGen rejected {user_conf} (code {rc}); check its `bert.<Scenario>.<key> = value` lines."
+        )
     settings.scenario = getattr(lg.TestScenario, scenario)
     return settings
 

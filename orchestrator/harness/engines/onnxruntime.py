@@ -63,7 +63,9 @@ class OnnxRuntimeEngine(Engine):
             raise ModelError(f"The model file {path} does not exist; fetch or import the model first.")
         available = ort.get_available_providers()
         if execution_provider not in available:
-            need = _PROVIDER_PACKAGES.get(execution_provider, f"an onnxruntime build with {execution_provider}")
+            need = _PROVIDER_PACKAGES.get(
+                execution_provider, f"an onnxruntime build with {execution_provider}"
+            )
             raise PreflightError(
                 f"onnxruntime {ort.__version__} here offers {', '.join(available)} but not {execution_provider}; "
                 f"install {need} in place of the onnxruntime package."
@@ -76,7 +78,7 @@ class OnnxRuntimeEngine(Engine):
         providers = [execution_provider]  # nothing else: a missing GPU must fail, not fall back
         try:
             self._session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own pybind types
+        except Exception as exc:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(
                 f"onnxruntime cannot load {path} as an ONNX model ({first_line}); check that the file is a "
@@ -85,7 +87,9 @@ class OnnxRuntimeEngine(Engine):
         self._check_interface(path)
         self._input_names = list(INPUTS)
         self._output_names = list(OUTPUTS)
-        log.info("onnxruntime %s session on %s (threads=%s)", ort.__version__, self.execution_provider, threads)
+        log.info(
+            "onnxruntime %s session on %s (threads=%s)", ort.__version__, self.execution_provider, threads
+        )
 
     def _check_interface(self, path: Path) -> None:
         problems: list[str] = []

@@ -1,0 +1,195 @@
+"""`mlperf-bert submission ...`: generate a submission from runs, check one, or do the whole flow.
+
+Thin commands: each hands off to orchestrator.submission and prints a short result. Errors are raised as
+orchestrator.errors exceptions and reported by the CLI edge (orchestrator.cli.errors_to_exit).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tarfile
+import tempfile
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from orchestrator.backends import BACKENDS, DEVICES
+from orchestrator.config import ExecutionMode, RunnerKind, Scenario, SutKind
+from orchestrator.errors import ConfigError
+from orchestrator.submission.rules import DEFAULT_VERSION, MLPERF_MODELS, SUBMITTABLE_DIVISIONS, VERSIONS
+
+app = typer.Typer(
+    help="Generate, check and package MLPerf submissions (and the SCC artifacts) from run directories.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+EXIT_TEST_MODE = 3  # `check`: the submission follows the rules of a short run but is not a valid result
+
+OutputDir = Annotated[Path, typer.Option(help="Folder of submission attempts (the tree, tarball and SCC files).")]
+Division = Annotated[str, typer.Option(help=f"{' | '.join(SUBMITTABLE_DIVISIONS)}.")]
+Version = Annotated[str, typer.Option("--mlperf-version", help=f"Layout and rules: {' | '.join(VERSIONS)}.")]
+Benchmark = Annotated[str, typer.Option(help=f"The MLPerf model results count for: {' | '.join(MLPERF_MODELS)}.")]
+Submitter = Annotated[Optional[str], typer.Option(help="Submitter (organisation or team) name.")]
+HwName = Annotated[Optional[str], typer.Option(help="Hardware name used for the system folder and name.")]
+SystemConfig = Annotated[Optional[Path], typer.Option(help="YAML of system description keys overriding detection.")]
+ModelName = Annotated[Optional[str], typer.Option(help="Folder name of a custom (non-MLPerf) model [default: from the run].")]
+Attempt = Annotated[Optional[str], typer.Option(help="Attempt N ('short' or a number) [default: short for test-mode runs, else the next number].")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+
+def _errors() -> AbstractContextManager[Any]:
+    try:
+        from orchestrator.cli import errors_to_exit
+    except ImportError:  # the CLI edge is not there (e.g. the sub-app used on its own)
+        return nullcontext()
+    return errors_to_exit()
+
+
+def _options(division: str, version: str, benchmark: str, submitter: str | None, hw_name: str | None,
+             system_config: Path | None, model_name: str | None) -> Any:
+    from orchestrator.submission import GenerateOptions, Overrides
+
+    options = GenerateOptions(division=division, version=version, benchmark=benchmark, model_name=model_name,
+                              overrides=Overrides(submitter=submitter, hw_name=hw_name, system_config=system_config))
+    options.validate()
+    return options
+
+
+def _print_result(result: Any, as_json: bool) -> None:
+    report = result.report
+    if as_json:
+        typer.echo(json.dumps({
+            "attempt": result.attempt, "tree": str(result.tree), "verdict": report.verdict,
+            "artifacts": {k: str(v) for k, v in result.artifacts.items()},
+            "findings": [str(f) for f in report.findings],
+        }, indent=2))
+        return
+    for finding in report.findings:
+        typer.echo(str(finding))
+    typer.echo(report.summary_line())
+    typer.echo(f"attempt {result.attempt}: {result.tree}")
+    for key, path in sorted(result.artifacts.items()):
+        if key != "tree":
+            typer.echo(f"  {path}")
+
+
+@app.command()
+def generate(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories made by `mlperf-bert run`.")],
+    output_dir: OutputDir = Path("submissions"),
+    division: Division = "open",
+    mlperf_version: Version = DEFAULT_VERSION,
+    benchmark: Benchmark = "bert-99",
+    submitter: Submitter = None,
+    hw_name: HwName = None,
+    system_config: SystemConfig = None,
+    model_name: ModelName = None,
+    attempt: Attempt = None,
+    package: Annotated[bool, typer.Option(help="Write the tarball and the SCC artifacts after the check.")] = True,
+    keep_invalid: Annotated[bool, typer.Option(help="Keep a tree that fails the check, for inspection.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Assemble attempt N from run directories, check it, and package it with the SCC artifacts."""
+    with _errors():
+        from orchestrator.submission import generate_submission
+
+        options = _options(division, mlperf_version, benchmark, submitter, hw_name, system_config, model_name)
+        result = generate_submission(list(run_dirs), output_dir, options, attempt=attempt, package=package,
+                                     keep_invalid=keep_invalid, argv=sys.argv)
+        _print_result(result, as_json)
+
+
+def _extract(archive: Path, dest: Path) -> Path:
+    """A submission tarball unpacked safely (plain files and folders only, nothing outside dest)."""
+    try:
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                if not (member.isfile() or member.isdir()):
+                    raise ConfigError(f"{archive} holds {member.name}, which is not a plain file or folder; "
+                                      "a submission tarball must hold only the tree")
+            tar.extractall(dest, filter="data")
+    except (tarfile.TarError, OSError) as e:
+        raise ConfigError(f"{archive} cannot be read as a tar.gz ({e}); pass a submission folder or tarball") from None
+    return dest
+
+
+@app.command()
+def check(
+    path: Annotated[Path, typer.Argument(help="A submission root (holding open/ or closed/) or its .tar.gz.")],
+    mlperf_version: Version = DEFAULT_VERSION,
+    allow_test_mode: Annotated[bool, typer.Option(
+        help=f"Exit 0 for a test-mode submission (default: exit {EXIT_TEST_MODE}, it is not a valid result).")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Check a submission against the MLPerf rules: one line per problem, naming the file."""
+    with _errors():
+        from orchestrator.submission import check_submission
+
+        with tempfile.TemporaryDirectory(prefix="mlperf-bert-check-") as tmp:
+            root = _extract(path, Path(tmp)) if path.is_file() else path
+            report = check_submission(root, mlperf_version)
+        if as_json:
+            typer.echo(json.dumps({
+                "root": str(path), "version": report.version, "verdict": report.verdict,
+                "findings": [{"kind": f.kind, "path": f.path, "message": f.message} for f in report.findings],
+                "results": [{"system": r.system, "model": r.model, "scenario": r.scenario, "result": r.result,
+                             "units": r.units, "f1": r.f1, "test_mode": r.test_mode} for r in report.results],
+            }, indent=2))
+        else:
+            for finding in report.findings:
+                typer.echo(str(finding))
+            typer.echo(report.summary_line())
+    if report.verdict == "invalid":
+        raise typer.Exit(1)
+    if report.verdict == "test-mode" and not allow_test_mode:
+        raise typer.Exit(EXIT_TEST_MODE)
+
+
+@app.command()
+def run(
+    scenario: Annotated[Optional[list[Scenario]], typer.Option(
+        case_sensitive=False, help="Scenario to run (repeat it) [default: Offline and SingleStream].")] = None,
+    backend: Annotated[Optional[str], typer.Option(help=f"Inference backend: {' | '.join(BACKENDS)}.")] = None,
+    device: Annotated[Optional[str], typer.Option(help=f"Device: {' | '.join(DEVICES)}.")] = None,
+    execution_mode: Annotated[Optional[ExecutionMode], typer.Option(
+        help="test (short runs, a test-mode submission) or valid (full MLPerf rules).")] = None,
+    test_query_count: Annotated[Optional[int], typer.Option(help="Samples in a test-mode run.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size of the optimized SUT.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="Intra-op threads.")] = None,
+    sut: Annotated[Optional[SutKind], typer.Option(help="optimized or reference.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model name from configs/assets.yaml.")] = None,
+    model_path: Annotated[Optional[Path], typer.Option(help="Any ONNX model with the MLPerf BERT interface.")] = None,
+    target_qps: Annotated[Optional[float], typer.Option(help="LoadGen target_qps (Offline/Server).")] = None,
+    runner: Annotated[Optional[RunnerKind], typer.Option(help="auto, local or docker.")] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option(help="Where run directories are made (default ./runs).")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Asset and feature cache.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML file of run options (flags override it).")] = None,
+    output_dir: OutputDir = Path("submissions"),
+    division: Division = "open",
+    mlperf_version: Version = DEFAULT_VERSION,
+    benchmark: Benchmark = "bert-99",
+    submitter: Submitter = None,
+    hw_name: HwName = None,
+    system_config: SystemConfig = None,
+    model_name: ModelName = None,
+    attempt: Attempt = None,
+    as_json: AsJson = False,
+) -> None:
+    """Accuracy + performance for each scenario, then generate, check and package one attempt."""
+    cli: dict[str, Any] = {
+        "backend": backend, "device": device, "execution_mode": execution_mode,
+        "test_query_count": test_query_count, "batch_size": batch_size, "threads": threads, "sut": sut,
+        "model": model, "model_path": model_path, "target_qps": target_qps, "runner": runner,
+        "output_dir": runs_dir, "cache_dir": cache_dir,
+    }
+    with _errors():
+        from orchestrator.submission.flow import run_and_submit
+
+        options = _options(division, mlperf_version, benchmark, submitter, hw_name, system_config, model_name)
+        result = run_and_submit(cli, config, [s.value for s in scenario or []], output_dir, options,
+                                attempt=attempt, argv=sys.argv, progress=not as_json)
+        _print_result(result, as_json)

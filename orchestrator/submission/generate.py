@@ -1,0 +1,290 @@
+"""Assemble an MLPerf submission tree from run directories made by `mlperf-bert run`.
+
+Everything is decided first (runs paired per scenario, systems described and schema-validated, model
+names mapped), then written into a temporary folder that is renamed into place at the end, so a failure
+leaves nothing half-written. The tree depends only on the runs and the options: no generation time,
+sorted keys, sorted iteration, so generating twice from the same runs gives the same tree.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.errors import ConfigError, SubmissionError
+from orchestrator.runs import RunRecord
+from orchestrator.submission import readme
+from orchestrator.submission.accuracy_files import dumps_json, submission_accuracy_txt, truncated_bytes
+from orchestrator.submission.layout import Layout
+from orchestrator.submission.rules import (
+    ACCURACY_LOG,
+    ACCURACY_TXT,
+    DEFAULT_VERSION,
+    DETAIL_LOG,
+    MLPERF_MODELS,
+    SUBMITTABLE_DIVISIONS,
+    SUMMARY_LOG,
+    USER_CONF,
+    VERSIONS,
+)
+from orchestrator.submission.source import collect_source, write_source
+from orchestrator.submission.system import Overrides, System, describe_system, slug
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    division: str = "open"
+    version: str = DEFAULT_VERSION
+    benchmark: str = "bert-99"  # the MLPerf model the results count for (bert-99 or bert-99.9)
+    model_name: str | None = None  # folder name for a custom (non-MLPerf) model; default from the run
+    overrides: Overrides = field(default_factory=Overrides)
+
+    def validate(self) -> None:
+        if self.division not in SUBMITTABLE_DIVISIONS:
+            raise ConfigError(f"--division {self.division!r} is not supported; choose one of {', '.join(SUBMITTABLE_DIVISIONS)}")
+        if self.version not in VERSIONS:
+            raise ConfigError(f"--mlperf-version {self.version!r} is not known; choose one of {', '.join(VERSIONS)}")
+        if self.benchmark not in MLPERF_MODELS:
+            raise ConfigError(f"--benchmark {self.benchmark!r} is not a BERT benchmark; choose one of {', '.join(MLPERF_MODELS)}")
+
+
+@dataclass
+class Run:
+    dir: Path
+    record: RunRecord
+
+    @property
+    def name(self) -> str:
+        return self.dir.name
+
+
+@dataclass
+class Entry:
+    """One result: a scenario of one model on one system, from an accuracy run and a performance run."""
+
+    system: System
+    model_dir: str  # folder name under results/<system>/: bert-99 or the custom model name
+    benchmark: str  # the MLPerf model it counts for (model_mapping.json target for a custom model)
+    custom_model: bool
+    scenario: str
+    accuracy: Run
+    performance: Run
+
+    @property
+    def test_mode(self) -> bool:
+        return self.accuracy.record.test_mode or self.performance.record.test_mode
+
+    @property
+    def demo_model(self) -> bool:
+        return bool(self.performance.record.model_meta.get("demo"))
+
+    @property
+    def impl(self) -> str:
+        return slug(self.performance.record.target)
+
+
+@dataclass
+class Plan:
+    layout: Layout
+    entries: list[Entry]
+    systems: dict[str, System]
+    model_mapping: dict[str, str]
+    runs: list[Run]
+
+    @property
+    def test_mode(self) -> bool:
+        return any(e.test_mode for e in self.entries)
+
+
+def load_runs(run_dirs: list[Path]) -> list[Run]:
+    if not run_dirs:
+        raise ConfigError("no run directories given; pass one or more directories made by `mlperf-bert run`")
+    runs = []
+    seen: set[Path] = set()
+    for d in run_dirs:
+        path = d.resolve()
+        if path in seen:
+            raise ConfigError(f"run directory {d} is given twice; pass each run once")
+        seen.add(path)
+        record = RunRecord.load(d)
+        if record.status != "succeeded":
+            raise SubmissionError(
+                f"run {d} has status {record.status!r}; only succeeded runs can be submitted, rerun it"
+            )
+        runs.append(Run(dir=path, record=record))
+    return sorted(runs, key=lambda r: r.name)
+
+
+def is_mlperf_model(record: RunRecord) -> bool:
+    """Only the MLPerf BERT-large model may appear as bert-99 itself; anything else is a custom model."""
+    meta = record.model_meta
+    if meta.get("demo"):
+        return False
+    if "mlperf_model" in meta:
+        return bool(meta["mlperf_model"])
+    return (record.model.name or "").startswith(("bert-large", "mlperf-bert-large"))
+
+
+def custom_model_name(record: RunRecord, options: GenerateOptions) -> str:
+    if options.model_name:
+        name = slug(options.model_name)
+    else:
+        name = slug(record.model.name or Path(record.model.path).stem)
+    if name in MLPERF_MODELS:
+        raise ConfigError(
+            f"model folder name {name!r} would claim to be the MLPerf model itself; pass another --model-name"
+        )
+    return name
+
+
+def _sw_notes(run: Run) -> str:
+    rec = run.record
+    cfg = rec.config
+    parts = [f"mlperf-bert target {rec.target}"]
+    if rec.execution_provider:
+        parts.append(f"execution provider {rec.execution_provider}")
+    if cfg.get("sut"):
+        parts.append(f"{cfg['sut']} SUT")
+    if cfg.get("batch_size"):
+        parts.append(f"batch size {cfg['batch_size']}")
+    if rec.git_sha:
+        parts.append(f"git {rec.git_sha}")
+    return ", ".join(parts)
+
+
+def plan_submission(runs: list[Run], options: GenerateOptions, root: Path) -> Plan:
+    """Pair runs per (system, model, scenario), describe and validate every system. Writes nothing."""
+    options.validate()
+    systems: dict[str, System] = {}
+    host_of: dict[str, str] = {}
+    slots: dict[tuple[str, str, str], dict[str, list[Run]]] = {}
+    mapping: dict[str, str] = {}
+    custom: dict[tuple[str, str], bool] = {}
+    submitter: str | None = None
+    for run in runs:
+        rec = run.record
+        system = describe_system(rec, options.division, options.overrides, _sw_notes(run))
+        prev = systems.get(system.id)
+        if prev is not None and host_of[system.id] != str(rec.host.get("hostname")):
+            raise SubmissionError(
+                f"runs from two machines ({host_of[system.id]}, {rec.host.get('hostname')}) map to the same system "
+                f"{system.id!r}; generate one submission per machine or pass --hw-name"
+            )
+        if prev is None:
+            systems[system.id] = system
+            host_of[system.id] = str(rec.host.get("hostname"))
+        if submitter is not None and system.description["submitter"] != submitter:
+            raise SubmissionError("the runs resolve to different submitters; pass --submitter")
+        submitter = system.description["submitter"]
+        if is_mlperf_model(rec):
+            model_dir = options.benchmark
+        else:
+            if options.division != "open":
+                raise SubmissionError(
+                    f"run {run.dir} used {rec.model.name or rec.model.path}, which is not the MLPerf BERT-large model; "
+                    "the closed division needs the reference model, so generate with --division open"
+                )
+            model_dir = custom_model_name(rec, options)
+            mapping[model_dir] = options.benchmark
+        custom[(system.id, model_dir)] = model_dir not in MLPERF_MODELS
+        slot = slots.setdefault((system.id, model_dir, rec.scenario), {"accuracy": [], "performance": []})
+        for mode in rec.modes:
+            if mode in slot:
+                slot[mode].append(run)
+    entries = []
+    for (sid, model_dir, scenario), slot in sorted(slots.items()):
+        for mode in ("accuracy", "performance"):
+            got = slot[mode]
+            if not got:
+                raise SubmissionError(
+                    f"no {mode} run for {scenario} on {sid}; add a run with --mode {mode} (or both) to the inputs"
+                )
+            if len(got) > 1:
+                raise SubmissionError(
+                    f"{len(got)} {mode} runs for {scenario} on {sid} ({', '.join(r.name for r in got)}); "
+                    "pass only the one to submit"
+                )
+        acc, perf = slot["accuracy"][0], slot["performance"][0]
+        if acc.record.model.sha256 != perf.record.model.sha256:
+            raise SubmissionError(
+                f"the accuracy run {acc.name} and the performance run {perf.name} of {scenario} used different "
+                "models; both must come from the same model"
+            )
+        entries.append(Entry(systems[sid], model_dir, options.benchmark, custom[(sid, model_dir)], scenario, acc, perf))
+    assert submitter is not None
+    layout = Layout(root=root, division=options.division, submitter=submitter, version=options.version)
+    return Plan(layout=layout, entries=entries, systems=systems, model_mapping=mapping, runs=runs)
+
+
+def _measurements(entry: Entry) -> dict[str, str]:
+    rec = entry.performance.record
+    precision = str(rec.model_meta.get("precision") or "unspecified")
+    if entry.demo_model:
+        retraining = ("yes: a demo model (MiniLM-L6 fine-tuned on SQuAD v1.1), not the MLPerf BERT-large "
+                      "checkpoint; open division only")
+    elif entry.custom_model:
+        retraining = "unspecified: a custom model, not the MLPerf BERT-large checkpoint; open division only"
+    else:
+        retraining = "no"
+    transformations = {"int8": "int8 quantization of the fp32 weights", "fp32": "none"}.get(
+        precision, "unspecified")
+    return {
+        "input_data_types": "int64",
+        "retraining": retraining,
+        "starting_weights_filename": Path(rec.model.path).name,
+        "weight_data_types": precision,
+        "weight_transformations": transformations,
+        "model_sha256": rec.model.sha256 or "unknown",
+    }
+
+
+def _copy_logs(src: Path, dst: Path, names: tuple[str, ...]) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        path = src / name
+        if not path.is_file():
+            raise SubmissionError(f"{path} is missing; the run did not finish its LoadGen logs, rerun it")
+        shutil.copyfile(path, dst / name)
+
+
+def write_tree(plan: Plan, dest_root: Path) -> None:
+    """Write the whole tree under dest_root (the submission root, holding <division>/)."""
+    lay = Layout(root=dest_root, division=plan.layout.division, submitter=plan.layout.submitter,
+                 version=plan.layout.version)
+    files, note = collect_source([r.record.git_sha for r in plan.runs])
+    if lay.v6:
+        write_source(lay.source_dir("", ""), files, note)
+    else:
+        for model_dir, impl in sorted({(e.model_dir, e.impl) for e in plan.entries}):
+            write_source(lay.source_dir(model_dir, impl), files, note)
+    for sid, system in sorted(plan.systems.items()):
+        path = lay.system_json(sid)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(dumps_json(system.description))
+    if plan.model_mapping:
+        lay.model_mapping().write_text(dumps_json(plan.model_mapping))
+    for e in plan.entries:
+        sid = e.system.id
+        perf_src = e.performance.dir / "performance" / "run_1"
+        acc_src = e.accuracy.dir / "accuracy"
+        _copy_logs(perf_src, lay.performance_dir(sid, e.model_dir, e.scenario), (SUMMARY_LOG, DETAIL_LOG))
+        acc_dst = lay.accuracy_dir(sid, e.model_dir, e.scenario)
+        _copy_logs(acc_src, acc_dst, (SUMMARY_LOG, DETAIL_LOG))
+        full_log = acc_src / ACCURACY_LOG
+        if not full_log.is_file():
+            raise SubmissionError(f"{full_log} is missing; the accuracy run did not finish, rerun it")
+        (acc_dst / ACCURACY_LOG).write_bytes(truncated_bytes(full_log))
+        (acc_dst / ACCURACY_TXT).write_text(
+            submission_accuracy_txt(acc_src / ACCURACY_TXT, e.accuracy.record.results, full_log))
+        mdir = lay.measurements_dir(sid, e.model_dir, e.scenario)
+        mdir.mkdir(parents=True, exist_ok=True)
+        user_conf = e.performance.dir / USER_CONF
+        if not user_conf.is_file() or not user_conf.read_text().strip():
+            raise SubmissionError(f"{user_conf} is missing or empty; the harness writes it, rerun the performance run")
+        shutil.copyfile(user_conf, mdir / USER_CONF)
+        lay.measurements_json(sid, e.model_dir, e.scenario, e.impl).write_text(dumps_json(_measurements(e)))
+        (mdir / "README.md").write_text(readme.scenario_readme(e, lay))

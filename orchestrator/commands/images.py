@@ -1,0 +1,110 @@
+"""`mlperf-bert images ...`: build and list the per-target Docker images.
+
+Thin commands over orchestrator.images; errors are orchestrator.errors exceptions, reported by the CLI
+edge as one line.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from orchestrator.backends import TARGETS, Target
+
+app = typer.Typer(
+    help="Build and list the per-target Docker images (images/<backend>-<device>/).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _gpu_present(target: Target) -> bool:
+    from orchestrator.errors import PreflightError
+    from orchestrator.runners import check_gpu_visible_locally
+
+    try:
+        check_gpu_visible_locally(target)
+    except PreflightError:
+        return False
+    return True
+
+
+def default_images() -> list[str]:
+    """The CPU images, plus each GPU image whose GPU this machine has."""
+    from orchestrator.images import recipes
+
+    return [key for key, r in recipes().items() if r.target.gpu is None or _gpu_present(r.target)]
+
+
+@app.command()
+def build(
+    names: Annotated[Optional[list[str]], typer.Argument(
+        help=f"Images to build: {', '.join(TARGETS)} [default: the CPU images and those of the GPUs present].")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Build every image, GPU ones too.")] = False,
+    build_arg: Annotated[Optional[list[str]], typer.Option(
+        "--build-arg", help="NAME=VALUE overriding a Dockerfile ARG (a version, PYTHON_VERSION...); repeatable.")] = None,
+    base_image: Annotated[Optional[str], typer.Option(
+        help="Base image (the BASE_IMAGE build arg), e.g. a local mlperf-bert/base:bookworm.")] = None,
+    offline: Annotated[bool, typer.Option(
+        help="Never download: build from the wheelhouse already in wheelhouse/<name>/.")] = False,
+    no_cache: Annotated[bool, typer.Option(help="Rebuild every layer.")] = False,
+    allow_network: Annotated[bool, typer.Option(
+        help="Let build steps reach the network (only for a base that lacks python3).")] = False,
+    log_dir: Annotated[Optional[Path], typer.Option(
+        help="Where full build logs go [default: <cache>/logs/images].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+) -> None:
+    """Download each image's wheelhouse on this host, then build it with no network; keeps the full log."""
+    from orchestrator.cli import errors_to_exit
+    from orchestrator.images import build_image, format_size, get_recipe, parse_build_arg_options, recipes
+    from orchestrator.runners.docker import connect
+
+    with errors_to_exit():
+        keys = list(recipes()) if all_ else (names or default_images())
+        chosen = [get_recipe(k) for k in keys]
+        overrides = parse_build_arg_options(build_arg or [])
+        client = connect("build images")
+        results = []
+        for recipe in chosen:
+            typer.echo(f"building {recipe.reference} ...", err=True)
+            result = build_image(
+                recipe, client=client, overrides=overrides, base_image=base_image, offline=offline,
+                no_cache=no_cache, allow_network=allow_network, log_dir=log_dir,
+                on_step=lambda line, key=recipe.key: typer.echo(f"  [{key}] {line}", err=True),
+            )
+            results.append(result)
+            if not as_json:
+                typer.echo(f"{result.reference}  {result.image_id[:19]}  {format_size(result.size_bytes)}  "
+                           f"{result.seconds:.0f} s  log: {result.log_path}")
+        if as_json:
+            typer.echo(json.dumps([{**asdict(r), "log_path": str(r.log_path)} for r in results], indent=2))
+
+
+@app.command("list")
+def list_(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Only these images.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON on stdout.")] = False,
+) -> None:
+    """Name, tag, digest, size and the versions inside (from the image labels) of every image."""
+    from orchestrator.cli import errors_to_exit
+    from orchestrator.images import format_size, format_table, get_recipe, list_images
+    from orchestrator.runners.docker import connect
+
+    with errors_to_exit():
+        keys = [get_recipe(k).key for k in names] if names else None
+        rows = list_images(connect("list images"), keys)
+        if as_json:
+            typer.echo(json.dumps([asdict(r) for r in rows], indent=2))
+            return
+        table = [("NAME", "TAG", "DIGEST", "SIZE", "VERSIONS")]
+        for r in rows:
+            if r.reference is None:
+                table.append((r.key, "-", "-", "-", f"not built: mlperf-bert images build {r.key}"))
+                continue
+            versions = ", ".join(f"{k} {v}" if k != "engine" else v for k, v in r.versions.items())
+            table.append((r.key, r.reference, (r.digest or "")[:19], format_size(r.size_bytes), versions))
+        typer.echo(format_table(table))

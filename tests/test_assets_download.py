@@ -71,7 +71,7 @@ class FaultServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 server.handle(self)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

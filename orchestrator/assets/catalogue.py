@@ -114,7 +114,7 @@ class Asset(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Asset":
+    def _consistent(self) -> Asset:
         if not self.synthetic and not (self.md5 or self.sha256):
             raise ValueError(f"asset {self.name!r} needs an md5 or a sha256 (only synthetic assets have none)")
         if self.kind == "model" and (self.interface is None or self.precision is None):
@@ -146,7 +146,7 @@ class Catalogue(_Strict):
     assets: list[Asset]
 
     @model_validator(mode="after")
-    def _unique(self) -> "Catalogue":
+    def _unique(self) -> Catalogue:
         seen: dict[str, str] = {}
         for asset in self.assets:
             for key in [asset.name, *asset.aliases]:

@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 from dataclasses import dataclass
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -104,9 +105,9 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         try:
-            from datetime import datetime, timezone
+            from datetime import datetime
 
-            return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+            return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
         except (TypeError, ValueError):
             return None
 
@@ -304,8 +305,8 @@ def _fetch_from_mirrors(asset: Asset, final: Path, part: Path, have: int, policy
                         progress: bool, session: requests.Session) -> FetchResult:
     errors: list[str] = []
     mismatched = 0
-    bar_args: dict[str, Any] = dict(unit="B", unit_scale=True, unit_divisor=1024, desc=asset.name,
-                                    disable=not progress, file=sys.stderr, dynamic_ncols=True, leave=True)
+    bar_args: dict[str, Any] = {"unit": "B", "unit_scale": True, "unit_divisor": 1024, "desc": asset.name,
+                                "disable": not progress, "file": sys.stderr, "dynamic_ncols": True, "leave": True}
     for mirror in asset.mirrors:
         url = mirror.url
         for from_scratch in (False, True):

@@ -71,7 +71,7 @@ def check_onnx_interface(path: Path, expected: Interface | None = None) -> list[
         return [f"{path} does not exist"]
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # onnx raises DecodeError, ValueError, google.protobuf errors...
+    except Exception as e:  # noqa: BLE001 - onnx raises DecodeError, ValueError, OSError, protobuf errors
         return [f"{path.name} is not a readable ONNX file ({e.__class__.__name__})"]
     graph = model.graph
     initializers = {i.name for i in graph.initializer}

@@ -23,7 +23,7 @@ import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -68,7 +68,7 @@ class Stamp(BaseModel):
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def asset_dir(cache_dir: Path, name: str) -> Path:
@@ -149,7 +149,7 @@ def publish(tmp: Path, final: Path) -> None:
 
 def move_aside(path: Path) -> Path:
     """Keep a corrupt file for inspection instead of deleting it: <file>.corrupt-<timestamp>."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     target = path.with_name(f"{path.name}.corrupt-{stamp}")
     os.replace(path, target)
     log.warning("moved corrupt %s aside to %s", path, target)

@@ -15,6 +15,7 @@ import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,8 +64,8 @@ class _GraphBuilder:
 
         self.onnx = onnx
         self.rng = np.random.default_rng(seed)
-        self.nodes: list = []  # type: ignore[type-arg]
-        self.initializers: list = []  # type: ignore[type-arg]
+        self.nodes: list[Any] = []  # onnx NodeProto
+        self.initializers: list[Any] = []  # onnx TensorProto
         self._n = 0
 
     def _name(self, hint: str) -> str:
@@ -86,20 +87,23 @@ class _GraphBuilder:
         self.initializers.append(self.onnx.numpy_helper.from_array(value, name))
         return name
 
-    def node(self, op: str, inputs: list[str], hint: str, n_out: int = 1, **attrs: object) -> str | list[str]:
+    def node(self, op: str, inputs: list[str], hint: str, **attrs: Any) -> str:
+        return self.nodes_out(op, inputs, hint, 1, **attrs)[0]
+
+    def nodes_out(self, op: str, inputs: list[str], hint: str, n_out: int, **attrs: Any) -> list[str]:
         outs = [self._name(hint) for _ in range(n_out)]
         self.nodes.append(self.onnx.helper.make_node(op, inputs, outs, name=self._name(op), **attrs))
-        return outs[0] if n_out == 1 else outs
+        return outs
 
     def linear(self, x: str, n_in: int, n_out: int, prefix: str) -> str:
         w = self.weight(f"{prefix}.weight", (n_in, n_out))  # stored [in, out] as a PyTorch export's MatMul
         b = self.weight(f"{prefix}.bias", (n_out,), "zeros")
-        return self.node("Add", [self.node("MatMul", [x, w], prefix), b], prefix)  # type: ignore[list-item]
+        return self.node("Add", [self.node("MatMul", [x, w], prefix), b], prefix)
 
     def layer_norm(self, x: str, h: int, prefix: str) -> str:
         scale = self.weight(f"{prefix}.weight", (h,), "ones")
         bias = self.weight(f"{prefix}.bias", (h,), "zeros")
-        return self.node("LayerNormalization", [x, scale, bias], prefix, axis=-1, epsilon=1e-12)  # type: ignore[return-value]
+        return self.node("LayerNormalization", [x, scale, bias], prefix, axis=-1, epsilon=1e-12)
 
 
 def build_synthetic_bert(shape: BertShape = BERT_LARGE, seed: int = 0):  # type: ignore[no-untyped-def]
@@ -109,27 +113,27 @@ def build_synthetic_bert(shape: BertShape = BERT_LARGE, seed: int = 0):  # type:
 
     g = _GraphBuilder(seed)
     h, heads, hs = shape.hidden, shape.heads, shape.head_size
-    i64 = lambda *v: np.array(v, dtype=np.int64)  # noqa: E731
+    i64 = lambda *v: np.array(v, dtype=np.int64)
 
     # Embeddings: word + position + token type, then LayerNorm.
     word = g.weight("bert.embeddings.word_embeddings.weight", (shape.vocab, h))
     pos = g.weight("bert.embeddings.position_embeddings.weight", (shape.max_positions, h))
     typ = g.weight("bert.embeddings.token_type_embeddings.weight", (shape.type_vocab, h))
-    seq_len = g.node("Gather", [g.node("Shape", ["input_ids"], "shape"), g.const("one_idx", np.array(1, np.int64))],  # type: ignore[list-item]
+    seq_len = g.node("Gather", [g.node("Shape", ["input_ids"], "shape"), g.const("one_idx", np.array(1, np.int64))],
                      "seq_len", axis=0)
-    position_ids = g.node("Unsqueeze", [g.node("Range", [g.const("zero", np.array(0, np.int64)), seq_len,  # type: ignore[list-item]
+    position_ids = g.node("Unsqueeze", [g.node("Range", [g.const("zero", np.array(0, np.int64)), seq_len,
                                                           g.const("step", np.array(1, np.int64))], "range"),
                                         g.const("axes0", i64(0))], "position_ids")
-    x = g.node("Add", [g.node("Gather", [word, "input_ids"], "word_emb"), g.node("Gather", [pos, position_ids], "pos_emb")], "emb")  # type: ignore[list-item]
-    x = g.node("Add", [x, g.node("Gather", [typ, "segment_ids"], "type_emb")], "emb")  # type: ignore[list-item]
-    x = g.layer_norm(x, h, "bert.embeddings.LayerNorm")  # type: ignore[arg-type]
+    x = g.node("Add", [g.node("Gather", [word, "input_ids"], "word_emb"), g.node("Gather", [pos, position_ids], "pos_emb")], "emb")
+    x = g.node("Add", [x, g.node("Gather", [typ, "segment_ids"], "type_emb")], "emb")
+    x = g.layer_norm(x, h, "bert.embeddings.LayerNorm")
 
     # The additive attention mask, as BERT's PyTorch export writes it: (1 - mask) * -10000, [B, 1, 1, S].
     mask = g.node("Unsqueeze", ["input_mask", g.const("axes1", i64(1))], "mask3d")  # mask[:, None, None, :]
-    mask = g.node("Unsqueeze", [mask, g.const("axes2", i64(2))], "mask4d")  # type: ignore[list-item]
-    mask = g.node("Cast", [mask], "mask_f", to=TensorProto.FLOAT)  # type: ignore[list-item]
-    mask = g.node("Sub", [g.const("one_f", np.array(1.0, np.float32)), mask], "mask_inv")  # type: ignore[list-item]
-    mask = g.node("Mul", [mask, g.const("neg_big", np.array(-10000.0, np.float32))], "mask_add")  # type: ignore[list-item]
+    mask = g.node("Unsqueeze", [mask, g.const("axes2", i64(2))], "mask4d")
+    mask = g.node("Cast", [mask], "mask_f", to=TensorProto.FLOAT)
+    mask = g.node("Sub", [g.const("one_f", np.array(1.0, np.float32)), mask], "mask_inv")
+    mask = g.node("Mul", [mask, g.const("neg_big", np.array(-10000.0, np.float32))], "mask_add")
 
     split_heads = g.const("shape_heads", i64(0, 0, heads, hs))
     merge_heads = g.const("shape_hidden", i64(0, 0, h))
@@ -140,26 +144,26 @@ def build_synthetic_bert(shape: BertShape = BERT_LARGE, seed: int = 0):  # type:
 
     for n in range(shape.layers):
         p = f"bert.encoder.layer.{n}"
-        q = g.node("Transpose", [g.node("Reshape", [g.linear(x, h, h, f"{p}.attention.self.query"), split_heads], "q")],  # type: ignore[list-item]
+        q = g.node("Transpose", [g.node("Reshape", [g.linear(x, h, h, f"{p}.attention.self.query"), split_heads], "q")],
                    "qT", perm=[0, 2, 1, 3])
-        k = g.node("Transpose", [g.node("Reshape", [g.linear(x, h, h, f"{p}.attention.self.key"), split_heads], "k")],  # type: ignore[list-item]
+        k = g.node("Transpose", [g.node("Reshape", [g.linear(x, h, h, f"{p}.attention.self.key"), split_heads], "k")],
                    "kT", perm=[0, 2, 3, 1])
-        v = g.node("Transpose", [g.node("Reshape", [g.linear(x, h, h, f"{p}.attention.self.value"), split_heads], "v")],  # type: ignore[list-item]
+        v = g.node("Transpose", [g.node("Reshape", [g.linear(x, h, h, f"{p}.attention.self.value"), split_heads], "v")],
                    "vT", perm=[0, 2, 1, 3])
-        scores = g.node("Add", [g.node("Div", [g.node("MatMul", [q, k], "qk"), scale], "qk_scaled"), mask], "qk_masked")  # type: ignore[list-item]
-        probs = g.node("Softmax", [scores], "probs", axis=-1)  # type: ignore[list-item]
-        ctx = g.node("Transpose", [g.node("MatMul", [probs, v], "ctx")], "ctxT", perm=[0, 2, 1, 3])  # type: ignore[list-item]
-        ctx = g.node("Reshape", [ctx, merge_heads], "ctx_merged")  # type: ignore[list-item]
-        attn = g.linear(ctx, h, h, f"{p}.attention.output.dense")  # type: ignore[arg-type]
-        x = g.layer_norm(g.node("Add", [attn, x], "res1"), h, f"{p}.attention.output.LayerNorm")  # type: ignore[arg-type]
+        scores = g.node("Add", [g.node("Div", [g.node("MatMul", [q, k], "qk"), scale], "qk_scaled"), mask], "qk_masked")
+        probs = g.node("Softmax", [scores], "probs", axis=-1)
+        ctx = g.node("Transpose", [g.node("MatMul", [probs, v], "ctx")], "ctxT", perm=[0, 2, 1, 3])
+        ctx = g.node("Reshape", [ctx, merge_heads], "ctx_merged")
+        attn = g.linear(ctx, h, h, f"{p}.attention.output.dense")
+        x = g.layer_norm(g.node("Add", [attn, x], "res1"), h, f"{p}.attention.output.LayerNorm")
         inter = g.linear(x, h, shape.ffn, f"{p}.intermediate.dense")
-        erf = g.node("Erf", [g.node("Div", [inter, sqrt2], "gelu_div")], "gelu_erf")  # type: ignore[list-item]
-        gelu = g.node("Mul", [g.node("Mul", [inter, g.node("Add", [erf, one], "gelu_add")], "gelu_mul"), half], "gelu")  # type: ignore[list-item]
-        out = g.linear(gelu, shape.ffn, h, f"{p}.output.dense")  # type: ignore[arg-type]
-        x = g.layer_norm(g.node("Add", [out, x], "res2"), h, f"{p}.output.LayerNorm")  # type: ignore[arg-type]
+        erf = g.node("Erf", [g.node("Div", [inter, sqrt2], "gelu_div")], "gelu_erf")
+        gelu = g.node("Mul", [g.node("Mul", [inter, g.node("Add", [erf, one], "gelu_add")], "gelu_mul"), half], "gelu")
+        out = g.linear(gelu, shape.ffn, h, f"{p}.output.dense")
+        x = g.layer_norm(g.node("Add", [out, x], "res2"), h, f"{p}.output.LayerNorm")
 
     logits = g.linear(x, h, 2, "qa_outputs")
-    start, end = g.node("Split", [logits, g.const("split_11", i64(1, 1))], "logits", n_out=2, axis=-1)  # type: ignore[misc]
+    start, end = g.nodes_out("Split", [logits, g.const("split_11", i64(1, 1))], "logits", 2, axis=-1)
     last = g.const("axes_last", i64(-1))
     g.nodes.append(helper.make_node("Squeeze", [start, last], ["output_start_logits"], name="squeeze_start"))
     g.nodes.append(helper.make_node("Squeeze", [end, last], ["output_end_logits"], name="squeeze_end"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -23,7 +23,7 @@ app = typer.Typer(
 )
 
 CacheDir = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--cache-dir", help="Asset cache [default: $MLPERF_BERT_CACHE, else $XDG_CACHE_HOME/mlperf-bert]."),
 ]
 
@@ -40,7 +40,7 @@ def _cache(cache_dir: Path | None) -> Path:
 @app.callback()
 def _options(
     ctx: typer.Context,
-    catalogue: Annotated[Optional[Path], typer.Option(
+    catalogue: Annotated[Path | None, typer.Option(
         "--catalogue", envvar="MLPERF_BERT_CATALOGUE", help="Use another catalogue file than configs/assets.yaml.",
     )] = None,
 ) -> None:
@@ -50,10 +50,10 @@ def _options(
 @app.command()
 def fetch(
     ctx: typer.Context,
-    names: Annotated[Optional[list[str]], typer.Argument(help="Catalogue names or aliases to fetch.")] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Catalogue names or aliases to fetch.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Fetch every downloadable asset that is not embedded.")] = False,
     cache_dir: CacheDir = None,
-    progress: Annotated[Optional[bool], typer.Option(
+    progress: Annotated[bool | None, typer.Option(
         "--progress/--no-progress", help="Show a progress bar [default: when stderr is a terminal].")] = None,
     retries: Annotated[int, typer.Option(min=1, help="Tries per mirror on transient errors.")] = 6,
 ) -> None:
@@ -125,7 +125,7 @@ def list_(
 @app.command()
 def verify(
     ctx: typer.Context,
-    names: Annotated[Optional[list[str]], typer.Argument(help="Assets to re-hash [default: every present one].")] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Assets to re-hash [default: every present one].")] = None,
     cache_dir: CacheDir = None,
     move_aside: Annotated[bool, typer.Option(
         "--move-aside", help="Rename a corrupt cached file to <file>.corrupt-<time> (it is never deleted).")] = False,
@@ -135,27 +135,26 @@ def verify(
 
     catalogue = _catalogue(ctx)
     cache = _cache(cache_dir)
-    customs = {s.name: s for s in custom_stamps(cache, catalogue)}
-    targets: list[tuple[str, object]] = []
-    for name in names or [a.name for a in catalogue.assets] + list(customs):
-        asset = catalogue.find(name)
-        if asset is None and name not in customs:
-            catalogue.get(name)  # raises "unknown asset"
-        targets.append((name, asset))
+    customs = {s.name for s in custom_stamps(cache, catalogue)}
+    wanted = names or [a.name for a in catalogue.assets] + sorted(customs)
+    for name in wanted:
+        if catalogue.find(name) is None and name not in customs:
+            catalogue.get(name)  # raises "unknown asset; choose one of"
     bad: list[str] = []
     checked = 0
-    for name, asset in targets:
-        if asset is not None:
-            where = status(asset, cache).where  # type: ignore[arg-type]
+    for name in wanted:
+        asset = catalogue.find(name)
+        if asset is None:
+            result = verify_cached(None, name, cache, move_corrupt=move_aside)
+        else:
+            where = status(asset, cache).where
             if where == "missing":
-                if names:
-                    typer.echo(f"{name}: missing (not in {cache})")
+                if names:  # asked for by name: missing is a failure; otherwise just not present
+                    typer.echo(f"{name}: missing (not in {cache})", err=True)
                     bad.append(name)
                 continue
-            result = verify_embedded(asset) if where == "embedded" else verify_cached(  # type: ignore[arg-type]
-                asset, asset.name, cache, move_corrupt=move_aside)  # type: ignore[union-attr]
-        else:
-            result = verify_cached(None, name, cache, move_corrupt=move_aside)
+            result = (verify_embedded(asset) if where == "embedded"
+                      else verify_cached(asset, asset.name, cache, move_corrupt=move_aside))
         checked += 1
         if result.ok:
             typer.echo(f"{name}: ok {result.path}")
@@ -192,7 +191,7 @@ def import_(
 def make_synthetic(
     ctx: typer.Context,
     name: Annotated[str, typer.Option("--as", help="Cache name for the model.")] = "bert-large-synthetic",
-    output: Annotated[Optional[Path], typer.Option(help="Write to this file instead of the cache.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Write to this file instead of the cache.")] = None,
     layers: Annotated[int, typer.Option(min=1)] = 24,
     hidden: Annotated[int, typer.Option(min=1)] = 1024,
     heads: Annotated[int, typer.Option(min=1)] = 16,

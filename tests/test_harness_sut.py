@@ -24,10 +24,10 @@ def _engine(**options: str) -> InstantEngine:
     )
 
 
-def _sut(features, engine, kind="optimized", batch_size=4, indices=range(64)) -> BertSUT:
+def _sut(features, engine, kind="optimized", batch_size=4, scenario="Offline") -> BertSUT:
     qsl = SampleLibrary(features, features.count, features.count)
-    qsl.load_samples(list(indices))
-    return BertSUT(engine, qsl, scenario="Offline", kind=kind, batch_size=batch_size)
+    qsl.load_samples(list(range(features.count)))
+    return BertSUT(engine, qsl, scenario=scenario, kind=kind, batch_size=batch_size)
 
 
 def test_plan_batches_sorts_longest_first_and_keeps_leftovers() -> None:
@@ -96,6 +96,18 @@ def test_engine_buckets_and_max_batch_are_respected(features) -> None:
         assert engine.calls[-1][1] >= max(int(features.seq_len[i]) for _, i in batch)
         assert [o.shape[0] for o in outputs] == [int(features.seq_len[i]) for _, i in batch]
     assert [c[0] for c in engine.calls] == [3, 3, 1]
+
+
+def test_multistream_query_is_one_batch_unless_the_engine_caps_it(features) -> None:
+    items = [(i, i) for i in range(8)]
+    engine = _engine()
+    sut = _sut(features, engine, batch_size=2, scenario="MultiStream")
+    (batch,) = sut._plan(items)
+    outputs = sut._infer_batch(batch)
+    assert engine.calls == [(8, max(int(features.seq_len[i]) for i in range(8)))]
+    assert [o.shape[0] for o in outputs] == [int(features.seq_len[i]) for _, i in batch]
+    capped = _sut(features, _engine(max_batch="3"), batch_size=16, scenario="MultiStream")
+    assert [len(b) for b in capped._plan(items)] == [3, 3, 2]
 
 
 def test_engine_without_a_384_bucket_is_rejected(features) -> None:

@@ -9,7 +9,8 @@ float noise (and the quantisation noise of an int8 model's dynamic activation ra
 
 Dispatch: Offline, SingleStream and MultiStream run the query inside LoadGen's issue call (LoadGen
 issues their next query only when this one completes); Server hands samples to one worker thread that
-gathers up to batch_size of them (or what arrived within a short window) per engine call.
+gathers up to batch_size of them (or what arrived within a short window) per engine call. A MultiStream
+query (8 samples) is one batch whatever batch_size says, split only where the engine's max_batch requires.
 
 A response is float32 [seq_len, 2] (start, end interleaved per token), the layout every accuracy
 script reads. Its buffer is kept referenced until QuerySamplesComplete has returned (LoadGen copies
@@ -30,7 +31,7 @@ import numpy as np
 from orchestrator.errors import ConfigError, RunError
 from orchestrator.harness.engines.base import Engine
 from orchestrator.harness.qsl import SampleLibrary
-from orchestrator.harness.settings import MAX_SEQ_LEN, Scenario
+from orchestrator.harness.settings import MAX_SEQ_LEN, MULTISTREAM_SAMPLES_PER_QUERY, Scenario
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,13 @@ class BertSUT:
         self.scenario = scenario
         self.kind = kind
         engine_max = engine.max_batch()
-        self.batch_size = 1 if kind == "reference" else max(1, min(batch_size, engine_max or batch_size))
+        if kind == "reference":
+            self.batch_size = 1
+        elif scenario == "MultiStream":
+            self.batch_size = engine_max or MULTISTREAM_SAMPLES_PER_QUERY  # grows to the query (see _plan)
+        else:
+            self.batch_size = max(1, min(batch_size, engine_max or batch_size))
+        self._engine_max = engine_max
         buckets = engine.seq_buckets()
         self.buckets = sorted(buckets) if buckets else None
         if self.buckets and self.buckets[-1] < MAX_SEQ_LEN:
@@ -82,9 +89,10 @@ class BertSUT:
                 f"The engine's largest sequence bucket is {self.buckets[-1]}, below {MAX_SEQ_LEN}; "
                 f"build it with a {MAX_SEQ_LEN} bucket."
             )
-        width = pick_length(MAX_SEQ_LEN, self.buckets)
         # Input buffers reused for every batch: a flat int64 block per input, viewed as [B, S] (contiguous).
-        self._buffers = [np.zeros(self.batch_size * width, dtype=np.int64) for _ in range(3)]
+        self._buffers = [
+            np.zeros(self.batch_size * pick_length(MAX_SEQ_LEN, self.buckets), np.int64) for _ in range(3)
+        ]
         self._buffer_lock = threading.Lock()  # held while the input buffers are filled and run
         self._count_lock = threading.Lock()  # short: never held across inference (Server issues meanwhile)
         self._on_complete = on_complete
@@ -190,7 +198,10 @@ class BertSUT:
         if self.kind == "reference":
             return [[item] for item in items]
         lengths = [self.qsl.sample(idx).seq_len for _, idx in items]
-        return [[items[i] for i in b] for b in plan_batches(lengths, self.batch_size, sort=True)]
+        limit = self.batch_size
+        if self.scenario == "MultiStream":
+            limit = min(len(items), self._engine_max or len(items))
+        return [[items[i] for i in b] for b in plan_batches(lengths, max(1, limit), sort=True)]
 
     def _fail(self, exc: Exception) -> None:
         log.error("inference failed: %s: %s", type(exc).__name__, exc)
@@ -207,6 +218,8 @@ class BertSUT:
         width = pick_length(needed, self.buckets)
         cols = min(width, MAX_SEQ_LEN)
         with self._buffer_lock:
+            if self._buffers[0].size < b * width:  # only a MultiStream query larger than expected
+                self._buffers = [np.zeros(b * width, np.int64) for _ in range(3)]
             ids, mask, seg = (buf[: b * width].reshape(b, width) for buf in self._buffers)
             if width > cols:  # a bucket wider than the features: pad with zeros (mask 0)
                 for arr in (ids, mask, seg):

@@ -72,9 +72,8 @@ def _print_result(result: Any, as_json: bool) -> None:
         typer.echo(str(finding))
     typer.echo(report.summary_line())
     typer.echo(f"attempt {result.attempt}: {result.tree}")
-    for key, path in sorted(result.artifacts.items()):
-        if key != "tree":
-            typer.echo(f"  {path}")
+    for _, path in sorted(result.artifacts.items()):
+        typer.echo(f"  {path}")
 
 
 @app.command()

@@ -203,7 +203,7 @@ class ScenarioCheck:
                 self.c.error(path, f"LoadGen reported an error: {err.strip()}")
         psc = _num(log.get("effective_performance_sample_count"))
         if psc is None or psc < PERFORMANCE_SAMPLE_COUNT:
-            self.c.error(path, f"performance_sample_count is {psc}; it must be >= {PERFORMANCE_SAMPLE_COUNT} "
+            self.c.error(path, f"performance_sample_count is {_show(psc)}; it must be >= {PERFORMANCE_SAMPLE_COUNT} "
                                "(never lower it, shorten a run with min/max_query_count or target_qps)")
         seeds = SEEDS[self.lay.version]
         for name, expected in seeds.items():
@@ -213,7 +213,7 @@ class ScenarioCheck:
                                    "(use the LoadGen of that round, or --mlperf-version of the round the LoadGen carries)")
         min_duration = _num(log.get("effective_min_duration_ms"))
         if min_duration is None or min_duration < MIN_DURATION_MS:
-            self.c.error(path, f"min_duration is {min_duration} ms; it must be >= {MIN_DURATION_MS} "
+            self.c.error(path, f"min_duration is {_show(min_duration)} ms; it must be >= {MIN_DURATION_MS} "
                                "(shorten test runs with min/max_query_count or target_qps instead)")
         if self.scenario in EARLY_STOPPING_SCENARIOS:
             if log.get("early_stopping_met") is not True:
@@ -222,11 +222,11 @@ class ScenarioCheck:
             required = MIN_QUERY_COUNT.get(self.scenario, 0)
             mqc = _num(log.get("effective_min_query_count"))
             if mqc is None or mqc < required:
-                self.c.error(path, f"min_query_count is {mqc}; it must be >= {required}")
+                self.c.error(path, f"min_query_count is {_show(mqc)}; it must be >= {required}")
         if self.scenario == "Offline":
             spq = _num(log.get("effective_samples_per_query"))
             if spq is None or spq < OFFLINE_MIN_SAMPLES_PER_QUERY:
-                self.short_run(path, f"Offline issued {spq} samples per query; a full run issues >= "
+                self.short_run(path, f"Offline issued {_show(spq)} samples per query; a full run issues >= "
                                      f"{OFFLINE_MIN_SAMPLES_PER_QUERY}")
         validity = log.get("result_validity")
         if validity != "VALID":
@@ -309,6 +309,13 @@ class ScenarioCheck:
         if not test01.is_dir():
             self.c.error(test01, "the closed division needs the TEST01 compliance run for bert; this tool does not "
                                  "produce it yet, so submit in the open division")
+
+
+def _show(value: float | None) -> str:
+    """A logged count as LoadGen wrote it (100, not 100.0)."""
+    if value is None:
+        return "missing"
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def _num(value: Any) -> float | None:

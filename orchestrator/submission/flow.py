@@ -10,9 +10,10 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from orchestrator.config import RunConfig, resolve_config
+from orchestrator.config import ExecutionMode, RunConfig, Scenario, resolve_config
 from orchestrator.errors import ConfigError
 from orchestrator.submission.generate import GenerateOptions
+from orchestrator.submission.rules import SINGLESTREAM_MIN_QUERIES
 from orchestrator.submission.submit import SubmissionResult, generate_submission
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,16 @@ def scenario_configs(cli: dict[str, Any], config_file: Path | None, scenarios: l
         scenarios = list(DEFAULT_SCENARIOS)
     if len(set(s.lower() for s in scenarios)) != len(scenarios):
         raise ConfigError(f"scenario given twice in {', '.join(scenarios)}; pass each --scenario once")
-    return [resolve_config({**cli, "scenario": s, "mode": "both"}, config_file) for s in scenarios]
+    configs = [resolve_config({**cli, "scenario": s, "mode": "both"}, config_file) for s in scenarios]
+    for cfg in configs:
+        if (cfg.execution_mode is ExecutionMode.test and cfg.scenario is Scenario.SingleStream
+                and cfg.test_query_count < SINGLESTREAM_MIN_QUERIES):
+            raise ConfigError(
+                f"--test-query-count {cfg.test_query_count} is too few for SingleStream: LoadGen's early-stopping "
+                f"estimate, which the checker requires, needs at least {SINGLESTREAM_MIN_QUERIES} queries; "
+                f"pass --test-query-count {SINGLESTREAM_MIN_QUERIES} or more"
+            )
+    return configs
 
 
 def run_and_submit(

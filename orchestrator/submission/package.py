@@ -20,7 +20,7 @@ import json
 import os
 import re
 import tarfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -124,12 +124,6 @@ def write_tarball(tree: Path, dest: Path) -> None:
                 tar.add(path, arcname=rel, recursive=False, filter=_tar_filter)
     with dest.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
         gz.write(buf.getvalue())
-
-
-def accuracy_text(row: ResultRow) -> str:
-    if row.f1 is None or row.exact_match is None:
-        return ""
-    return f"F1: {row.f1} EM: {row.exact_match}"
 
 
 def summary_records(report: CheckReport, attempt: str, demo: dict[str, bool]) -> list[dict[str, Any]]:
@@ -239,7 +233,7 @@ def write_artifacts(output_dir: Path, attempt: str, tree: Path, report: CheckRep
     paths[".tstamps"].write_text("\n".join(tstamp_lines) + "\n")
     paths[".md"].write_text(attempt_markdown(attempt, report, records, systems, demo, highlights))
     write_summary_csv(output_dir)
-    return paths
+    return {k: v for k, v in paths.items() if k != "tree"}
 
 
 def attempt_markdown(attempt: str, report: CheckReport, records: list[dict[str, Any]],
@@ -269,7 +263,3 @@ def attempt_markdown(attempt: str, report: CheckReport, records: list[dict[str, 
         lines.append(f"| {rec['system']} | {rec['model']} ({rec['mlperf_model']}) | {rec['scenario']} | {result} | "
                      f"{rec['units']} | {acc_text} | {rec['validity']} |")
     return "\n".join(lines) + "\n"
-
-
-def as_dict(row: ResultRow) -> dict[str, Any]:
-    return asdict(row)

@@ -21,7 +21,7 @@ import yaml
 from typer.testing import CliRunner
 
 from orchestrator.assets.catalogue import Asset, Catalogue, Mirror, load_catalogue
-from orchestrator.assets.download import RetryPolicy, fetch_asset
+from orchestrator.assets.download import RetryPolicy, _content_range, _retry_after, fetch_asset
 from orchestrator.assets.store import cache_path, part_path, read_stamp
 from orchestrator.commands.assets import app
 from orchestrator.errors import AssetError
@@ -400,3 +400,11 @@ def test_two_concurrent_fetches_one_waits_for_the_other(server, tmp_path):
     assert "vocab-bert-uncased: fetched" in stdout and "vocab-bert-uncased: present" in stdout
     assert "waiting" in "".join(e for _, e in outs)
     assert md5(cache / "assets" / "vocab-bert-uncased" / "vocab.txt") == VOCAB_MD5
+
+
+def test_header_parsing():
+    assert _content_range("bytes 100-199/200") == (100, 200)
+    assert _content_range("bytes */200") == (None, 200)
+    assert _content_range(None) == (None, None)
+    assert _retry_after("7") == 7.0 and _retry_after("-3") == 0.0 and _retry_after("soon") is None
+    assert _retry_after("Wed, 21 Oct 2099 07:28:00 GMT") > 1e9  # an HTTP date, seconds from now

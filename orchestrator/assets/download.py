@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -119,6 +120,16 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
     return start, (int(total) if total.isdigit() else None)
 
 
+def brief(e: BaseException) -> str:
+    """A short reason for a log line or an error message (requests' own messages run to paragraphs)."""
+    if isinstance(e, requests.Timeout):
+        return "timed out"
+    if isinstance(e, requests.ConnectionError):
+        cause = re.search(r"Caused by (\w+)", str(e))
+        return f"connection failed ({cause.group(1) if cause else e.__class__.__name__})"
+    return str(e) or e.__class__.__name__
+
+
 def ensure_space(directory: Path, needed: int, name: str) -> None:
     free = shutil.disk_usage(directory).free
     if needed > 0 and free < needed + SPACE_RESERVE:
@@ -215,8 +226,8 @@ def _log_retry(name: str, url: str):  # type: ignore[no-untyped-def]
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0
-        log.warning("%s: %s (%s); retry %d in %.1f s", name, exc.__class__.__name__ if exc else "error",
-                    exc, state.attempt_number, wait, extra={"url": url})
+        log.warning("%s: %s: %s; retry %d in %.1f s", name, url, brief(exc) if exc else "error",
+                    state.attempt_number, wait)
 
     return before_sleep
 
@@ -320,9 +331,9 @@ def _fetch_from_mirrors(asset: Asset, final: Path, part: Path, have: int, policy
                 log.warning("%s: %s: %s; trying the next mirror", asset.name, url, e)
                 break
             except TRANSIENT as e:  # retries exhausted; the part is kept so that a later fetch resumes
-                errors.append(f"{url}: {e}")
+                errors.append(f"{url}: {brief(e)}")
                 log.warning("%s: %s still failing after %d tries (%s); trying the next mirror",
-                            asset.name, url, policy.attempts, e)
+                            asset.name, url, policy.attempts, brief(e))
                 break
             except requests.RequestException as e:  # a bad URL, too many redirects...
                 errors.append(f"{url}: {e.__class__.__name__}")

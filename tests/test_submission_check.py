@@ -13,8 +13,8 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -339,4 +339,4 @@ def test_bad_arguments(tmp_path):
         check_submission(tmp_path / "nope")
     with pytest.raises(ConfigError, match="not known"):
         check_submission(tmp_path, "v4.0")
-    assert errors_of(tmp_path) == [f"ERROR .: holds no division folder (open/ or closed/); pass the submission root"]
+    assert errors_of(tmp_path) == ["ERROR .: holds no division folder (open/ or closed/); pass the submission root"]

@@ -44,7 +44,7 @@ def attempts(runs, tmp_path_factory) -> tuple[Path, list]:
 
 
 def test_all_five_artifacts_per_attempt_and_nothing_else(attempts):
-    out, (first, second) = attempts
+    out, (first, _second) = attempts
     names = sorted(p.name for p in out.iterdir())
     expected = []
     for n in ("1", "short"):

@@ -12,7 +12,7 @@ import tarfile
 import tempfile
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -33,11 +33,11 @@ OutputDir = Annotated[Path, typer.Option(help="Folder of submission attempts (th
 Division = Annotated[str, typer.Option(help=f"{' | '.join(SUBMITTABLE_DIVISIONS)}.")]
 Version = Annotated[str, typer.Option("--mlperf-version", help=f"Layout and rules: {' | '.join(VERSIONS)}.")]
 Benchmark = Annotated[str, typer.Option(help=f"The MLPerf model results count for: {' | '.join(MLPERF_MODELS)}.")]
-Submitter = Annotated[Optional[str], typer.Option(help="Submitter (organisation or team) name.")]
-HwName = Annotated[Optional[str], typer.Option(help="Hardware name used for the system folder and name.")]
-SystemConfig = Annotated[Optional[Path], typer.Option(help="YAML of system description keys overriding detection.")]
-ModelName = Annotated[Optional[str], typer.Option(help="Folder name of a custom (non-MLPerf) model [default: from the run].")]
-Attempt = Annotated[Optional[str], typer.Option(help="Attempt N ('short' or a number) [default: short for test-mode runs, else the next number].")]
+Submitter = Annotated[str | None, typer.Option(help="Submitter (organisation or team) name.")]
+HwName = Annotated[str | None, typer.Option(help="Hardware name used for the system folder and name.")]
+SystemConfig = Annotated[Path | None, typer.Option(help="YAML of system description keys overriding detection.")]
+ModelName = Annotated[str | None, typer.Option(help="Folder name of a custom (non-MLPerf) model [default: from the run].")]
+Attempt = Annotated[str | None, typer.Option(help="Attempt N ('short' or a number) [default: short for test-mode runs, else the next number].")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
 
@@ -150,23 +150,23 @@ def check(
 
 @app.command()
 def run(
-    scenario: Annotated[Optional[list[Scenario]], typer.Option(
+    scenario: Annotated[list[Scenario] | None, typer.Option(
         case_sensitive=False, help="Scenario to run (repeat it) [default: Offline and SingleStream].")] = None,
-    backend: Annotated[Optional[str], typer.Option(help=f"Inference backend: {' | '.join(BACKENDS)}.")] = None,
-    device: Annotated[Optional[str], typer.Option(help=f"Device: {' | '.join(DEVICES)}.")] = None,
-    execution_mode: Annotated[Optional[ExecutionMode], typer.Option(
+    backend: Annotated[str | None, typer.Option(help=f"Inference backend: {' | '.join(BACKENDS)}.")] = None,
+    device: Annotated[str | None, typer.Option(help=f"Device: {' | '.join(DEVICES)}.")] = None,
+    execution_mode: Annotated[ExecutionMode | None, typer.Option(
         help="test (short runs, a test-mode submission) or valid (full MLPerf rules).")] = None,
-    test_query_count: Annotated[Optional[int], typer.Option(help="Samples in a test-mode run.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Batch size of the optimized SUT.")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="Intra-op threads.")] = None,
-    sut: Annotated[Optional[SutKind], typer.Option(help="optimized or reference.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Model name from configs/assets.yaml.")] = None,
-    model_path: Annotated[Optional[Path], typer.Option(help="Any ONNX model with the MLPerf BERT interface.")] = None,
-    target_qps: Annotated[Optional[float], typer.Option(help="LoadGen target_qps (Offline/Server).")] = None,
-    runner: Annotated[Optional[RunnerKind], typer.Option(help="auto, local or docker.")] = None,
-    runs_dir: Annotated[Optional[Path], typer.Option(help="Where run directories are made (default ./runs).")] = None,
-    cache_dir: Annotated[Optional[Path], typer.Option(help="Asset and feature cache.")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="YAML file of run options (flags override it).")] = None,
+    test_query_count: Annotated[int | None, typer.Option(help="Samples in a test-mode run.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size of the optimized SUT.")] = None,
+    threads: Annotated[int | None, typer.Option(help="Intra-op threads.")] = None,
+    sut: Annotated[SutKind | None, typer.Option(help="optimized or reference.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name from configs/assets.yaml.")] = None,
+    model_path: Annotated[Path | None, typer.Option(help="Any ONNX model with the MLPerf BERT interface.")] = None,
+    target_qps: Annotated[float | None, typer.Option(help="LoadGen target_qps (Offline/Server).")] = None,
+    runner: Annotated[RunnerKind | None, typer.Option(help="auto, local or docker.")] = None,
+    runs_dir: Annotated[Path | None, typer.Option(help="Where run directories are made (default ./runs).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Asset and feature cache.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of run options (flags override it).")] = None,
     output_dir: OutputDir = Path("submissions"),
     division: Division = "open",
     mlperf_version: Version = DEFAULT_VERSION,

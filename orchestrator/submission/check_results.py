@@ -117,9 +117,9 @@ class ScenarioCheck:
         else:
             try:
                 data = json.loads(mjson.read_text())
-                if not isinstance(data, dict):
-                    raise ValueError
             except ValueError:
+                data = None
+            if not isinstance(data, dict):
                 self.c.error(mjson, "is not a JSON object; regenerate it")
                 data = {}
             self.measurements = data

@@ -7,8 +7,9 @@ test-mode flow gives a submission labelled test-mode everywhere.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from orchestrator.config import ExecutionMode, RunConfig, Scenario, resolve_config
 from orchestrator.errors import ConfigError
@@ -39,7 +40,7 @@ def run_command(cli: dict[str, Any], config_file: Path | None, scenario: str) ->
 def scenario_configs(cli: dict[str, Any], config_file: Path | None, scenarios: list[str]) -> list[RunConfig]:
     if not scenarios:
         scenarios = list(DEFAULT_SCENARIOS)
-    if len(set(s.lower() for s in scenarios)) != len(scenarios):
+    if len({s.lower() for s in scenarios}) != len(scenarios):
         raise ConfigError(f"scenario given twice in {', '.join(scenarios)}; pass each --scenario once")
     configs = [resolve_config({**cli, "scenario": s, "mode": "both"}, config_file) for s in scenarios]
     for cfg in configs:
@@ -69,7 +70,9 @@ def run_and_submit(
     options.validate()
     configs = scenario_configs(cli, config_file, scenarios)
     if run_benchmark is None:
-        from orchestrator.api import run_benchmark
+        from orchestrator import api
+
+        run_benchmark = api.run_benchmark
     run_dirs: list[Path] = []
     for cfg in configs:
         scenario = cfg.scenario.value

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import SubmissionError
-from orchestrator.submission.findings import CheckReport, ResultRow
+from orchestrator.submission.findings import CheckReport
 from orchestrator.submission.rules import DEMO_MODEL_LABEL, TEST_MODE_LABEL
 
 PREFIX = "mlperf_submission_"
@@ -247,8 +247,8 @@ def attempt_markdown(attempt: str, report: CheckReport, records: list[dict[str, 
     for sid, sj in sorted(systems.items()):
         lines += [f"### {sid}", "",
                   f"- System: {sj.get('system_name', '')} ({sj.get('system_type', '')}, {sj.get('status', '')})",
-                  f"- Host: {sj.get('host_processors_per_node', '')} x {sj.get('host_processor_model_name', '')}, "
-                  f"{sj.get('host_processor_core_count', '')} cores, {sj.get('host_memory_capacity', '')} memory",
+                  (f"- Host: {sj.get('host_processors_per_node', '')} x {sj.get('host_processor_model_name', '')}, "
+                  f"{sj.get('host_processor_core_count', '')} cores, {sj.get('host_memory_capacity', '')} memory"),
                   f"- Accelerators: {sj.get('accelerators_per_node', '')} x {sj.get('accelerator_model_name', '')}",
                   f"- OS: {sj.get('operating_system', '')}",
                   f"- Framework: {sj.get('framework', '')}",

@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -370,7 +370,7 @@ def build_image(
         args["MLPERF_BERT_VERSION"] = __version__
     log_dir = log_dir or default_log_dir()
     log_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     log_path = log_dir / f"{recipe.key}-{stamp}.log"
     reference = recipe.reference
     step_cb = on_step or (lambda line: log.info("%s: %s", recipe.key, line))
@@ -389,7 +389,7 @@ def build_image(
             )
             for item in stream:
                 follow.feed(item)
-        except Exception as exc:  # noqa: BLE001 - turned into one DockerError sentence below
+        except Exception as exc:
             raise docker_error(exc, f"build {reference}") from exc
         finally:
             context.close()

@@ -7,9 +7,10 @@ edge as one line.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -40,21 +41,28 @@ def default_images() -> list[str]:
     return [key for key, r in recipes().items() if r.target.gpu is None or _gpu_present(r.target)]
 
 
+def _progress(key: str) -> Callable[[str], None]:
+    def show(line: str) -> None:
+        typer.echo(f"  [{key}] {line}", err=True)
+
+    return show
+
+
 @app.command()
 def build(
-    names: Annotated[Optional[list[str]], typer.Argument(
+    names: Annotated[list[str] | None, typer.Argument(
         help=f"Images to build: {', '.join(TARGETS)} [default: the CPU images and those of the GPUs present].")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Build every image, GPU ones too.")] = False,
-    build_arg: Annotated[Optional[list[str]], typer.Option(
+    build_arg: Annotated[list[str] | None, typer.Option(
         "--build-arg", help="NAME=VALUE overriding a Dockerfile ARG (a version, PYTHON_VERSION...); repeatable.")] = None,
-    base_image: Annotated[Optional[str], typer.Option(
+    base_image: Annotated[str | None, typer.Option(
         help="Base image (the BASE_IMAGE build arg), e.g. a local mlperf-bert/base:bookworm.")] = None,
     offline: Annotated[bool, typer.Option(
         help="Never download: build from the wheelhouse already in wheelhouse/<name>/.")] = False,
     no_cache: Annotated[bool, typer.Option(help="Rebuild every layer.")] = False,
     allow_network: Annotated[bool, typer.Option(
         help="Let build steps reach the network (only for a base that lacks python3).")] = False,
-    log_dir: Annotated[Optional[Path], typer.Option(
+    log_dir: Annotated[Path | None, typer.Option(
         help="Where full build logs go [default: <cache>/logs/images].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
 ) -> None:
@@ -74,7 +82,7 @@ def build(
             result = build_image(
                 recipe, client=client, overrides=overrides, base_image=base_image, offline=offline,
                 no_cache=no_cache, allow_network=allow_network, log_dir=log_dir,
-                on_step=lambda line, key=recipe.key: typer.echo(f"  [{key}] {line}", err=True),
+                on_step=_progress(recipe.key),
             )
             results.append(result)
             if not as_json:
@@ -86,7 +94,7 @@ def build(
 
 @app.command("list")
 def list_(
-    names: Annotated[Optional[list[str]], typer.Argument(help="Only these images.")] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Only these images.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON on stdout.")] = False,
 ) -> None:
     """Name, tag, digest, size and the versions inside (from the image labels) of every image."""

@@ -282,7 +282,7 @@ def connect(action: str = "reach the Docker engine", *, attempts: int = 3) -> An
         return Retrying(retry=retry_if_exception(is_transient), stop=stop_after_attempt(attempts),
                         wait=wait_exponential(multiplier=0.5, min=0.5, max=4), reraise=True,
                         before_sleep=_log_retry)(attempt)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence
+    except Exception as exc:
         raise docker_error(exc, action) from exc
 
 
@@ -410,7 +410,7 @@ class DockerRunner(Runner):
             return self._retrying()(fn)
         except MlperfBertError:
             raise
-        except Exception as exc:  # noqa: BLE001 - docker/requests raise many types; all are rewritten
+        except Exception as exc:
             from docker.errors import ImageNotFound
 
             if isinstance(exc, ImageNotFound):
@@ -470,7 +470,7 @@ class DockerRunner(Runner):
                 oom = self._oom_killed(container)
             except MlperfBertError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - the engine went away or refused mid-run
+            except Exception as exc:
                 if _is_connection_error(exc):
                     raise DockerError(
                         f"lost the Docker engine while the container ran ({_explanation(exc)}); the logs so far are "

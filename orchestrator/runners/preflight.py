@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.backends import Target
 from orchestrator.errors import PreflightError
 from orchestrator.images import LABEL_TARGET, image_digest
+from orchestrator.runners import check_gpu_visible_locally
+
+__all__ = ["ImageFacts", "check_gpu_visible_locally", "run_preflight"]
 
 if TYPE_CHECKING:
     from orchestrator.runners.docker import DockerRunner
@@ -89,8 +92,6 @@ def check_host_gpu(target: Target) -> None:
     """A GPU target on a machine without that GPU fails here, before Docker is asked anything."""
     if target.gpu is None:
         return
-    from orchestrator.runners import check_gpu_visible_locally
-
     check_gpu_visible_locally(target)
 
 
@@ -144,8 +145,8 @@ def check_gpu_in_container(runner: DockerRunner, client: Any) -> dict[str, Any]:
     finally:
         try:
             container.remove(force=True)
-        except Exception:  # noqa: BLE001 - cleanup only
-            pass
+        except Exception as exc:  # noqa: BLE001 - cleanup only; the verdict below matters
+            log.debug("could not remove the probe container: %s", exc)
     if int(status.get("StatusCode", 1)) != 0:
         raise PreflightError(
             f"the GPU probe failed in {runner.image_ref} (exit {status.get('StatusCode')}: "

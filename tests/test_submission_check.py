@@ -340,3 +340,17 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(ConfigError, match="not known"):
         check_submission(tmp_path, "v4.0")
     assert errors_of(tmp_path) == ["ERROR .: holds no division folder (open/ or closed/); pass the submission root"]
+
+
+def test_hash_is_verified_against_the_full_logs_of_the_runs(tree, tmp_path_factory):
+    runs = lr.shared_runs(tmp_path_factory)
+    full = [runs[s] / "accuracy" / "mlperf_log_accuracy.json" for s in ("Offline", "SingleStream")]
+    assert check_submission(tree.root, "v6.1", full).errors == []
+    txt = tree.acc() / "accuracy.txt"
+    txt.write_text(txt.read_text().rsplit("hash=", 1)[0] + "hash=" + "0" * 64 + "\n")
+    errors = [str(f) for f in check_submission(tree.root, "v6.1", full).errors]
+    assert any("Offline/accuracy/accuracy.txt: hash 0000" in e and "is not the sha256 of the full log" in e
+               for e in errors), errors
+    # without the right run the hash cannot be verified: said as a note, not hidden
+    report = check_submission(tree.root, "v6.1", full[1:])
+    assert any("could not be verified" in str(f) for f in report.findings if f.kind == "note")

@@ -139,3 +139,12 @@ def test_run_end_to_end_on_the_embedded_model(tmp_path, session_cache):
     assert 50 < recs["Offline"]["accuracy"]["f1"] <= 100  # the demo model answers most questions
     check = cli.invoke(app, ["check", str(out / "mlperf_submission_short")])
     assert check.exit_code == EXIT_TEST_MODE, check.output
+
+
+def test_check_verifies_hashes_with_run_dirs(generated, runs):
+    tree = generated / "mlperf_submission_short"
+    args = ["check", str(tree), "--allow-test-mode", "--run-dir", str(runs["Offline"]),
+            "--run-dir", str(runs["SingleStream"])]
+    res = cli.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "could not be verified" not in res.output

@@ -89,7 +89,7 @@ def generate(
     model_name: ModelName = None,
     attempt: Attempt = None,
     package: Annotated[bool, typer.Option(help="Write the tarball and the SCC artifacts after the check.")] = True,
-    keep_invalid: Annotated[bool, typer.Option(help="Keep a tree that fails the check, for inspection.")] = False,
+    keep_invalid: Annotated[bool, typer.Option("--keep-invalid", help="Keep a tree that fails the check, for inspection.")] = False,
     as_json: AsJson = False,
 ) -> None:
     """Assemble attempt N from run directories, check it, and package it with the SCC artifacts."""
@@ -120,8 +120,10 @@ def _extract(archive: Path, dest: Path) -> Path:
 def check(
     path: Annotated[Path, typer.Argument(help="A submission root (holding open/ or closed/) or its .tar.gz.")],
     mlperf_version: Version = DEFAULT_VERSION,
+    run_dir: Annotated[list[Path] | None, typer.Option(
+        help="Run directory holding a full accuracy log, to verify the hashes in accuracy.txt (repeat it).")] = None,
     allow_test_mode: Annotated[bool, typer.Option(
-        help=f"Exit 0 for a test-mode submission (default: exit {EXIT_TEST_MODE}, it is not a valid result).")] = False,
+        "--allow-test-mode", help=f"Exit 0 for a test-mode submission (default: exit {EXIT_TEST_MODE}, it is not a valid result).")] = False,
     as_json: AsJson = False,
 ) -> None:
     """Check a submission against the MLPerf rules: one line per problem, naming the file."""
@@ -130,7 +132,8 @@ def check(
 
         with tempfile.TemporaryDirectory(prefix="mlperf-bert-check-") as tmp:
             root = _extract(path, Path(tmp)) if path.is_file() else path
-            report = check_submission(root, mlperf_version)
+            full_logs = [d / "accuracy" / "mlperf_log_accuracy.json" for d in run_dir or []]
+            report = check_submission(root, mlperf_version, full_logs)
         if as_json:
             typer.echo(json.dumps({
                 "root": str(path), "version": report.version, "verdict": report.verdict,

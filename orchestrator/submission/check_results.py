@@ -299,6 +299,14 @@ class ScenarioCheck:
                                        "4096 + '\\n\\n...\\n\\n' + 4096 truncation; regenerate the submission")
             elif not data.lstrip().startswith(b"["):
                 self.c.error(log_path, "does not start like a LoadGen accuracy log (a JSON list)")
+            elif recorded and self.c.full_logs.paths:
+                full = self.c.full_logs.find(data)
+                if full is None:
+                    self.c.note(log_path, "none of the given run directories holds the full log it was cut from; "
+                                          "the hash in accuracy.txt could not be verified")
+                elif sha256_file(full) != recorded:
+                    self.c.error(path, f"hash {recorded} is not the sha256 of the full log {full}; regenerate "
+                                       "the submission from that run")
         return scores
 
     # --- compliance ---------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator.errors import ConfigError
 from orchestrator.submission.check_results import ScenarioCheck
-from orchestrator.submission.findings import CheckReport, Collector, ResultRow
+from orchestrator.submission.findings import CheckReport, Collector, FullLogs, ResultRow
 from orchestrator.submission.layout import Layout
 from orchestrator.submission.rules import (
     CLOSED_REQUIRED_SCENARIOS,
@@ -39,12 +39,14 @@ from orchestrator.submission.rules import (
 ROOT_IGNORED_DIRS = (".git", ".github", "assets")  # the official checker skips these at the root
 
 
-def check_submission(root: Path, version: str = DEFAULT_VERSION) -> CheckReport:
+def check_submission(root: Path, version: str = DEFAULT_VERSION, full_logs: list[Path] | None = None) -> CheckReport:
+    """Check the tree under root. full_logs: full accuracy logs (from the run directories) to verify each
+    accuracy.txt hash against; without them the hash can only be checked for form."""
     if version not in VERSIONS:
         raise ConfigError(f"--mlperf-version {version!r} is not known; choose one of {', '.join(VERSIONS)}")
     if not root.is_dir():
         raise ConfigError(f"{root} is not a directory; pass the submission root (the folder holding open/ or closed/)")
-    c = Collector(root=root)
+    c = Collector(root=root, full_logs=FullLogs(full_logs or []))
     results: list[ResultRow] = []
     divisions = []
     for entry in sorted(root.iterdir()):

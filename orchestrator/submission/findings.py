@@ -43,9 +43,25 @@ class ResultRow:
     version: str = ""
 
 
+class FullLogs:
+    """Full accuracy logs, found by the truncated copy a submission holds (head + separator + tail)."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+        self._by_cut: dict[bytes, Path] | None = None
+
+    def find(self, truncated: bytes) -> Path | None:
+        if self._by_cut is None:
+            from orchestrator.submission.accuracy_files import truncated_bytes
+
+            self._by_cut = {truncated_bytes(p): p for p in self.paths if p.is_file()}
+        return self._by_cut.get(truncated)
+
+
 @dataclass
 class Collector:
     root: Path
+    full_logs: FullLogs = field(default_factory=lambda: FullLogs([]))
     findings: list[Finding] = field(default_factory=list)
 
     def rel(self, path: Path) -> str:

@@ -27,6 +27,12 @@ from orchestrator.submission.rules import DEMO_MODEL_LABEL, TEST_MODE_LABEL
 
 log = logging.getLogger(__name__)
 
+# What each SUT kind does (orchestrator/harness/sut.py), for the .md highlights.
+SUT_OPTIMIZATIONS = {
+    "optimized": "samples sorted by real length, batched, each batch cut to its longest row",
+    "reference": "MLPerf reference behaviour: batch 1, every sample padded to 384",
+}
+
 
 @dataclass
 class SubmissionResult:
@@ -60,10 +66,12 @@ def _highlights(plan: Plan, report: CheckReport) -> list[str]:
         rec = e.performance.record
         cfg = rec.config
         label = f" ({DEMO_MODEL_LABEL})" if e.demo_model else ""
+        sut = cfg.get("sut", "optimized")
         out.append(
             f"{e.scenario}: {rec.target} on {rec.execution_provider}, model {rec.model.name or rec.model.path} "
-            f"({rec.model_meta.get('precision') or 'precision unspecified'}){label}, {cfg.get('sut', 'optimized')} SUT, "
-            f"batch size {cfg.get('batch_size')}, threads {cfg.get('threads') or 'default'}"
+            f"({rec.model_meta.get('precision') or 'precision unspecified'}){label}, {sut} SUT "
+            f"({SUT_OPTIMIZATIONS.get(sut, 'unspecified')}), batch size {cfg.get('batch_size')}, "
+            f"threads {cfg.get('threads') or 'default'}"
         )
     for row in report.results:
         value = "n/a" if row.result is None else f"{row.result:.3f}"
@@ -100,7 +108,8 @@ def generate_submission(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    report = check_submission(tree, options.version)
+    full_logs = [e.accuracy.dir / "accuracy" / "mlperf_log_accuracy.json" for e in plan.entries]
+    report = check_submission(tree, options.version, full_logs)
     verdict_valid = report.verdict == "valid"
     for row in report.results:
         row.valid = verdict_valid

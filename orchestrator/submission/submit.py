@@ -104,7 +104,13 @@ def generate_submission(
     tmp = output_dir / f".tmp-{PREFIX}{attempt}-{os.getpid()}"
     try:
         write_tree(plan, tmp)
-        tmp.rename(tree)
+        try:
+            tmp.rename(tree)
+        except OSError as e:
+            raise SubmissionError(
+                f"cannot move the new tree to {tree} ({e.strerror}); another generate may be writing attempt "
+                f"{attempt}, pass --attempt with a new number"
+            ) from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -236,4 +236,8 @@ def describe_system(record: RunRecord, division: str, overrides: Overrides, sw_n
     desc["sw_notes"] = "; ".join(notes)
     ordered = {k: desc.get(k, "") for k in SYSTEM_KEYS}
     validate(ordered, f"system {sid}")
+    unknown_values = [k for k, v in ordered.items() if v == "unspecified"]
+    if unknown_values:
+        log.warning("system %s: %s not detected; give the real values in a --system-config YAML before a real "
+                    "submission", sid, ", ".join(unknown_values))
     return System(id=sid, description=ordered)

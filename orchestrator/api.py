@@ -21,7 +21,7 @@ from typing import Any
 from orchestrator import __version__
 from orchestrator.backends import Target, get_target
 from orchestrator.config import ExecutionMode, RunConfig, RunnerKind
-from orchestrator.errors import ConfigError, MlperfBertError, ModelError, PreflightError, RunError
+from orchestrator.errors import ConfigError, DatasetError, MlperfBertError, ModelError, PreflightError, RunError
 from orchestrator.harness.spec import EXIT_BAD_INPUT, HarnessResult, HarnessSpec
 from orchestrator.paths import REPO_ROOT, default_cache_dir
 from orchestrator.runners.base import Runner
@@ -64,7 +64,7 @@ def resolve_inputs(config: RunConfig, cache_dir: Path) -> Inputs:
     target = get_target(config.backend, config.device)
     model = resolve_model(config.model, config.model_path, cache_dir)
     if target.model_format == "onnx":
-        problems = check_onnx_interface(Path(model.path))
+        problems = check_onnx_interface(Path(model.path), model.interface)
         if problems:
             raise ModelError(
                 f"model {model.path} does not have the MLPerf BERT interface: {'; '.join(problems)}; "
@@ -72,6 +72,7 @@ def resolve_inputs(config: RunConfig, cache_dir: Path) -> Inputs:
             )
     dataset = resolve_dataset(config.dataset_path, cache_dir)
     vocab = resolve_vocab(config.vocab_path, cache_dir)
+    _check_vocab_matches_model(model, vocab)
     features = build_features(dataset, vocab, cache_dir / "features")
     num_features = int(load_features(features).input_ids.shape[0])
     if config.execution_mode is ExecutionMode.test and config.test_query_count > num_features:
@@ -80,6 +81,21 @@ def resolve_inputs(config: RunConfig, cache_dir: Path) -> Inputs:
             f"pass at most {num_features}, or --execution-mode valid for the full set"
         )
     return Inputs(model=model, dataset=dataset, vocab=vocab, features=features, num_features=num_features)
+
+
+def _check_vocab_matches_model(model: Any, vocab: Path) -> None:
+    """Token ids from another vocabulary run without error and give nonsense; refuse them up front."""
+    from orchestrator.assets import load_catalogue
+    from orchestrator.assets.hashing import cached_digests, mismatches
+
+    if not getattr(model, "vocab", None):
+        return  # a custom model: its vocabulary is not known, the user vouches for it
+    expected = load_catalogue().get(model.vocab, kind="vocab")
+    if mismatches(cached_digests(vocab), expected.checksums):
+        raise DatasetError(
+            f"vocab {vocab} is not the vocabulary model {model.name} was trained with ({expected.name}); "
+            "drop --vocab to use the default, or pass that vocabulary's file"
+        )
 
 
 def make_runner(config: RunConfig, target: Target, *, stream: bool = True) -> Runner:

@@ -18,7 +18,7 @@ import typer
 
 from orchestrator import __version__
 from orchestrator.backends import BACKENDS, DEVICES
-from orchestrator.config import ExecutionMode, Mode, RunnerKind, Scenario, SutKind, resolve_config
+from orchestrator.config import Scenario, resolve_config
 from orchestrator.errors import MlperfBertError
 from orchestrator.logs import setup_logging
 
@@ -63,22 +63,22 @@ def _choice_help(values: tuple[str, ...]) -> str:
 def run(
     backend: Annotated[Optional[str], typer.Option(help=f"Inference backend: {_choice_help(BACKENDS)}.")] = None,
     device: Annotated[Optional[str], typer.Option(help=f"Device: {_choice_help(DEVICES)} (default: the backend's first).")] = None,
-    scenario: Annotated[Optional[Scenario], typer.Option(case_sensitive=False, help="LoadGen scenario.")] = None,
-    mode: Annotated[Optional[Mode], typer.Option(help="accuracy, performance, or both (accuracy first).")] = None,
-    execution_mode: Annotated[Optional[ExecutionMode], typer.Option(
-        help="test: a short run of --test-query-count samples (a test-mode result, never valid); valid: full MLPerf rules.")] = None,
+    scenario: Annotated[Optional[str], typer.Option(help=f"LoadGen scenario: {_choice_help(tuple(s.value for s in Scenario))}.")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="accuracy | performance | both (accuracy first).")] = None,
+    execution_mode: Annotated[Optional[str], typer.Option(
+        help="test | valid. test: a short run of --test-query-count samples (a test-mode result, never valid); valid: full MLPerf rules.")] = None,
     test_query_count: Annotated[Optional[int], typer.Option(help="Samples in a test-mode run (default 100).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size of the optimized SUT (default 16).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Intra-op threads (default: the engine's choice).")] = None,
-    sut: Annotated[Optional[SutKind], typer.Option(help="optimized (default) or reference (MLPerf reference behaviour).")] = None,
+    sut: Annotated[Optional[str], typer.Option(help="optimized (default) | reference (the MLPerf reference behaviour).")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model name from configs/assets.yaml (default demo-int8, embedded).")] = None,
     model_path: Annotated[Optional[Path], typer.Option(help="Any ONNX model with the MLPerf BERT interface (overrides --model).")] = None,
     dataset: Annotated[Optional[Path], typer.Option(help="SQuAD v1.1 JSON (default: the embedded dev set).")] = None,
     vocab: Annotated[Optional[Path], typer.Option(help="WordPiece vocab (default: the embedded BERT uncased vocab).")] = None,
     target_qps: Annotated[Optional[float], typer.Option(help="LoadGen target_qps (Offline/Server).")] = None,
     target_latency_ms: Annotated[Optional[float], typer.Option(help="Server target latency in ms (MLPerf: 130).")] = None,
-    runner: Annotated[Optional[RunnerKind], typer.Option(
-        help="auto (docker when the engine and image are there, else local), local, or docker.")] = None,
+    runner: Annotated[Optional[str], typer.Option(
+        help="auto | local | docker. auto (docker when the engine and image are there, else local), local, or docker.")] = None,
     image: Annotated[Optional[str], typer.Option(help="Docker runner: image reference to use.")] = None,
     output_dir: Annotated[Optional[Path], typer.Option(help="Where run directories are made (default ./runs).")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Asset and feature cache (default $MLPERF_BERT_CACHE or ~/.cache/mlperf-bert).")] = None,
@@ -135,4 +135,9 @@ errors_to_exit = _errors_to_exit  # for the sub-command modules
 
 
 def main() -> None:
-    app()
+    """Console entry point: our errors become one line on stderr, wherever they come from."""
+    try:
+        app()
+    except MlperfBertError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)

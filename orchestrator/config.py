@@ -116,7 +116,9 @@ def _first_error(exc: ValidationError) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         return f"unknown option {loc!r}; remove it or check its spelling against `mlperf-bert run --help`"
-    return f"invalid {loc}: {msg}"
+    given = err.get("input")
+    shown = f" {given!r}" if isinstance(given, (str, int, float)) else ""
+    return f"invalid {loc}{shown}: {msg[0].lower() + msg[1:]}"
 
 
 def load_config_file(path: Path) -> dict[str, Any]:

@@ -16,11 +16,11 @@ def _fmt(value: Any, unit: str = "", digits: int = 2) -> str:
 
 
 def format_performance(perf: Any, scenario: str) -> str:
-    lat = getattr(perf, "latency_ms", None) or {}
-    parts = []
-    if scenario in ("Offline", "Server"):
-        parts.append(f"{_fmt(getattr(perf, 'samples_per_second', None))} samples/s")
-    pct = ", ".join(f"p{k} {_fmt(v, ' ms')}" for k, v in lat.items() if str(k) in ("50", "90", "99", "50.0", "90.0", "99.0"))
+    lat = perf.latency_percentiles_ms
+    parts = [f"{perf.metric} {_fmt(perf.metric_value)}"]
+    if scenario not in ("Offline", "Server") and perf.samples_per_second is not None:
+        parts.append(f"{_fmt(perf.samples_per_second)} samples/s")
+    pct = ", ".join(f"p{k} {_fmt(lat[k], ' ms')}" for k in ("50", "90", "99") if k in lat)
     if pct:
         parts.append(f"latency {pct}")
     valid = getattr(perf, "result_valid", None)

@@ -76,11 +76,14 @@ def test_rejects_more_than_384_tokens(tmp_path: Path) -> None:
         read_accuracy_log(_write(tmp_path, loadgen_log([(0, data)])))
 
 
-def test_rejects_one_sample_answered_twice_differently(tmp_path: Path) -> None:
+def test_a_repeat_with_other_logits_keeps_the_first_and_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # LoadGen repeats samples to fill the last MultiStream query; dynamic int8 makes repeats differ.
     a = np.zeros((3, 2), dtype=np.float32).tobytes()
     b = np.ones((3, 2), dtype=np.float32).tobytes()
-    with pytest.raises(RunError, match="qsl_idx 5 twice with different logits"):
-        read_accuracy_log(_write(tmp_path, loadgen_log([(5, a), (1, a), (5, b)])))
+    logits = read_accuracy_log(_write(tmp_path, loadgen_log([(5, a), (1, a), (5, b)])))
+    assert sorted(logits) == [1, 5]
+    assert not logits[5].any()  # the first answer
+    assert "1 repeated sample(s) differ" in caplog.text
 
 
 def test_missing_log_is_a_run_error(tmp_path: Path) -> None:

@@ -1,0 +1,150 @@
+"""The whole run through the Python API and the CLI: real LoadGen, real ONNX Runtime, the embedded model.
+
+These are the "done when" tests of the foundation: both modes for Offline and SingleStream, every ending
+recorded in run.json, bad input ending in one sentence with nothing written into earlier runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator.api import run_benchmark
+from orchestrator.cli import app
+from orchestrator.config import RunConfig
+from orchestrator.errors import ConfigError, DatasetError, ModelError
+from orchestrator.runs import RunRecord
+
+pytestmark = pytest.mark.slow
+
+
+def _config(tmp_path: Path, cache: Path, **kw: object) -> RunConfig:
+    return RunConfig(runner="local", output_dir=tmp_path / "runs", cache_dir=cache, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("scenario", ["Offline", "SingleStream"])
+def test_both_modes_real_loadgen(tmp_path: Path, session_cache: Path, scenario: str) -> None:
+    result = run_benchmark(_config(tmp_path, session_cache, scenario=scenario, test_query_count=40),
+                           progress=False, stream=False)
+    assert result.succeeded and result.test_mode
+    rec = RunRecord.load(result.run_dir)
+    assert rec.status == "succeeded" and rec.execution_provider == "CPUExecutionProvider"
+    assert rec.versions["mlperf_loadgen"].startswith("6.0") or rec.versions["mlperf_loadgen"]
+    assert rec.finished_at and rec.host["cpu_count"]
+    # accuracy: the first 40 features are 40 single-window questions; the demo model is far above chance
+    acc = result.accuracy
+    assert acc.questions_scored == 40 and acc.partial
+    assert 60.0 < acc.f1 <= 100.0
+    assert (result.run_dir / "accuracy" / "accuracy.txt").read_text().startswith('{"exact_match": ')
+    entries = json.loads((result.run_dir / "accuracy" / "mlperf_log_accuracy.json").read_text())
+    assert sorted(e["qsl_idx"] for e in entries) == list(range(40))
+    # performance: a short run is INVALID by MLPerf's rules and must say so
+    perf = result.performance
+    assert perf.scenario == scenario and perf.samples_issued == 40
+    assert perf.result_valid is False
+    assert perf.min_duration_ms == 600000  # never shortened through min_duration
+    assert (result.run_dir / "performance" / "run_1" / "mlperf_log_summary.txt").is_file()
+
+
+def test_reruns_make_new_directories(tmp_path: Path, session_cache: Path) -> None:
+    cfg = _config(tmp_path, session_cache, mode="accuracy", test_query_count=8)
+    first = run_benchmark(cfg, progress=False, stream=False)
+    before = (first.run_dir / "run.json").read_text()
+    second = run_benchmark(cfg, progress=False, stream=False)
+    assert first.run_dir != second.run_dir
+    assert (first.run_dir / "run.json").read_text() == before
+    # the same samples give the same F1 twice
+    assert first.accuracy.f1 == second.accuracy.f1
+
+
+def test_cli_json_output(tmp_path: Path, session_cache: Path) -> None:
+    res = CliRunner().invoke(app, ["run", "--runner", "local", "--mode", "accuracy", "--test-query-count", "8",
+                                   "--output-dir", str(tmp_path), "--cache-dir", str(session_cache), "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["status"] == "succeeded" and data["test_mode"] is True
+    assert "TEST MODE" in data["label"]
+    assert data["results"]["accuracy"]["questions_scored"] == 8
+
+
+def test_cli_human_output_says_test_mode(tmp_path: Path, session_cache: Path) -> None:
+    res = CliRunner().invoke(app, ["run", "--runner", "local", "--scenario", "singlestream", "--mode", "performance",
+                                   "--test-query-count", "8", "--output-dir", str(tmp_path),
+                                   "--cache-dir", str(session_cache), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "TEST MODE" in res.stdout and "latency" in res.stdout and "INVALID" in res.stdout
+
+
+# ---- bad input: one sentence, non-zero exit, nothing written into earlier runs ----------------------
+
+def _cli(args: list[str]) -> tuple[int, str]:
+    res = CliRunner().invoke(app, ["run", "--runner", "local", "--mode", "accuracy", "--no-progress", *args])
+    return res.exit_code, res.stderr if res.stderr_bytes else res.output
+
+
+@pytest.fixture()
+def earlier_run(tmp_path: Path, session_cache: Path) -> Path:
+    result = run_benchmark(_config(tmp_path, session_cache, mode="accuracy", test_query_count=4),
+                           progress=False, stream=False)
+    return result.run_dir
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07not a model" * 100)
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text('{"data": [ {"title": "x", "paragraphs": ')
+    other_vocab = tmp_path / "vocab.txt"
+    other_vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a"]) + "\n")
+    return {
+        "missing model": (["--model-path", str(tmp_path / "nope.onnx")], "does not exist"),
+        "corrupt model": (["--model-path", str(corrupt)], "model"),
+        "unknown model name": (["--model", "bert-1000"], "unknown model"),
+        "malformed squad": (["--dataset", str(bad_json)], "JSON"),
+        "vocab mismatch": (["--vocab", str(other_vocab)], "vocab"),
+        "unknown scenario": (["--scenario", "Batch"], "scenario"),
+        "count too large": (["--test-query-count", "20000"], "larger than the dataset"),
+    }
+
+
+def test_bad_input_is_one_sentence_and_leaves_earlier_runs(tmp_path: Path, session_cache: Path,
+                                                           earlier_run: Path) -> None:
+    runs = earlier_run.parent
+    before = _snapshot(runs)
+    for label, (args, needle) in _bad_inputs(tmp_path).items():
+        code, out = _cli([*args, "--output-dir", str(runs), "--cache-dir", str(session_cache)])
+        assert code != 0, label
+        lines = [ln for ln in out.strip().splitlines() if ln.strip()]
+        assert needle.lower() in out.lower(), (label, out)
+        assert len(lines) <= 2, (label, out)  # typer usage errors print a short box; ours print one line
+        assert _snapshot(runs) == before, label
+
+
+def test_wrong_interface_model_is_refused_before_a_run(tmp_path: Path, session_cache: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", "s"])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", "s"])
+    graph = helper.make_graph([helper.make_node("Cast", ["ids"], ["logits"], to=TensorProto.FLOAT)], "g", [x], [y])
+    path = tmp_path / "wrong.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(ModelError, match="input_ids"):
+        run_benchmark(_config(tmp_path, session_cache, model_path=path), progress=False, stream=False)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_api_errors_are_typed(tmp_path: Path, session_cache: Path) -> None:
+    with pytest.raises(ConfigError):
+        run_benchmark(_config(tmp_path, session_cache, test_query_count=99999), progress=False, stream=False)
+    bad = tmp_path / "bad.json"
+    bad.write_text("[]")
+    with pytest.raises(DatasetError):
+        run_benchmark(_config(tmp_path, session_cache, dataset_path=bad), progress=False, stream=False)

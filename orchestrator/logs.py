@@ -26,3 +26,9 @@ def setup_logging(verbosity: int = 0) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+def current_verbosity() -> int:
+    """The verbosity setup_logging was given, from the root logger's level (for child processes)."""
+    level = logging.getLogger().level
+    return -1 if level >= logging.WARNING else 1 if level <= logging.DEBUG else 0

@@ -15,16 +15,24 @@ def _fmt(value: Any, unit: str = "", digits: int = 2) -> str:
     return f"{value:.{digits}f}{unit}" if isinstance(value, float) else f"{value}{unit}"
 
 
+METRIC_LABELS = {
+    "samples_per_second": ("{} samples/s", 2),
+    "p90_latency_ms": ("90th-percentile latency {} ms", 2),
+    "completed_samples_per_second": ("{} completed samples/s", 2),
+    "p99_query_latency_ms": ("99th-percentile latency per query {} ms", 2),
+}
+
+
 def format_performance(perf: Any, scenario: str) -> str:
-    lat = perf.latency_percentiles_ms
-    parts = [f"{perf.metric} {_fmt(perf.metric_value)}"]
+    template, digits = METRIC_LABELS.get(perf.metric, (perf.metric + " {}", 2))
+    parts = [template.format(_fmt(perf.metric_value, digits=digits))]
     if scenario not in ("Offline", "Server") and perf.samples_per_second is not None:
         parts.append(f"{_fmt(perf.samples_per_second)} samples/s")
+    lat = perf.latency_percentiles_ms
     pct = ", ".join(f"p{k} {_fmt(lat[k], ' ms')}" for k in ("50", "90", "99") if k in lat)
     if pct:
         parts.append(f"latency {pct}")
-    valid = getattr(perf, "result_valid", None)
-    parts.append(f"LoadGen result {'VALID' if valid else 'INVALID'}")
+    parts.append(f"LoadGen result {'VALID' if perf.result_valid else 'INVALID'}")
     return "; ".join(parts)
 
 

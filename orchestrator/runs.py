@@ -136,6 +136,25 @@ def _memory_gib() -> float | None:
     return None
 
 
+def _gpus() -> list[dict[str, str]]:
+    """NVIDIA GPUs as nvidia-smi reports them (name, memory); empty where there is none."""
+    import shutil
+
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return []
+    try:
+        out = subprocess.run([smi, "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in out.stdout.strip().splitlines() if out.returncode == 0 else []:
+        name, _, memory = line.partition(",")
+        gpus.append({"name": name.strip(), "memory": memory.strip()})
+    return gpus
+
+
 def host_info() -> dict[str, Any]:
     return {
         "hostname": socket.gethostname(),
@@ -144,6 +163,7 @@ def host_info() -> dict[str, Any]:
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "memory_gib": _memory_gib(),
+        "gpus": _gpus(),
         "python": sys.version.split()[0],
         "mlperf_bert": __version__,
     }

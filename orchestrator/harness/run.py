@@ -55,6 +55,7 @@ from orchestrator.harness.spec import (
 from orchestrator.harness.sut import BertSUT
 
 log = logging.getLogger(__name__)
+VERBOSITY_ENV = "MLPERF_BERT_VERBOSITY"
 
 MODE_ORDER: tuple[Mode, ...] = ("accuracy", "performance")
 LOG_DIRS: dict[Mode, str] = {"accuracy": "accuracy", "performance": "performance/run_1"}
@@ -310,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     args = parser.parse_args(argv)
-    setup_logging(-1 if args.quiet else args.verbose)
+    # Runners pass the orchestrator's verbosity through the environment (the same for a container).
+    inherited = int(os.environ.get(VERBOSITY_ENV, "0") or 0)
+    setup_logging(-1 if args.quiet else (args.verbose or inherited))
     if not args.run_dir.is_dir():
         log.error("The run directory %s does not exist; the runner must create it first.", args.run_dir)
         return EXIT_BAD_INPUT

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from orchestrator.errors import RunError
 from orchestrator.harness.spec import EXIT_INTERRUPTED, HarnessSpec
+from orchestrator.logs import current_verbosity
 from orchestrator.paths import PACKAGE_DIR
 from orchestrator.runners.base import Runner, RunnerOutcome
 
@@ -48,7 +49,7 @@ class LocalRunner(Runner):
         spec.write(run_dir)
         log_path = run_dir / "harness.log"
         cmd = self.command(run_dir)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", MLPERF_BERT_VERBOSITY=str(current_verbosity()))
         # The package is importable from any interpreter (a backend venv too) through its source dir.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_DIR.parent), env.get("PYTHONPATH")]))
         log.debug("local runner: %s", shlex.join(cmd))

@@ -72,6 +72,25 @@ TARGETS: dict[str, Target] = {
             local_env="deepsparse",
             cpu_flags=("avx2",),
         ),
+        Target(
+            backend="pytorch",
+            device="cpu",
+            engine_class="orchestrator.harness.engines.pytorch:PyTorchEngine",
+            execution_provider="cpu",  # the torch device the weights are on
+            model_format="hf-checkpoint",
+            local_env="pytorch",
+        ),
+        Target(
+            backend="pytorch",
+            device="cuda",
+            engine_class="orchestrator.harness.engines.pytorch:PyTorchEngine",
+            execution_provider="cuda:0",
+            gpu="nvidia",
+            model_format="hf-checkpoint",
+            local_env="pytorch-cuda",
+            verified=False,
+            notes="needs an NVIDIA GPU; never run on these machines",
+        ),
     )
 }
 

@@ -90,7 +90,7 @@ def load_model(onnx_path: str) -> Any:
     name = Path(onnx_path).name
     try:
         model = onnx.load(onnx_path)  # external data too: the fixed-shape copies need the weights
-    except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and friends
+    except Exception as exc:
         raise ModelError(f"{onnx_path} cannot be read as an ONNX model ({type(exc).__name__}); check the file.") from exc
     dynamic = sorted({n.op_type for n in model.graph.node} & DYNAMIC_QUANT_OPS)
     if dynamic:
@@ -208,7 +208,7 @@ class DeepSparseEngine(Engine):
                 f"The SparseZoo stub {stub} cannot be downloaded ({type(exc).__name__}: SparseZoo is unreachable); "
                 "download the model where there is internet access and pass the local ONNX file instead."
             ) from exc
-        except Exception as exc:  # noqa: BLE001 - sparsezoo raises plain ValueError/RuntimeError for a bad stub
+        except Exception as exc:
             raise ModelError(f"The SparseZoo stub {stub} cannot be resolved ({type(exc).__name__}: {exc}); check it.") from exc
 
     def _compile_all(self) -> dict[int, Compiled]:
@@ -229,7 +229,7 @@ class DeepSparseEngine(Engine):
             engine = deepsparse.compile_model(
                 str(fixed), batch_size=self.batch_size, num_cores=self.threads or None, num_streams=self._num_streams
             )
-        except Exception as exc:  # noqa: BLE001 - deepsparse raises RuntimeError/ValueError/its own types
+        except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(
                 f"DeepSparse cannot compile {self._onnx_path} for batch {self.batch_size} x {length} ({first}); "

@@ -46,6 +46,7 @@ VERSION_LABELS = ("engine", "loadgen", "python", "numpy")
 _ARG_RE = re.compile(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(.*))?\s*$")
 _VAR_RE = re.compile(r"\$\{([A-Z0-9_]+)\}")
 _STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
@@ -307,7 +308,7 @@ class _BuildLog:
             text = str(item["stream"])
             self.sink.write(text)
             for line in text.splitlines():
-                line = line.rstrip()
+                line = _ANSI_RE.sub("", line).rstrip()
                 m = _STEP_RE.match(line)
                 if m:
                     self.step, self.step_output = line, []
@@ -315,8 +316,8 @@ class _BuildLog:
                         self.on_step(line if len(line) <= 120 else line[:117] + "...")
                 elif line and not line.startswith(" ---> ") and not line.startswith("Removing intermediate"):
                     self.step_output.append(line)
-                if line.startswith("Successfully built "):
-                    self.image_id = line.split()[-1]
+                if line.startswith("Successfully built ") and not self.image_id:
+                    self.image_id = line.split()[-1]  # older engines send no aux ID
         elif "aux" in item and isinstance(item["aux"], dict) and "ID" in item["aux"]:
             self.image_id = str(item["aux"]["ID"])
         elif "error" in item:

@@ -1,8 +1,8 @@
 """The same 200 questions through ONNX Runtime (fp32 ONNX), DeepSparse (the same ONNX) and PyTorch (the
 checkpoint of the same weights), end to end with the local runner and real LoadGen: the F1s agree.
 
-Also: the deepsparse environment the local runner builds and the deepsparse-cpu image pin the same
-versions, so a result cannot depend on the runner."""
+Also: the environments the local runner builds and the images pin the same engine versions, so a
+result cannot depend on the runner."""
 
 from __future__ import annotations
 
@@ -45,6 +45,19 @@ def test_deepsparse_venv_and_image_pin_the_same_versions() -> None:
     assert venv, "the deepsparse requirements pin nothing"
     for name, version in venv.items():
         assert image.get(name) == version, f"{name}: venv {version}, image {image.get(name)}"
+
+
+def test_pytorch_venv_and_image_use_the_same_torch() -> None:
+    image_dir = REPO_ROOT / "images" / "pytorch-cpu"
+    if not (image_dir / "Dockerfile").is_file():
+        pytest.skip(f"{image_dir} has no Dockerfile")
+    from orchestrator.images import expand_requirements, parse_build_args
+
+    args = parse_build_args((image_dir / "Dockerfile").read_text())
+    image = _pins(expand_requirements((image_dir / "requirements.txt").read_text(), args))
+    venv = _pins(venvs.requirements_file("pytorch").read_text().splitlines())
+    assert image["torch"] == venv["torch"]
+    assert image["mlcommons-loadgen"] == venv["mlcommons-loadgen"]
 
 
 @pytest.mark.slow

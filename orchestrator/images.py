@@ -399,6 +399,7 @@ def build_image(
     version_tag = f"{recipe.repository}:{__version__}"
     client.api.tag(follow.image_id, recipe.repository, __version__)
     image = client.images.get(reference)
+    _prune_replaced(client, recipe.key)
     seconds = time.monotonic() - started
     result = BuildResult(
         key=recipe.key, reference=reference, image_id=image.id, tags=[reference, version_tag],
@@ -406,6 +407,18 @@ def build_image(
     )
     log.info("built %s (%s, %.0f MB) in %.0f s", reference, image.id[:19], result.size_bytes / 1e6, seconds)
     return result
+
+
+def _prune_replaced(client: Any, key: str) -> None:
+    """Earlier builds of this image that lost their tags would pile up: remove them (not ones in use)."""
+    try:
+        pruned = client.images.prune(filters={"dangling": True, "label": f"{LABEL_TARGET}={key}"})
+    except Exception as exc:  # noqa: BLE001 - housekeeping only; the build itself succeeded
+        log.debug("could not prune old %s images: %s", key, exc)
+        return
+    freed = (pruned or {}).get("SpaceReclaimed") or 0
+    if freed:
+        log.info("removed earlier %s builds (%.0f MB)", key, freed / 1e6)
 
 
 def _explain_build_failure(follow: _BuildLog, reference: str, log_path: Path, args: dict[str, str]) -> str:
@@ -454,8 +467,10 @@ def list_images(client: Any, keys: Sequence[str] | None = None) -> list[ImageInf
         key = labels.get(LABEL_TARGET)
         if key not in wanted:
             continue
+        if not image.tags:
+            continue  # an earlier build that lost its tags (pruned after each build)
         seen.add(key)
-        tags = sorted(image.tags) or ["<none>"]
+        tags = sorted(image.tags)
         for tag in tags:
             rows.append(ImageInfo(
                 key=key, reference=tag, image_id=image.id, digest=image_digest(image.attrs),

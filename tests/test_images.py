@@ -251,6 +251,10 @@ class FakeImagesApi:
         self.filters = filters
         return self.items
 
+    def prune(self, filters: Any = None) -> dict[str, Any]:
+        self.pruned = filters
+        return {"SpaceReclaimed": 0}
+
 
 class FakeDocker:
     def __init__(self, stream: list[dict[str, Any]], items: list[FakeBuiltImage] | None = None) -> None:
@@ -279,6 +283,7 @@ def test_build_passes_args_offline_network_and_reports_progress(tmp_path: Path) 
     assert kw["buildargs"]["ONNXRUNTIME_VERSION"] == recipe.build_args["ONNXRUNTIME_VERSION"]
     assert steps == ["Step 2/4 : FROM x AS runtime", "Step 3/4 : RUN sh harness-setup.sh venv", 'Step 4/4 : CMD ["python"]']
     assert client.api.tags == [("sha256:" + "cd" * 32, "mlperf-bert/onnxruntime-cpu", "0.1.0")]
+    assert client.images.pruned == {"dangling": True, "label": "mlperf-bert.target=onnxruntime-cpu"}
     assert result.size_bytes == 357_000_000 and result.image_id.startswith("sha256:cdcd")
     log = result.log_path.read_text()
     assert "Step 3/4 : RUN sh harness-setup.sh venv" in log and '"BASE_IMAGE": "mlperf-bert/base:bookworm"' in log
@@ -306,7 +311,10 @@ def test_missing_base_image_says_how_to_get_one(tmp_path: Path) -> None:
 
 # --- images list ------------------------------------------------------------------------------------
 def test_list_images_rows_and_not_built() -> None:
-    client = FakeDocker([], [FakeBuiltImage("onnxruntime-cpu", digests=["mlperf-bert/onnxruntime-cpu@sha256:ee"])])
+    dangling = FakeBuiltImage("deepsparse-cpu")
+    dangling.tags = []
+    client = FakeDocker([], [FakeBuiltImage("onnxruntime-cpu", digests=["mlperf-bert/onnxruntime-cpu@sha256:ee"]),
+                             dangling])
     rows = images.list_images(client)
     assert client.images.filters == {"label": "mlperf-bert.target"}
     built = [r for r in rows if r.reference]

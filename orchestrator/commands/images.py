@@ -34,6 +34,15 @@ def _gpu_present(target: Target) -> bool:
     return True
 
 
+def resolve_name(name: str) -> str:
+    """An image key, or a backend alone meaning its default device (`tensorrt` -> `tensorrt-cuda`)."""
+    from orchestrator.backends import BACKENDS, default_device
+
+    if name not in TARGETS and name in BACKENDS:
+        return f"{name}-{default_device(name)}"
+    return name
+
+
 def default_images() -> list[str]:
     """The CPU images, plus each GPU image whose GPU this machine has."""
     from orchestrator.images import recipes
@@ -51,12 +60,15 @@ def _progress(key: str) -> Callable[[str], None]:
 @app.command()
 def build(
     names: Annotated[list[str] | None, typer.Argument(
-        help=f"Images to build: {', '.join(TARGETS)} [default: the CPU images and those of the GPUs present].")] = None,
+        help="Images to build, by key (onnxruntime-cpu) or backend (deepsparse) [default: the CPU images and "
+             "those of the GPUs present].")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Build every image, GPU ones too.")] = False,
     build_arg: Annotated[list[str] | None, typer.Option(
         "--build-arg", help="NAME=VALUE overriding a Dockerfile ARG (a version, PYTHON_VERSION...); repeatable.")] = None,
     base_image: Annotated[str | None, typer.Option(
-        help="Base image (the BASE_IMAGE build arg), e.g. a local mlperf-bert/base:bookworm.")] = None,
+        envvar="MLPERF_BERT_BASE_IMAGE",
+        help="Base image (the BASE_IMAGE build arg), e.g. a local mlperf-bert/base:bookworm "
+             "[default: each Dockerfile's public base].")] = None,
     offline: Annotated[bool, typer.Option(
         help="Never download: build from the wheelhouse already in wheelhouse/<name>/.")] = False,
     no_cache: Annotated[bool, typer.Option(help="Rebuild every layer.")] = False,
@@ -72,7 +84,7 @@ def build(
     from orchestrator.runners.docker import connect
 
     with errors_to_exit():
-        keys = list(recipes()) if all_ else (names or default_images())
+        keys = list(recipes()) if all_ else [resolve_name(n) for n in names] if names else default_images()
         chosen = [get_recipe(k) for k in keys]
         overrides = parse_build_arg_options(build_arg or [])
         client = connect("build images")
@@ -103,7 +115,7 @@ def list_(
     from orchestrator.runners.docker import connect
 
     with errors_to_exit():
-        keys = [get_recipe(k).key for k in names] if names else None
+        keys = [get_recipe(resolve_name(k)).key for k in names] if names else None
         rows = list_images(connect("list images"), keys)
         if as_json:
             typer.echo(json.dumps([asdict(r) for r in rows], indent=2))

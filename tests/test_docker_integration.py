@@ -85,8 +85,9 @@ def _config(tmp: Path, cache: Path, **kw: Any) -> RunConfig:
     return RunConfig(output_dir=tmp / "runs", cache_dir=cache, **kw)
 
 
-def _our_containers(client: Any) -> list[Any]:
-    return client.containers.list(all=True, filters={"label": "mlperf-bert.run"})
+def _our_containers(client: Any, under: Path) -> list[Any]:
+    return [c for c in client.containers.list(all=True, filters={"label": "mlperf-bert.run"})
+            if c.labels.get("mlperf-bert.run-dir", "").startswith(str(under))]
 
 
 # --- build and list ----------------------------------------------------------------------------------
@@ -144,7 +145,7 @@ def test_container_run_matches_the_local_runner(
     assert json.loads((docker_run.run_dir / "harness.json").read_text())["run_dir"] == "/run"
     for path in docker_run.run_dir.rglob("*"):
         assert path.stat().st_uid == os.getuid(), f"{path} is not the caller's"
-    assert _our_containers(client) == []  # removed
+    assert _our_containers(client, tmp_path) == []  # removed
 
 
 @pytest.mark.docker
@@ -166,7 +167,7 @@ def test_killing_the_container_mid_run_marks_only_that_run_failed(
 
     worker = threading.Thread(target=long_run)
     worker.start()
-    victim = _wait_for_running_container(client)
+    victim = _wait_for_running_container(client, tmp_path)
     time.sleep(2)
     victim.kill()
     worker.join(timeout=120)
@@ -180,15 +181,16 @@ def test_killing_the_container_mid_run_marks_only_that_run_failed(
     assert record.status == "failed" and record.error and "SIGKILL" in record.error
     assert (killed_dir / "harness.log").stat().st_size > 0
     assert (earlier.run_dir / "run.json").read_bytes() == earlier_record
-    assert _our_containers(client) == []
+    assert _our_containers(client, tmp_path) == []
 
 
-def _wait_for_running_container(client: Any, timeout: float = 60) -> Any:
+def _wait_for_running_container(client: Any, under: Path, timeout: float = 60) -> Any:
+    """The running container of a run directory below `under` (never another test's or user's run)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        running = client.containers.list(filters={"label": "mlperf-bert.run", "status": "running"})
-        if running:
-            return running[0]
+        for c in client.containers.list(filters={"label": "mlperf-bert.run", "status": "running"}):
+            if c.labels.get("mlperf-bert.run-dir", "").startswith(str(under)):
+                return c
         time.sleep(0.2)
     raise AssertionError("no run container started")
 
@@ -216,7 +218,7 @@ def test_out_of_memory_is_detected(client: Any, ort_image: images.BuildResult, t
     outcome = runner.run(_spec(run_dir, features, modes=["accuracy"], test_query_count=10), run_dir)
     assert outcome.oom_killed and outcome.exit_code == 137
     assert outcome.message and "out of memory" in outcome.message
-    assert _our_containers(client) == []
+    assert _our_containers(client, tmp_path) == []
 
 
 @pytest.mark.docker
@@ -227,7 +229,7 @@ def test_ctrl_c_interrupts_the_container_run(client: Any, ort_image: images.Buil
     runner = DockerRunner(TARGETS["onnxruntime-cpu"], stream=False)
 
     def press_ctrl_c() -> None:
-        _wait_for_running_container(client)
+        _wait_for_running_container(client, tmp_path)
         time.sleep(2)
         os.kill(os.getpid(), signal.SIGINT)  # what a terminal's Ctrl-C does to the orchestrator
 
@@ -239,7 +241,7 @@ def test_ctrl_c_interrupts_the_container_run(client: Any, ort_image: images.Buil
     assert outcome.interrupted and outcome.exit_code == 130
     result = json.loads((run_dir / "harness_result.json").read_text())
     assert result["status"] == "interrupted"  # the harness got SIGINT and recorded it
-    assert _our_containers(client) == []
+    assert _our_containers(client, tmp_path) == []
 
 
 @pytest.mark.docker

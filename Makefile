@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 BACKEND ?= onnxruntime
 DEVICE ?=
 ARGS ?=
+RUNNER ?=
+BASE_IMAGE ?=
 
-.PHONY: setup demo test test-fast lint images image run clean
+.PHONY: setup demo test test-fast lint images image run submission clean
 
 $(BIN)/mlperf-bert: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +31,16 @@ lint: setup
 	$(BIN)/ruff check orchestrator tests
 
 run: setup
-	$(BIN)/mlperf-bert run --backend $(BACKEND) $(if $(DEVICE),--device $(DEVICE)) $(ARGS)
+	$(BIN)/mlperf-bert run --backend $(BACKEND) $(if $(DEVICE),--device $(DEVICE)) $(if $(RUNNER),--runner $(RUNNER)) $(ARGS)
+
+images: setup
+	$(BIN)/mlperf-bert images build $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE)) $(ARGS)
+
+image: setup
+	$(BIN)/mlperf-bert images build $(BACKEND)$(if $(DEVICE),-$(DEVICE)) $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE)) $(ARGS)
+
+submission: setup
+	$(BIN)/mlperf-bert submission run --backend $(BACKEND) $(if $(DEVICE),--device $(DEVICE)) $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -107,7 +107,9 @@ def make_runner(config: RunConfig, target: Target, *, stream: bool = True) -> Ru
     if kind is RunnerKind.docker:
         from orchestrator.runners.docker import DockerRunner
 
-        return DockerRunner(target, image=config.image, stream=stream)
+        options = {k: v for k, v in (("shm_size", config.shm_size), ("cpuset_cpus", config.cpuset_cpus),
+                                     ("memory", config.memory), ("gpus", config.gpus)) if v is not None}
+        return DockerRunner(target, image=config.image, stream=stream, **options)
     if target.gpu is not None:
         from orchestrator.runners.preflight import check_gpu_visible_locally
 
@@ -117,7 +119,13 @@ def make_runner(config: RunConfig, target: Target, *, stream: bool = True) -> Ru
     return LocalRunner(local_env=target.local_env, stream=stream)
 
 
-def build_spec(config: RunConfig, target: Target, inputs: Inputs, run_dir: Path, *, progress: bool) -> HarnessSpec:
+def build_spec(config: RunConfig, target: Target, inputs: Inputs, run_dir: Path, *, progress: bool,
+               cache_dir: Path | None = None) -> HarnessSpec:
+    engine_options = dict(config.engine_options)
+    if target.cache_option and cache_dir is not None and target.cache_option not in engine_options:
+        engine_dir = (cache_dir / "engines" / target.key).resolve()
+        engine_dir.mkdir(parents=True, exist_ok=True)
+        engine_options[target.cache_option] = str(engine_dir)
     return HarnessSpec(
         target=target.key,
         engine_class=target.engine_class,
@@ -134,6 +142,7 @@ def build_spec(config: RunConfig, target: Target, inputs: Inputs, run_dir: Path,
         threads=config.threads,
         target_qps=config.target_qps,
         target_latency_ms=config.target_latency_ms,
+        engine_options=engine_options,
         progress=progress,
     )
 
@@ -186,13 +195,15 @@ def run_benchmark(
     cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
     inputs = resolve_inputs(config, cache_dir)
     runner = make_runner(config, target, stream=stream)
+    if hasattr(runner, "preflight"):
+        runner.preflight()  # engine, image, GPU: fail before a run directory exists
     label = f"{target.key}-{config.scenario.value}-{config.mode.value}"
     run_dir = new_run_dir(config.output_dir, label)
     record = _new_record(config, target, inputs, run_dir, runner, argv)
     record.save(run_dir)
     log.info("run %s: %s %s %s (%s), runner %s", run_dir, target.key, config.scenario.value,
              config.mode.value, "TEST MODE" if record.test_mode else "valid", runner.name)
-    spec = build_spec(config, target, inputs, run_dir, progress=progress)
+    spec = build_spec(config, target, inputs, run_dir, progress=progress, cache_dir=cache_dir)
     try:
         outcome = runner.run(spec, run_dir)
     except KeyboardInterrupt:
@@ -270,7 +281,7 @@ def prepare_only(config: RunConfig, *, debug: bool = False) -> str:
     inputs = resolve_inputs(config, cache_dir)
     runner = make_runner(config, target, stream=True)
     run_dir = (config.output_dir / "<new-run>").resolve()
-    spec = build_spec(config, target, inputs, run_dir, progress=True)
+    spec = build_spec(config, target, inputs, run_dir, progress=True, cache_dir=cache_dir)
     if debug:
         if not hasattr(runner, "debug"):
             raise ConfigError("--debug opens a shell in the container; use it with --runner docker")

@@ -19,7 +19,7 @@ import typer
 from orchestrator import __version__
 from orchestrator.backends import BACKENDS, DEVICES
 from orchestrator.config import Scenario, resolve_config
-from orchestrator.errors import MlperfBertError
+from orchestrator.errors import ConfigError, MlperfBertError
 from orchestrator.logs import setup_logging
 
 log = logging.getLogger("mlperf-bert")
@@ -80,6 +80,12 @@ def run(
     runner: Annotated[Optional[str], typer.Option(
         help="auto | local | docker. auto (docker when the engine and image are there, else local), local, or docker.")] = None,
     image: Annotated[Optional[str], typer.Option(help="Docker runner: image reference to use.")] = None,
+    shm_size: Annotated[Optional[str], typer.Option(help="Docker runner: shared memory size (default 1g).")] = None,
+    cpuset_cpus: Annotated[Optional[str], typer.Option(help="Docker runner: CPUs the container may use, e.g. 0-3.")] = None,
+    memory: Annotated[Optional[str], typer.Option(help="Docker runner: memory limit, e.g. 8g.")] = None,
+    gpus: Annotated[Optional[str], typer.Option(help="Docker runner, NVIDIA: --gpus value (default all).")] = None,
+    engine_option: Annotated[Optional[list[str]], typer.Option(
+        help="KEY=VALUE passed to the engine (repeatable), e.g. optimize=none.")] = None,
     output_dir: Annotated[Optional[Path], typer.Option(help="Where run directories are made (default ./runs).")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Asset and feature cache (default $MLPERF_BERT_CACHE or ~/.cache/mlperf-bert).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML file of run options (CLI flags override it).")] = None,
@@ -94,9 +100,12 @@ def run(
         "execution_mode": execution_mode, "test_query_count": test_query_count, "batch_size": batch_size,
         "threads": threads, "sut": sut, "model": model, "model_path": model_path, "dataset_path": dataset,
         "vocab_path": vocab, "target_qps": target_qps, "target_latency_ms": target_latency_ms,
-        "runner": runner, "image": image, "output_dir": output_dir, "cache_dir": cache_dir,
+        "runner": runner, "image": image, "shm_size": shm_size, "cpuset_cpus": cpuset_cpus,
+        "memory": memory, "gpus": gpus, "output_dir": output_dir, "cache_dir": cache_dir,
     }
     with _errors_to_exit():
+        if engine_option:
+            cli_values["engine_options"] = _key_values(engine_option, "--engine-option")
         cfg = resolve_config(cli_values, config)
         if dry_run or debug:
             from orchestrator.api import prepare_only
@@ -111,6 +120,16 @@ def run(
             typer.echo(json.dumps(result_json(result), indent=2))
         else:
             typer.echo(format_result(result))
+
+
+def _key_values(items: list[str], flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} {item!r} is not KEY=VALUE; write it like {flag} optimize=none")
+        out[key.strip()] = value.strip()
+    return out
 
 
 class _errors_to_exit:

@@ -76,6 +76,11 @@ class RunConfig(BaseModel):
     output_dir: Path = Path("runs")
     cache_dir: Path | None = None
     image: str | None = None  # docker runner: override the image reference
+    shm_size: str | None = None  # docker runner: --shm-size (default 1g)
+    cpuset_cpus: str | None = None  # docker runner: --cpuset-cpus, e.g. "0-3"
+    memory: str | None = None  # docker runner: --memory limit, e.g. "8g"
+    gpus: str | None = None  # docker runner, NVIDIA: --gpus value (default "all")
+    engine_options: dict[str, str] = Field(default_factory=dict)  # passed to the engine as-is
 
     @field_validator("scenario", mode="before")
     @classmethod

@@ -27,6 +27,9 @@ class Target:
     verified: bool = True  # False until it has run for real on matching hardware
     notes: str = ""
     cpu_flags: tuple[str, ...] = field(default=())
+    # The engine option naming a writable cache directory (optimized graphs, built engines), if any;
+    # the API points it at <cache_dir>/engines/<key>, and the Docker runner mounts it read-write.
+    cache_option: str | None = None
 
     @property
     def key(self) -> str:
@@ -45,6 +48,7 @@ TARGETS: dict[str, Target] = {
             device="cpu",
             engine_class="orchestrator.harness.engines.onnxruntime:OnnxRuntimeEngine",
             execution_provider="CPUExecutionProvider",
+            cache_option="optimized_cache_dir",
         ),
         Target(
             backend="onnxruntime",
@@ -52,6 +56,7 @@ TARGETS: dict[str, Target] = {
             engine_class="orchestrator.harness.engines.onnxruntime:OnnxRuntimeEngine",
             execution_provider="ROCMExecutionProvider",
             gpu="amd",
+            cache_option="optimized_cache_dir",
             verified=False,
             notes="needs an AMD GPU with ROCm; never run on these machines",
         ),
@@ -61,6 +66,7 @@ TARGETS: dict[str, Target] = {
             engine_class="orchestrator.harness.engines.tensorrt:TensorRTEngine",
             execution_provider="TensorRT",
             gpu="nvidia",
+            cache_option="engine_cache_dir",
             verified=False,
             notes="needs an NVIDIA GPU; never run on these machines",
         ),

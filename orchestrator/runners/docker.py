@@ -34,6 +34,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from orchestrator.backends import Target
 from orchestrator.errors import DockerError, MlperfBertError, PreflightError
 from orchestrator.harness.spec import EXIT_INTERRUPTED, HarnessSpec
+from orchestrator.logs import current_verbosity
 from orchestrator.runners.base import Runner, RunnerOutcome
 
 log = logging.getLogger(__name__)
@@ -355,6 +356,7 @@ class DockerRunner(Runner):
         self._exec = exec_fn
         self.console = console
         self.dev_root = dev_root
+        self._facts: Any | None = None  # set by preflight(), which the API calls before making a run dir
 
     # --- describing the container ------------------------------------------------------------
     def container_spec(self, spec: HarnessSpec, run_dir: Path) -> tuple[ContainerSpec, HarnessSpec]:
@@ -364,7 +366,7 @@ class DockerRunner(Runner):
             image=self.image_ref,
             command=HARNESS_COMMAND,
             mounts=mounts,
-            env=dict(CONTAINER_ENV),
+            env=dict(CONTAINER_ENV, MLPERF_BERT_VERBOSITY=str(current_verbosity())),
             user=f"{os.getuid()}:{os.getgid()}",
             devices=devices,
             gpus=self.gpus if self.target.gpu == "nvidia" else None,
@@ -440,11 +442,12 @@ class DockerRunner(Runner):
         """Everything checked before a container starts; returns the image's facts (preflight.ImageFacts)."""
         from orchestrator.runners import preflight
 
-        return preflight.run_preflight(self)
+        self._facts = preflight.run_preflight(self)
+        return self._facts
 
     # --- running -------------------------------------------------------------------------------
     def run(self, spec: HarnessSpec, run_dir: Path) -> RunnerOutcome:
-        facts = self.preflight()
+        facts = self._facts if self._facts is not None else self.preflight()
         cs, inner = self.container_spec(spec, run_dir)
         for m in cs.mounts:
             if not m.read_only:

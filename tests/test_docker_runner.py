@@ -22,6 +22,7 @@ from docker.types import DeviceRequest
 from docker.types import Mount as SdkMount
 from tenacity import wait_none
 
+from orchestrator.logs import current_verbosity
 from orchestrator.backends import TARGETS
 from orchestrator.errors import DockerError, PreflightError
 from orchestrator.harness.spec import HarnessSpec
@@ -187,7 +188,8 @@ def test_sdk_call_has_exactly_the_expected_arguments(layout: dict[str, Path]) ->
             SdkMount(target="/data", source=str(layout["data"]), type="bind", read_only=True),
             SdkMount(target="/run", source=run_dir, type="bind", read_only=False),
         ],
-        "environment": {"HOME": "/tmp", "PYTHONUNBUFFERED": "1", "MLPERF_BERT_IN_CONTAINER": "1"},
+        "environment": {"HOME": "/tmp", "PYTHONUNBUFFERED": "1", "MLPERF_BERT_IN_CONTAINER": "1",
+                        "MLPERF_BERT_VERBOSITY": str(current_verbosity())},
         "labels": {"mlperf-bert.run": layout["run_dir"].name, "mlperf-bert.target": "onnxruntime-cpu",
                    "mlperf-bert.run-dir": run_dir},
         "user": UID_GID,
@@ -210,6 +212,7 @@ def test_describe_is_the_equivalent_docker_run_line(layout: dict[str, Path]) -> 
         "--mount", f"type=bind,source={layout['data']},target=/data,readonly",
         "--mount", f"type=bind,source={run_dir},target=/run",
         "-e", "HOME=/tmp", "-e", "PYTHONUNBUFFERED=1", "-e", "MLPERF_BERT_IN_CONTAINER=1",
+        "-e", f"MLPERF_BERT_VERBOSITY={current_verbosity()}",
         "mlperf-bert/onnxruntime-cpu:latest", "python", "-m", "orchestrator.harness", "/run",
     ]
     assert line == shlex.join(expected)

@@ -10,9 +10,11 @@ leftovers unanswered.)
 
 Each bucket is compiled from a private fixed-shape copy of the model in a temporary directory:
 deepsparse's own `input_shapes` argument rewrites the user's model file in place (seen with 1.8.0).
-Dynamically quantized models (onnxruntime's quantize_dynamic: DynamicQuantizeLinear + MatMulInteger)
-are refused with a ModelError, because deepsparse 1.8's compiler aborts the whole process on them;
-static (QDQ) int8 models compile.
+deepsparse 1.8's compiler aborts the whole process on onnxruntime's dynamically quantized MatMuls
+(DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul), as in the embedded int8 demo model, so the copy
+holds them in their equivalent DequantizeLinear -> MatMul form (same int8 weights, same activation
+quantization); any other integer op is refused with a ModelError. Static (QDQ) int8 models compile as
+they are.
 
 The model is a local ONNX file with the MLPerf interface, or a SparseZoo stub (`zoo:...`), which needs
 internet access to download.
@@ -92,7 +94,10 @@ def load_model(onnx_path: str) -> Any:
         model = onnx.load(onnx_path)  # external data too: the fixed-shape copies need the weights
     except Exception as exc:
         raise ModelError(f"{onnx_path} cannot be read as an ONNX model ({type(exc).__name__}); check the file.") from exc
-    dynamic = sorted({n.op_type for n in model.graph.node} & DYNAMIC_QUANT_OPS)
+    rewritten = dequantize_dynamic_matmuls(model)
+    if rewritten:
+        log.info("deepsparse: %s: %d dynamically quantized MatMuls in their DequantizeLinear form", name, rewritten)
+    dynamic = sorted({n.op_type for n in model.graph.node} & (DYNAMIC_QUANT_OPS - {"DynamicQuantizeLinear"}))
     if dynamic:
         raise ModelError(
             f"{name} is dynamically quantized ({', '.join(dynamic)}, as onnxruntime's quantize_dynamic makes), "
@@ -111,6 +116,68 @@ def load_model(onnx_path: str) -> Any:
             f"{name} has outputs {outputs}, not the MLPerf BERT interface {list(OUTPUTS)}; export it with those outputs."
         )
     return model
+
+
+def dequantize_dynamic_matmuls(model: Any) -> int:
+    """Rewrite onnxruntime's dynamic int8 MatMuls into the equivalent DequantizeLinear form, in place.
+
+    quantize_dynamic writes  q, s, z = DynamicQuantizeLinear(x); y = Cast(MatMulInteger(q, Wq, z, Wz)) * (s * Ws),
+    which deepsparse 1.8's compiler aborts the process on. The same computation is
+    y = MatMul(DequantizeLinear(q, s, z), DequantizeLinear(Wq, Ws, Wz)): the same int8 weights and the same
+    per-batch activation quantization, only the accumulation happens in float. Returns how many MatMuls
+    were rewritten; a MatMulInteger in any other pattern is left alone (load_model then refuses it).
+    """
+    from onnx import helper
+
+    nodes = list(model.graph.node)
+    producer = {out: n for n in nodes for out in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for n in nodes:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n)
+    initializers = {t.name: t for t in model.graph.initializer}
+    replace: dict[int, list[Any]] = {}  # id(final Mul) -> its replacement nodes
+    drop: set[int] = set()
+    for n in nodes:
+        if n.op_type != "MatMulInteger" or len(n.input) != 4:
+            continue
+        a_q, b_q, a_zp, b_zp = n.input
+        dql = producer.get(a_q)
+        users = consumers.get(n.output[0], [])
+        cast = users[0] if len(users) == 1 and users[0].op_type == "Cast" else None
+        users = consumers.get(cast.output[0], []) if cast is not None else []
+        mul = users[0] if len(users) == 1 and users[0].op_type == "Mul" else None
+        if dql is None or dql.op_type != "DynamicQuantizeLinear" or mul is None or b_q not in initializers:
+            continue
+        a_scale = dql.output[1]
+        scales = producer.get(next((i for i in mul.input if i != cast.output[0]), ""))  # type: ignore[union-attr]
+        if scales is None or scales.op_type != "Mul" or a_scale not in scales.input:
+            continue
+        b_scale = next(i for i in scales.input if i != a_scale)
+        if b_scale not in initializers or b_zp not in initializers:
+            continue
+        per_column = len(initializers[b_scale].dims) == 1
+        stem = n.output[0]
+        replace[id(mul)] = [
+            helper.make_node("DequantizeLinear", [a_q, a_scale, a_zp], [stem + "/a_dq"], name=stem + "/a_dq"),
+            helper.make_node("DequantizeLinear", [b_q, b_scale, b_zp], [stem + "/b_dq"], name=stem + "/b_dq",
+                             axis=1 if per_column else 0),  # a scalar scale ignores axis
+            helper.make_node("MatMul", [stem + "/a_dq", stem + "/b_dq"], list(mul.output), name=stem + "/matmul"),
+        ]
+        drop.update({id(n), id(cast)})
+        if len(consumers.get(scales.output[0], [])) == 1:
+            drop.add(id(scales))
+    if not replace:
+        return 0
+    rebuilt: list[Any] = []
+    for n in nodes:  # the replacements take the final Mul's place: every input is computed before it
+        if id(n) in replace:
+            rebuilt.extend(replace[id(n)])
+        elif id(n) not in drop:
+            rebuilt.append(n)
+    del model.graph.node[:]
+    model.graph.node.extend(rebuilt)
+    return len(replace)
 
 
 def _graph_inputs(model: Any) -> list[Any]:

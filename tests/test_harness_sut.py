@@ -10,7 +10,7 @@ from harness_support import InstantEngine, make_spec, write_features
 
 from orchestrator.errors import ConfigError, DatasetError, RunError
 from orchestrator.harness.qsl import SampleLibrary, load_feature_arrays
-from orchestrator.harness.sut import BertSUT, pick_length, plan_batches
+from orchestrator.harness.sut import BertSUT, CostModel, pick_length, plan_batches
 
 
 @pytest.fixture(scope="module")
@@ -50,35 +50,51 @@ def test_pick_length_rounds_up_to_a_bucket() -> None:
 def test_optimized_batches_cut_to_longest_row_with_leftover(features) -> None:
     engine = _engine()
     sut = _sut(features, engine)
-    items = [(1000 + i, i) for i in range(9)]  # 9 samples, batch 4: 4 + 4 + a single leftover
-    batches = sut._plan(items)
+    query = np.arange(9)  # 9 samples, batch 4: 4 + 4 + a single leftover
+    batches = sut._plan(query)
     assert [len(b) for b in batches] == [4, 4, 1]
     seq_len = features.seq_len
-    flat = [idx for b in batches for _, idx in b]
+    flat = [int(query[p]) for b in batches for p in b]
     assert sorted(flat) == list(range(9))
     assert [seq_len[i] for i in flat] == sorted((seq_len[i] for i in range(9)), reverse=True)
-    for batch in batches:
-        outputs = sut._infer_batch(batch)
-        longest = max(int(seq_len[idx]) for _, idx in batch)
-        assert engine.calls[-1] == (len(batch), longest)
-        for (_, idx), out in zip(batch, outputs, strict=True):
+    for positions in batches:
+        indices = query[positions]
+        outputs = sut.answers(indices)
+        longest = max(int(seq_len[idx]) for idx in indices)
+        assert engine.calls[-1] == (len(indices), longest)
+        for idx, out in zip(indices, outputs, strict=True):
             n = int(seq_len[idx])
             assert out.dtype == np.float32 and out.shape == (n, 2) and out.flags.c_contiguous
             np.testing.assert_array_equal(out[:, 0], features.input_ids[idx, :n].astype(np.float32))
             np.testing.assert_array_equal(out[:, 1], np.arange(n, dtype=np.float32))
     # The input buffers are reused, not reallocated per batch.
     assert len(set(engine.buffers_seen)) == 1
-    assert engine.buffers_seen[0] == sut._buffers[0].ctypes.data
+    assert engine.buffers_seen[0] == sut._workers[0].inputs[0].ctypes.data
+
+
+def test_each_answer_is_a_contiguous_row_of_one_response_buffer(features) -> None:
+    """The bytes LoadGen gets for sample r start at row r of the [rows, width, 2] buffer: (start, end) per
+    token for the sample's real tokens, exactly the logits the engine returned."""
+    engine = _engine()
+    sut = _sut(features, engine, batch_size=8)
+    indices = np.array([5, 2, 7])
+    lengths = features.seq_len[indices].astype(int)
+    width, answer = sut._infer_into(sut._workers[0], indices, lengths)
+    assert width == lengths.max() and answer is None
+    raw = sut._workers[0].responses
+    for r, (idx, n) in enumerate(zip(indices, lengths, strict=True)):
+        row = raw[r * width * 2 : r * width * 2 + n * 2].reshape(n, 2)  # what the response pointer covers
+        np.testing.assert_array_equal(row[:, 0], features.input_ids[idx, :n].astype(np.float32))
+        np.testing.assert_array_equal(row[:, 1], np.arange(n, dtype=np.float32))
 
 
 def test_reference_runs_batch_1_at_384(features) -> None:
     engine = _engine()
     sut = _sut(features, engine, kind="reference", batch_size=16)
     assert sut.batch_size == 1
-    items = [(7, 3), (8, 5)]
-    batches = sut._plan(items)
-    assert batches == [[(7, 3)], [(8, 5)]]
-    out = sut._infer_batch(batches[0])[0]
+    batches = sut._plan(np.array([3, 5]))
+    assert [b.tolist() for b in batches] == [[0], [1]]  # issue order, one at a time
+    out = sut.answers([3])[0]
     assert engine.calls == [(1, 384)]
     assert out.shape == (384, 2)
     np.testing.assert_array_equal(out[:, 0], features.input_ids[3].astype(np.float32))
@@ -88,26 +104,45 @@ def test_engine_buckets_and_max_batch_are_respected(features) -> None:
     engine = _engine(buckets="128,256,384", max_batch="3")
     sut = _sut(features, engine, batch_size=16)
     assert sut.batch_size == 3
-    items = [(i, i) for i in range(7)]
-    for batch in sut._plan(items):
-        outputs = sut._infer_batch(batch)
-        assert engine.calls[-1][0] == len(batch) <= 3
+    query = np.arange(7)
+    for positions in sut._plan(query):
+        indices = query[positions]
+        outputs = sut.answers(indices)
+        assert engine.calls[-1][0] == len(indices) <= 3
         assert engine.calls[-1][1] in (128, 256, 384)
-        assert engine.calls[-1][1] >= max(int(features.seq_len[i]) for _, i in batch)
-        assert [o.shape[0] for o in outputs] == [int(features.seq_len[i]) for _, i in batch]
+        assert engine.calls[-1][1] >= max(int(features.seq_len[i]) for i in indices)
+        assert [o.shape[0] for o in outputs] == [int(features.seq_len[i]) for i in indices]
     assert [c[0] for c in engine.calls] == [3, 3, 1]
 
 
 def test_multistream_query_is_one_batch_unless_the_engine_caps_it(features) -> None:
-    items = [(i, i) for i in range(8)]
+    query = np.arange(8)
     engine = _engine()
     sut = _sut(features, engine, batch_size=2, scenario="MultiStream")
-    (batch,) = sut._plan(items)
-    outputs = sut._infer_batch(batch)
+    (positions,) = sut._plan(query)
+    outputs = sut.answers(query[positions])
     assert engine.calls == [(8, max(int(features.seq_len[i]) for i in range(8)))]
-    assert [o.shape[0] for o in outputs] == [int(features.seq_len[i]) for _, i in batch]
+    assert [o.shape[0] for o in outputs] == [int(features.seq_len[i]) for i in query[positions]]
     capped = _sut(features, _engine(max_batch="3"), batch_size=16, scenario="MultiStream")
-    assert [len(b) for b in capped._plan(items)] == [3, 3, 2]
+    assert [len(b) for b in capped._plan(query)] == [3, 3, 2]
+
+
+def test_singlestream_and_reference_use_one_instance(features) -> None:
+    engine = _engine()
+    engine.instance_count = 2  # type: ignore[attr-defined]
+    assert _sut(features, engine, scenario="Offline").instances == 2
+    assert _sut(features, engine, scenario="SingleStream").instances == 1
+    assert _sut(features, engine, scenario="SingleStream").batch_size == 1
+    assert _sut(features, engine, kind="reference").instances == 1
+
+
+def test_cost_model_learns_the_time_per_token() -> None:
+    model = CostModel(alpha=0.5)
+    assert model.predict(4, 100) == 0.0  # nothing known yet: never wait on a guess
+    model.observe(2, 100, 0.02)  # 100 us per token
+    assert model.predict(4, 100) == pytest.approx(0.04)
+    model.observe(1, 100, 0.03)  # 300 us per token: the average moves halfway
+    assert model.predict(1, 100) == pytest.approx(0.02)
 
 
 def test_engine_without_a_384_bucket_is_rejected(features) -> None:

@@ -7,23 +7,32 @@ Two kinds:
 Padding positions carry input_mask 0, so cutting them does not change the logits of real tokens beyond
 float noise (and the quantisation noise of an int8 model's dynamic activation ranges).
 
-Dispatch: Offline, SingleStream and MultiStream run the query inside LoadGen's issue call (LoadGen
-issues their next query only when this one completes); Server hands samples to one worker thread that
-gathers up to batch_size of them (or what arrived within a short window) per engine call. A MultiStream
-query (8 samples) is one batch whatever batch_size says, split only where the engine's max_batch requires.
+Dispatch by scenario:
+- Offline: the one query is planned at once (numpy: lengths, a stable longest-first sort, slices) and run
+  inside LoadGen's issue call, batch after batch, on every engine instance at once (`instance_count`).
+- SingleStream: one sample, run at once at its real length. MultiStream: the query (8 samples) is one
+  batch, split only where the engine's max_batch requires.
+- Server: worker threads (one per engine instance) take what has arrived; a worker waits for more only
+  while the oldest waiting sample can still finish within a share of the latency bound, judged by a
+  running estimate of the engine's time per token (latency-aware dynamic batching).
 
-A response is float32 [seq_len, 2] (start, end interleaved per token), the layout every accuracy
-script reads. Its buffer is kept referenced until QuerySamplesComplete has returned (LoadGen copies
-the bytes for the accuracy log during that call).
+The per-sample Python work is kept to the minimum LoadGen's API allows: the issue callback receives two
+lists of ints (LoadGen's "fast" SUT), inputs are gathered with numpy into reused buffers, every batch's
+logits are copied into one reused response buffer laid out float32 [batch, width, 2] (start, end
+interleaved per token: the layout every accuracy script reads), and each batch ends with ONE
+QuerySamplesComplete call holding one response per sample (a pointer into that buffer and the sample's
+real length). LoadGen copies what it logs during that call, so the buffer can be reused afterwards.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -38,14 +47,25 @@ log = logging.getLogger(__name__)
 SutKind = Literal["optimized", "reference"]
 Item = tuple[int, int]  # (LoadGen response id, QSL index)
 
-# How long the Server worker waits for more samples to fill a batch. Short against bert's 130 ms bound.
-SERVER_BATCH_WINDOW_S = 0.002
+# MLPerf's Server latency bound for bert (mlperf.conf); a run's target_latency overrides it.
+SERVER_LATENCY_BOUND_S = 0.130
+# The share of the bound a sample may spend waiting for its batch plus running: the rest is headroom for
+# the 99th percentile (queueing behind a running batch, estimate errors).
+SERVER_LATENCY_BUDGET = 0.5
+# Never wait longer than this for more samples, whatever the budget says.
+SERVER_MAX_WAIT_S = 0.020
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int, *, sort: bool) -> list[list[int]]:
     """Positions into `lengths`, grouped into batches of at most batch_size; longest first when sorted."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i]) if sort else list(range(len(lengths)))
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    return [b.tolist() for b in order_batches(np.asarray(lengths, dtype=np.int64), batch_size, sort=sort)]
+
+
+def order_batches(lengths: np.ndarray, batch_size: int, *, sort: bool) -> list[np.ndarray]:
+    """plan_batches on a numpy array, returning arrays of positions (stable: ties keep issue order)."""
+    n = int(lengths.shape[0])
+    order = np.argsort(-lengths, kind="stable") if sort else np.arange(n)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
 def pick_length(needed: int, buckets: Sequence[int] | None) -> int:
@@ -56,6 +76,51 @@ def pick_length(needed: int, buckets: Sequence[int] | None) -> int:
         if b >= needed:
             return b
     raise RunError(f"No sequence bucket of the engine holds {needed} tokens (buckets {list(buckets)}).")
+
+
+class CostModel:
+    """A running estimate of an engine call's time: overhead + per_token * batch * width (seconds).
+
+    Updated after every batch with an exponential moving average of the time per token; the overhead
+    is the smallest call time seen for one short sample. Until the first measurement it knows nothing
+    and predicts 0, so the first Server batches never wait."""
+
+    def __init__(self, alpha: float = 0.2) -> None:
+        self.alpha = alpha
+        self.per_token: float | None = None
+        self._lock = threading.Lock()
+
+    def observe(self, batch: int, width: int, seconds: float) -> None:
+        tokens = max(1, batch * width)
+        with self._lock:
+            rate = seconds / tokens
+            self.per_token = rate if self.per_token is None else (1 - self.alpha) * self.per_token + self.alpha * rate
+
+    def predict(self, batch: int, width: int) -> float:
+        return 0.0 if self.per_token is None else self.per_token * batch * width
+
+
+@dataclass
+class _Waiting:
+    rid: int
+    index: int
+    arrived: float  # time.monotonic() at issue
+
+
+class _Worker:
+    """One engine instance's reused buffers: int64 inputs [B, S] and the float32 [B, S, 2] responses."""
+
+    def __init__(self, instance: int, rows: int, width: int) -> None:
+        self.instance = instance
+        self.rows, self.width = rows, width
+        self.inputs = [np.zeros(rows * width, np.int64) for _ in range(3)]
+        self.responses = np.zeros(rows * width * 2, np.float32)
+
+    def ensure(self, rows: int, width: int) -> None:
+        """Grow (only for a MultiStream query larger than planned, or a wider bucket)."""
+        if rows * width > self.inputs[0].size:
+            self.inputs = [np.zeros(rows * width, np.int64) for _ in range(3)]
+            self.responses = np.zeros(rows * width * 2, np.float32)
 
 
 class BertSUT:
@@ -69,6 +134,7 @@ class BertSUT:
         batch_size: int = 16,
         on_complete: Callable[[int], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
+        latency_bound_s: float | None = None,
     ) -> None:
         self.engine = engine
         self.qsl = qsl
@@ -79,6 +145,8 @@ class BertSUT:
             self.batch_size = 1
         elif scenario == "MultiStream":
             self.batch_size = engine_max or MULTISTREAM_SAMPLES_PER_QUERY  # grows to the query (see _plan)
+        elif scenario == "SingleStream":
+            self.batch_size = 1  # one sample per query: nothing to batch
         else:
             self.batch_size = max(1, min(batch_size, engine_max or batch_size))
         self._engine_max = engine_max
@@ -89,120 +157,231 @@ class BertSUT:
                 f"The engine's largest sequence bucket is {self.buckets[-1]}, below {MAX_SEQ_LEN}; "
                 f"build it with a {MAX_SEQ_LEN} bucket."
             )
-        # Input buffers reused for every batch: a flat int64 block per input, viewed as [B, S] (contiguous).
-        self._buffers = [
-            np.zeros(self.batch_size * pick_length(MAX_SEQ_LEN, self.buckets), np.int64) for _ in range(3)
-        ]
-        self._buffer_lock = threading.Lock()  # held while the input buffers are filled and run
+        # The features stay in memory for the whole run (see qsl.py): gather rows straight from them.
+        f = qsl.features
+        self._ids, self._mask, self._seg = f.input_ids, f.input_mask, f.segment_ids
+        self._seq_len = np.asarray(f.seq_len, dtype=np.int64)
+        # One engine instance per worker; engines without instances have one.
+        self.instances = max(1, int(getattr(engine, "instance_count", 1) or 1))
+        if scenario in ("SingleStream", "MultiStream") or kind == "reference":
+            self.instances = 1  # one query at a time: a second instance would idle
+        self._pass_instance = self.instances > 1
+        full = pick_length(MAX_SEQ_LEN, self.buckets)
+        self._workers = [_Worker(i, self.batch_size, full) for i in range(self.instances)]
+        self.latency_bound_s = latency_bound_s or SERVER_LATENCY_BOUND_S
+        self.cost = CostModel()
         self._count_lock = threading.Lock()  # short: never held across inference (Server issues meanwhile)
         self._on_complete = on_complete
         self._on_error = on_error
         self.samples_issued = 0
         self.samples_completed = 0
         self.batches_run = 0
+        self.complete_calls = 0  # QuerySamplesComplete calls: one per batch
         self.error: BaseException | None = None
         self._handle: object | None = None
-        self._queue: queue.Queue[Item | None] | None = None
-        self._worker: threading.Thread | None = None
+        self._queue: queue.Queue[_Waiting | None] | None = None
+        self._threads: list[threading.Thread] = []
 
     # ---- LoadGen callbacks -------------------------------------------------------------------------
-    def issue_queries(self, query_samples: list) -> None:  # list[mlperf_loadgen.QuerySample]
-        items = [(q.id, q.index) for q in query_samples]
+    def issue_fast(self, ids: list[int], indices: list[int]) -> None:
+        """LoadGen's fast issue callback: response ids and QSL indices as two lists of ints."""
         with self._count_lock:
-            self.samples_issued += len(items)
+            self.samples_issued += len(ids)
         if self._queue is not None:
-            for item in items:
-                self._queue.put(item)
-        else:
-            self._process(items)
+            now = time.monotonic()
+            for rid, index in zip(ids, indices, strict=True):
+                self._queue.put(_Waiting(rid, index, now))
+            return
+        self._process(np.asarray(ids, dtype=np.uint64), np.asarray(indices, dtype=np.int64))
+
+    def issue_queries(self, query_samples: list) -> None:  # list[mlperf_loadgen.QuerySample]
+        """The classic issue callback (QuerySample objects), for callers that construct a plain SUT."""
+        self.issue_fast([q.id for q in query_samples], [q.index for q in query_samples])
 
     def flush_queries(self) -> None:
-        # Nothing is held back: the Server worker's batching window is a few milliseconds.
+        # Nothing is held back: a Server worker waits for more samples only within its latency budget.
         pass
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     def construct(self) -> object:
-        """Start the Server worker (if any) and register with LoadGen; pair with close()."""
+        """Start the Server workers (if any) and register with LoadGen; pair with close()."""
         import mlperf_loadgen as lg
 
         if self.scenario == "Server":
             self._queue = queue.Queue()
-            self._worker = threading.Thread(target=self._serve, name="sut-server-worker", daemon=True)
-            self._worker.start()
-        self._handle = lg.ConstructSUT(self.issue_queries, self.flush_queries)
+            for worker in self._workers:
+                t = threading.Thread(target=self._serve, args=(worker,), name=f"sut-server-{worker.instance}",
+                                     daemon=True)
+                t.start()
+                self._threads.append(t)
+        self._handle = lg.ConstructFastSUT(self.issue_fast, self.flush_queries)
         return self._handle
 
     def close(self) -> None:
         import mlperf_loadgen as lg
 
-        if self._worker is not None and self._queue is not None:
-            self._queue.put(None)
-            self._worker.join()
-            self._worker = None
+        if self._queue is not None:
+            for _ in self._threads:
+                self._queue.put(None)
+            for t in self._threads:
+                t.join()
+            self._threads = []
         if self._handle is not None:
-            lg.DestroySUT(self._handle)
+            lg.DestroyFastSUT(self._handle)
             self._handle = None
 
-    # ---- work --------------------------------------------------------------------------------------
-    def _serve(self) -> None:
+    # ---- Offline / SingleStream / MultiStream --------------------------------------------------------
+    def _process(self, ids: np.ndarray, indices: np.ndarray) -> None:
+        """Run a query's samples in batches and answer them. Never raises: LoadGen's threads cannot take an
+        exception, so a failure is recorded, reported, and the samples are answered empty so the test ends."""
+        try:
+            batches = self._plan(indices)
+        except Exception as exc:  # noqa: BLE001 - recorded; the harness raises it after the test
+            self._fail(exc)
+            self._complete_empty(ids)
+            return
+        if self.instances == 1 or len(batches) == 1:
+            for positions in batches:
+                self._run_batch(self._workers[0], ids[positions], indices[positions])
+            return
+        # Several instances: each worker takes the next batch (longest first) until none is left.
+        lock = threading.Lock()
+        remaining = iter(batches)
+
+        def drain(worker: _Worker) -> None:
+            while True:
+                with lock:
+                    positions = next(remaining, None)
+                if positions is None:
+                    return
+                self._run_batch(worker, ids[positions], indices[positions])
+
+        helpers = [threading.Thread(target=drain, args=(w,), name=f"sut-offline-{w.instance}", daemon=True)
+                   for w in self._workers[1:]]
+        for t in helpers:
+            t.start()
+        drain(self._workers[0])
+        for t in helpers:
+            t.join()
+
+    def _plan(self, indices: np.ndarray) -> list[np.ndarray]:
+        """Positions into the query, per batch: issue order for the reference, else longest first."""
+        n = int(indices.shape[0])
+        if self.kind == "reference":
+            return [np.array([i]) for i in range(n)]
+        limit = self.batch_size
+        if self.scenario == "MultiStream":
+            limit = min(n, self._engine_max or n)
+        return order_batches(self._seq_len[indices], max(1, limit), sort=True)
+
+    # ---- Server ----------------------------------------------------------------------------------------
+    def _serve(self, worker: _Worker) -> None:
         assert self._queue is not None
         q = self._queue
-        stop = False
-        while not stop:
+        budget = self.latency_bound_s * SERVER_LATENCY_BUDGET
+        while True:
             first = q.get()
             if first is None:
-                break
-            items = [first]
-            deadline = time.monotonic() + SERVER_BATCH_WINDOW_S
-            while len(items) < self.batch_size:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self.batch_size:  # take what is already there
                 try:
-                    nxt = q.get(timeout=max(0.0, deadline - time.monotonic()))
+                    nxt = q.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:
                     stop = True
                     break
-                items.append(nxt)
-            self._process(items)
+                batch.append(nxt)
+            while not stop and len(batch) < self.batch_size:
+                # Wait for one more only if the oldest sample can still finish in time with it.
+                width = pick_length(int(self._seq_len[[w.index for w in batch]].max()), self.buckets)
+                slack = first.arrived + budget - time.monotonic() - self.cost.predict(len(batch) + 1, width)
+                if slack <= 0:
+                    break
+                try:
+                    nxt = q.get(timeout=min(slack, SERVER_MAX_WAIT_S))
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._run_batch(worker, np.array([w.rid for w in batch], dtype=np.uint64),
+                            np.array([w.index for w in batch], dtype=np.int64))
+            if stop:
+                return
 
-    def _process(self, items: list[Item]) -> None:
-        """Run items in batches and answer them. Never raises: LoadGen's threads cannot take an exception,
-        so a failure is recorded, reported, and the samples are answered empty so the test can end."""
+    # ---- one batch -------------------------------------------------------------------------------------
+    def _run_batch(self, worker: _Worker, ids: np.ndarray, indices: np.ndarray) -> None:
         import mlperf_loadgen as lg
 
+        if self.error is not None:
+            self._complete_empty(ids)
+            return
         try:
-            batches = self._plan(items)
+            lengths = self._seq_len[indices]
+            width, answer = self._infer_into(worker, indices, lengths)
         except Exception as exc:  # noqa: BLE001 - recorded; the harness raises it after the test
             self._fail(exc)
-            batches = [items]
-        for batch in batches:
-            if self.error is not None:
-                self._complete_empty(batch)
-                continue
-            try:
-                outputs = self._infer_batch(batch)
-            except Exception as exc:  # noqa: BLE001 - recorded; the harness raises it after the test
-                self._fail(exc)
-                self._complete_empty(batch)
-                continue
-            # `outputs` keeps the response bytes alive until QuerySamplesComplete has returned.
-            responses = [
-                lg.QuerySampleResponse(rid, out.ctypes.data, out.nbytes)
-                for (rid, _), out in zip(batch, outputs, strict=True)
-            ]
-            lg.QuerySamplesComplete(responses)
-            del outputs
-            self._completed(len(batch), batches=1)
+            self._complete_empty(ids)
+            return
+        # One response per sample: a pointer to its row of the response buffer and its answer length.
+        row_bytes = width * 2 * 4
+        base = worker.responses.ctypes.data
+        rows = len(indices)
+        sizes = (lengths * 8).tolist() if answer is None else [answer * 8] * rows
+        responses = [
+            lg.QuerySampleResponse(rid, base + r * row_bytes, size)
+            for r, (rid, size) in enumerate(zip(ids.tolist(), sizes, strict=True))
+        ]
+        lg.QuerySamplesComplete(responses)
+        self._completed(rows, batches=1, calls=1)
 
-    def _plan(self, items: list[Item]) -> list[list[Item]]:
-        if self.kind == "reference":
-            return [[item] for item in items]
-        lengths = [self.qsl.sample(idx).seq_len for _, idx in items]
-        limit = self.batch_size
-        if self.scenario == "MultiStream":
-            limit = min(len(items), self._engine_max or len(items))
-        return [[items[i] for i in b] for b in plan_batches(lengths, max(1, limit), sort=True)]
+    def _infer_into(self, worker: _Worker, indices: np.ndarray, lengths: np.ndarray) -> tuple[int, int | None]:
+        """Gather the batch into the worker's inputs, run the engine, write the logits into the worker's
+        response buffer as [rows, width, 2]. Returns the width and, for the reference, the answer length
+        (384 for every sample) instead of each sample's own (None)."""
+        rows = int(indices.shape[0])
+        reference = self.kind == "reference"
+        needed = MAX_SEQ_LEN if reference else int(lengths.max())
+        width = pick_length(needed, self.buckets)
+        cols = min(width, MAX_SEQ_LEN)
+        worker.ensure(rows, width)
+        ids, mask, seg = (buf[: rows * width].reshape(rows, width) for buf in worker.inputs)
+        ids[:, :cols] = self._ids[indices, :cols]
+        mask[:, :cols] = self._mask[indices, :cols]
+        seg[:, :cols] = self._seg[indices, :cols]
+        if width > cols:  # a bucket wider than the features: pad with zeros (mask 0)
+            for arr in (ids, mask, seg):
+                arr[:, cols:] = 0
+        started = time.perf_counter()
+        if self._pass_instance:
+            start, end = self.engine.infer(ids, mask, seg, instance=worker.instance)  # type: ignore[call-arg]
+        else:
+            start, end = self.engine.infer(ids, mask, seg)
+        self.cost.observe(rows, width, time.perf_counter() - started)
+        if start.shape != (rows, width) or end.shape != (rows, width):
+            raise RunError(
+                f"The engine returned logits of shape {start.shape} and {end.shape} for a [{rows}, {width}] batch; "
+                "fix the engine's infer()."
+            )
+        out = worker.responses[: rows * width * 2].reshape(rows, width, 2)
+        out[:, :, 0] = start
+        out[:, :, 1] = end
+        return width, (MAX_SEQ_LEN if reference else None)
 
+    def answers(self, indices: Sequence[int]) -> list[np.ndarray]:
+        """Run one batch of QSL indices on the first worker, without LoadGen; a copy of each sample's answer
+        as it would be sent: float32 [answer length, 2] (tests and tools)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        lengths = self._seq_len[idx]
+        width, answer = self._infer_into(self._workers[0], idx, lengths)
+        out = self._workers[0].responses[: len(idx) * width * 2].reshape(len(idx), width, 2)
+        return [out[r, : (answer or int(n))].copy() for r, n in enumerate(lengths.tolist())]
+
+    # ---- bookkeeping -----------------------------------------------------------------------------------
     def _fail(self, exc: Exception) -> None:
         log.error("inference failed: %s: %s", type(exc).__name__, exc)
         if self.error is None:
@@ -210,49 +389,27 @@ class BertSUT:
             if self._on_error is not None:
                 self._on_error(exc)
 
-    def _infer_batch(self, batch: list[Item]) -> list[np.ndarray]:
-        """Fill the reused input buffers, run the engine, return one float32 [length, 2] array per sample."""
-        samples = [self.qsl.sample(idx) for _, idx in batch]
-        b = len(samples)
-        needed = MAX_SEQ_LEN if self.kind == "reference" else max(s.seq_len for s in samples)
-        width = pick_length(needed, self.buckets)
-        cols = min(width, MAX_SEQ_LEN)
-        with self._buffer_lock:
-            if self._buffers[0].size < b * width:  # only a MultiStream query larger than expected
-                self._buffers = [np.zeros(b * width, np.int64) for _ in range(3)]
-            ids, mask, seg = (buf[: b * width].reshape(b, width) for buf in self._buffers)
-            if width > cols:  # a bucket wider than the features: pad with zeros (mask 0)
-                for arr in (ids, mask, seg):
-                    arr[:, cols:] = 0
-            for r, s in enumerate(samples):
-                ids[r, :cols] = s.input_ids[:cols]
-                mask[r, :cols] = s.input_mask[:cols]
-                seg[r, :cols] = s.segment_ids[:cols]
-            start, end = self.engine.infer(ids, mask, seg)
-        if start.shape != (b, width) or end.shape != (b, width):
-            raise RunError(
-                f"The engine returned logits of shape {start.shape} and {end.shape} for a [{b}, {width}] batch; "
-                "fix the engine's infer()."
-            )
-        outputs = []
-        for r, s in enumerate(samples):
-            length = MAX_SEQ_LEN if self.kind == "reference" else s.seq_len
-            out = np.empty((length, 2), dtype=np.float32)
-            out[:, 0] = start[r, :length]
-            out[:, 1] = end[r, :length]
-            outputs.append(out)
-        return outputs
-
-    def _complete_empty(self, items: list[Item]) -> None:
+    def _complete_empty(self, ids: np.ndarray) -> None:
         import mlperf_loadgen as lg
 
-        if items:
-            lg.QuerySamplesComplete([lg.QuerySampleResponse(rid, 0, 0) for rid, _ in items])
-            self._completed(len(items), batches=0)
+        if len(ids):
+            lg.QuerySamplesComplete([lg.QuerySampleResponse(rid, 0, 0) for rid in ids.tolist()])
+            self._completed(len(ids), batches=0, calls=1)
 
-    def _completed(self, n: int, *, batches: int) -> None:
+    def _completed(self, n: int, *, batches: int, calls: int) -> None:
         with self._count_lock:
             self.samples_completed += n
             self.batches_run += batches
+            self.complete_calls += calls
         if self._on_complete is not None:
             self._on_complete(n)
+
+
+def expected_batches(sample_count: int, batch_size: int) -> int:
+    """Batches the optimized Offline SUT runs for one query (tests and benchmarks check against it)."""
+    return math.ceil(sample_count / max(1, batch_size))
+
+
+__all__ = ["BertSUT", "CostModel", "Item", "SutKind", "expected_batches", "order_batches", "pick_length",
+           "plan_batches"]
+

@@ -3,16 +3,33 @@
 Only the requested provider is given to the session (plus CPU when CPU is what was asked), so a GPU
 run cannot quietly fall back to the CPU: the session reports what it really registered, and the
 harness compares that with the target's provider.
+
+Engine options (HarnessSpec.engine_options, all strings):
+    optimize              auto (default): onnxruntime.transformers' fusions (attention, embed/skip
+                          layer-norm, GELU) applied once and cached (orchestrator/harness/optimize.py),
+                          inputs and outputs bound to reused buffers (IOBinding).
+                          none: the model as given, a plain session.run (what the reference SUT uses).
+    optimized_cache_dir   where fused models are cached (writable; the docker runner mounts `*_dir`
+                          options read-write). Unset: a temporary directory, deleted when the engine closes.
+    instances             sessions side by side (default 1), each with threads/instances intra-op threads;
+                          the SUT runs one batch per instance at a time.
+    num_heads, hidden_size, model_type
+                          for the optimizer (default: read from the graph).
+Threads: the spec's `threads`, else the physical cores this process may use (harness/cpu.py).
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from orchestrator.errors import ModelError, PreflightError
+from orchestrator.errors import ConfigError, ModelError, PreflightError
+from orchestrator.harness.cpu import default_threads
 from orchestrator.harness.engines.base import Engine
 
 log = logging.getLogger(__name__)
@@ -22,6 +39,7 @@ OUTPUTS = ("output_start_logits", "output_end_logits")
 INPUT_TYPE = "tensor(int64)"
 OUTPUT_TYPE = "tensor(float)"
 CPU = "CPUExecutionProvider"
+OPTIONS = ("optimize", "optimized_cache_dir", "instances", "num_heads", "hidden_size", "model_type")
 
 # What to install for a provider that this onnxruntime build lacks.
 _PROVIDER_PACKAGES = {
@@ -32,6 +50,28 @@ _PROVIDER_PACKAGES = {
     "OpenVINOExecutionProvider": "onnxruntime-openvino",
     "DmlExecutionProvider": "onnxruntime-directml",
 }
+
+
+class _Bound:
+    """One session's IOBinding and its reused output buffers (grown to the largest batch seen)."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.binding = session.io_binding()
+        self.outputs = [np.empty(0, np.float32), np.empty(0, np.float32)]
+
+    def run(self, ids: np.ndarray, mask: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        b, s = ids.shape
+        if self.outputs[0].size < b * s:
+            self.outputs = [np.empty(b * s, np.float32), np.empty(b * s, np.float32)]
+        start, end = (o[: b * s].reshape(b, s) for o in self.outputs)
+        io = self.binding
+        for name, arr in zip(INPUTS, (ids, mask, seg), strict=True):
+            io.bind_input(name, "cpu", 0, np.int64, [b, s], arr.ctypes.data)
+        io.bind_output(OUTPUTS[0], "cpu", 0, np.float32, [b, s], start.ctypes.data)
+        io.bind_output(OUTPUTS[1], "cpu", 0, np.float32, [b, s], end.ctypes.data)
+        self.session.run_with_iobinding(io)
+        return start, end
 
 
 class OnnxRuntimeEngine(Engine):
@@ -58,6 +98,19 @@ class OnnxRuntimeEngine(Engine):
         import onnxruntime as ort
 
         self._ort = ort
+        self._tmp_cache: Path | None = None
+        unknown = sorted(set(self.options) - set(OPTIONS))
+        if unknown:
+            raise ConfigError(
+                f"unknown onnxruntime engine option {unknown[0]!r}; choose among {', '.join(OPTIONS)}"
+            )
+        optimize = self.options.get("optimize", "auto") or "auto"
+        if optimize not in ("auto", "none"):
+            raise ConfigError(f"onnxruntime engine option optimize={optimize!r} is not auto or none; pass one of them")
+        self.optimized = optimize == "auto"
+        instances = self._int_option("instances", 1)
+        if instances < 1:
+            raise ConfigError("onnxruntime engine option instances must be at least 1; pass e.g. 1 or 2")
         path = Path(model_path)
         if not path.is_file():
             raise ModelError(f"The model file {path} does not exist; fetch or import the model first.")
@@ -70,31 +123,69 @@ class OnnxRuntimeEngine(Engine):
                 f"onnxruntime {ort.__version__} here offers {', '.join(available)} but not {execution_provider}; "
                 f"install {need} in place of the onnxruntime package."
             )
+        self.optimization: Any = None  # orchestrator.harness.optimize.OptimizedModel when optimize=auto
+        run_path = path
+        if self.optimized:
+            run_path = self._optimized_path(path)
+        total_threads = threads or (default_threads() if execution_provider == CPU else None)
+        per_instance = max(1, total_threads // instances) if total_threads else None
+        self.threads_per_instance = per_instance
+        self._sessions = [self._session(run_path, execution_provider, per_instance) for _ in range(instances)]
+        self._session0 = self._sessions[0]
+        self._check_interface(path)
+        # IOBinding to reused host buffers: only where the session runs on the CPU (a GPU provider would
+        # copy anyway; binding device memory is that engine's business).
+        self._bound = [_Bound(s) for s in self._sessions] if self.optimized and execution_provider == CPU else None
+        log.info(
+            "onnxruntime %s on %s: %s, %d instance(s) x %s threads%s",
+            ort.__version__, self.execution_provider, run_path.name, instances, per_instance or "default",
+            ", IOBinding" if self._bound else "",
+        )
+
+    # ---- set-up ------------------------------------------------------------------------------------
+    def _int_option(self, name: str, default: int) -> int:
+        raw = self.options.get(name)
+        if raw in (None, ""):
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"onnxruntime engine option {name}={raw!r} is not an integer; pass a whole number") from None
+
+    def _optimized_path(self, path: Path) -> Path:
+        from orchestrator.harness.optimize import OptimizeOptions, optimize_cached
+
+        cache = self.options.get("optimized_cache_dir")
+        if not cache:
+            self._tmp_cache = Path(tempfile.mkdtemp(prefix="mlperf-bert-optimized-"))
+            log.info("no optimized_cache_dir: the fused model is built for this run only (%s)", self._tmp_cache)
+            cache_dir = self._tmp_cache
+        else:
+            cache_dir = Path(cache)
+        options = OptimizeOptions.from_engine_options(self.options)
+        self.optimization = optimize_cached(path, cache_dir, options)
+        return self.optimization.path
+
+    def _session(self, path: Path, provider: str, threads: int | None) -> Any:
+        ort = self._ort
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1  # one sequential graph; the SUT batches instead
-        providers = [execution_provider]  # nothing else: a missing GPU must fail, not fall back
         try:
-            self._session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+            return ort.InferenceSession(str(path), sess_options=so, providers=[provider])  # no fallback provider
         except Exception as exc:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(
                 f"onnxruntime cannot load {path} as an ONNX model ({first_line}); check that the file is a "
                 "complete .onnx model."
             ) from exc
-        self._check_interface(path)
-        self._input_names = list(INPUTS)
-        self._output_names = list(OUTPUTS)
-        log.info(
-            "onnxruntime %s session on %s (threads=%s)", ort.__version__, self.execution_provider, threads
-        )
 
     def _check_interface(self, path: Path) -> None:
         problems: list[str] = []
-        inputs = {i.name: i for i in self._session.get_inputs()}
-        outputs = {o.name: o for o in self._session.get_outputs()}
+        inputs = {i.name: i for i in self._session0.get_inputs()}
+        outputs = {o.name: o for o in self._session0.get_outputs()}
         for name in INPUTS:
             node = inputs.get(name)
             if node is None:
@@ -124,9 +215,15 @@ class OnnxRuntimeEngine(Engine):
         self._seq_buckets = [min(fixed_seq)] if fixed_seq else None
         self._max_batch = min(fixed_batch) if fixed_batch else None
 
+    # ---- the Engine interface ----------------------------------------------------------------------
     @property
     def execution_provider(self) -> str:
-        return str(self._session.get_providers()[0])
+        return str(self._session0.get_providers()[0])
+
+    @property
+    def instance_count(self) -> int:
+        """Sessions that may run at the same time (one batch each); the SUT uses this many workers."""
+        return len(self._sessions)
 
     def versions(self) -> dict[str, str]:
         return {"onnxruntime": str(self._ort.__version__)}
@@ -138,11 +235,19 @@ class OnnxRuntimeEngine(Engine):
         return self._max_batch
 
     def infer(
-        self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray
+        self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray, *, instance: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
+        """With IOBinding the logits are views of this instance's reused buffers: valid until its next call."""
+        if self._bound is not None:
+            return self._bound[instance].run(input_ids, input_mask, segment_ids)
         feeds = {"input_ids": input_ids, "input_mask": input_mask, "segment_ids": segment_ids}
-        start, end = self._session.run(self._output_names, feeds)
+        start, end = self._sessions[instance].run(list(OUTPUTS), feeds)
         return start, end
 
     def close(self) -> None:
-        self._session = None  # type: ignore[assignment]
+        self._bound = None
+        self._sessions = []
+        self._session0 = None
+        if self._tmp_cache is not None:
+            shutil.rmtree(self._tmp_cache, ignore_errors=True)
+            self._tmp_cache = None

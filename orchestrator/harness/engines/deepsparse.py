@@ -96,7 +96,9 @@ def load_model(onnx_path: str) -> Any:
         raise ModelError(f"{onnx_path} cannot be read as an ONNX model ({type(exc).__name__}); check the file.") from exc
     rewritten = dequantize_dynamic_matmuls(model)
     if rewritten:
-        log.info("deepsparse: %s: %d dynamically quantized MatMuls in their DequantizeLinear form", name, rewritten)
+        # Correct but not fast: deepsparse runs these in float (and DynamicQuantizeLinear in its fallback).
+        log.info("deepsparse: %s: %d dynamically quantized MatMuls compiled in their DequantizeLinear form; for "
+                 "speed, use the fp32 model or a statically quantized (QDQ) int8 one", name, rewritten)
     dynamic = sorted({n.op_type for n in model.graph.node} & (DYNAMIC_QUANT_OPS - {"DynamicQuantizeLinear"}))
     if dynamic:
         raise ModelError(

@@ -45,8 +45,8 @@ def checkpoint_dir(path: Path) -> Path:
     """
     if path.is_file() and path.suffix == ".onnx":
         raise ModelError(
-            f"{path} is an ONNX file, but the pytorch backend runs a Hugging Face checkpoint directory; "
-            "pass the checkpoint directory (config.json + model.safetensors), or use --backend onnxruntime."
+            f"{path} is an ONNX file, but the pytorch backend runs a Hugging Face checkpoint; pass its weights "
+            "file (--model-path <checkpoint>/model.safetensors, config.json beside it), or use --backend onnxruntime."
         )
     if path.is_file() and path.name in WEIGHT_FILES:
         path = path.parent

@@ -62,7 +62,15 @@ def resolve_inputs(config: RunConfig, cache_dir: Path) -> Inputs:
     from orchestrator.dataset import build_features, load_features
 
     target = get_target(config.backend, config.device)
+    if target.model_format == "hf-checkpoint" and config.model_path is None:
+        raise ConfigError(
+            f"{target.key} runs a Hugging Face checkpoint directory; pass --model-path DIR (config.json + "
+            "model.safetensors), e.g. the demo's demo-minilm-l6-squad-hf"
+        )
     model = resolve_model(config.model, config.model_path, cache_dir)
+    is_dir = Path(model.path).is_dir()
+    if target.model_format == "onnx" and is_dir:
+        raise ModelError(f"{target.key} runs ONNX models but {model.path} is a directory; pass an .onnx file")
     if target.model_format == "onnx":
         problems = check_onnx_interface(Path(model.path), model.interface)
         if problems:
@@ -98,7 +106,7 @@ def _check_vocab_matches_model(model: Any, vocab: Path) -> None:
         )
 
 
-def make_runner(config: RunConfig, target: Target, *, stream: bool = True) -> Runner:
+def make_runner(config: RunConfig, target: Target, *, stream: bool = True, cache_dir: Path | None = None) -> Runner:
     kind = config.runner
     if kind is RunnerKind.auto:
         from orchestrator.runners import docker_available
@@ -111,12 +119,16 @@ def make_runner(config: RunConfig, target: Target, *, stream: bool = True) -> Ru
                                      ("memory", config.memory), ("gpus", config.gpus)) if v is not None}
         return DockerRunner(target, image=config.image, stream=stream, **options)
     if target.gpu is not None:
-        from orchestrator.runners.preflight import check_gpu_visible_locally
+        from orchestrator.runners import check_gpu_visible_locally
 
         check_gpu_visible_locally(target)
+    if target.cpu_flags:
+        from orchestrator.runners.preflight import check_cpu_flags
+
+        check_cpu_flags(target)
     from orchestrator.runners.local import LocalRunner
 
-    return LocalRunner(local_env=target.local_env, stream=stream)
+    return LocalRunner(local_env=target.local_env, stream=stream, cache_dir=cache_dir)
 
 
 def build_spec(config: RunConfig, target: Target, inputs: Inputs, run_dir: Path, *, progress: bool,
@@ -194,7 +206,7 @@ def run_benchmark(
     target = get_target(config.backend, config.device)
     cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
     inputs = resolve_inputs(config, cache_dir)
-    runner = make_runner(config, target, stream=stream)
+    runner = make_runner(config, target, stream=stream, cache_dir=cache_dir)
     if hasattr(runner, "preflight"):
         runner.preflight()  # engine, image, GPU: fail before a run directory exists
     label = f"{target.key}-{config.scenario.value}-{config.mode.value}"
@@ -279,7 +291,7 @@ def prepare_only(config: RunConfig, *, debug: bool = False) -> str:
     target = get_target(config.backend, config.device)
     cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
     inputs = resolve_inputs(config, cache_dir)
-    runner = make_runner(config, target, stream=True)
+    runner = make_runner(config, target, stream=True, cache_dir=cache_dir)
     run_dir = (config.output_dir / "<new-run>").resolve()
     spec = build_spec(config, target, inputs, run_dir, progress=True, cache_dir=cache_dir)
     if debug:

@@ -7,7 +7,7 @@ that says which command brings it in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -150,6 +150,8 @@ def resolve_model(name: str | None, model_path: Path | None, cache_dir: Path, *,
     catalogue = catalogue or load_catalogue()
     if model_path is not None:
         path = Path(model_path).expanduser()
+        if path.is_dir():
+            return _checkpoint_dir(path, catalogue)
         if not path.is_file():
             raise ModelError(f"model file {path} does not exist; pass an existing .onnx file to --model-path")
         digests = cached_digests(path)
@@ -163,6 +165,25 @@ def resolve_model(name: str | None, model_path: Path | None, cache_dir: Path, *,
     stamp = read_stamp(found.path.parent) if found.source == "cache" else None
     return _model_from(found.asset, found.name, found.path, found.sha256, found.source,
                        custom=found.asset is None, stamp=stamp)
+
+
+CHECKPOINT_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+
+
+def _checkpoint_dir(path: Path, catalogue: Catalogue) -> ResolvedModel:
+    """A Hugging Face checkpoint directory (config.json + weights), identified by its weights' digests."""
+    weights = next((path / n for n in CHECKPOINT_WEIGHTS if (path / n).is_file()), None)
+    if weights is None or not (path / "config.json").is_file():
+        raise ModelError(
+            f"{path} is not a Hugging Face checkpoint directory (it needs config.json and one of "
+            f"{', '.join(CHECKPOINT_WEIGHTS)}); pass such a directory, or an .onnx file for ONNX backends"
+        )
+    digests = cached_digests(weights)
+    for asset in catalogue.assets:
+        if asset.kind == "model" and asset.checksums and not mismatches(digests, asset.checksums):
+            return _model_from(asset, asset.name, path, digests["sha256"], "path", custom=False)
+    model = _model_from(None, f"custom:{path.name}", path, digests["sha256"], "path", custom=True)
+    return replace(model, format="pytorch")
 
 
 def resolve_dataset(dataset_path: Path | None, cache_dir: Path, *, name: str = DEFAULT_DATASET,

@@ -177,7 +177,8 @@ class _RunState:
         engine = engine_cls(
             spec.model_path,
             device=target_device(spec.target),
-            batch_size=spec.batch_size,
+            # The reference SUT runs one sample at a time; fixed-shape engines must compile for that.
+            batch_size=1 if spec.sut == "reference" else spec.batch_size,
             threads=spec.threads,
             execution_provider=spec.execution_provider,
             options=spec.engine_options,

@@ -23,24 +23,29 @@ from orchestrator.runners.base import Runner, RunnerOutcome
 log = logging.getLogger(__name__)
 
 
-def harness_python(local_env: str) -> str:
+def harness_python(local_env: str, cache_dir: Path | None = None) -> str:
     """The interpreter that runs the harness: this one, or a managed venv for backends with their own pins."""
     if local_env == "main":
         return sys.executable
     from orchestrator.runners import venvs  # only backends with their own environment need it
 
-    return str(venvs.ensure_venv(local_env))
+    return str(venvs.ensure_venv(local_env, cache_dir=cache_dir))
 
 
 class LocalRunner(Runner):
     name = "local"
 
-    def __init__(self, *, local_env: str = "main", stream: bool = True) -> None:
+    def __init__(self, *, local_env: str = "main", stream: bool = True, cache_dir: Path | None = None) -> None:
         self.local_env = local_env
         self.stream = stream
+        self.cache_dir = cache_dir
+
+    def preflight(self) -> None:
+        """Build the backend's venv (once) before a run directory exists, so a failed build leaves none."""
+        harness_python(self.local_env, self.cache_dir)
 
     def command(self, run_dir: Path) -> list[str]:
-        return [harness_python(self.local_env), "-m", "orchestrator.harness", str(run_dir)]
+        return [harness_python(self.local_env, self.cache_dir), "-m", "orchestrator.harness", str(run_dir)]
 
     def describe(self, spec: HarnessSpec, run_dir: Path) -> str:
         return shlex.join(["python", "-m", "orchestrator.harness", str(run_dir)])

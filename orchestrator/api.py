@@ -21,7 +21,14 @@ from typing import Any
 from orchestrator import __version__
 from orchestrator.backends import Target, get_target
 from orchestrator.config import ExecutionMode, RunConfig, RunnerKind
-from orchestrator.errors import ConfigError, DatasetError, MlperfBertError, ModelError, PreflightError, RunError
+from orchestrator.errors import (
+    ConfigError,
+    DatasetError,
+    MlperfBertError,
+    ModelError,
+    PreflightError,
+    RunError,
+)
 from orchestrator.harness.spec import EXIT_BAD_INPUT, HarnessResult, HarnessSpec
 from orchestrator.paths import REPO_ROOT, default_cache_dir
 from orchestrator.runners.base import Runner

@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -61,34 +61,34 @@ def _choice_help(values: tuple[str, ...]) -> str:
 
 @app.command()
 def run(
-    backend: Annotated[Optional[str], typer.Option(help=f"Inference backend: {_choice_help(BACKENDS)}.")] = None,
-    device: Annotated[Optional[str], typer.Option(help=f"Device: {_choice_help(DEVICES)} (default: the backend's first).")] = None,
-    scenario: Annotated[Optional[str], typer.Option(help=f"LoadGen scenario: {_choice_help(tuple(s.value for s in Scenario))}.")] = None,
-    mode: Annotated[Optional[str], typer.Option(help="accuracy | performance | both (accuracy first).")] = None,
-    execution_mode: Annotated[Optional[str], typer.Option(
+    backend: Annotated[str | None, typer.Option(help=f"Inference backend: {_choice_help(BACKENDS)}.")] = None,
+    device: Annotated[str | None, typer.Option(help=f"Device: {_choice_help(DEVICES)} (default: the backend's first).")] = None,
+    scenario: Annotated[str | None, typer.Option(help=f"LoadGen scenario: {_choice_help(tuple(s.value for s in Scenario))}.")] = None,
+    mode: Annotated[str | None, typer.Option(help="accuracy | performance | both (accuracy first).")] = None,
+    execution_mode: Annotated[str | None, typer.Option(
         help="test | valid. test: a short run of --test-query-count samples (a test-mode result, never valid); valid: full MLPerf rules.")] = None,
-    test_query_count: Annotated[Optional[int], typer.Option(help="Samples in a test-mode run (default 100).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Batch size of the optimized SUT (default 16).")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="Intra-op threads (default: the engine's choice).")] = None,
-    sut: Annotated[Optional[str], typer.Option(help="optimized (default) | reference (the MLPerf reference behaviour).")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Model name from configs/assets.yaml (default demo-int8, embedded).")] = None,
-    model_path: Annotated[Optional[Path], typer.Option(help="Any ONNX model with the MLPerf BERT interface (overrides --model).")] = None,
-    dataset: Annotated[Optional[Path], typer.Option(help="SQuAD v1.1 JSON (default: the embedded dev set).")] = None,
-    vocab: Annotated[Optional[Path], typer.Option(help="WordPiece vocab (default: the embedded BERT uncased vocab).")] = None,
-    target_qps: Annotated[Optional[float], typer.Option(help="LoadGen target_qps (Offline/Server).")] = None,
-    target_latency_ms: Annotated[Optional[float], typer.Option(help="Server target latency in ms (MLPerf: 130).")] = None,
-    runner: Annotated[Optional[str], typer.Option(
+    test_query_count: Annotated[int | None, typer.Option(help="Samples in a test-mode run (default 100).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size of the optimized SUT (default 16).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Intra-op threads (default: the engine's choice).")] = None,
+    sut: Annotated[str | None, typer.Option(help="optimized (default) | reference (the MLPerf reference behaviour).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name from configs/assets.yaml (default demo-int8, embedded).")] = None,
+    model_path: Annotated[Path | None, typer.Option(help="Any ONNX model with the MLPerf BERT interface (overrides --model).")] = None,
+    dataset: Annotated[Path | None, typer.Option(help="SQuAD v1.1 JSON (default: the embedded dev set).")] = None,
+    vocab: Annotated[Path | None, typer.Option(help="WordPiece vocab (default: the embedded BERT uncased vocab).")] = None,
+    target_qps: Annotated[float | None, typer.Option(help="LoadGen target_qps (Offline/Server).")] = None,
+    target_latency_ms: Annotated[float | None, typer.Option(help="Server target latency in ms (MLPerf: 130).")] = None,
+    runner: Annotated[str | None, typer.Option(
         help="auto | local | docker. auto (docker when the engine and image are there, else local), local, or docker.")] = None,
-    image: Annotated[Optional[str], typer.Option(help="Docker runner: image reference to use.")] = None,
-    shm_size: Annotated[Optional[str], typer.Option(help="Docker runner: shared memory size (default 1g).")] = None,
-    cpuset_cpus: Annotated[Optional[str], typer.Option(help="Docker runner: CPUs the container may use, e.g. 0-3.")] = None,
-    memory: Annotated[Optional[str], typer.Option(help="Docker runner: memory limit, e.g. 8g.")] = None,
-    gpus: Annotated[Optional[str], typer.Option(help="Docker runner, NVIDIA: --gpus value (default all).")] = None,
-    engine_option: Annotated[Optional[list[str]], typer.Option(
+    image: Annotated[str | None, typer.Option(help="Docker runner: image reference to use.")] = None,
+    shm_size: Annotated[str | None, typer.Option(help="Docker runner: shared memory size (default 1g).")] = None,
+    cpuset_cpus: Annotated[str | None, typer.Option(help="Docker runner: CPUs the container may use, e.g. 0-3.")] = None,
+    memory: Annotated[str | None, typer.Option(help="Docker runner: memory limit, e.g. 8g.")] = None,
+    gpus: Annotated[str | None, typer.Option(help="Docker runner, NVIDIA: --gpus value (default all).")] = None,
+    engine_option: Annotated[list[str] | None, typer.Option(
         help="KEY=VALUE passed to the engine (repeatable), e.g. optimize=none.")] = None,
-    output_dir: Annotated[Optional[Path], typer.Option(help="Where run directories are made (default ./runs).")] = None,
-    cache_dir: Annotated[Optional[Path], typer.Option(help="Asset and feature cache (default $MLPERF_BERT_CACHE or ~/.cache/mlperf-bert).")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="YAML file of run options (CLI flags override it).")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="Where run directories are made (default ./runs).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Asset and feature cache (default $MLPERF_BERT_CACHE or ~/.cache/mlperf-bert).")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of run options (CLI flags override it).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Print the command the runner would execute, and stop.")] = False,
     debug: Annotated[bool, typer.Option(help="Docker runner: open a shell in the container with everything mounted.")] = False,

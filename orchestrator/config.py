@@ -97,7 +97,7 @@ class RunConfig(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _known_target(self) -> "RunConfig":
+    def _known_target(self) -> RunConfig:
         device = self.device or default_device(self.backend)
         if f"{self.backend}-{device}" not in TARGETS:
             devices = sorted(t.device for t in TARGETS.values() if t.backend == self.backend)

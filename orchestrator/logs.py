@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+_verbosity = 0  # what setup_logging was last given; the harness child inherits it
+
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever sys.stderr is now (test runners and progress bars swap it)."""
@@ -20,6 +22,8 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 def setup_logging(verbosity: int = 0) -> None:
     """verbosity: -1 quiet (warnings), 0 info, 1+ debug."""
+    global _verbosity
+    _verbosity = verbosity
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
@@ -29,6 +33,5 @@ def setup_logging(verbosity: int = 0) -> None:
 
 
 def current_verbosity() -> int:
-    """The verbosity setup_logging was given, from the root logger's level (for child processes)."""
-    level = logging.getLogger().level
-    return -1 if level >= logging.WARNING else 1 if level <= logging.DEBUG else 0
+    """The verbosity last given to setup_logging (0 when never called), for the harness child process."""
+    return _verbosity

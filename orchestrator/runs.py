@@ -14,7 +14,7 @@ import re
 import socket
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +28,7 @@ Status = Literal["created", "running", "succeeded", "failed", "interrupted"]
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class FileRef(BaseModel):
@@ -77,7 +77,7 @@ class RunRecord(BaseModel):
         tmp.replace(run_dir / RUN_FILE)
 
     @classmethod
-    def load(cls, run_dir: Path) -> "RunRecord":
+    def load(cls, run_dir: Path) -> RunRecord:
         path = run_dir / RUN_FILE
         if not path.is_file():
             raise ConfigError(f"{run_dir} is not a run directory (no {RUN_FILE}); pass a directory made by `mlperf-bert run`")
@@ -90,7 +90,7 @@ def new_run_dir(output_dir: Path, label: str) -> Path:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create the output directory {output_dir} ({e.strerror}); choose another with --output-dir") from None
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", label)
     for n in range(1000):
         name = f"{stamp}-{safe}" + (f"-{n}" if n else "")

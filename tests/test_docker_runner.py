@@ -22,10 +22,10 @@ from docker.types import DeviceRequest
 from docker.types import Mount as SdkMount
 from tenacity import wait_none
 
-from orchestrator.logs import current_verbosity
 from orchestrator.backends import TARGETS
 from orchestrator.errors import DockerError, PreflightError
 from orchestrator.harness.spec import HarnessSpec
+from orchestrator.logs import current_verbosity
 from orchestrator.runners import preflight
 from orchestrator.runners.docker import (
     ContainerSpec,
@@ -374,7 +374,7 @@ def test_image_built_for_another_target_is_refused(layout: dict[str, Path]) -> N
 
 
 def test_gpu_target_without_gpu_fails_before_docker_is_asked(layout: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    import orchestrator.runners as runners
+    from orchestrator import runners
 
     monkeypatch.setattr(runners.shutil, "which", lambda name: None)  # no nvidia-smi: no NVIDIA GPU
     client = FakeClient()

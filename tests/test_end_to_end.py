@@ -102,7 +102,7 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     bad_json = tmp_path / "bad.json"
     bad_json.write_text('{"data": [ {"title": "x", "paragraphs": ')
     other_vocab = tmp_path / "vocab.txt"
-    other_vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a"]) + "\n")
+    other_vocab.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\na" + "\n")
     return {
         "missing model": (["--model-path", str(tmp_path / "nope.onnx")], "does not exist"),
         "corrupt model": (["--model-path", str(corrupt)], "model"),

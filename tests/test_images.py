@@ -64,7 +64,7 @@ def test_dockerfile_labels_non_root_user_and_harness_command(key: str) -> None:
     assert "COPY orchestrator/ /opt/mlperf-bert/orchestrator/" in text
     assert "COPY --from=venv /opt/venv /opt/venv" in text  # the wheelhouse layer stays out of the image
     # Stages redeclare ARGs without defaults: each version has exactly one default.
-    defaults = re.findall(r"^ARG ([A-Z0-9_]+)=", text, flags=re.M)
+    defaults = re.findall(r"^ARG ([A-Z0-9_]+)=", text, flags=re.MULTILINE)
     assert len(defaults) == len(set(defaults))
     if target.gpu is not None:
         assert 'mlperf-bert.verified="false"' in text and "UNVERIFIED" in text

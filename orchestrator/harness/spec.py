@@ -51,7 +51,7 @@ class HarnessSpec(BaseModel):
         return path
 
     @classmethod
-    def read(cls, run_dir: Path) -> "HarnessSpec":
+    def read(cls, run_dir: Path) -> HarnessSpec:
         return cls.model_validate_json((run_dir / SPEC_FILE).read_text())
 
 
@@ -82,7 +82,7 @@ class HarnessResult(BaseModel):
         tmp.replace(run_dir / RESULT_FILE)
 
     @classmethod
-    def read(cls, run_dir: Path) -> "HarnessResult | None":
+    def read(cls, run_dir: Path) -> HarnessResult | None:
         path = run_dir / RESULT_FILE
         if not path.exists():
             return None

@@ -33,9 +33,8 @@ def check_gpu_visible_locally(target: Target) -> None:
                 f"{target.key} needs an NVIDIA GPU but none is visible here (nvidia-smi missing or failing); "
                 "run on a machine with an NVIDIA GPU and driver, or choose --backend onnxruntime --device cpu"
             )
-    elif target.gpu == "amd":
-        if not (Path("/dev/kfd").exists() and Path("/dev/dri").exists()):
-            raise PreflightError(
-                f"{target.key} needs an AMD GPU with ROCm but /dev/kfd or /dev/dri is missing here; "
-                "run on a ROCm machine, or choose --backend onnxruntime --device cpu"
-            )
+    elif target.gpu == "amd" and not (Path("/dev/kfd").exists() and Path("/dev/dri").exists()):
+        raise PreflightError(
+            f"{target.key} needs an AMD GPU with ROCm but /dev/kfd or /dev/dri is missing here; "
+            "run on a ROCm machine, or choose --backend onnxruntime --device cpu"
+        )

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from orchestrator.accuracy.basic_tokenizer import basic_tokenize
 from orchestrator.accuracy.postprocess import (
     NO_ANSWER_TEXT,
     best_spans,
@@ -17,6 +16,7 @@ from orchestrator.accuracy.postprocess import (
     split_answered,
     top_k_positions,
 )
+from orchestrator.dataset.basic_tokenizer import basic_tokenize
 from orchestrator.errors import RunError
 
 S = 384

@@ -24,7 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
-from orchestrator.accuracy.basic_tokenizer import basic_tokenize
+from orchestrator.dataset.basic_tokenizer import basic_tokenize
 from orchestrator.errors import RunError
 
 log = logging.getLogger(__name__)

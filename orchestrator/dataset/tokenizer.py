@@ -17,11 +17,12 @@ WordPiece step runs in Rust. Both paths are cached per distinct text.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 
 from tokenizers import Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordPiece
+
+from orchestrator.dataset.basic_tokenizer import clean_and_space_cjk, split_on_punctuation, strip_accents
 
 UNK_TOKEN = "[UNK]"
 MAX_INPUT_CHARS_PER_WORD = 100
@@ -96,8 +97,8 @@ class BertUncasedTokenizer:
             # transformers lower-cases character by character (a regex over single characters),
             # so Greek final sigma is never produced: "Σ" always becomes "σ".
             piece = "".join(char.lower() for char in piece)
-            for word in _tokenize_chinese_chars(_clean_text(piece)).split():
-                words.extend(_split_on_punctuation(_strip_accents(word.lower())))
+            for word in clean_and_space_cjk(piece).split():
+                words.extend(split_on_punctuation(strip_accents(word.lower())))
         return words
 
 
@@ -107,67 +108,3 @@ def _ids_of(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
     # encode_batch_fast skips the offsets we do not need (tokenizers >= 0.20).
     encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
     return [encoding.ids for encoding in encode(texts, add_special_tokens=False)]
-
-
-def _is_whitespace(char: str) -> bool:
-    return char in " \t\n\r" or unicodedata.category(char) == "Zs"
-
-
-def _is_control(char: str) -> bool:
-    if char in "\t\n\r":
-        return False
-    return unicodedata.category(char) in ("Cc", "Cf")
-
-
-def _is_punctuation(char: str) -> bool:
-    cp = ord(char)
-    # Every non-alphanumeric ASCII character counts, "$" and "^" included, though Unicode does not.
-    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
-        return True
-    return unicodedata.category(char).startswith("P")
-
-
-def _is_chinese_char(cp: int) -> bool:
-    return (
-        0x4E00 <= cp <= 0x9FFF
-        or 0x3400 <= cp <= 0x4DBF
-        or 0x20000 <= cp <= 0x2A6DF
-        or 0x2A700 <= cp <= 0x2B73F
-        or 0x2B740 <= cp <= 0x2B81F
-        or 0x2B820 <= cp <= 0x2CEAF
-        or 0xF900 <= cp <= 0xFAFF
-        or 0x2F800 <= cp <= 0x2FA1F
-    )
-
-
-def _clean_text(text: str) -> str:
-    out = []
-    for char in text:
-        if char == "\x00" or char == "\ufffd" or _is_control(char):
-            continue
-        out.append(" " if _is_whitespace(char) else char)
-    return "".join(out)
-
-
-def _tokenize_chinese_chars(text: str) -> str:
-    return "".join(f" {char} " if _is_chinese_char(ord(char)) else char for char in text)
-
-
-def _strip_accents(text: str) -> str:
-    return "".join(char for char in unicodedata.normalize("NFD", text) if unicodedata.category(char) != "Mn")
-
-
-def _split_on_punctuation(word: str) -> list[str]:
-    out: list[str] = []
-    current: list[str] = []
-    for char in word:
-        if _is_punctuation(char):
-            if current:
-                out.append("".join(current))
-                current = []
-            out.append(char)
-        else:
-            current.append(char)
-    if current:
-        out.append("".join(current))
-    return out

@@ -1,8 +1,9 @@
 """BERT's BasicTokenizer (uncased): clean, split CJK, lower-case, strip accents, split punctuation.
 
-Post-processing needs exactly this normalisation to line a predicted WordPiece span up with the
-original text (see `postprocess.get_final_text`); the character classes follow Google's BERT
-`tokenization.py`, which MLPerf's reference post-processing uses.
+One copy of the reference's character classes, used twice: by the features (the non-ASCII path of
+`tokenizer.py`) and by post-processing, which needs exactly this normalisation to line a predicted
+WordPiece span up with the original text (`accuracy/postprocess.get_final_text`). The classes follow
+Google's BERT `tokenization.py`, which MLPerf's reference uses.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _is_cjk(cp: int) -> bool:
     return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
 
 
-def _clean_and_space_cjk(text: str) -> str:
+def clean_and_space_cjk(text: str) -> str:
     out: list[str] = []
     for char in text:
         cp = ord(char)
@@ -61,11 +62,11 @@ def _clean_and_space_cjk(text: str) -> str:
     return "".join(out)
 
 
-def _strip_accents(text: str) -> str:
+def strip_accents(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
 
 
-def _split_on_punctuation(token: str) -> list[str]:
+def split_on_punctuation(token: str) -> list[str]:
     pieces: list[str] = []
     current: list[str] = []
     for char in token:
@@ -93,7 +94,7 @@ def basic_tokenize(text: str) -> list[str]:
     if text.isascii():
         return _ASCII_TOKEN.findall(_ASCII_CONTROL.sub("", text).lower())
     tokens: list[str] = []
-    for word in _clean_and_space_cjk(text).split():
-        tokens.extend(_split_on_punctuation(_strip_accents(word.lower())))
+    for word in clean_and_space_cjk(text).split():
+        tokens.extend(split_on_punctuation(strip_accents(word.lower())))
     # Stripping accents can leave an empty piece (a word of combining marks only); split() drops it.
     return " ".join(tokens).split()

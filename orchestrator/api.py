@@ -28,6 +28,7 @@ from orchestrator.errors import (
     ModelError,
     PreflightError,
     RunError,
+    RunInterrupted,
 )
 from orchestrator.harness.spec import EXIT_BAD_INPUT, HarnessResult, HarnessSpec
 from orchestrator.paths import REPO_ROOT, default_cache_dir
@@ -227,7 +228,7 @@ def run_benchmark(
         outcome = runner.run(spec, run_dir)
     except KeyboardInterrupt:
         _finish(record, run_dir, "interrupted", "interrupted by the user (Ctrl-C)")
-        raise RunError(f"run interrupted; its logs are kept in {run_dir}") from None
+        raise RunInterrupted(f"run interrupted; its logs are kept in {run_dir}") from None
     except MlperfBertError as e:
         _finish(record, run_dir, "failed", str(e))
         raise
@@ -238,7 +239,7 @@ def run_benchmark(
         record.versions.update(harness.versions)
     if outcome.interrupted:
         _finish(record, run_dir, "interrupted", "interrupted by the user (Ctrl-C)")
-        raise RunError(f"run interrupted; its logs are kept in {run_dir}")
+        raise RunInterrupted(f"run interrupted; its logs are kept in {run_dir}")
     if outcome.exit_code != 0:
         reason = (harness.error if harness and harness.error else None) or outcome.message or (
             f"the harness exited with code {outcome.exit_code}"

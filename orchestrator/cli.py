@@ -160,3 +160,7 @@ def main() -> None:
     except MlperfBertError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -38,6 +38,12 @@ class RunError(MlperfBertError):
     """The benchmark run itself failed (harness crash, LoadGen error, interrupted)."""
 
 
+class RunInterrupted(RunError):
+    """The user interrupted the run (Ctrl-C); its directory is marked interrupted and keeps its logs."""
+
+    exit_code = 130
+
+
 class DockerError(MlperfBertError):
     """The Docker engine is unreachable, an image is missing, or a container failed."""
 

@@ -148,3 +148,28 @@ def test_api_errors_are_typed(tmp_path: Path, session_cache: Path) -> None:
     bad.write_text("[]")
     with pytest.raises(DatasetError):
         run_benchmark(_config(tmp_path, session_cache, dataset_path=bad), progress=False, stream=False)
+
+
+def test_sigint_to_the_cli_marks_the_run_interrupted_and_keeps_logs(tmp_path: Path, session_cache: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "orchestrator.cli", "run", "--runner", "local", "--test-query-count", "2000",
+           "--mode", "accuracy", "--output-dir", str(tmp_path / "runs"), "--cache-dir", str(session_cache)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    # wait until the harness is running (its log exists), then interrupt the CLI alone, as `kill -INT` would
+    while time.monotonic() < deadline and not list((tmp_path / "runs").glob("*/harness.log")):
+        time.sleep(0.2)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    (run_dir,) = list((tmp_path / "runs").iterdir())
+    rec = RunRecord.load(run_dir)
+    assert rec.status == "interrupted" and rec.finished_at
+    assert json.loads((run_dir / "harness_result.json").read_text())["status"] == "interrupted"
+    assert (run_dir / "harness.log").stat().st_size > 0
+    assert b"run interrupted" in err

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from orchestrator.errors import RunError
@@ -21,6 +23,12 @@ from orchestrator.paths import PACKAGE_DIR
 from orchestrator.runners.base import Runner, RunnerOutcome
 
 log = logging.getLogger(__name__)
+INTERRUPT_GRACE_S = 2.0
+
+
+def _forward_sigint(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
 
 
 def harness_python(local_env: str, cache_dir: Path | None = None) -> str:
@@ -69,7 +77,11 @@ class LocalRunner(Runner):
                 try:
                     chunk = proc.stdout.read1(65536)  # type: ignore[attr-defined]
                 except KeyboardInterrupt:
-                    # The child got the same SIGINT and is writing its interrupted status; wait for it.
+                    # A Ctrl-C at the terminal reaches the child too, which records its interrupted status
+                    # and exits; a SIGINT sent to this process alone does not, so pass it on if the child
+                    # is still running a moment later.
+                    if not interrupted:
+                        threading.Timer(INTERRUPT_GRACE_S, _forward_sigint, args=(proc,)).start()
                     interrupted = True
                     continue
                 if not chunk:

@@ -1,0 +1,481 @@
+"""Throughput, side by side in ONE process: the reference SUT against the optimized SUT (fp32 and int8),
+through real LoadGen (Offline), over the same samples; plus the harness's own overhead.
+
+    .venv/bin/python benchmarks/bench_throughput.py                  # everything (~10-15 min on 2 cores)
+    .venv/bin/python benchmarks/bench_throughput.py --quick          # small counts, to try it out
+    .venv/bin/python benchmarks/bench_throughput.py --skip-large     # the demo model only
+
+Parts:
+  machine   lscpu model, physical cores, load average before and after
+  ceiling   the fp32 matrix-multiply rate of this machine at BERT-large's GEMM shapes (numpy and an ONNX
+            Runtime MatMul graph; the better one counts), GFLOP/s
+  overhead  an engine that answers instantly, through BertSUT and real LoadGen: the harness's own samples/s
+  demo      the demo MiniLM (fp32 from ../shared/assets or the asset cache; skipped when absent; int8 embedded)
+  large     BERT-large's shapes with random weights (orchestrator/assets/synthetic.py; ~1.3 GB, cached)
+  text      dev-set preprocessing (uncached) and scoring of 10,833 answers, seconds
+
+Per model: reference SUT (raw graph, default session options, batch 1, padded to 384) and optimized SUT
+(fused graph cached, length-sorted batches cut to the longest row), fp32 and int8, each an Offline
+performance run over the SAME LoadGen samples (same seeds, same counts; the script checks the indices).
+Reported: samples/s, the ratio to the reference, F1 (demo: accuracy-mode runs over the same first
+features, official SQuAD scoring), and achieved GFLOP/s counted on REAL tokens (each sample's own length;
+padding is not work) as a fraction of the measured matmul ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from orchestrator.harness.cpu import default_threads, physical_core_count, usable_cpus  # noqa: E402
+from orchestrator.harness.engines.base import Engine  # noqa: E402
+from orchestrator.harness.qsl import FeatureArrays, SampleLibrary, load_feature_arrays  # noqa: E402
+from orchestrator.harness.sut import BertSUT  # noqa: E402
+from orchestrator.paths import EMBEDDED_DATASET, EMBEDDED_MODEL, EMBEDDED_VOCAB, default_cache_dir  # noqa: E402
+
+CPU = "CPUExecutionProvider"
+SHARED_FP32 = REPO.parent / "shared" / "assets" / "models" / "demo-minilm-l6-squad.fp32.onnx"
+BERT99 = 0.99
+
+
+# ---- machine -------------------------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    model = platform.processor()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return {"cpu": model, "logical_cpus": len(usable_cpus()), "physical_cores": physical_core_count(),
+            "threads_used": default_threads(), "load_average": list(os.getloadavg())}
+
+
+# ---- the matmul ceiling --------------------------------------------------------------------------------
+def _gemm_set(tokens: int) -> list[tuple[int, int, int]]:
+    """One BERT-large layer's weight GEMMs at `tokens` rows: Q, K, V, attention-out, FFN in, FFN out."""
+    h, f = 1024, 4096
+    return [(tokens, h, h)] * 4 + [(tokens, h, f), (tokens, f, h)]
+
+
+def _time_best(fn: Any, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def matmul_ceiling(tokens: int = 2048, repeats: int = 3) -> dict[str, Any]:
+    """GFLOP/s of one BERT-large layer's GEMMs (fp32), numpy and onnxruntime; the better is the ceiling."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    shapes = _gemm_set(tokens)
+    flops = sum(2 * m * k * n for m, k, n in shapes)
+    arrays = {(m, k, n): (rng.standard_normal((m, k), dtype=np.float32),
+                          rng.standard_normal((k, n), dtype=np.float32)) for m, k, n in set(shapes)}
+
+    def numpy_layer() -> None:
+        for s in shapes:
+            a, b = arrays[s]
+            np.matmul(a, b)
+
+    numpy_s = _time_best(numpy_layer, repeats)
+    sessions = {}
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = default_threads()
+    for m, k, n in set(shapes):
+        w = numpy_helper.from_array(arrays[(m, k, n)][1], "w")
+        graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mm",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, k])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])], [w])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        sessions[(m, k, n)] = ort.InferenceSession(model.SerializeToString(), so, providers=[CPU])
+
+    def ort_layer() -> None:
+        for s in shapes:
+            sessions[s].run(None, {"x": arrays[s][0]})
+
+    ort_s = _time_best(ort_layer, repeats)
+    numpy_gflops, ort_gflops = flops / numpy_s / 1e9, flops / ort_s / 1e9
+    return {"tokens": tokens, "shapes": "BERT-large layer: 4x [T,1024]x[1024,1024], [T,1024]x[1024,4096], "
+            "[T,4096]x[4096,1024]", "numpy_gflops": round(numpy_gflops, 1), "onnxruntime_gflops": round(ort_gflops, 1),
+            "ceiling_gflops": round(max(numpy_gflops, ort_gflops), 1)}
+
+
+# ---- FLOPs on real tokens ------------------------------------------------------------------------------
+@dataclass
+class FlopModel:
+    """Per-sample FLOPs of a BERT at s real tokens: linear 2*s*sum(K*N) + attention layers*4*s^2*hidden."""
+
+    linear_macs_per_token: int
+    layers: int
+    hidden: int
+
+    def flops(self, s: np.ndarray) -> float:
+        s = s.astype(np.float64)
+        return float(np.sum(2.0 * s * self.linear_macs_per_token + self.layers * 4.0 * s * s * self.hidden))
+
+    @classmethod
+    def of(cls, fp32_model: Path) -> FlopModel:
+        import onnx
+
+        from orchestrator.harness.optimize import detect_attention_shape
+
+        m = onnx.load(str(fp32_model))
+        inits = {t.name: t for t in m.graph.initializer}
+        macs = 0
+        for n in m.graph.node:
+            if n.op_type == "MatMul":
+                for i in n.input:
+                    if i in inits and len(inits[i].dims) == 2:
+                        macs += int(inits[i].dims[0]) * int(inits[i].dims[1])
+        layers = sum(1 for n in m.graph.node if n.op_type == "Softmax")
+        _, hidden = detect_attention_shape(m)
+        return cls(macs, layers, hidden)
+
+
+# ---- engines and LoadGen -------------------------------------------------------------------------------
+class EchoEngine(Engine):
+    """Answers at once with the inputs as logits: the harness's own cost, with no inference."""
+
+    name = "echo"
+
+    @property
+    def execution_provider(self) -> str:
+        return "none"
+
+    def versions(self) -> dict[str, str]:
+        return {}
+
+    def infer(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray):  # type: ignore[override]
+        self._out = input_ids.astype(np.float32)  # reused by shape: a real engine's output buffers
+        return self._out, self._out
+
+
+def ort_engine(model: Path, *, reference: bool, cache: Path, instances: int = 1) -> Engine:
+    from orchestrator.harness.engines.onnxruntime import OnnxRuntimeEngine
+
+    options = {"optimize": "none"} if reference else {"optimized_cache_dir": str(cache / "optimized"),
+                                                       "instances": str(instances)}
+    return OnnxRuntimeEngine(str(model), device="cpu", batch_size=1, threads=None, execution_provider=CPU,
+                             options=options)
+
+
+@dataclass
+class LgRun:
+    samples_per_second: float
+    samples: int
+    indices: list[int] = field(repr=False)
+    wall_s: float
+    complete_calls: int
+    batches: int
+
+
+def loadgen_offline(engine: Engine, features: FeatureArrays, *, kind: str, batch: int, samples: int,
+                    log_dir: Path, accuracy: bool = False) -> LgRun:
+    import mlperf_loadgen as lg
+
+    from orchestrator.loadgen_logs import parse_performance
+
+    settings = lg.TestSettings()
+    settings.scenario = lg.TestScenario.Offline
+    settings.mode = lg.TestMode.AccuracyOnly if accuracy else lg.TestMode.PerformanceOnly
+    settings.min_query_count = samples
+    settings.max_query_count = samples
+    settings.min_duration_ms = 0
+    settings.offline_expected_qps = 1
+    total = samples if accuracy else features.count
+    qsl = SampleLibrary(features, total, min(total, 10833))
+    sut = BertSUT(engine, qsl, scenario="Offline", kind=kind, batch_size=batch)  # type: ignore[arg-type]
+    seen: list[int] = []
+    issue = sut.issue_fast
+
+    def record(ids: list[int], indices: list[int]) -> None:
+        seen.extend(indices)
+        issue(ids, indices)
+
+    sut.issue_fast = record  # type: ignore[method-assign]
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_settings = lg.LogSettings()
+    log_settings.log_output.outdir = str(log_dir)
+    log_settings.log_output.copy_summary_to_stdout = False
+    log_settings.enable_trace = False
+    qh, sh = qsl.construct(), sut.construct()
+    started = time.perf_counter()
+    try:
+        lg.StartTestWithLogSettings(sh, qh, settings, log_settings)
+    finally:
+        wall = time.perf_counter() - started
+        sut.close()
+        qsl.destroy()
+    if sut.error is not None:
+        raise RuntimeError(f"the SUT failed: {sut.error}")
+    rate = samples / wall
+    if not accuracy:
+        perf = parse_performance(log_dir)
+        rate = perf.samples_per_second or rate
+    return LgRun(rate, len(seen), seen, round(wall, 3), sut.complete_calls, sut.batches_run)
+
+
+def harness_overhead(features: FeatureArrays, samples: int, batch: int, log_dir: Path) -> dict[str, Any]:
+    engine = EchoEngine("none", device="cpu", batch_size=batch, threads=None, execution_provider="none")
+    run = loadgen_offline(engine, features, kind="optimized", batch=batch, samples=samples, log_dir=log_dir)
+    return {"samples": run.samples, "batch_size": batch, "samples_per_second": round(run.samples_per_second),
+            "complete_calls": run.complete_calls, "batches": run.batches}
+
+
+# ---- accuracy ------------------------------------------------------------------------------------------
+class Scorer:
+    def __init__(self, features_path: Path) -> None:
+        from orchestrator.dataset import feature_tokens, load_examples, load_features, load_vocab
+
+        self.features = load_features(features_path)
+        self.examples = load_examples(EMBEDDED_DATASET)
+        vocab = load_vocab(EMBEDDED_VOCAB)
+        self.tokens_of = lambda i: feature_tokens(self.features, i, vocab)
+
+    def f1(self, accuracy_dir: Path) -> tuple[float, int]:
+        from orchestrator.accuracy import score_logs
+
+        report = score_logs(accuracy_dir, self.examples, self.features, self.tokens_of, None)
+        return report.f1, report.questions_scored
+
+
+# ---- one model family ----------------------------------------------------------------------------------
+@dataclass
+class Row:
+    model: str
+    sut: str
+    precision: str
+    batch_size: int
+    samples: int
+    samples_per_second: float
+    ratio_to_reference: float | None = None
+    real_tokens_per_second: float | None = None
+    gflops_real: float | None = None
+    fraction_of_ceiling: float | None = None
+    f1: float | None = None
+    f1_questions: int | None = None
+    f1_ratio_to_fp32: float | None = None
+    note: str = ""
+
+
+def family(name: str, fp32: Path, int8s: dict[str, Path], features: FeatureArrays, scorer: Scorer | None, *,
+           batch: int, samples: int, ref_samples: int, accuracy_samples: int, ceiling: float, cache: Path,
+           log_root: Path, instances: int) -> list[Row]:
+    flop_model = FlopModel.of(fp32)
+    seq_len = np.asarray(features.seq_len, dtype=np.int64)
+    rows: list[Row] = []
+    reference_rate: float | None = None
+    reference_indices: list[int] | None = None
+    configs: list[tuple[str, str, Path, bool]] = [("reference", "fp32", fp32, True), ("optimized", "fp32", fp32, False)]
+    configs += [("optimized", label, path, False) for label, path in int8s.items()]
+    fp32_f1: float | None = None
+    for sut_kind, precision, model, reference in configs:
+        print(f"[{name}] {sut_kind} {precision}: {model.name}", flush=True)
+        engine = ort_engine(model, reference=reference, cache=cache, instances=instances)
+        try:
+            b = 1 if reference else batch
+            n = ref_samples if reference else samples
+            run = loadgen_offline(engine, features, kind=sut_kind, batch=b, samples=n,
+                                  log_dir=log_root / f"{name}-{sut_kind}-{precision}-perf")
+            # The reference may run fewer samples (it is slow): LoadGen's sample order is the same, so its
+            # samples are the first ones of the optimized runs'.
+            if reference_indices is None:
+                reference_indices = run.indices
+            else:
+                m = min(len(reference_indices), len(run.indices))
+                assert run.indices[:m] == reference_indices[:m], "LoadGen issued other samples than the reference's"
+            real = seq_len[np.asarray(run.indices)]
+            seconds = run.samples / run.samples_per_second
+            gflops = flop_model.flops(real) / seconds / 1e9
+            row = Row(model=name, sut=sut_kind, precision=precision, batch_size=b, samples=run.samples,
+                      samples_per_second=round(run.samples_per_second, 2),
+                      real_tokens_per_second=round(float(real.sum()) / seconds, 1), gflops_real=round(gflops, 1),
+                      fraction_of_ceiling=round(gflops / ceiling, 3))
+            if reference:
+                reference_rate = run.samples_per_second
+            elif reference_rate:
+                row.ratio_to_reference = round(run.samples_per_second / reference_rate, 2)
+            # F1 of the optimized runs (the reference's fp32 logits equal the optimized fp32 ones: tests/).
+            if scorer is not None and accuracy_samples and not reference:
+                acc_dir = log_root / f"{name}-{sut_kind}-{precision}-acc"
+                loadgen_offline(engine, features, kind=sut_kind, batch=b, samples=accuracy_samples, log_dir=acc_dir,
+                                accuracy=True)
+                f1, questions = scorer.f1(acc_dir)
+                row.f1, row.f1_questions = round(f1, 3), questions
+                if precision == "fp32":
+                    fp32_f1 = f1
+            rows.append(row)
+            print(f"  {row.samples_per_second} samples/s  x{row.ratio_to_reference}  {row.gflops_real} GFLOP/s real "
+                  f"({row.fraction_of_ceiling:.0%} of ceiling)  F1 {row.f1}", flush=True)
+        finally:
+            engine.close()
+    for row in rows:
+        if row.f1 is not None and fp32_f1:
+            row.f1_ratio_to_fp32 = round(row.f1 / fp32_f1, 4)
+    return rows
+
+
+# ---- preprocessing and scoring times -------------------------------------------------------------------
+def text_timings() -> dict[str, float]:
+    from orchestrator.accuracy import score_run
+    from orchestrator.dataset import build_features
+
+    spec = importlib.util.spec_from_file_location("bench_accuracy", REPO / "benchmarks" / "bench_accuracy.py")
+    assert spec and spec.loader
+    bench_accuracy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_accuracy)
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        path = build_features(EMBEDDED_DATASET, EMBEDDED_VOCAB, Path(tmp) / "features")
+        preprocess_s = time.perf_counter() - t
+        features = load_feature_arrays(path)
+        acc = Path(tmp) / "accuracy"
+        acc.mkdir()
+        bench_accuracy.write_random_log(acc / "mlperf_log_accuracy.json", np.asarray(features.seq_len), 0)
+        t = time.perf_counter()
+        report = score_run(acc, path, EMBEDDED_DATASET, EMBEDDED_VOCAB, None)
+        score_s = time.perf_counter() - t
+    return {"preprocess_dev_set_s": round(preprocess_s, 2), "score_s": round(score_s, 2),
+            "features_scored": report.features_total}
+
+
+# ---- main ----------------------------------------------------------------------------------------------
+def demo_fp32(cache: Path) -> Path | None:
+    if SHARED_FP32.is_file():
+        return SHARED_FP32
+    cached = cache / "assets" / "demo-fp32"
+    found = sorted(cached.glob("*.onnx")) if cached.is_dir() else []
+    return found[0] if found else None
+
+
+def large_model(cache: Path) -> Path:
+    from orchestrator.assets.synthetic import write_synthetic_bert
+
+    path = cache / "assets" / "bert-large-synthetic" / "bert-large-synthetic-fp32.onnx"
+    if not path.is_file():
+        print(f"building the BERT-large-shaped random model at {path} (~1.3 GB, once)", flush=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_synthetic_bert(path)
+    return path
+
+
+def int8_of(fp32: Path, cache: Path) -> Path:
+    """The fused, per-channel dynamic int8 variant (orchestrator/harness/quantize.py), cached."""
+    from orchestrator.harness.optimize import file_sha256
+    from orchestrator.harness.quantize import quantize_int8
+
+    out = cache / "bench-int8" / f"{fp32.stem}-{file_sha256(fp32, cache / 'optimized' / 'sha256')[:16]}.int8.onnx"
+    if not out.is_file():
+        print(f"quantizing {fp32.name} -> {out}", flush=True)
+        quantize_int8(fp32, out, optimized_cache_dir=cache / "optimized")
+    return out
+
+
+def print_table(rows: list[Row]) -> str:
+    lines = ["| model | SUT | precision | batch | samples | samples/s | x reference | real tok/s | GFLOP/s (real) | "
+             "of ceiling | F1 (questions) | F1 / fp32 F1 |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        f1 = f"{r.f1:.2f} ({r.f1_questions})" if r.f1 is not None else "-"
+        lines.append(f"| {r.model} | {r.sut} | {r.precision} | {r.batch_size} | {r.samples} | {r.samples_per_second:.2f} | "
+                     f"{r.ratio_to_reference or '-'} | {r.real_tokens_per_second} | {r.gflops_real} | "
+                     f"{r.fraction_of_ceiling:.0%} | {f1} | {r.f1_ratio_to_fp32 or '-'} |")
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small counts: a try-out, not a result")
+    parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--skip-int8-large", action="store_true", help="no int8 run of the BERT-large shapes")
+    parser.add_argument("--demo-samples", type=int, default=2048)
+    parser.add_argument("--demo-reference-samples", type=int, default=512)
+    parser.add_argument("--large-samples", type=int, default=96)
+    parser.add_argument("--large-reference-samples", type=int, default=48)
+    parser.add_argument("--accuracy-samples", type=int, default=2000, help="first features scored for F1 (demo)")
+    parser.add_argument("--demo-batch", type=int, default=32)
+    parser.add_argument("--large-batch", type=int, default=8)
+    parser.add_argument("--instances", type=int, default=1, help="onnxruntime instances for the optimized SUT")
+    parser.add_argument("--overhead-samples", type=int, default=300_000)
+    parser.add_argument("--overhead-batch", type=int, default=64)
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write every figure here")
+    args = parser.parse_args()
+    if args.quick:
+        args.demo_samples, args.demo_reference_samples, args.accuracy_samples = 256, 64, 200
+        args.large_samples, args.large_reference_samples, args.overhead_samples = 16, 8, 50_000
+    cache = (args.cache_dir or default_cache_dir()).expanduser()
+    results: dict[str, Any] = {"machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    print(json.dumps(results["machine"]), flush=True)
+
+    from orchestrator.dataset import build_features
+
+    features_path = build_features(EMBEDDED_DATASET, EMBEDDED_VOCAB, cache / "features")
+    features = load_feature_arrays(features_path)
+    with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
+        logs = Path(tmp)
+        results["harness_overhead"] = harness_overhead(features, args.overhead_samples, args.overhead_batch,
+                                                       logs / "overhead")
+        print("harness overhead:", json.dumps(results["harness_overhead"]), flush=True)
+        results["matmul_ceiling"] = matmul_ceiling()
+        ceiling = results["matmul_ceiling"]["ceiling_gflops"]
+        print("matmul ceiling:", json.dumps(results["matmul_ceiling"]), flush=True)
+        rows: list[Row] = []
+        if not args.skip_demo:
+            fp32 = demo_fp32(cache)
+            if fp32 is None:
+                print("demo fp32 model not found (../shared/assets or `mlperf-bert assets import`): demo skipped")
+                results["demo"] = "skipped: no fp32 demo model"
+            else:
+                scorer = Scorer(features_path)
+                int8s = {"int8 (embedded)": EMBEDDED_MODEL, "int8 (fused, ours)": int8_of(fp32, cache)}
+                rows += family("demo MiniLM-L6", fp32, int8s, features, scorer, batch=args.demo_batch,
+                               samples=args.demo_samples, ref_samples=args.demo_reference_samples,
+                               accuracy_samples=args.accuracy_samples, ceiling=ceiling, cache=cache,
+                               log_root=logs, instances=args.instances)
+        if not args.skip_large:
+            large = large_model(cache)
+            int8s = {} if args.skip_int8_large else {"int8 (fused, ours)": int8_of(large, cache)}
+            rows += family("BERT-large shapes (random)", large, int8s, features, None, batch=args.large_batch,
+                           samples=args.large_samples, ref_samples=args.large_reference_samples, accuracy_samples=0,
+                           ceiling=ceiling, cache=cache, log_root=logs, instances=args.instances)
+        results["rows"] = [asdict(r) for r in rows]
+        results["table"] = print_table(rows)
+    results["text"] = text_timings()
+    print("text:", json.dumps(results["text"]), flush=True)
+    results["machine_after"] = {"load_average": list(os.getloadavg())}
+    results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    print("load average after:", results["machine_after"]["load_average"])
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""`mlperf-bert tune`: the batch-size sweep, the plot and table, and --find-performance.
+
+Thin: parses options, hands off to orchestrator.tune (and orchestrator.quantize for --int8), prints the
+table and where the records are. Mounted by orchestrator/cli.py as the `tune` command.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from orchestrator.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise ConfigError(f"--{what} {text!r} is not a comma-separated list of whole numbers; pass e.g. 1,4,16") from None
+    if not values or min(values) < 1:
+        raise ConfigError(f"--{what} needs whole numbers >= 1; pass e.g. 1,4,16")
+    return values
+
+
+def command(
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes to try.")] = "1,2,4,8,16,32,64",
+    threads: Annotated[str | None, typer.Option(help="Comma-separated intra-op thread counts (default: the engine's choice).")] = None,
+    instances: Annotated[str | None, typer.Option(help="Comma-separated engine instance counts (onnxruntime).")] = None,
+    samples: Annotated[int, typer.Option(min=1, help="Samples per trial (short test-mode performance runs).")] = 512,
+    scenario: Annotated[str, typer.Option(help="Offline | Server | SingleStream | MultiStream.")] = "Offline",
+    backend: Annotated[str | None, typer.Option(help="Inference backend.")] = None,
+    device: Annotated[str | None, typer.Option(help="Device.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name from configs/assets.yaml.")] = None,
+    model_path: Annotated[Path | None, typer.Option(help="Any ONNX model with the MLPerf BERT interface.")] = None,
+    sut: Annotated[str | None, typer.Option(help="optimized (default) | reference.")] = None,
+    runner: Annotated[str | None, typer.Option(help="auto | local | docker.")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="Where the tune-<time> directory is made (default ./runs).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Asset and feature cache.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of run options (the flags here override it).")] = None,
+    find_performance: Annotated[bool, typer.Option(
+        "--find-performance", help="After the sweep, a short run at the best setting sets target_qps (Offline, "
+        "Server) or target_latency (SingleStream, MultiStream) for a valid run: writes user.conf and config.yaml.")] = False,
+    performance_samples: Annotated[int | None, typer.Option(
+        min=1, help="Samples of the --find-performance run (default: about 20 s of work at the best rate).")] = None,
+    int8: Annotated[bool, typer.Option(
+        "--int8", help="Quantize the fp32 model (--model-path) to int8, check its F1 against the fp32 model on the "
+        "same questions (bert-99: >= 0.99x), and tune the int8 model only if it passes.")] = False,
+    int8_check_samples: Annotated[int | None, typer.Option(
+        min=1, help="Features for the int8 accuracy check (default: the full dev set).")] = None,
+    plot: Annotated[bool, typer.Option(help="Write throughput.png (needs matplotlib: pip install 'mlperf-bert[plot]').")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Sweep batch size (and threads/instances) with short performance runs; keep every trial, pick the best."""
+    from orchestrator.cli import errors_to_exit
+
+    with errors_to_exit():
+        _tune(batch_sizes=batch_sizes, threads=threads, instances=instances, samples=samples, scenario=scenario,
+              backend=backend, device=device, model=model, model_path=model_path, sut=sut, runner=runner,
+              output_dir=output_dir, cache_dir=cache_dir, config=config, find_performance=find_performance,
+              performance_samples=performance_samples, int8=int8, int8_check_samples=int8_check_samples, plot=plot, as_json=as_json)
+
+
+def _tune(*, batch_sizes: str, threads: str | None, instances: str | None, samples: int, scenario: str,
+          backend: str | None, device: str | None, model: str | None, model_path: Path | None, sut: str | None,
+          runner: str | None, output_dir: Path | None, cache_dir: Path | None, config: Path | None,
+          find_performance: bool, performance_samples: int | None, int8: bool, int8_check_samples: int | None, plot: bool, as_json: bool) -> None:
+    from orchestrator.config import resolve_config
+    from orchestrator.paths import default_cache_dir
+    from orchestrator.tune import TuneRequest, markdown_table, tune
+
+    cli: dict[str, Any] = {"scenario": scenario, "backend": backend, "device": device, "model": model,
+                           "model_path": model_path, "sut": sut, "runner": runner, "output_dir": output_dir,
+                           "cache_dir": cache_dir}
+    base = resolve_config(cli, config)
+    notes: list[str] = []
+    if int8:
+        if base.model_path is None:
+            raise ConfigError("--int8 quantizes an fp32 ONNX file: pass it with --model-path")
+        from orchestrator.quantize import make_int8_variant
+
+        cache = (base.cache_dir or default_cache_dir()).expanduser()
+        variant = make_int8_variant(base.model_path, cache_dir=cache, output_dir=Path(base.output_dir) / "int8-check",
+                                    samples=int8_check_samples)
+        assert variant.check is not None
+        notes.append(variant.check.summary())
+        if not variant.approved:
+            raise ConfigError(f"the int8 model failed its accuracy check ({variant.check.summary()}); "
+                              "tune the fp32 model instead (drop --int8)")
+        base = resolve_config({**cli, "model_path": variant.path}, config)
+    request = TuneRequest(
+        base=base,
+        batch_sizes=_int_list(batch_sizes, "batch-sizes"),
+        threads=list(_int_list(threads, "threads")) if threads else [None],  # type: ignore[arg-type]
+        instances=list(_int_list(instances, "instances")) if instances else [None],  # type: ignore[arg-type]
+        samples=samples,
+        find_performance=find_performance,
+        performance_samples=performance_samples,
+        plot=plot,
+    )
+    result = tune(request)
+    if as_json:
+        typer.echo(json.dumps(json.loads((result.directory / "tune.json").read_text()), indent=2))
+        return
+    for note in notes:
+        typer.echo(note)
+    typer.echo(markdown_table(result.trials, result.best))
+    best = result.best
+    if best is not None:
+        typer.echo(f"best: batch size {best.batch_size}, threads {best.threads or 'auto'}, "
+                   f"{best.samples_per_second:.2f} samples/s (test mode)")
+    if result.performance:
+        target = result.performance.get("target_qps", result.performance.get("target_latency_ms"))
+        typer.echo(f"valid-run target: {target} -> {result.files.get('config')} "
+                   f"(mlperf-bert run --config {result.files.get('config')})")
+    typer.echo(f"records: {result.directory}")

@@ -1,0 +1,161 @@
+"""int8 quantization of an fp32 BERT with ONNX Runtime's tools: `python -m orchestrator.harness.quantize`.
+
+Dynamic quantization: weights int8 per output channel (per_channel) or per tensor, activations quantized
+at run time per tensor (no calibration set needed, so nothing of the dev set leaks into the model).
+Recipes, from fastest to most accurate:
+    all            every weight MatMul in int8
+    ffn-out-fp32   the down-projections (weights [K, N] with K > N: each layer's FFN output, the QA head)
+                   stay fp32: their inputs (after GELU) have the outliers that per-tensor activation
+                   ranges handle worst
+By default the graph is quantized as exported (MatMulInteger, which onnxruntime's own session fusions
+turn into its dynamic-quantization kernels); `fuse` first applies the transformer fusions (QAttention),
+measured ~10% slower on a 2-core AVX-512/AMX CPU with the demo model.
+
+Whether the result may be used is NOT decided here: orchestrator/quantize.py (host side) runs real
+accuracy runs of both models through the harness and records the verdict next to the int8 model.
+This module imports onnxruntime, so only the harness side (or its subprocess) imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import MlperfBertError, ModelError
+
+log = logging.getLogger(__name__)
+
+RECORD_SUFFIX = ".quantize.json"
+RECIPES = ("all", "ffn-out-fp32")
+
+
+def down_projections(model: Any) -> list[str]:
+    """Names of the MatMul nodes whose constant weight [K, N] has K > N: in BERT each layer's FFN output
+    (4h -> h) and the QA head (h -> 2). Read from the graph, not from node names."""
+    inits = {t.name: t for t in model.graph.initializer}
+    names = []
+    for node in model.graph.node:
+        if node.op_type != "MatMul":
+            continue
+        weight = next((inits[i] for i in node.input if i in inits and len(inits[i].dims) == 2), None)
+        if weight is not None and weight.dims[0] > weight.dims[1]:
+            names.append(node.name)
+    return names
+
+
+def quantize_int8(
+    source: Path,
+    destination: Path,
+    *,
+    per_channel: bool = True,
+    recipe: str = "all",
+    fuse: bool = False,
+    optimized_cache_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Write an int8 copy of the fp32 model `source` to `destination` (atomically); returns the record
+    (also written to `<destination>.quantize.json`)."""
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from orchestrator.harness.optimize import OptimizeOptions, file_sha256, optimize_cached, quantized_ops
+
+    source, destination = Path(source), Path(destination)
+    if not source.is_file():
+        raise ModelError(f"The model file {source} does not exist; fetch or import the fp32 model first.")
+    if recipe not in RECIPES:
+        raise ModelError(f"unknown quantization recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    already = quantized_ops(onnx.load(str(source), load_external_data=False))
+    if already:
+        raise ModelError(f"{source.name} is already quantized ({', '.join(already[:3])}); quantize its fp32 model.")
+    started = time.perf_counter()
+    graph = source
+    fused: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="mlperf-bert-quantize-") as tmp:
+        if fuse:
+            cache = optimized_cache_dir or Path(tmp) / "optimized"
+            optimized = optimize_cached(source, cache, OptimizeOptions())
+            graph, fused = optimized.path, optimized.fused
+        keep = down_projections(onnx.load(str(graph), load_external_data=False)) if recipe == "ffn-out-fp32" else []
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
+        os.close(fd)
+        root = logging.getLogger()
+        root_level = root.level
+        root.setLevel(logging.WARNING)  # the quantizer logs one INFO line per tensor on the root logger
+        try:
+            quantize_dynamic(
+                str(graph),
+                partial,
+                per_channel=per_channel,
+                reduce_range=False,  # full int8 range: VNNI/AMX have no overflow problem with it
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=keep,
+                # Fused ops (Attention, SkipLayerNormalization...) are in Microsoft's domain, where ONNX shape
+                # inference cannot type their outputs: they are float32.
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
+            os.chmod(partial, 0o644)
+            os.replace(partial, destination)
+        finally:
+            root.setLevel(root_level)
+            Path(partial).unlink(missing_ok=True)
+    model = onnx.load(str(destination), load_external_data=False)
+    from collections import Counter
+
+    ops = Counter(n.op_type for n in model.graph.node)
+    record: dict[str, Any] = {
+        "source": str(source),
+        "source_sha256": file_sha256(source),
+        "int8_sha256": file_sha256(destination),
+        "method": "dynamic",
+        "recipe": recipe,
+        "kept_fp32": keep,
+        "weights": "int8 per channel" if per_channel else "int8 per tensor",
+        "activations": "uint8 per tensor, ranges computed at run time",
+        "fused_first": fuse,
+        "fused": fused,
+        "int8_ops": {op: n for op, n in sorted(ops.items()) if op in ("QAttention", "MatMulInteger",
+                     "QEmbedLayerNormalization", "DynamicQuantizeLinear", "DynamicQuantizeMatMul")},
+        "onnxruntime": ort.__version__,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    record_path = destination.parent / (destination.name + RECORD_SUFFIX)
+    record_path.write_text(json.dumps(record, indent=2) + "\n")
+    log.info("quantized %s -> %s in %.1f s (%s)", source.name, destination, record["seconds"], record["weights"])
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    from orchestrator.logs import setup_logging
+
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.harness.quantize",
+                                     description="int8 dynamic quantization of an fp32 MLPerf BERT ONNX model.")
+    parser.add_argument("source", type=Path)
+    parser.add_argument("destination", type=Path)
+    parser.add_argument("--per-tensor", action="store_true", help="one scale per weight tensor (default: per channel)")
+    parser.add_argument("--recipe", choices=RECIPES, default="all", help="which MatMuls stay fp32 (see the module doc)")
+    parser.add_argument("--fuse", action="store_true", help="apply the transformer fusions first (QAttention)")
+    parser.add_argument("--optimized-cache-dir", type=Path, default=None)
+    parser.add_argument("-q", "--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    setup_logging(-1 if args.quiet else 0)
+    try:
+        record = quantize_int8(args.source, args.destination, per_channel=not args.per_tensor, recipe=args.recipe,
+                               fuse=args.fuse, optimized_cache_dir=args.optimized_cache_dir)
+    except MlperfBertError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
+    sys.stdout.write(json.dumps(record) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""int8 variants of an fp32 model, used only when their accuracy holds: quantize, check, record.
+
+    from orchestrator.quantize import make_int8_variant, approved_int8
+    variant = make_int8_variant(Path("model.fp32.onnx"), cache_dir=cache, samples=None)  # None: full dev set
+    path = approved_int8(Path("model.fp32.onnx"), cache)  # the int8 file, or None unless its check passed
+
+The check is never assumed: both models run the SAME features through the harness (real LoadGen accuracy
+runs, the optimized SUT, the local runner), are scored with the official SQuAD v1.1 F1, and the verdict
+(int8 F1 >= 0.99 x fp32 F1, MLPerf's bert-99 ratio) is written next to the int8 model. Recipes are tried
+from the fastest (every MatMul int8) to the more accurate (FFN outputs kept fp32, see
+orchestrator/harness/quantize.py) until one passes; each keeps its own directory and verdict:
+
+    <cache_dir>/quantized/<model stem>-<key>/model.int8.onnx
+                                             model.int8.onnx.quantize.json   how it was made
+                                             accuracy_check.json             the F1s, the ratio, the verdict
+
+The key covers the fp32 file's sha256, the onnxruntime version and the quantization options, so a new
+model or a new onnxruntime makes a new variant that must pass its own check. Host code: the quantization
+itself (onnxruntime) runs in a child process, `python -m orchestrator.harness.quantize`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import ModelError, RunError
+from orchestrator.harness.settings import MLPERF_SAMPLE_COUNT
+
+log = logging.getLogger(__name__)
+
+BERT99_RATIO = 0.99  # MLPerf bert-99: at least 99% of the fp32 reference's F1
+INT8_FILE = "model.int8.onnx"
+CHECK_FILE = "accuracy_check.json"
+RECIPE = "dynamic-int8-v2"
+RECIPES = ("all", "ffn-out-fp32")  # fastest first
+
+
+@dataclass
+class AccuracyCheck:
+    fp32_f1: float
+    int8_f1: float
+    fp32_exact_match: float
+    int8_exact_match: float
+    ratio: float
+    threshold: float
+    passed: bool
+    features: int  # features run through both models (the first ones of the dev set)
+    questions: int  # questions scored (the same for both)
+    fp32_model: str
+    int8_model: str
+    int8_sha256: str
+    fp32_run: str
+    int8_run: str
+    recipe: str = "all"
+
+    def summary(self) -> str:
+        verdict = "PASS" if self.passed else "FAIL"
+        return (f"int8 ({self.recipe}) F1 {self.int8_f1:.3f} vs fp32 F1 {self.fp32_f1:.3f} on {self.questions} questions: "
+                f"ratio {self.ratio:.4f} (bert-99 needs >= {self.threshold}) {verdict}")
+
+
+@dataclass
+class Int8Variant:
+    path: Path
+    check: AccuracyCheck | None
+
+    @property
+    def approved(self) -> bool:
+        return self.check is not None and self.check.passed
+
+
+def _sha256(path: Path) -> str:
+    from orchestrator.assets.hashing import cached_sha256
+
+    return cached_sha256(path)
+
+
+def engine_version() -> str:
+    """The onnxruntime the local harness uses (read from package metadata: the host never imports it)."""
+    try:
+        return importlib.metadata.version("onnxruntime")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def variant_dir(model_path: Path, cache_dir: Path, *, per_channel: bool = True, recipe: str = "all") -> Path:
+    key = hashlib.sha256(json.dumps({"sha256": _sha256(model_path), "onnxruntime": engine_version(),
+                                     "version": RECIPE, "recipe": recipe, "per_channel": per_channel},
+                                    sort_keys=True).encode())
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_path.stem)[:60]
+    return cache_dir / "quantized" / f"{stem}-{key.hexdigest()[:20]}"
+
+
+def read_check(directory: Path) -> AccuracyCheck | None:
+    try:
+        return AccuracyCheck(**json.loads((directory / CHECK_FILE).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def approved_int8(model_path: Path, cache_dir: Path, *, per_channel: bool = True) -> Path | None:
+    """The fastest int8 variant of model_path whose recorded check passed, for the file it checked; else None."""
+    for recipe in RECIPES:
+        directory = variant_dir(model_path, cache_dir, per_channel=per_channel, recipe=recipe)
+        check = read_check(directory)
+        path = directory / INT8_FILE
+        if check is None or not check.passed or not path.is_file():
+            continue
+        if _sha256(path) != check.int8_sha256:
+            log.warning("%s is not the file its accuracy check ran on; not using it", path)
+            continue
+        return path
+    return None
+
+
+def quantize(model_path: Path, destination: Path, *, per_channel: bool = True, recipe: str = "all",
+             optimized_cache_dir: Path | None = None, python: str | None = None) -> dict[str, object]:
+    """Run the quantization in a child process (the harness side owns onnxruntime)."""
+    from orchestrator.paths import PACKAGE_DIR
+
+    cmd = [python or sys.executable, "-m", "orchestrator.harness.quantize", str(model_path), str(destination), "-q",
+           "--recipe", recipe]
+    if not per_channel:
+        cmd.append("--per-tensor")
+    if optimized_cache_dir is not None:
+        cmd += ["--optimized-cache-dir", str(optimized_cache_dir)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_DIR.parent), env.get("PYTHONPATH")]))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        reason = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        raise ModelError(f"quantizing {model_path.name} failed ({reason}); check that it is an fp32 ONNX model")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def check_accuracy(fp32: Path, int8: Path, *, samples: int | None, output_dir: Path, cache_dir: Path,
+                   batch_size: int = 32, threads: int | None = None, recipe: str = "all",
+                   fp32_result: Any = None) -> AccuracyCheck:
+    """Real accuracy runs of both models on the same features; the bert-99 verdict."""
+    from orchestrator.api import run_benchmark
+    from orchestrator.config import RunConfig
+
+    reports: dict[str, Any] = {}
+    runs: dict[str, Any] = {}
+    if fp32_result is not None:  # the fp32 run of an earlier recipe's check: same features, no need to redo it
+        reports["fp32"], runs["fp32"] = fp32_result
+    for name, model in (("fp32", fp32), ("int8", int8)):
+        if name in reports:
+            continue
+        config = RunConfig(
+            model_path=model, mode="accuracy", runner="local", batch_size=batch_size, threads=threads,
+            execution_mode="valid" if samples is None else "test", test_query_count=samples or 100,
+            output_dir=output_dir, cache_dir=cache_dir,
+        )
+        log.info("accuracy check: %s model on %s features", name, "all" if samples is None else samples)
+        result = run_benchmark(config, progress=False, stream=False)
+        if result.accuracy is None:
+            raise RunError(f"the {name} accuracy run {result.run_dir} has no score; see its harness.log")
+        reports[name], runs[name] = result.accuracy, result.run_dir
+    fp, q = reports["fp32"], reports["int8"]
+    if fp.questions_scored != q.questions_scored or fp.features_answered != q.features_answered:
+        raise RunError("the fp32 and int8 accuracy runs did not answer the same questions; rerun the check")
+    ratio = q.f1 / fp.f1 if fp.f1 > 0 else 0.0
+    return AccuracyCheck(
+        fp32_f1=round(fp.f1, 4), int8_f1=round(q.f1, 4), fp32_exact_match=round(fp.exact_match, 4),
+        int8_exact_match=round(q.exact_match, 4), ratio=round(ratio, 5), threshold=BERT99_RATIO,
+        passed=ratio >= BERT99_RATIO, features=fp.features_answered, questions=fp.questions_scored,
+        fp32_model=str(fp32), int8_model=str(int8), int8_sha256=_sha256(int8),
+        fp32_run=str(runs["fp32"]), int8_run=str(runs["int8"]), recipe=recipe,
+    )
+
+
+def make_int8_variant(model_path: Path, *, cache_dir: Path, output_dir: Path, samples: int | None = None,
+                      per_channel: bool = True, batch_size: int = 32, threads: int | None = None,
+                      recheck: bool = False, recipes: tuple[str, ...] = RECIPES) -> Int8Variant:
+    """Quantize (once per recipe) and check (once, unless recheck) until a recipe passes; the first that
+    passes, or the last tried when none does (check.passed tells)."""
+    model_path = Path(model_path).resolve()
+    wanted = samples if samples is not None else MLPERF_SAMPLE_COUNT
+    fp32_result: tuple[Any, Any] | None = None
+    variant: Int8Variant | None = None
+    for recipe in recipes:
+        directory = variant_dir(model_path, cache_dir, per_channel=per_channel, recipe=recipe)
+        path = directory / INT8_FILE
+        if not path.is_file():
+            directory.mkdir(parents=True, exist_ok=True)
+            quantize(model_path, path, per_channel=per_channel, recipe=recipe,
+                     optimized_cache_dir=cache_dir / "optimized")
+        check = None if recheck else read_check(directory)
+        if check is not None and (check.int8_sha256 != _sha256(path) or check.features < wanted):
+            check = None  # made for another file, or on fewer features than asked: run it again
+        if check is None:
+            check = check_accuracy(model_path, path, samples=samples, output_dir=output_dir, cache_dir=cache_dir,
+                                   batch_size=batch_size, threads=threads, recipe=recipe, fp32_result=fp32_result)
+            tmp = directory / (CHECK_FILE + ".tmp")
+            tmp.write_text(json.dumps(asdict(check), indent=2) + "\n")
+            tmp.replace(directory / CHECK_FILE)
+            fp32_result = (_Scored(check.fp32_f1, check.fp32_exact_match, check.questions, check.features),
+                           check.fp32_run)
+        log.info("%s", check.summary())
+        variant = Int8Variant(path=path, check=check)
+        if check.passed:
+            break
+    assert variant is not None, "no recipe given"
+    return variant
+
+
+@dataclass
+class _Scored:
+    """The fp32 figures an earlier recipe's check measured (what check_accuracy reads of a report)."""
+
+    f1: float
+    exact_match: float
+    questions_scored: int
+    features_answered: int

@@ -1,0 +1,326 @@
+"""`mlperf-bert tune`: sweep batch size (and threads) with short performance runs, keep every trial, pick
+the best, plot it; optionally size a valid run from a short one (`find_performance`).
+
+    from orchestrator.tune import TuneRequest, tune
+    result = tune(TuneRequest(base=RunConfig(model="demo-int8"), batch_sizes=[1, 4, 16, 64]))
+
+Every trial is a normal run directory (run.json, LoadGen logs) made by orchestrator.api.run_benchmark,
+under `<output_dir>/tune-<time>/trials/`. Beside them:
+
+    tune.json          every trial (settings, samples/s, latencies, run dir, error) and the best one
+    tune.md            the same as a markdown table
+    throughput.png     samples/s against batch size, one line per thread count (matplotlib, Agg)
+    user.conf, config.yaml   with find_performance: the target_qps (or target_latency) for a valid run
+
+A trial that fails is recorded with its error and the sweep goes on. Host code: never imports an engine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.config import RunConfig
+from orchestrator.errors import ConfigError, MlperfBertError, RunError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
+# Offline: LoadGen issues 1.1 x 600 s x target_qps samples, so a target_qps at the measured rate leaves
+# 10% headroom should the valid run be faster than the short one.
+OFFLINE_MARGIN = 1.0
+# Server: the first rate tried is this share of the Offline throughput; each miss lowers it by STEP.
+SERVER_START_SHARE = 0.8
+SERVER_STEP = 0.8
+SERVER_TRIES = 6
+
+
+@dataclass
+class Trial:
+    batch_size: int
+    threads: int | None
+    instances: int | None
+    run_dir: str | None
+    samples_per_second: float | None = None
+    latency_ms: float | None = None  # SingleStream p90 / MultiStream p99 per query; Server p99 per sample
+    p99_latency_ms: float | None = None
+    samples: int | None = None
+    seconds: float | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.samples_per_second is not None
+
+
+@dataclass
+class TuneRequest:
+    base: RunConfig
+    batch_sizes: list[int] = field(default_factory=lambda: list(DEFAULT_BATCH_SIZES))
+    threads: list[int | None] = field(default_factory=lambda: [None])
+    instances: list[int | None] = field(default_factory=lambda: [None])
+    samples: int = 512  # per trial (test mode)
+    find_performance: bool = False
+    performance_samples: int | None = None  # the short run of find_performance (default: ~20 s of work)
+    margin: float = OFFLINE_MARGIN
+    plot: bool = True
+
+
+@dataclass
+class TuneResult:
+    directory: Path
+    trials: list[Trial]
+    best: Trial | None
+    files: dict[str, str] = field(default_factory=dict)
+    performance: dict[str, Any] | None = None  # find_performance's outcome
+
+
+def _config(base: RunConfig, **update: Any) -> RunConfig:
+    """A copy of base with updates, validated again (model_copy alone skips validation)."""
+    data = base.model_dump()
+    data.update(update)
+    return RunConfig(**data)
+
+
+def _engine_options(base: RunConfig, instances: int | None) -> dict[str, Any]:
+    """The instances setting, where the run configuration can carry engine options."""
+    if instances is None:
+        return {}
+    if "engine_options" not in RunConfig.model_fields:
+        raise ConfigError("this version's run configuration has no engine_options; sweep without --instances")
+    options = dict(getattr(base, "engine_options", None) or {})
+    options["instances"] = str(instances)
+    return {"engine_options": options}
+
+
+def run_trial(base: RunConfig, *, batch_size: int, threads: int | None, instances: int | None, samples: int,
+              output_dir: Path, target_qps: float | None = None) -> Trial:
+    """One short performance run; never raises for a failed run (the error is recorded)."""
+    from orchestrator.api import run_benchmark
+
+    trial = Trial(batch_size=batch_size, threads=threads, instances=instances, run_dir=None)
+    started = time.perf_counter()
+    try:
+        config = _config(base, mode="performance", execution_mode="test", test_query_count=samples,
+                         batch_size=batch_size, threads=threads, output_dir=output_dir, target_qps=target_qps,
+                         **_engine_options(base, instances))
+        result = run_benchmark(config, progress=False, stream=False)
+        trial.run_dir = str(result.run_dir)
+        perf = result.performance
+        if perf is None:
+            raise RunError(f"the run {result.run_dir} has no performance result")
+        trial.samples_per_second = perf.samples_per_second
+        trial.latency_ms = perf.latency_ms
+        trial.p99_latency_ms = perf.latency_percentiles_ms.get("99")
+        trial.samples = perf.samples_issued
+    except MlperfBertError as exc:
+        trial.error = str(exc)
+        log.warning("trial batch %d threads %s failed: %s", batch_size, threads, exc)
+    trial.seconds = round(time.perf_counter() - started, 2)
+    log.info("trial batch %d threads %s instances %s: %s samples/s", batch_size, threads or "auto",
+             instances or 1, f"{trial.samples_per_second:.2f}" if trial.ok else "failed")
+    return trial
+
+
+def best_trial(trials: list[Trial]) -> Trial | None:
+    """The fastest successful trial; on a tie, the smaller batch (lower latency, less memory)."""
+    ok = [t for t in trials if t.ok]
+    if not ok:
+        return None
+    return max(ok, key=lambda t: (t.samples_per_second or 0.0, -t.batch_size))
+
+
+def tune(request: TuneRequest) -> TuneResult:
+    base = request.base
+    if not request.batch_sizes or min(request.batch_sizes) < 1:
+        raise ConfigError("batch sizes must be whole numbers >= 1; pass e.g. --batch-sizes 1,4,16,64")
+    if request.samples < 1:
+        raise ConfigError("--samples must be at least 1; pass e.g. 512")
+    if base.scenario.value == "SingleStream" and len(request.batch_sizes) > 1:
+        log.warning("SingleStream runs one sample at a time: the batch size changes nothing there")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    directory = Path(base.output_dir) / f"tune-{stamp}-{base.scenario.value}"
+    n = 1
+    while directory.exists():
+        n += 1
+        directory = Path(base.output_dir) / f"tune-{stamp}-{base.scenario.value}-{n}"
+    trials_dir = directory / "trials"
+    trials_dir.mkdir(parents=True)
+    result = TuneResult(directory=directory, trials=[], best=None)
+    for threads in request.threads:
+        for instances in request.instances:
+            for batch in sorted(set(request.batch_sizes)):
+                result.trials.append(run_trial(base, batch_size=batch, threads=threads, instances=instances,
+                                               samples=request.samples, output_dir=trials_dir))
+                write_summary(result, request)  # a sweep stopped half-way still leaves its record
+    result.best = best_trial(result.trials)
+    if result.best is None:
+        write_summary(result, request)
+        raise RunError(f"every tuning trial failed; see tune.json in {directory}")
+    if request.find_performance:
+        result.performance = find_performance(base, result.best, request, trials_dir)
+        result.files.update(write_performance_config(directory, base, result.best, result.performance))
+    if request.plot:
+        plot = plot_throughput(result.trials, directory / "throughput.png", title=_title(base))
+        if plot is not None:
+            result.files["plot"] = str(plot)
+    write_summary(result, request)
+    return result
+
+
+def _title(base: RunConfig) -> str:
+    model = base.model_path.name if base.model_path else base.model
+    return f"{base.backend}-{base.resolved_device} {base.scenario.value}: {model}"
+
+
+# ---- find_performance ----------------------------------------------------------------------------------
+def find_performance(base: RunConfig, best: Trial, request: TuneRequest, trials_dir: Path) -> dict[str, Any]:
+    """A short run at the best settings, and the target for a valid run from it."""
+    scenario = base.scenario.value
+    rate = best.samples_per_second or 1.0
+    samples = request.performance_samples or max(request.samples, int(math.ceil(rate * 20)))
+    if scenario == "Server":
+        return _find_server_qps(base, best, request, trials_dir, rate, samples)
+    short = run_trial(base, batch_size=best.batch_size, threads=best.threads, instances=best.instances,
+                      samples=samples, output_dir=trials_dir)
+    if not short.ok:
+        raise RunError(f"the find-performance run failed: {short.error}")
+    outcome: dict[str, Any] = {"scenario": scenario, "short_run": asdict(short)}
+    if scenario == "Offline":
+        outcome["target_qps"] = round((short.samples_per_second or 0.0) * request.margin, 3)
+        outcome["expected_valid_run_s"] = round(1.1 * 600 * request.margin, 1)
+    else:  # SingleStream / MultiStream: LoadGen sizes the run from the expected latency
+        outcome["target_latency_ms"] = round(short.latency_ms or 0.0, 3)
+    return outcome
+
+
+def _find_server_qps(base: RunConfig, best: Trial, request: TuneRequest, trials_dir: Path,
+                     offline_rate: float, samples: int) -> dict[str, Any]:
+    """Short Server runs at falling rates until LoadGen reports the latency bound kept."""
+    qps = offline_rate * SERVER_START_SHARE
+    tries: list[dict[str, Any]] = []
+    for _ in range(SERVER_TRIES):
+        trial = run_trial(base, batch_size=best.batch_size, threads=best.threads, instances=best.instances,
+                          samples=max(samples, int(qps * 20)), output_dir=trials_dir, target_qps=round(qps, 3))
+        met = _constraints_met(trial)
+        tries.append({"target_qps": round(qps, 3), "constraints_met": met, **asdict(trial)})
+        if met:
+            return {"scenario": "Server", "target_qps": round(qps, 3), "tries": tries}
+        qps *= SERVER_STEP
+    raise RunError(f"no Server rate down to {qps / SERVER_STEP:.2f} qps kept the latency bound in a short run; "
+                   "check the system's load or tune a smaller batch size")
+
+
+def _constraints_met(trial: Trial) -> bool:
+    if not trial.ok or trial.run_dir is None:
+        return False
+    from orchestrator.loadgen_logs import parse_performance
+
+    perf = parse_performance(Path(trial.run_dir) / "performance" / "run_1")
+    return bool(perf.perf_constraints_met)
+
+
+def write_performance_config(directory: Path, base: RunConfig, best: Trial, perf: dict[str, Any]) -> dict[str, str]:
+    """user.conf lines and a run config YAML for a valid run at the found target."""
+    scenario = base.scenario.value
+    lines = [f"# mlperf-bert tune --find-performance ({time.strftime('%Y-%m-%d %H:%M:%S')}); "
+             "the harness writes these keys itself from --target-qps / --target-latency-ms."]
+    config: dict[str, Any] = {
+        "backend": base.backend, "device": base.resolved_device, "scenario": scenario,
+        "execution_mode": "valid", "mode": "both", "batch_size": best.batch_size,
+    }
+    if base.model_path is not None:
+        config["model_path"] = str(base.model_path)
+    else:
+        config["model"] = base.model
+    if best.threads is not None:
+        config["threads"] = best.threads
+    if best.instances is not None:
+        config["engine_options"] = {"instances": str(best.instances)}
+    if "target_qps" in perf:
+        lines.append(f"bert.{scenario}.target_qps = {perf['target_qps']}")
+        config["target_qps"] = perf["target_qps"]
+    if "target_latency_ms" in perf:
+        lines.append(f"bert.{scenario}.target_latency = {perf['target_latency_ms']}")
+        config["target_latency_ms"] = perf["target_latency_ms"]
+    user_conf = directory / "user.conf"
+    user_conf.write_text("\n".join(lines) + "\n")
+    config_yaml = directory / "config.yaml"
+    config_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
+    return {"user_conf": str(user_conf), "config": str(config_yaml)}
+
+
+# ---- records -------------------------------------------------------------------------------------------
+def markdown_table(trials: list[Trial], best: Trial | None) -> str:
+    rows = ["| batch size | threads | instances | samples/s | p99 latency (ms) | run directory |",
+            "|---:|---:|---:|---:|---:|---|"]
+    for t in trials:
+        rate = f"{t.samples_per_second:.2f}" if t.ok else f"failed: {t.error}"
+        mark = " **best**" if t is best else ""
+        p99 = f"{t.p99_latency_ms:.1f}" if t.p99_latency_ms is not None else "-"
+        rows.append(f"| {t.batch_size} | {t.threads or 'auto'} | {t.instances or 1} | {rate}{mark} | {p99} | "
+                    f"{Path(t.run_dir).name if t.run_dir else '-'} |")
+    return "\n".join(rows) + "\n"
+
+
+def write_summary(result: TuneResult, request: TuneRequest) -> None:
+    best = result.best or best_trial(result.trials)
+    base = request.base
+    summary = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "base_config": base.model_dump(mode="json"),
+        "samples_per_trial": request.samples,
+        "batch_sizes": request.batch_sizes,
+        "threads": request.threads,
+        "instances": request.instances,
+        "trials": [asdict(t) for t in result.trials],
+        "best": asdict(best) if best else None,
+        "performance": result.performance,
+        "files": result.files,
+        "note": "test-mode runs: for choosing settings, never a result",
+    }
+    tmp = result.directory / "tune.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    tmp.replace(result.directory / "tune.json")
+    title = f"# Tuning: {_title(base)}\n\n{request.samples} samples per trial (test mode: settings, not results).\n\n"
+    (result.directory / "tune.md").write_text(title + markdown_table(result.trials, best))
+    result.files.setdefault("summary", str(result.directory / "tune.json"))
+    result.files.setdefault("table", str(result.directory / "tune.md"))
+
+
+def plot_throughput(trials: list[Trial], path: Path, *, title: str) -> Path | None:
+    """samples/s against batch size (log2 axis), one line per (threads, instances); None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed (pip install 'mlperf-bert[plot]'); no plot written")
+        return None
+    series: dict[str, list[Trial]] = {}
+    for t in trials:
+        if t.ok:
+            series.setdefault(f"threads {t.threads or 'auto'}, instances {t.instances or 1}", []).append(t)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for label, points in series.items():
+        points = sorted(points, key=lambda t: t.batch_size)
+        ax.plot([t.batch_size for t in points], [t.samples_per_second for t in points], marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("samples / s")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    if series:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,112 @@
+"""int8 variants: the quantization itself (harness side, real onnxruntime, a tiny synthetic BERT), the gate
+that hands out an int8 model only when its recorded accuracy check passed, and (slow) the real check:
+fp32 and int8 demo models through the harness on the same features, the verdict written beside the model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from harness_support import MODEL
+
+from orchestrator.assets.synthetic import BertShape, write_synthetic_bert
+from orchestrator.errors import ModelError
+from orchestrator.harness.quantize import RECORD_SUFFIX, quantize_int8
+from orchestrator.quantize import (
+    BERT99_RATIO,
+    CHECK_FILE,
+    INT8_FILE,
+    AccuracyCheck,
+    approved_int8,
+    make_int8_variant,
+    read_check,
+    variant_dir,
+)
+
+TINY = BertShape(layers=2, hidden=64, heads=4, ffn=128)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_bert(tmp_path_factory.mktemp("tiny") / "tiny-bert.onnx", TINY, seed=5)
+
+
+def test_quantize_recipes(tiny: Path, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    out = tmp_path / "tiny.int8.onnx"
+    record = quantize_int8(tiny, out)
+    assert out.is_file() and out.stat().st_size < tiny.stat().st_size / 2
+    # Every weight MatMul: per layer Q, K, V, attention out, FFN in, FFN out; and the QA head.
+    assert record["int8_ops"]["MatMulInteger"] == 6 * TINY.layers + 1 and record["kept_fp32"] == []
+    assert record["weights"] == "int8 per channel" and record["recipe"] == "all"
+    assert json.loads((tmp_path / ("tiny.int8.onnx" + RECORD_SUFFIX)).read_text())["int8_sha256"] == record["int8_sha256"]
+    careful = quantize_int8(tiny, tmp_path / "careful.onnx", recipe="ffn-out-fp32")
+    assert len(careful["kept_fp32"]) == TINY.layers + 1  # each FFN output and the QA head, read from the graph
+    assert careful["int8_ops"]["MatMulInteger"] == 5 * TINY.layers
+    fused = quantize_int8(tiny, tmp_path / "fused.onnx", fuse=True, optimized_cache_dir=tmp_path / "optimized")
+    assert fused["int8_ops"]["QAttention"] == TINY.layers
+    # They run, and stay close to the fp32 model (random weights: a closeness check, not an accuracy one).
+    ids = np.full((2, 16), 2000, np.int64)
+    ids[:, 0] = 101
+    feeds = {"input_ids": ids, "input_mask": np.ones_like(ids), "segment_ids": np.zeros_like(ids)}
+    want = ort.InferenceSession(str(tiny), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    for model in (out, tmp_path / "careful.onnx", tmp_path / "fused.onnx"):
+        got = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+        assert np.corrcoef(want.ravel(), got.ravel())[0, 1] > 0.95, model.name
+    with pytest.raises(ModelError, match="already quantized"):
+        quantize_int8(MODEL, tmp_path / "again.onnx")
+    with pytest.raises(ModelError, match="unknown quantization recipe"):
+        quantize_int8(tiny, tmp_path / "x.onnx", recipe="fast")
+
+
+def _check(int8: Path, passed: bool, sha: str) -> AccuracyCheck:
+    return AccuracyCheck(fp32_f1=80.0, int8_f1=79.5 if passed else 78.0, fp32_exact_match=70.0, int8_exact_match=69.0,
+                         ratio=0.99375 if passed else 0.975, threshold=BERT99_RATIO, passed=passed, features=100,
+                         questions=98, fp32_model="fp32.onnx", int8_model=str(int8), int8_sha256=sha, fp32_run="a",
+                         int8_run="b")
+
+
+def test_the_gate_hands_out_only_a_checked_and_passed_int8(tiny: Path, tmp_path: Path) -> None:
+    from orchestrator.assets.hashing import cached_sha256
+
+    cache = tmp_path / "cache"
+    directory = variant_dir(tiny, cache)
+    assert approved_int8(tiny, cache) is None  # nothing made yet
+    directory.mkdir(parents=True)
+    int8 = directory / INT8_FILE
+    int8.write_bytes(b"pretend int8 model")
+    assert approved_int8(tiny, cache) is None  # made, never checked
+    (directory / CHECK_FILE).write_text(json.dumps(asdict(_check(int8, False, cached_sha256(int8)))))
+    assert approved_int8(tiny, cache) is None  # checked, failed
+    (directory / CHECK_FILE).write_text(json.dumps(asdict(_check(int8, True, cached_sha256(int8)))))
+    assert approved_int8(tiny, cache) == int8  # checked, passed
+    assert read_check(directory).passed  # type: ignore[union-attr]
+    (directory / CHECK_FILE).write_text(json.dumps(asdict(_check(int8, True, "0" * 64))))
+    assert approved_int8(tiny, cache) is None  # the check was about another file
+    assert variant_dir(tiny, cache, per_channel=False) != directory
+    assert variant_dir(tiny, cache, recipe="ffn-out-fp32") != directory
+
+
+@pytest.mark.slow
+def test_real_accuracy_check_is_recorded(tmp_path: Path, shared_assets: Path) -> None:
+    fp32 = shared_assets / "models" / "demo-minilm-l6-squad.fp32.onnx"
+    if not fp32.is_file():
+        pytest.skip(f"{fp32} is not present")
+    cache = tmp_path / "cache"
+    variant = make_int8_variant(fp32, cache_dir=cache, output_dir=tmp_path / "runs", samples=48, batch_size=16)
+    check = variant.check
+    assert check is not None and variant.path.is_file()
+    recorded = read_check(variant.path.parent)
+    assert recorded == check and check.recipe in ("all", "ffn-out-fp32")
+    assert check.features == 48 and check.questions > 40
+    assert check.passed == (check.int8_f1 >= BERT99_RATIO * check.fp32_f1)
+    assert check.fp32_f1 > 50  # a real model answering
+    for run in (check.fp32_run, check.int8_run):
+        record = json.loads((Path(run) / "run.json").read_text())
+        assert record["status"] == "succeeded" and record["config"]["test_query_count"] == 48
+    # The gate agrees with the recorded verdict.
+    assert (approved_int8(fp32, cache) == variant.path) == check.passed

@@ -147,7 +147,7 @@ def check_accuracy(fp32: Path, int8: Path, *, samples: int | None, output_dir: P
                    fp32_result: Any = None) -> AccuracyCheck:
     """Real accuracy runs of both models on the same features; the bert-99 verdict."""
     from orchestrator.api import run_benchmark
-    from orchestrator.config import RunConfig
+    from orchestrator.config import ExecutionMode, Mode, RunConfig, RunnerKind
 
     reports: dict[str, Any] = {}
     runs: dict[str, Any] = {}
@@ -157,8 +157,9 @@ def check_accuracy(fp32: Path, int8: Path, *, samples: int | None, output_dir: P
         if name in reports:
             continue
         config = RunConfig(
-            model_path=model, mode="accuracy", runner="local", batch_size=batch_size, threads=threads,
-            execution_mode="valid" if samples is None else "test", test_query_count=samples or 100,
+            model_path=model, mode=Mode.accuracy, runner=RunnerKind.local, batch_size=batch_size, threads=threads,
+            execution_mode=ExecutionMode.valid if samples is None else ExecutionMode.test,
+            test_query_count=samples or 100,
             output_dir=output_dir, cache_dir=cache_dir,
         )
         log.info("accuracy check: %s model on %s features", name, "all" if samples is None else samples)

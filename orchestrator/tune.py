@@ -312,7 +312,7 @@ def plot_throughput(trials: list[Trial], path: Path, *, title: str) -> Path | No
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for label, points in series.items():
         points = sorted(points, key=lambda t: t.batch_size)
-        ax.plot([t.batch_size for t in points], [t.samples_per_second for t in points], marker="o", label=label)
+        ax.plot([t.batch_size for t in points], [t.samples_per_second or 0.0 for t in points], marker="o", label=label)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("batch size")
     ax.set_ylabel("samples / s")

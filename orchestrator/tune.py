@@ -314,6 +314,9 @@ def plot_throughput(trials: list[Trial], path: Path, *, title: str) -> Path | No
         points = sorted(points, key=lambda t: t.batch_size)
         ax.plot([t.batch_size for t in points], [t.samples_per_second or 0.0 for t in points], marker="o", label=label)
     ax.set_xscale("log", base=2)
+    sizes = sorted({t.batch_size for t in trials if t.ok})
+    if sizes:
+        ax.set_xticks(sizes, [str(b) for b in sizes])
     ax.set_xlabel("batch size")
     ax.set_ylabel("samples / s")
     ax.set_title(title, fontsize=10)

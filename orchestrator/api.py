@@ -20,7 +20,7 @@ from typing import Any
 
 from orchestrator import __version__
 from orchestrator.backends import Target, get_target
-from orchestrator.config import ExecutionMode, RunConfig, RunnerKind
+from orchestrator.config import ExecutionMode, RunConfig, RunnerKind, SutKind
 from orchestrator.errors import (
     ConfigError,
     DatasetError,
@@ -123,9 +123,10 @@ def make_runner(config: RunConfig, target: Target, *, stream: bool = True, cache
     if kind is RunnerKind.docker:
         from orchestrator.runners.docker import DockerRunner
 
-        options = {k: v for k, v in (("shm_size", config.shm_size), ("cpuset_cpus", config.cpuset_cpus),
-                                     ("memory", config.memory), ("gpus", config.gpus)) if v is not None}
-        return DockerRunner(target, image=config.image, stream=stream, **options)
+        return DockerRunner(
+            target, image=config.image, stream=stream, gpus=config.gpus or "all",
+            shm_size=config.shm_size or "1g", cpuset_cpus=config.cpuset_cpus, memory=config.memory,
+        )
     if target.gpu is not None:
         from orchestrator.runners import check_gpu_visible_locally
 
@@ -142,6 +143,9 @@ def make_runner(config: RunConfig, target: Target, *, stream: bool = True, cache
 def build_spec(config: RunConfig, target: Target, inputs: Inputs, run_dir: Path, *, progress: bool,
                cache_dir: Path | None = None) -> HarnessSpec:
     engine_options = dict(config.engine_options)
+    if config.sut is SutKind.reference:
+        for key, value in target.reference_options:
+            engine_options.setdefault(key, value)
     if target.cache_option and cache_dir is not None and target.cache_option not in engine_options:
         engine_dir = (cache_dir / "engines" / target.key).resolve()
         engine_dir.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,8 @@ class Target:
     # The engine option naming a writable cache directory (optimized graphs, built engines), if any;
     # the API points it at <cache_dir>/engines/<key>, and the Docker runner mounts it read-write.
     cache_option: str | None = None
+    # Engine options that make `--sut reference` the MLPerf reference behaviour (e.g. no graph fusions).
+    reference_options: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:
@@ -49,6 +51,7 @@ TARGETS: dict[str, Target] = {
             engine_class="orchestrator.harness.engines.onnxruntime:OnnxRuntimeEngine",
             execution_provider="CPUExecutionProvider",
             cache_option="optimized_cache_dir",
+            reference_options=(("optimize", "none"),),
         ),
         Target(
             backend="onnxruntime",
@@ -57,6 +60,7 @@ TARGETS: dict[str, Target] = {
             execution_provider="ROCMExecutionProvider",
             gpu="amd",
             cache_option="optimized_cache_dir",
+            reference_options=(("optimize", "none"),),
             verified=False,
             notes="needs an AMD GPU with ROCm; never run on these machines",
         ),

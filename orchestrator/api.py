@@ -67,7 +67,6 @@ class Inputs:
 
 def resolve_inputs(config: RunConfig, cache_dir: Path) -> Inputs:
     from orchestrator.assets import check_onnx_interface, resolve_dataset, resolve_model, resolve_vocab
-    from orchestrator.dataset import build_features, load_features
 
     target = get_target(config.backend, config.device)
     if target.model_format == "hf-checkpoint" and config.model_path is None:
@@ -75,6 +74,11 @@ def resolve_inputs(config: RunConfig, cache_dir: Path) -> Inputs:
             f"{target.key} runs a Hugging Face checkpoint directory; pass --model-path DIR (config.json + "
             "model.safetensors), e.g. the demo's demo-minilm-l6-squad-hf"
         )
+    if config.model_path is None and config.model.startswith(ZOO_PREFIX):
+        model = _zoo_stub(config, target)
+        dataset = resolve_dataset(config.dataset_path, cache_dir)
+        vocab = resolve_vocab(config.vocab_path, cache_dir)
+        return _with_features(config, model, dataset, vocab, cache_dir)
     model = resolve_model(config.model, config.model_path, cache_dir)
     is_dir = Path(model.path).is_dir()
     if target.model_format == "onnx" and is_dir:
@@ -89,6 +93,12 @@ def resolve_inputs(config: RunConfig, cache_dir: Path) -> Inputs:
     dataset = resolve_dataset(config.dataset_path, cache_dir)
     vocab = resolve_vocab(config.vocab_path, cache_dir)
     _check_vocab_matches_model(model, vocab)
+    return _with_features(config, model, dataset, vocab, cache_dir)
+
+
+def _with_features(config: RunConfig, model: Any, dataset: Path, vocab: Path, cache_dir: Path) -> Inputs:
+    from orchestrator.dataset import build_features, load_features
+
     features = build_features(dataset, vocab, cache_dir / "features")
     num_features = int(load_features(features).input_ids.shape[0])
     if config.execution_mode is ExecutionMode.test and config.test_query_count > num_features:
@@ -97,6 +107,31 @@ def resolve_inputs(config: RunConfig, cache_dir: Path) -> Inputs:
             f"pass at most {num_features}, or --execution-mode valid for the full set"
         )
     return Inputs(model=model, dataset=dataset, vocab=vocab, features=features, num_features=num_features)
+
+
+ZOO_PREFIX = "zoo:"
+
+
+def _zoo_stub(config: RunConfig, target: Target) -> Any:
+    """A SparseZoo stub: DeepSparse downloads it at run time (so only locally, and only with internet)."""
+    from orchestrator.assets import MLPERF_INTERFACE, ResolvedModel
+
+    if target.backend != "deepsparse":
+        raise ConfigError(f"{config.model} is a SparseZoo stub, which only --backend deepsparse can run")
+    if config.runner is RunnerKind.docker:
+        raise ConfigError(
+            "a zoo: stub is downloaded by DeepSparse while the run starts, which the network-less container "
+            "cannot do; use --runner local, or download the ONNX file and pass --model-path"
+        )
+    return ResolvedModel(
+        name=config.model, path=Path(config.model), sha256="", source="path", format="onnx", precision=None,
+        demo=False, synthetic=False, custom=True, reference_f1=None, reference_exact_match=None,
+        interface=MLPERF_INTERFACE, vocab=None,
+    )
+
+
+def _is_stub(model: Any) -> bool:
+    return str(model.path).startswith(ZOO_PREFIX)
 
 
 def _check_vocab_matches_model(model: Any, vocab: Path) -> None:
@@ -119,7 +154,8 @@ def make_runner(config: RunConfig, target: Target, *, stream: bool = True, cache
     if kind is RunnerKind.auto:
         from orchestrator.runners import docker_available
 
-        kind = RunnerKind.docker if docker_available(target) else RunnerKind.local
+        stub = config.model_path is None and config.model.startswith(ZOO_PREFIX)
+        kind = RunnerKind.docker if not stub and docker_available(target) else RunnerKind.local
     if kind is RunnerKind.docker:
         from orchestrator.runners.docker import DockerRunner
 
@@ -155,7 +191,7 @@ def build_spec(config: RunConfig, target: Target, inputs: Inputs, run_dir: Path,
         engine_class=target.engine_class,
         execution_provider=target.execution_provider,
         sut=config.sut.value,
-        model_path=str(Path(inputs.model.path).resolve()),
+        model_path=str(inputs.model.path) if _is_stub(inputs.model) else str(Path(inputs.model.path).resolve()),
         features_path=str(inputs.features.resolve()),
         run_dir=str(run_dir.resolve()),
         scenario=config.scenario.value,

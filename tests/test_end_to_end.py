@@ -173,3 +173,31 @@ def test_sigint_to_the_cli_marks_the_run_interrupted_and_keeps_logs(tmp_path: Pa
     assert json.loads((run_dir / "harness_result.json").read_text())["status"] == "interrupted"
     assert (run_dir / "harness.log").stat().st_size > 0
     assert b"run interrupted" in err
+
+
+STUB = "zoo:nlp/question_answering/bert-base/pytorch/huggingface/squad/base-none"
+
+
+def test_zoo_stub_offline_fails_with_what_to_do(tmp_path: Path) -> None:
+    # The stub reaches DeepSparse (its own venv, the default cache), which cannot download it here.
+    cfg = RunConfig(runner="local", backend="deepsparse", model=STUB, mode="accuracy", test_query_count=4,
+                    output_dir=tmp_path / "runs")
+    try:
+        run_benchmark(cfg, progress=False, stream=False)
+    except ModelError as e:
+        assert "SparseZoo" in str(e) and "pass the local ONNX file" in str(e)
+    else:  # a machine with internet really downloads and runs it
+        return
+    (run_dir,) = list((tmp_path / "runs").iterdir())
+    assert RunRecord.load(run_dir).status == "failed"
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"model": STUB}, "only --backend deepsparse"),
+    ({"model": STUB, "backend": "deepsparse", "runner": "docker"}, "use --runner local"),
+])
+def test_zoo_stub_misuse_is_refused_before_a_run(tmp_path: Path, values: dict, message: str) -> None:
+    cfg = RunConfig(output_dir=tmp_path / "runs", mode="accuracy", **values)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=message):
+        run_benchmark(cfg, progress=False, stream=False)
+    assert not (tmp_path / "runs").exists()

@@ -49,7 +49,12 @@ def format_result(result: RunResult) -> str:
         from orchestrator.accuracy import format_report
 
         lines.append("  accuracy: " + format_report(result.accuracy).replace("\n", "\n    "))
-    lines.append(f"  results in {result.run_dir}/ (run.json, accuracy/accuracy.txt, performance/run_1/mlperf_log_summary.txt)")
+    files = ["run.json"]
+    if result.accuracy is not None:
+        files.append("accuracy/accuracy.txt")
+    if result.performance is not None:
+        files.append("performance/run_1/mlperf_log_summary.txt")
+    lines.append(f"  results in {result.run_dir}/ ({', '.join(files)})")
     return "\n".join(lines)
 
 

@@ -66,7 +66,7 @@ class Inputs:
 
 
 def resolve_inputs(config: RunConfig, cache_dir: Path) -> Inputs:
-    from orchestrator.assets import check_onnx_interface, resolve_dataset, resolve_model, resolve_vocab
+    from orchestrator.assets import resolve_dataset, resolve_model, resolve_vocab
 
     target = get_target(config.backend, config.device)
     if target.model_format == "hf-checkpoint" and config.model_path is None:
@@ -75,25 +75,30 @@ def resolve_inputs(config: RunConfig, cache_dir: Path) -> Inputs:
             "model.safetensors), e.g. the demo's demo-minilm-l6-squad-hf"
         )
     if config.model_path is None and config.model.startswith(ZOO_PREFIX):
-        model = _zoo_stub(config, target)
-        dataset = resolve_dataset(config.dataset_path, cache_dir)
-        vocab = resolve_vocab(config.vocab_path, cache_dir)
-        return _with_features(config, model, dataset, vocab, cache_dir)
-    model = resolve_model(config.model, config.model_path, cache_dir)
-    is_dir = Path(model.path).is_dir()
-    if target.model_format == "onnx" and is_dir:
-        raise ModelError(f"{target.key} runs ONNX models but {model.path} is a directory; pass an .onnx file")
-    if target.model_format == "onnx":
-        problems = check_onnx_interface(Path(model.path), model.interface)
-        if problems:
-            raise ModelError(
-                f"model {model.path} does not have the MLPerf BERT interface: {'; '.join(problems)}; "
-                "export it as described in docs/CUSTOM_MODELS.md"
-            )
+        model = _zoo_stub(config, target)  # DeepSparse fetches and checks it when the run starts
+    else:
+        model = resolve_model(config.model, config.model_path, cache_dir)
+        _check_model_format(model, target)
     dataset = resolve_dataset(config.dataset_path, cache_dir)
     vocab = resolve_vocab(config.vocab_path, cache_dir)
     _check_vocab_matches_model(model, vocab)
     return _with_features(config, model, dataset, vocab, cache_dir)
+
+
+def _check_model_format(model: Any, target: Target) -> None:
+    """The model must be what the target runs; an ONNX model must have the MLPerf interface."""
+    from orchestrator.assets import check_onnx_interface
+
+    if target.model_format != "onnx":
+        return
+    if Path(model.path).is_dir():
+        raise ModelError(f"{target.key} runs ONNX models but {model.path} is a directory; pass an .onnx file")
+    problems = check_onnx_interface(Path(model.path), model.interface)
+    if problems:
+        raise ModelError(
+            f"model {model.path} does not have the MLPerf BERT interface: {'; '.join(problems)}; "
+            "export it as described in docs/CUSTOM_MODELS.md"
+        )
 
 
 def _with_features(config: RunConfig, model: Any, dataset: Path, vocab: Path, cache_dir: Path) -> Inputs:

@@ -222,3 +222,48 @@ def test_server_batches_what_arrives_within_the_latency_budget(tmp_path: Path) -
     perf = parse_performance(run_dir / "performance" / "run_1")
     assert perf.samples_issued == 400
     assert perf.latency_percentiles_ms["99"] < 130
+
+
+def test_worker_cpu_sets_keep_hyperthread_siblings_together(tmp_path: Path) -> None:
+    from orchestrator.harness.cpu import worker_cpu_sets
+
+    # 4 cores x 2 hyper-threads: CPU n and n+4 are siblings (the usual Linux numbering).
+    for cpu in range(8):
+        topo = tmp_path / f"cpu{cpu}" / "topology"
+        topo.mkdir(parents=True)
+        (topo / "physical_package_id").write_text("0\n")
+        (topo / "core_id").write_text(f"{cpu % 4}\n")
+    assert worker_cpu_sets(2, list(range(8)), tmp_path) == [{0, 4, 1, 5}, {2, 6, 3, 7}]
+    assert worker_cpu_sets(3, list(range(8)), tmp_path) == [{0, 4, 1, 5}, {2, 6}, {3, 7}]
+    assert worker_cpu_sets(5, list(range(8)), tmp_path) is None  # more workers than cores: not pinned
+    assert worker_cpu_sets(2, [0, 1], tmp_path / "nowhere") == [{0}, {1}]  # unreadable topology: CPUs
+
+
+def test_offline_workers_run_pinned_and_the_loadgen_thread_is_restored(features, monkeypatch) -> None:
+    import os
+    import threading
+
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("pinning two workers needs two CPUs")
+    engine = _engine()
+    engine.instance_count = 2  # type: ignore[attr-defined]
+    sut = _sut(features, engine)
+    assert sut.worker_cpus is not None and len(sut.worker_cpus) == 2
+    assert not sut.worker_cpus[0] & sut.worker_cpus[1]
+    seen: list[tuple[int, frozenset[int], str]] = []
+    lock = threading.Lock()
+
+    def run_batch(worker, ids, indices) -> None:  # in place of inference + QuerySamplesComplete
+        with lock:
+            seen.append((worker.instance, frozenset(os.sched_getaffinity(0)), threading.current_thread().name))
+
+    monkeypatch.setattr(sut, "_run_batch", run_batch)
+    before = os.sched_getaffinity(0)
+    sut._process(np.arange(32, dtype=np.uint64), np.arange(32, dtype=np.int64))
+    assert os.sched_getaffinity(0) == before  # LoadGen's thread (worker 0) gets its CPUs back
+    assert len(seen) == 8 and {w for w, _, _ in seen} <= {0, 1}
+    for instance, affinity, _ in seen:
+        assert affinity == frozenset(sut.worker_cpus[instance])
+    unpinned = BertSUT(engine, sut.qsl, scenario="Offline", batch_size=4, pin_workers=False)
+    assert unpinned.worker_cpus is None

@@ -86,6 +86,38 @@ def test_the_key_covers_model_version_and_options() -> None:
     assert base != cache_key("b" * 64, "1.20.0", OptimizeOptions())
     assert base != cache_key("a" * 64, "1.21.0", OptimizeOptions())
     assert base != cache_key("a" * 64, "1.20.0", OptimizeOptions(num_heads=16, hidden_size=1024))
+    assert base != cache_key("a" * 64, "1.20.0", OptimizeOptions(fusions="onnxruntime"))
+    assert cache_key("a" * 64, "1.20.0", OptimizeOptions(fusions="onnxruntime")) != cache_key(
+        "a" * 64, "1.20.0", OptimizeOptions(fusions="onnxruntime", provider="CUDAExecutionProvider"))
+
+
+def test_onnxruntime_recipe_saves_onnxruntimes_own_cpu_fusions(tiny: Path, tmp_path: Path) -> None:
+    """The CPU recipe: ONNX Runtime's ORT_ENABLE_EXTENDED fusions, saved once and read back from the cache."""
+    import onnx
+
+    cache = tmp_path / "optimized"
+    first = optimize_cached(tiny, cache, OptimizeOptions(fusions="onnxruntime"))
+    assert first.changed and first.fusions == "onnxruntime" and not first.cache_hit
+    ops = {n.op_type for n in onnx.load(str(first.path)).graph.node}
+    assert "LayerNormalization" in ops and ops & {"BiasGelu", "Gelu"}, ops
+    assert "SkipLayerNormalization" not in ops  # the slow CPU kernel of the transformers recipe
+    assert first.fused["LayerNormalization"] > 0
+    record = json.loads((first.path.parent / RECORD_FILE).read_text())
+    assert record["fusions"] == "onnxruntime" and record["options"]["provider"] == CPU
+    again = optimize_cached(tiny, cache, OptimizeOptions(fusions="onnxruntime"))
+    assert again.cache_hit and again.path == first.path
+    other = optimize_cached(tiny, cache, OptimizeOptions(fusions="transformers"))
+    assert other.path != first.path and other.fusions == "transformers" and other.fused["Attention"] == TINY.layers
+
+
+def test_fusions_follow_the_provider_unless_told(tiny: Path, tmp_path: Path) -> None:
+    assert OptimizeOptions.from_engine_options({}, CPU).fusions == "onnxruntime"
+    assert OptimizeOptions.from_engine_options({}, "CUDAExecutionProvider").fusions == "transformers"
+    assert OptimizeOptions.from_engine_options({"fusions": "transformers"}, CPU).fusions == "transformers"
+    engine = _engine(tiny, optimized_cache_dir=str(tmp_path / "o"))
+    assert engine.optimization is not None and engine.optimization.fusions == "onnxruntime"
+    with pytest.raises(ConfigError, match="fusions='fastest' is not one of auto, onnxruntime, transformers"):
+        _engine(tiny, fusions="fastest", optimized_cache_dir=str(tmp_path / "o"))
 
 
 def test_concurrent_builders_end_with_one_complete_entry(tiny: Path, tmp_path: Path) -> None:
@@ -109,10 +141,12 @@ def test_quantized_and_foreign_models_are_left_as_they_are(tmp_path: Path) -> No
         optimize_cached(junk, tmp_path / "optimized")
 
 
-def test_fused_engine_gives_the_logits_of_the_raw_graph(tiny: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("fusions", ["onnxruntime", "transformers"])
+def test_fused_engine_gives_the_logits_of_the_raw_graph(tiny: Path, tmp_path: Path, fusions: str) -> None:
     raw = _engine(tiny, optimize="none")
-    fused = _engine(tiny, optimized_cache_dir=str(tmp_path / "optimized"))
+    fused = _engine(tiny, optimized_cache_dir=str(tmp_path / "optimized"), fusions=fusions)
     assert fused.optimization is not None and fused.optimization.changed
+    assert fused.optimization.fusions == fusions
     assert raw.optimization is None
     ids, mask, seg = _inputs(3, 40)
     want_start, want_end = raw.infer(ids, mask, seg)

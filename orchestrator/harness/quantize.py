@@ -81,7 +81,7 @@ def quantize_int8(
     with tempfile.TemporaryDirectory(prefix="mlperf-bert-quantize-") as tmp:
         if fuse:
             cache = optimized_cache_dir or Path(tmp) / "optimized"
-            optimized = optimize_cached(source, cache, OptimizeOptions())
+            optimized = optimize_cached(source, cache, OptimizeOptions(fusions="transformers"))
             graph, fused = optimized.path, optimized.fused
         keep = down_projections(onnx.load(str(graph), load_external_data=False)) if recipe == "ffn-out-fp32" else []
         destination.parent.mkdir(parents=True, exist_ok=True)

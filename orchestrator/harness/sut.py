@@ -9,7 +9,8 @@ float noise (and the quantisation noise of an int8 model's dynamic activation ra
 
 Dispatch by scenario:
 - Offline: the one query is planned at once (numpy: lengths, a stable longest-first sort, slices) and run
-  inside LoadGen's issue call, batch after batch, on every engine instance at once (`instance_count`).
+  inside LoadGen's issue call, batch after batch, on every engine instance at once (`instance_count`),
+  each instance's worker thread pinned to its own cores (harness/cpu.py) while it runs.
 - SingleStream: one sample, run at once at its real length. MultiStream: the query (8 samples) is one
   batch, split only where the engine's max_batch requires.
 - Server: worker threads (one per engine instance) take what has arrived; a worker waits for more only
@@ -38,6 +39,7 @@ from typing import Literal
 import numpy as np
 
 from orchestrator.errors import ConfigError, RunError
+from orchestrator.harness.cpu import pinned_thread, worker_cpu_sets
 from orchestrator.harness.engines.base import Engine
 from orchestrator.harness.qsl import SampleLibrary
 from orchestrator.harness.settings import MAX_SEQ_LEN, MULTISTREAM_SAMPLES_PER_QUERY, Scenario
@@ -135,6 +137,7 @@ class BertSUT:
         on_complete: Callable[[int], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
         latency_bound_s: float | None = None,
+        pin_workers: bool = True,
     ) -> None:
         self.engine = engine
         self.qsl = qsl
@@ -168,6 +171,11 @@ class BertSUT:
         self._pass_instance = self.instances > 1
         full = pick_length(MAX_SEQ_LEN, self.buckets)
         self._workers = [_Worker(i, self.batch_size, full) for i in range(self.instances)]
+        # Several engine instances: each worker thread on its own cores (None: not pinned).
+        self.worker_cpus = worker_cpu_sets(self.instances) if pin_workers and self.instances > 1 else None
+        if self.worker_cpus:
+            log.info("%d SUT workers pinned to CPUs %s", self.instances, "; ".join(
+                ",".join(str(c) for c in sorted(cpus)) for cpus in self.worker_cpus))
         self.latency_bound_s = latency_bound_s or SERVER_LATENCY_BOUND_S
         self.cost = CostModel()
         self._count_lock = threading.Lock()  # short: never held across inference (Server issues meanwhile)
@@ -271,12 +279,13 @@ class BertSUT:
         remaining = iter(batches)
 
         def drain(worker: _Worker) -> None:
-            while True:
-                with lock:
-                    positions = next(remaining, None)
-                if positions is None:
-                    return
-                self._run_batch(worker, ids[positions], indices[positions])
+            with pinned_thread(self._cpus_of(worker)):  # worker 0 is LoadGen's thread: restored after
+                while True:
+                    with lock:
+                        positions = next(remaining, None)
+                    if positions is None:
+                        return
+                    self._run_batch(worker, ids[positions], indices[positions])
 
         helpers = [threading.Thread(target=drain, args=(w,), name=f"sut-offline-{w.instance}", daemon=True)
                    for w in self._workers[1:]]
@@ -297,7 +306,14 @@ class BertSUT:
         return order_batches(self._seq_len[indices], max(1, limit), sort=True)
 
     # ---- Server ----------------------------------------------------------------------------------------
+    def _cpus_of(self, worker: _Worker) -> set[int] | None:
+        return self.worker_cpus[worker.instance] if self.worker_cpus else None
+
     def _serve(self, worker: _Worker) -> None:
+        with pinned_thread(self._cpus_of(worker)):
+            self._serve_pinned(worker)
+
+    def _serve_pinned(self, worker: _Worker) -> None:
         assert self._queue is not None
         q = self._queue
         budget = self.latency_bound_s * SERVER_LATENCY_BUDGET

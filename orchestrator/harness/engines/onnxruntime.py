@@ -5,10 +5,15 @@ run cannot quietly fall back to the CPU: the session reports what it really regi
 harness compares that with the target's provider.
 
 Engine options (HarnessSpec.engine_options, all strings):
-    optimize              auto (default): onnxruntime.transformers' fusions (attention, embed/skip
-                          layer-norm, GELU) applied once and cached (orchestrator/harness/optimize.py),
-                          inputs and outputs bound to reused buffers (IOBinding).
+    optimize              auto (default): transformer fusions applied once and cached
+                          (orchestrator/harness/optimize.py), inputs and outputs bound to reused buffers
+                          (IOBinding).
                           none: the model as given, a plain session.run (what the reference SUT uses).
+    fusions               auto (default): onnxruntime on the CPU provider, transformers on the others.
+                          onnxruntime: ONNX Runtime's own fusions for the provider (LayerNormalization,
+                          BiasGelu, FusedMatMul...), saved once; the fastest graph on CPUs (measured).
+                          transformers: onnxruntime.transformers' fused Attention, Embed/SkipLayerNorm and
+                          BiasGelu kernels; the fast path of GPU providers.
     optimized_cache_dir   where fused models are cached (writable; the docker runner mounts `*_dir`
                           options read-write). Unset: a temporary directory, deleted when the engine closes.
     instances             sessions side by side (default 1), each with threads/instances intra-op threads;
@@ -39,7 +44,7 @@ OUTPUTS = ("output_start_logits", "output_end_logits")
 INPUT_TYPE = "tensor(int64)"
 OUTPUT_TYPE = "tensor(float)"
 CPU = "CPUExecutionProvider"
-OPTIONS = ("optimize", "optimized_cache_dir", "instances", "num_heads", "hidden_size", "model_type")
+OPTIONS = ("optimize", "fusions", "optimized_cache_dir", "instances", "num_heads", "hidden_size", "model_type")
 
 # What to install for a provider that this onnxruntime build lacks.
 _PROVIDER_PACKAGES = {
@@ -126,7 +131,7 @@ class OnnxRuntimeEngine(Engine):
         self.optimization: Any = None  # orchestrator.harness.optimize.OptimizedModel when optimize=auto
         run_path = path
         if self.optimized:
-            run_path = self._optimized_path(path)
+            run_path = self._optimized_path(path, execution_provider)
         total_threads = threads or (default_threads() if execution_provider == CPU else None)
         per_instance = max(1, total_threads // instances) if total_threads else None
         self.threads_per_instance = per_instance
@@ -136,9 +141,10 @@ class OnnxRuntimeEngine(Engine):
         # IOBinding to reused host buffers: only where the session runs on the CPU (a GPU provider would
         # copy anyway; binding device memory is that engine's business).
         self._bound = [_Bound(s) for s in self._sessions] if self.optimized and execution_provider == CPU else None
+        fusions = self.optimization.fusions if self.optimization is not None and self.optimization.changed else "none"
         log.info(
-            "onnxruntime %s on %s: %s, %d instance(s) x %s threads%s",
-            ort.__version__, self.execution_provider, run_path.name, instances, per_instance or "default",
+            "onnxruntime %s on %s: %s (fusions: %s), %d instance(s) x %s threads%s",
+            ort.__version__, self.execution_provider, run_path.name, fusions, instances, per_instance or "default",
             ", IOBinding" if self._bound else "",
         )
 
@@ -152,7 +158,7 @@ class OnnxRuntimeEngine(Engine):
         except ValueError:
             raise ConfigError(f"onnxruntime engine option {name}={raw!r} is not an integer; pass a whole number") from None
 
-    def _optimized_path(self, path: Path) -> Path:
+    def _optimized_path(self, path: Path, provider: str) -> Path:
         from orchestrator.harness.optimize import OptimizeOptions, optimize_cached
 
         cache = self.options.get("optimized_cache_dir")
@@ -162,7 +168,10 @@ class OnnxRuntimeEngine(Engine):
             cache_dir = self._tmp_cache
         else:
             cache_dir = Path(cache)
-        options = OptimizeOptions.from_engine_options(self.options)
+        try:
+            options = OptimizeOptions.from_engine_options(self.options, provider)
+        except ModelError as exc:  # a bad option value is the user's configuration, not the model
+            raise ConfigError(str(exc)) from None
         self.optimization = optimize_cached(path, cache_dir, options)
         return self.optimization.path
 

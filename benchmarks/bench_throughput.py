@@ -15,7 +15,8 @@ Parts:
   text      dev-set preprocessing (uncached) and scoring of 10,833 answers, seconds
 
 Per model: reference SUT (raw graph, default session options, batch 1, padded to 384) and optimized SUT
-(fused graph cached, length-sorted batches cut to the longest row), fp32 and int8, each an Offline
+(fused graph cached: fusions=auto, i.e. ONNX Runtime's own on the CPU; length-sorted batches cut to the
+longest row; engine instances pinned to their own cores), fp32 and int8, each an Offline
 performance run over the SAME LoadGen samples (same seeds, same counts; the script checks the indices).
 Reported: samples/s, the ratio to the reference, F1 (demo: accuracy-mode runs over the same first
 features, official SQuAD scoring), and achieved GFLOP/s counted on REAL tokens (each sample's own length;
@@ -282,6 +283,7 @@ class Row:
     f1: float | None = None
     f1_questions: int | None = None
     f1_ratio_to_fp32: float | None = None
+    engine_settings: dict[str, str] = field(default_factory=dict)  # graph/fusions, instances, threads
     note: str = ""
 
 
@@ -314,12 +316,14 @@ def family(name: str, fp32: Path, int8s: dict[str, Path], features: FeatureArray
     configs: list[tuple[str, str, Path, bool]] = [("reference", "fp32", fp32, True), ("optimized", "fp32", fp32, False)]
     configs += [("optimized", label, path, False) for label, path in int8s.items()]
     best: dict[int, LgRun] = {}
+    settings: dict[int, dict[str, str]] = {}
     all_rates: dict[int, list[float]] = {i: [] for i in range(len(configs))}
     first_indices: list[int] | None = None
     for repeat in range(repeats):
         ceiling.measure()
         for i, (sut_kind, precision, model, reference) in enumerate(configs):
             engine = ort_engine(model, reference=reference, cache=cache, instances=1 if reference else instances)
+            settings[i] = engine.settings()
             try:
                 run = loadgen_offline(engine, features, kind=sut_kind, batch=1 if reference else batch, samples=samples,
                                       log_dir=log_root / f"{name}-{sut_kind}-{precision}-perf-{repeat}")
@@ -344,7 +348,8 @@ def family(name: str, fp32: Path, int8s: dict[str, Path], features: FeatureArray
         row = Row(model=name, sut=sut_kind, precision=precision, batch_size=1 if reference else batch,
                   samples=run.samples, samples_per_second=round(run.samples_per_second, 2),
                   runs_samples_per_second=all_rates[i],
-                  real_tokens_per_second=round(float(real.sum()) / seconds, 1), gflops_real=round(gflops, 1))
+                  real_tokens_per_second=round(float(real.sum()) / seconds, 1), gflops_real=round(gflops, 1),
+                  engine_settings=settings[i])
         if not reference:
             row.ratio_to_reference = round(run.samples_per_second / reference_rate, 2)
             # Runs of one round are minutes apart at most: their ratio is the least exposed to the drift.

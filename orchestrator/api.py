@@ -281,6 +281,7 @@ def run_benchmark(
     harness = HarnessResult.read(run_dir)
     if harness is not None:
         record.execution_provider = harness.execution_provider
+        record.engine_settings = dict(harness.engine_settings)
         record.versions.update(harness.versions)
     if outcome.interrupted:
         _finish(record, run_dir, "interrupted", "interrupted by the user (Ctrl-C)")

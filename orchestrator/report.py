@@ -41,6 +41,8 @@ def format_result(result: RunResult) -> str:
     lines = [f"Run {rec.run_id}: {rec.status.upper()}" + (f"  [{TEST_MODE_LABEL}]" if rec.test_mode else "")]
     demo = " (DEMO model, not an MLPerf model)" if rec.model_meta.get("demo") else ""
     lines.append(f"  {rec.target} on {rec.execution_provider}, {rec.scenario}, model {rec.model.name or rec.model.path}{demo}")
+    if rec.engine_settings:
+        lines.append("  engine: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in rec.engine_settings.items()))
     if result.performance is not None:
         lines.append(f"  performance: {format_performance(result.performance, rec.scenario)}")
         if rec.test_mode and not getattr(result.performance, "result_valid", False):

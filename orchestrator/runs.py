@@ -61,6 +61,7 @@ class RunRecord(BaseModel):
     image: str | None = None
     image_digest: str | None = None
     execution_provider: str | None = None
+    engine_settings: dict[str, str] = Field(default_factory=dict)  # what the engine ran with (harness)
     versions: dict[str, str] = Field(default_factory=dict)
     host: dict[str, Any] = Field(default_factory=dict)
     git_sha: str | None = None

@@ -76,6 +76,22 @@ def test_cli_human_output_says_test_mode(tmp_path: Path, session_cache: Path) ->
                                    "--cache-dir", str(session_cache), "--no-progress"])
     assert res.exit_code == 0, res.output
     assert "TEST MODE" in res.stdout and "latency" in res.stdout and "INVALID" in res.stdout
+    assert "engine: graph as given (already quantized" in res.stdout  # the embedded model is int8
+
+
+def test_run_records_what_the_engine_ran_with(tmp_path: Path, session_cache: Path) -> None:
+    """Two engine instances: run.json says so, with the fusions used and each worker's pinned CPUs."""
+    import os
+
+    result = run_benchmark(_config(tmp_path, session_cache, mode="performance", test_query_count=32, threads=2,
+                                   engine_options={"instances": "2"}), progress=False, stream=False)
+    assert result.succeeded
+    settings = RunRecord.load(result.run_dir).engine_settings
+    assert settings["instances"] == "2" and settings["threads_per_instance"] == "1"
+    assert settings["io_binding"] == "yes" and settings["graph"].startswith("as given")
+    if len(os.sched_getaffinity(0)) >= 2:
+        cpus = [set(part.split(",")) for part in settings["worker_cpus"].split(" | ")]
+        assert len(cpus) == 2 and not cpus[0] & cpus[1]
 
 
 # ---- bad input: one sentence, non-zero exit, nothing written into earlier runs ----------------------

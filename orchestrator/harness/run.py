@@ -186,6 +186,7 @@ class _RunState:
         try:
             self.result.versions.update(engine.versions())
             self.result.execution_provider = engine.execution_provider
+            self.result.engine_settings = dict(engine.settings())
             check_provider(spec, engine)
             settings = build_test_settings(user_conf, spec.scenario)  # once per process (see settings.py)
             for mode in modes:
@@ -233,6 +234,9 @@ class _RunState:
             batch_size=spec.batch_size,
             on_complete=bar.update,
         )
+        if sut.worker_cpus:
+            self.result.engine_settings["worker_cpus"] = " | ".join(
+                ",".join(str(c) for c in sorted(cpus)) for cpus in sut.worker_cpus)
         failure: list[BaseException] = []
 
         def start_test() -> None:

@@ -73,6 +73,7 @@ class HarnessResult(BaseModel):
     error: str | None = None
     execution_provider: str | None = None  # what really ran (reported by the engine)
     versions: dict[str, str] = Field(default_factory=dict)  # python, numpy, loadgen, engine...
+    engine_settings: dict[str, str] = Field(default_factory=dict)  # graph, instances, threads, pinned CPUs
     modes: list[ModeResult] = Field(default_factory=list)
     user_conf: str | None = None  # relative path of the user.conf the harness used
 

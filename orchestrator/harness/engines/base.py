@@ -42,6 +42,11 @@ class Engine(ABC):
     def versions(self) -> dict[str, str]:
         """Engine package versions to record in the run."""
 
+    def settings(self) -> dict[str, str]:
+        """What the engine really runs with (graph, fusions, instances, threads...), recorded in the run so
+        that a figure can always be traced to its configuration. Empty when there is nothing to add."""
+        return {}
+
     def seq_buckets(self) -> list[int] | None:
         """Sequence lengths the engine can run (rows are padded up to one); None means any <= 384."""
         return None

@@ -237,6 +237,21 @@ class OnnxRuntimeEngine(Engine):
     def versions(self) -> dict[str, str]:
         return {"onnxruntime": str(self._ort.__version__)}
 
+    def settings(self) -> dict[str, str]:
+        opt = self.optimization
+        if opt is None:
+            graph = "as given (optimize=none)"
+        elif opt.changed:
+            graph = f"{opt.fusions} fusions, cached"
+        else:
+            graph = f"as given ({opt.reason})"
+        return {
+            "graph": graph,
+            "instances": str(len(self._sessions)),
+            "threads_per_instance": str(self.threads_per_instance or "default"),
+            "io_binding": "yes" if self._bound else "no",
+        }
+
     def seq_buckets(self) -> list[int] | None:
         return self._seq_buckets
 

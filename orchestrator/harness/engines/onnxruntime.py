@@ -243,8 +243,8 @@ class OnnxRuntimeEngine(Engine):
             graph = "as given (optimize=none)"
         elif opt.changed:
             graph = f"{opt.fusions} fusions, cached"
-        else:
-            graph = f"as given ({opt.reason})"
+        else:  # the reason's first clause: "already quantized", "nothing fused"...
+            graph = f"as given ({opt.reason.split(' (')[0].split(':')[0]})"
         return {
             "graph": graph,
             "instances": str(len(self._sessions)),

@@ -187,6 +187,9 @@ def build_spec(config: RunConfig, target: Target, inputs: Inputs, run_dir: Path,
     if config.sut is SutKind.reference:
         for key, value in target.reference_options:
             engine_options.setdefault(key, value)
+    elif config.scenario.value == "Offline":
+        for key, value in target.offline_options:
+            engine_options.setdefault(key, value)
     if target.cache_option and cache_dir is not None and target.cache_option not in engine_options:
         engine_dir = (cache_dir / "engines" / target.key).resolve()
         engine_dir.mkdir(parents=True, exist_ok=True)

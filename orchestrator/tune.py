@@ -125,7 +125,7 @@ def run_trial(base: RunConfig, *, batch_size: int, threads: int | None, instance
         log.warning("trial batch %d threads %s failed: %s", batch_size, threads, exc)
     trial.seconds = round(time.perf_counter() - started, 2)
     log.info("trial batch %d threads %s instances %s: %s samples/s", batch_size, threads or "auto",
-             instances or 1, f"{trial.samples_per_second:.2f}" if trial.ok else "failed")
+             instances or 'default', f"{trial.samples_per_second:.2f}" if trial.ok else "failed")
     return trial
 
 
@@ -265,7 +265,7 @@ def markdown_table(trials: list[Trial], best: Trial | None) -> str:
         rate = f"{t.samples_per_second:.2f}" if t.ok else f"failed: {t.error}"
         mark = " **best**" if t is best else ""
         p99 = f"{t.p99_latency_ms:.1f}" if t.p99_latency_ms is not None else "-"
-        rows.append(f"| {t.batch_size} | {t.threads or 'auto'} | {t.instances or 1} | {rate}{mark} | {p99} | "
+        rows.append(f"| {t.batch_size} | {t.threads or 'auto'} | {t.instances or 'default'} | {rate}{mark} | {p99} | "
                     f"{Path(t.run_dir).name if t.run_dir else '-'} |")
     return "\n".join(rows) + "\n"
 
@@ -308,7 +308,7 @@ def plot_throughput(trials: list[Trial], path: Path, *, title: str) -> Path | No
     series: dict[str, list[Trial]] = {}
     for t in trials:
         if t.ok:
-            series.setdefault(f"threads {t.threads or 'auto'}, instances {t.instances or 1}", []).append(t)
+            series.setdefault(f"threads {t.threads or 'auto'}, instances {t.instances or 'default'}", []).append(t)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for label, points in series.items():
         points = sorted(points, key=lambda t: t.batch_size)

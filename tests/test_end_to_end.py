@@ -92,6 +92,13 @@ def test_run_records_what_the_engine_ran_with(tmp_path: Path, session_cache: Pat
     if len(os.sched_getaffinity(0)) >= 2:
         cpus = [set(part.split(",")) for part in settings["worker_cpus"].split(" | ")]
         assert len(cpus) == 2 and not cpus[0] & cpus[1]
+    # Unset, Offline asks for instances=auto (one single-threaded instance per core); SingleStream for one.
+    offline = run_benchmark(_config(tmp_path, session_cache, mode="performance", test_query_count=16, threads=2),
+                            progress=False, stream=False)
+    assert RunRecord.load(offline.run_dir).engine_settings["instances"] == "2 (auto)"
+    single = run_benchmark(_config(tmp_path, session_cache, mode="performance", test_query_count=64, threads=2,
+                                   scenario="SingleStream"), progress=False, stream=False)
+    assert RunRecord.load(single.run_dir).engine_settings["instances"] == "1"
 
 
 # ---- bad input: one sentence, non-zero exit, nothing written into earlier runs ----------------------

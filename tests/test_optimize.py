@@ -183,6 +183,37 @@ def test_instances_and_options(tiny: Path, tmp_path: Path) -> None:
         _engine(tiny, instances="0")
 
 
+def test_auto_instances_one_per_thread_as_memory_allows(tiny: Path, tmp_path: Path) -> None:
+    from orchestrator.harness.engines.onnxruntime import auto_instance_count
+
+    size = tiny.stat().st_size
+    assert auto_instance_count(tiny, CPU, 4, available_bytes=100 * size) == 4
+    assert auto_instance_count(tiny, CPU, 4, available_bytes=int(5.1 * size)) == 1  # 0.8 x 5.1 / 2.5 = 1.6
+    assert auto_instance_count(tiny, CPU, 4, available_bytes=0) == 1
+    assert auto_instance_count(tiny, CPU, 1, available_bytes=100 * size) == 1
+    assert auto_instance_count(tiny, "CUDAExecutionProvider", 4, available_bytes=100 * size) == 1
+    engine = OnnxRuntimeEngine(str(tiny), device="cpu", batch_size=4, threads=2, execution_provider=CPU,
+                               options={"instances": "auto", "optimized_cache_dir": str(tmp_path / "o")})
+    assert engine.instance_count == 2 and engine.threads_per_instance == 1
+    assert engine.settings()["instances"] == "2 (auto)"
+
+
+def test_available_memory_reads_meminfo_and_the_cgroup_limit(tmp_path: Path) -> None:
+    from orchestrator.harness.cpu import available_memory_bytes
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:   20000000 kB\n")
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    assert available_memory_bytes(meminfo, cgroup) == 20000000 * 1024
+    (cgroup / "memory.max").write_text("4294967296\n")
+    (cgroup / "memory.current").write_text("1073741824\n")
+    assert available_memory_bytes(meminfo, cgroup) == 3 * 2**30  # the container's limit leaves less
+    (cgroup / "memory.max").write_text("max\n")
+    assert available_memory_bytes(meminfo, cgroup) == 20000000 * 1024
+    assert available_memory_bytes(tmp_path / "none", tmp_path / "none") is None
+
+
 def test_without_a_cache_dir_the_fused_model_is_temporary(tiny: Path) -> None:
     engine = _engine(tiny)
     assert engine.optimization is not None and engine.optimization.changed

@@ -112,7 +112,7 @@ def _tune(*, batch_sizes: str, threads: str | None, instances: str | None, sampl
     typer.echo(markdown_table(result.trials, result.best))
     best = result.best
     if best is not None:
-        typer.echo(f"best: batch size {best.batch_size}, threads {best.threads or 'auto'}, instances {best.instances or 1}, "
+        typer.echo(f"best: batch size {best.batch_size}, threads {best.threads or 'auto'}, instances {best.instances or 'default'}, "
                    f"{best.samples_per_second:.2f} samples/s (test mode)")
     if result.performance:
         target = result.performance.get("target_qps", result.performance.get("target_latency_ms"))

@@ -68,6 +68,27 @@ def default_threads() -> int:
     return cores
 
 
+def available_memory_bytes(meminfo: Path = Path("/proc/meminfo"), cgroup: Path = _CGROUP) -> int | None:
+    """Memory this process can still use: MemAvailable, and no more than a cgroup v2 limit leaves
+    (docker --memory); None where neither can be read."""
+    found: int | None = None
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found = int(line.split()[1]) * 1024
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit != "max":
+            left = int(limit) - int((cgroup / "memory.current").read_text().strip())
+            found = left if found is None else min(found, left)
+    except (OSError, ValueError):
+        pass
+    return max(0, found) if found is not None else None
+
+
 def worker_cpu_sets(workers: int, cpus: list[int] | None = None, sys_cpu: Path = _SYS_CPU) -> list[set[int]] | None:
     """Disjoint sets of CPUs, one per worker, each made of whole physical cores (hyper-thread siblings stay
     together) and as even as the cores allow; None when there are fewer cores than workers, where pinning

@@ -44,7 +44,7 @@ def test_markdown_table_marks_the_best_and_the_failures() -> None:
     table = markdown_table(trials, trials[1])
     lines = table.strip().splitlines()
     assert lines[0].startswith("| batch size | threads |") and len(lines) == 5
-    assert "| 8 | auto | 1 | 30.50 **best** |" in table
+    assert "| 8 | auto | default | 30.50 **best** |" in table
     assert "failed: boom" in lines[4]
 
 

@@ -225,7 +225,7 @@ def test_server_batches_what_arrives_within_the_latency_budget(tmp_path: Path) -
 
 
 def test_worker_cpu_sets_keep_hyperthread_siblings_together(tmp_path: Path) -> None:
-    from orchestrator.harness.cpu import worker_cpu_sets
+    from orchestrator.harness.cpu import physical_core_count, worker_cpu_sets
 
     # 4 cores x 2 hyper-threads: CPU n and n+4 are siblings (the usual Linux numbering).
     for cpu in range(8):
@@ -233,6 +233,7 @@ def test_worker_cpu_sets_keep_hyperthread_siblings_together(tmp_path: Path) -> N
         topo.mkdir(parents=True)
         (topo / "physical_package_id").write_text("0\n")
         (topo / "core_id").write_text(f"{cpu % 4}\n")
+    assert physical_core_count(list(range(8)), tmp_path) == 4
     assert worker_cpu_sets(2, list(range(8)), tmp_path) == [{0, 4, 1, 5}, {2, 6, 3, 7}]
     assert worker_cpu_sets(3, list(range(8)), tmp_path) == [{0, 4, 1, 5}, {2, 6}, {3, 7}]
     assert worker_cpu_sets(5, list(range(8)), tmp_path) is None  # more workers than cores: not pinned

@@ -181,6 +181,8 @@ def test_instances_and_options(tiny: Path, tmp_path: Path) -> None:
         _engine(tiny, optimize="fast")
     with pytest.raises(ConfigError, match="instances"):
         _engine(tiny, instances="0")
+    with pytest.raises(ConfigError, match="instances='many' is neither a whole number nor auto"):
+        _engine(tiny, instances="many")
 
 
 def test_auto_instances_one_per_thread_as_memory_allows(tiny: Path, tmp_path: Path) -> None:

@@ -32,14 +32,21 @@ def usable_cpus() -> list[int]:
 def physical_core_count(cpus: list[int] | None = None, sys_cpu: Path = _SYS_CPU) -> int:
     """Distinct (package, core) pairs among `cpus`; the number of CPUs when the topology is unreadable."""
     cpus = usable_cpus() if cpus is None else cpus
-    cores: set[tuple[str, str]] = set()
+    return max(1, len(_cores(cpus, sys_cpu)))
+
+
+def _cores(cpus: list[int], sys_cpu: Path) -> list[set[int]]:
+    """`cpus` grouped by physical core (hyper-thread siblings together), ordered by their first CPU; every
+    CPU its own core when the topology cannot be read."""
+    cores: dict[tuple[str, str], set[int]] = {}
     for cpu in cpus:
         topo = sys_cpu / f"cpu{cpu}" / "topology"
         try:
-            cores.add(((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip()))
+            key = ((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip())
         except OSError:
-            return max(1, len(cpus))
-    return max(1, len(cores))
+            return [{c} for c in sorted(cpus)]
+        cores.setdefault(key, set()).add(cpu)
+    return sorted(cores.values(), key=min)
 
 
 def cpu_quota(cgroup: Path = _CGROUP) -> float | None:
@@ -93,16 +100,7 @@ def worker_cpu_sets(workers: int, cpus: list[int] | None = None, sys_cpu: Path =
     """Disjoint sets of CPUs, one per worker, each made of whole physical cores (hyper-thread siblings stay
     together) and as even as the cores allow; None when there are fewer cores than workers, where pinning
     would only stand in the scheduler's way."""
-    cpus = usable_cpus() if cpus is None else cpus
-    cores: dict[tuple[str, str], set[int]] = {}
-    for cpu in cpus:
-        topo = sys_cpu / f"cpu{cpu}" / "topology"
-        try:
-            key = ((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip())
-        except OSError:
-            key = ("?", str(cpu))  # topology unreadable: every CPU its own core
-        cores.setdefault(key, set()).add(cpu)
-    ordered = sorted(cores.values(), key=min)
+    ordered = _cores(usable_cpus() if cpus is None else cpus, sys_cpu)
     if workers < 1 or len(ordered) < workers:
         return None
     sets: list[set[int]] = []

@@ -366,6 +366,20 @@ def _fused_record(record: dict[str, Any], before: Counter[str], after: Counter[s
     return record
 
 
+def open_session(path: Path, options: Any, provider: str) -> Any:
+    """An onnxruntime session on exactly `provider` (no fallback); a file it cannot load is a ModelError."""
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=[provider])
+    except Exception as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"onnxruntime cannot load {path} as an ONNX model ({first_line}); check that the file is a "
+            "complete .onnx model."
+        ) from exc
+
+
 def _onnxruntime_fusions(model_path: Path, out_dir: Path, provider: str) -> Counter[str]:
     """Let an ORT_ENABLE_EXTENDED session fuse the graph for `provider` and save it to out_dir/MODEL_FILE;
     the operators of the saved graph. (ORT_ENABLE_ALL would add layout rewrites for this very CPU, which
@@ -381,14 +395,7 @@ def _onnxruntime_fusions(model_path: Path, out_dir: Path, provider: str) -> Coun
     if model_path.stat().st_size > EXTERNAL_DATA_ABOVE:
         so.add_session_config_entry("session.optimized_model_external_initializers_file_name", MODEL_FILE + ".data")
         so.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
-    try:
-        ort.InferenceSession(str(model_path), sess_options=so, providers=[provider])
-    except Exception as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(
-            f"onnxruntime cannot load {model_path} as an ONNX model ({first_line}); check that the file is a "
-            "complete .onnx model."
-        ) from exc
+    open_session(model_path, so, provider)
     saved = onnx.load(str(target), load_external_data=False)
     return Counter(n.op_type for n in saved.graph.node)
 

@@ -38,6 +38,7 @@ import numpy as np
 from orchestrator.errors import ConfigError, ModelError, PreflightError
 from orchestrator.harness.cpu import available_memory_bytes, default_threads
 from orchestrator.harness.engines.base import Engine
+from orchestrator.harness.optimize import open_session
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,11 @@ class OnnxRuntimeEngine(Engine):
             raise ConfigError(f"onnxruntime engine option optimize={optimize!r} is not auto or none; pass one of them")
         self.optimized = optimize == "auto"
         auto_instances = (self.options.get("instances") or "").strip() == "auto"
-        instances = 1 if auto_instances else self._int_option("instances", 1)
+        try:
+            instances = 1 if auto_instances else self._int_option("instances", 1)
+        except ConfigError:
+            raise ConfigError(f"onnxruntime engine option instances={self.options['instances']!r} is neither a "
+                              "whole number nor auto; pass e.g. 1, 2 or auto") from None
         if instances < 1:
             raise ConfigError("onnxruntime engine option instances must be at least 1; pass e.g. 1, 2 or auto")
         path = Path(model_path)
@@ -211,14 +216,7 @@ class OnnxRuntimeEngine(Engine):
         if threads:
             so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1  # one sequential graph; the SUT batches instead
-        try:
-            return ort.InferenceSession(str(path), sess_options=so, providers=[provider])  # no fallback provider
-        except Exception as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(
-                f"onnxruntime cannot load {path} as an ONNX model ({first_line}); check that the file is a "
-                "complete .onnx model."
-            ) from exc
+        return open_session(path, so, provider)
 
     def _check_interface(self, path: Path) -> None:
         problems: list[str] = []

@@ -44,6 +44,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from orchestrator.backends import TARGETS  # noqa: E402
 from orchestrator.harness.cpu import default_threads, physical_core_count, usable_cpus  # noqa: E402
 from orchestrator.harness.engines.base import Engine  # noqa: E402
 from orchestrator.harness.qsl import FeatureArrays, SampleLibrary, load_feature_arrays  # noqa: E402
@@ -51,6 +52,7 @@ from orchestrator.harness.sut import BertSUT  # noqa: E402
 from orchestrator.paths import EMBEDDED_DATASET, EMBEDDED_MODEL, EMBEDDED_VOCAB, default_cache_dir  # noqa: E402
 
 CPU = "CPUExecutionProvider"
+CPU_TARGET = TARGETS["onnxruntime-cpu"]
 SHARED_FP32 = REPO.parent / "shared" / "assets" / "models" / "demo-minilm-l6-squad.fp32.onnx"
 BERT99 = 0.99
 
@@ -175,11 +177,11 @@ class EchoEngine(Engine):
         return self._out, self._out
 
 
-def ort_engine(model: Path, *, reference: bool, cache: Path, instances: int = 1) -> Engine:
+def ort_engine(model: Path, *, reference: bool, cache: Path, instances: str = "1") -> Engine:
     from orchestrator.harness.engines.onnxruntime import OnnxRuntimeEngine
 
     options = {"optimize": "none"} if reference else {"optimized_cache_dir": str(cache / "optimized"),
-                                                       "instances": str(instances)}
+                                                       "instances": instances}
     return OnnxRuntimeEngine(str(model), device="cpu", batch_size=1, threads=None, execution_provider=CPU,
                              options=options)
 
@@ -307,7 +309,7 @@ class Ceiling:
 
 def family(name: str, fp32: Path, int8s: dict[str, Path], features: FeatureArrays, scorer: Scorer | None, *,
            batch: int, samples: int, accuracy_samples: int, ceiling: Ceiling, cache: Path, log_root: Path,
-           instances: int, repeats: int) -> list[Row]:
+           instances: str, repeats: int) -> list[Row]:
     """Every configuration runs the same `samples` LoadGen samples, `repeats` times in turn (reference,
     optimized fp32, int8..., then again), so that a slow spell of a shared machine hits them all alike;
     each row keeps the best of its repeats (all are in `runs_samples_per_second`)."""
@@ -322,7 +324,7 @@ def family(name: str, fp32: Path, int8s: dict[str, Path], features: FeatureArray
     for repeat in range(repeats):
         ceiling.measure()
         for i, (sut_kind, precision, model, reference) in enumerate(configs):
-            engine = ort_engine(model, reference=reference, cache=cache, instances=1 if reference else instances)
+            engine = ort_engine(model, reference=reference, cache=cache, instances="1" if reference else instances)
             settings[i] = engine.settings()
             try:
                 run = loadgen_offline(engine, features, kind=sut_kind, batch=1 if reference else batch, samples=samples,
@@ -458,10 +460,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per configuration, in turn; the best counts")
     parser.add_argument("--accuracy-samples", type=int, default=10833,
                         help="first features scored for F1 (demo); the default is the full dev set, MLPerf's criterion")
-    parser.add_argument("--demo-batch", type=int, default=8)
-    parser.add_argument("--large-batch", type=int, default=4)
-    parser.add_argument("--demo-instances", type=int, default=2, help="onnxruntime instances, optimized SUT")
-    parser.add_argument("--large-instances", type=int, default=1, help="onnxruntime instances, optimized SUT")
+    # The defaults are what `mlperf-bert run` uses on the CPU in Offline: the target's batch size and
+    # instances=auto (one single-threaded instance per core, capped by memory).
+    parser.add_argument("--demo-batch", type=int, default=CPU_TARGET.batch_size)
+    parser.add_argument("--large-batch", type=int, default=CPU_TARGET.batch_size)
+    parser.add_argument("--demo-instances", default="auto", help="onnxruntime instances, optimized SUT (N or auto)")
+    parser.add_argument("--large-instances", default="auto", help="onnxruntime instances, optimized SUT (N or auto)")
     parser.add_argument("--overhead-samples", type=int, default=300_000)
     parser.add_argument("--overhead-batch", type=int, default=64)
     parser.add_argument("--cache-dir", type=Path, default=None)

@@ -181,6 +181,15 @@ def make_runner(config: RunConfig, target: Target, *, stream: bool = True, cache
     return LocalRunner(local_env=target.local_env, stream=stream, cache_dir=cache_dir)
 
 
+def with_default_batch_size(config: RunConfig, target: Target) -> RunConfig:
+    """The config with its batch size filled in when the user left it out, so run.json, the summary and
+    the submission name the batch size that ran: 1 for the reference SUT, else the target's default."""
+    if config.batch_size is not None:
+        return config
+    batch = 1 if config.sut is SutKind.reference else target.batch_size
+    return config.model_copy(update={"batch_size": batch})
+
+
 def build_spec(config: RunConfig, target: Target, inputs: Inputs, run_dir: Path, *, progress: bool,
                cache_dir: Path | None = None) -> HarnessSpec:
     engine_options = dict(config.engine_options)
@@ -206,7 +215,7 @@ def build_spec(config: RunConfig, target: Target, inputs: Inputs, run_dir: Path,
         modes=config.mode.modes(),  # type: ignore[arg-type]
         execution_mode=config.execution_mode.value,
         test_query_count=config.test_query_count,
-        batch_size=config.batch_size,
+        batch_size=with_default_batch_size(config, target).batch_size,
         threads=config.threads,
         target_qps=config.target_qps,
         target_latency_ms=config.target_latency_ms,
@@ -260,6 +269,7 @@ def run_benchmark(
 
     A failed run raises after its run.json is marked failed (the error names the run directory)."""
     target = get_target(config.backend, config.device)
+    config = with_default_batch_size(config, target)
     cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
     inputs = resolve_inputs(config, cache_dir)
     runner = make_runner(config, target, stream=stream, cache_dir=cache_dir)

@@ -68,7 +68,7 @@ def run(
     execution_mode: Annotated[str | None, typer.Option(
         help="test | valid. test: a short run of --test-query-count samples (a test-mode result, never valid); valid: full MLPerf rules.")] = None,
     test_query_count: Annotated[int | None, typer.Option(help="Samples in a test-mode run (default 100).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size of the optimized SUT (default 16).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size of the optimized SUT (default: the backend's, 2 for onnxruntime on the CPU, else 16).")] = None,
     threads: Annotated[int | None, typer.Option(help="Intra-op threads (default: the engine's choice).")] = None,
     sut: Annotated[str | None, typer.Option(help="optimized (default) | reference (the MLPerf reference behaviour).")] = None,
     model: Annotated[str | None, typer.Option(help="Model name from configs/assets.yaml (default demo-int8, embedded).")] = None,

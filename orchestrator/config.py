@@ -63,7 +63,7 @@ class RunConfig(BaseModel):
     mode: Mode = Mode.both
     execution_mode: ExecutionMode = ExecutionMode.test
     test_query_count: int = Field(default=100, ge=1)
-    batch_size: int = Field(default=16, ge=1, le=4096)
+    batch_size: int | None = Field(default=None, ge=1, le=4096)  # None: the target's default
     threads: int | None = Field(default=None, ge=1)
     sut: SutKind = SutKind.optimized
     model: str = "demo-int8"  # a catalogue name (configs/assets.yaml)

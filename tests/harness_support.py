@@ -140,3 +140,16 @@ class InstantEngine(Engine):
         start = input_ids.astype(np.float32)
         end = np.broadcast_to(np.arange(s, dtype=np.float32), (b, s)).copy()
         return start, end
+
+
+def wait_for_harness_line(under: Path, text: str, timeout: float) -> Path:
+    """The harness.log below `under` once it contains `text` (e.g. "QSL samples": the harness has loaded its
+    engine and is starting a LoadGen test). Tests that interrupt a run wait for this rather than a fixed
+    delay, which a loaded machine can outlast."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for log_file in under.glob("**/harness.log"):
+            if text in log_file.read_text(errors="replace"):
+                return log_file
+        time.sleep(0.2)
+    raise AssertionError(f"no harness.log below {under} said {text!r} within {timeout:.0f} s")

@@ -15,6 +15,18 @@ def test_defaults_are_the_embedded_demo_in_test_mode() -> None:
     assert cfg.execution_mode.value == "test"
 
 
+def test_batch_size_left_out_is_the_targets_and_recorded_as_such() -> None:
+    from orchestrator.api import with_default_batch_size
+
+    cpu = get_target("onnxruntime", "cpu")
+    assert RunConfig().batch_size is None
+    assert with_default_batch_size(RunConfig(), cpu).batch_size == cpu.batch_size == 2
+    assert with_default_batch_size(RunConfig(sut="reference"), cpu).batch_size == 1
+    assert with_default_batch_size(RunConfig(batch_size=8), cpu).batch_size == 8
+    ds = RunConfig(backend="deepsparse")
+    assert with_default_batch_size(ds, get_target("deepsparse")).batch_size == 16
+
+
 def test_unknown_key_rejected_with_one_sentence(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("scenarioo: Offline\n")

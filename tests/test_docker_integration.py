@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness_support import wait_for_harness_line
 
 from orchestrator import images
 from orchestrator.api import run_benchmark
@@ -230,7 +231,8 @@ def test_ctrl_c_interrupts_the_container_run(client: Any, ort_image: images.Buil
 
     def press_ctrl_c() -> None:
         _wait_for_running_container(client, tmp_path)
-        time.sleep(2)
+        wait_for_harness_line(run_dir, "QSL samples", timeout=120)  # LoadGen is starting, not Python
+        time.sleep(0.5)
         os.kill(os.getpid(), signal.SIGINT)  # what a terminal's Ctrl-C does to the orchestrator
 
     threading.Thread(target=press_ctrl_c, daemon=True).start()

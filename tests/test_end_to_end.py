@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from harness_support import wait_for_harness_line
 from typer.testing import CliRunner
 
 from orchestrator.api import run_benchmark
@@ -96,9 +97,13 @@ def test_run_records_what_the_engine_ran_with(tmp_path: Path, session_cache: Pat
     offline = run_benchmark(_config(tmp_path, session_cache, mode="performance", test_query_count=16, threads=2),
                             progress=False, stream=False)
     assert RunRecord.load(offline.run_dir).engine_settings["instances"] == "2 (auto)"
+    # ... with the target's batch size, written into the record as the batch size that ran
+    assert RunRecord.load(offline.run_dir).config["batch_size"] == 2
+    assert RunRecord.load(offline.run_dir).engine_settings["max_batch"] == "2"
     single = run_benchmark(_config(tmp_path, session_cache, mode="performance", test_query_count=64, threads=2,
                                    scenario="SingleStream"), progress=False, stream=False)
     assert RunRecord.load(single.run_dir).engine_settings["instances"] == "1"
+    assert RunRecord.load(single.run_dir).engine_settings["max_batch"] == "1"  # one sample per query
 
 
 # ---- bad input: one sentence, non-zero exit, nothing written into earlier runs ----------------------
@@ -179,14 +184,13 @@ def test_sigint_to_the_cli_marks_the_run_interrupted_and_keeps_logs(tmp_path: Pa
     import sys
     import time
 
-    cmd = [sys.executable, "-m", "orchestrator.cli", "run", "--runner", "local", "--test-query-count", "2000",
+    cmd = [sys.executable, "-m", "orchestrator.cli", "run", "--runner", "local", "--test-query-count", "10833",
            "--mode", "accuracy", "--output-dir", str(tmp_path / "runs"), "--cache-dir", str(session_cache)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    # wait until the harness is running (its log exists), then interrupt the CLI alone, as `kill -INT` would
-    while time.monotonic() < deadline and not list((tmp_path / "runs").glob("*/harness.log")):
-        time.sleep(0.2)
-    time.sleep(1.5)
+    # Wait until the harness has started its LoadGen test (not merely its log file: on a loaded machine the
+    # harness can still be importing then), then interrupt the CLI alone, as `kill -INT` would.
+    wait_for_harness_line(tmp_path / "runs", "QSL samples", timeout=120)
+    time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

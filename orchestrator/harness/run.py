@@ -234,6 +234,8 @@ class _RunState:
             batch_size=spec.batch_size,
             on_complete=bar.update,
         )
+        # The batch the SUT really plans with (SingleStream: 1; capped by what the engine was built for).
+        self.result.engine_settings["max_batch"] = str(sut.batch_size)
         if sut.worker_cpus:
             self.result.engine_settings["worker_cpus"] = " | ".join(
                 ",".join(str(c) for c in sorted(cpus)) for cpus in sut.worker_cpus)

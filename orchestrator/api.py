@@ -181,13 +181,19 @@ def make_runner(config: RunConfig, target: Target, *, stream: bool = True, cache
     return LocalRunner(local_env=target.local_env, stream=stream, cache_dir=cache_dir)
 
 
+def effective_batch_size(config: RunConfig, target: Target) -> int:
+    """The batch size a run uses: the user's, else 1 for the reference SUT, else the target's default."""
+    if config.batch_size is not None:
+        return config.batch_size
+    return 1 if config.sut is SutKind.reference else target.batch_size
+
+
 def with_default_batch_size(config: RunConfig, target: Target) -> RunConfig:
     """The config with its batch size filled in when the user left it out, so run.json, the summary and
-    the submission name the batch size that ran: 1 for the reference SUT, else the target's default."""
+    the submission name the batch size that ran."""
     if config.batch_size is not None:
         return config
-    batch = 1 if config.sut is SutKind.reference else target.batch_size
-    return config.model_copy(update={"batch_size": batch})
+    return config.model_copy(update={"batch_size": effective_batch_size(config, target)})
 
 
 def build_spec(config: RunConfig, target: Target, inputs: Inputs, run_dir: Path, *, progress: bool,
@@ -215,7 +221,7 @@ def build_spec(config: RunConfig, target: Target, inputs: Inputs, run_dir: Path,
         modes=config.mode.modes(),  # type: ignore[arg-type]
         execution_mode=config.execution_mode.value,
         test_query_count=config.test_query_count,
-        batch_size=with_default_batch_size(config, target).batch_size,
+        batch_size=effective_batch_size(config, target),
         threads=config.threads,
         target_qps=config.target_qps,
         target_latency_ms=config.target_latency_ms,

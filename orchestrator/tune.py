@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ class Trial:
     samples: int | None = None
     seconds: float | None = None
     error: str | None = None
+    rejected: str | None = None  # ran, but the request's vet turned it down (e.g. int8 F1 at this batch size)
 
     @property
     def ok(self) -> bool:
@@ -71,6 +73,9 @@ class TuneRequest:
     performance_samples: int | None = None  # the short run of find_performance (default: ~20 s of work)
     margin: float = OFFLINE_MARGIN
     plot: bool = True
+    # Asked of the fastest trial before it is taken as the best: None to accept it, else why not (the next
+    # fastest is asked then). `tune --int8` checks the int8 F1 at the trial's batch size this way.
+    vet: Callable[[Trial], str | None] | None = None
 
 
 @dataclass
@@ -137,6 +142,20 @@ def best_trial(trials: list[Trial]) -> Trial | None:
     return max(ok, key=lambda t: (t.samples_per_second or 0.0, -t.batch_size))
 
 
+def vetted_best(trials: list[Trial], vet: Callable[[Trial], str | None] | None) -> Trial | None:
+    """The fastest successful trial that `vet` accepts; the ones it turns down are marked with its reason."""
+    ranked = sorted((t for t in trials if t.ok), key=lambda t: (t.samples_per_second or 0.0, -t.batch_size),
+                    reverse=True)
+    for trial in ranked:
+        reason = vet(trial) if vet is not None else None
+        if reason is None:
+            return trial
+        trial.rejected = reason
+        log.warning("trial batch %d threads %s instances %s not taken: %s", trial.batch_size,
+                    trial.threads or "auto", trial.instances or "default", reason)
+    return None
+
+
 def tune(request: TuneRequest) -> TuneResult:
     base = request.base
     if not request.batch_sizes or min(request.batch_sizes) < 1:
@@ -160,9 +179,12 @@ def tune(request: TuneRequest) -> TuneResult:
                 result.trials.append(run_trial(base, batch_size=batch, threads=threads, instances=instances,
                                                samples=request.samples, output_dir=trials_dir))
                 write_summary(result, request)  # a sweep stopped half-way still leaves its record
-    result.best = best_trial(result.trials)
+    result.best = vetted_best(result.trials, request.vet)
     if result.best is None:
         write_summary(result, request)
+        if any(t.rejected for t in result.trials):
+            raise RunError(f"no tuning trial passed its check ({next(t.rejected for t in result.trials if t.rejected)}); "
+                           f"see tune.json in {directory}")
         raise RunError(f"every tuning trial failed; see tune.json in {directory}")
     if request.find_performance:
         result.performance = find_performance(base, result.best, request, trials_dir)
@@ -263,7 +285,7 @@ def markdown_table(trials: list[Trial], best: Trial | None) -> str:
             "|---:|---:|---:|---:|---:|---|"]
     for t in trials:
         rate = f"{t.samples_per_second:.2f}" if t.ok else f"failed: {t.error}"
-        mark = " **best**" if t is best else ""
+        mark = " **best**" if t is best else f" (not taken: {t.rejected})" if t.rejected else ""
         p99 = f"{t.p99_latency_ms:.1f}" if t.p99_latency_ms is not None else "-"
         rows.append(f"| {t.batch_size} | {t.threads or 'auto'} | {t.instances or 'default'} | {rate}{mark} | {p99} | "
                     f"{Path(t.run_dir).name if t.run_dir else '-'} |")

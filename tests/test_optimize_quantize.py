@@ -20,7 +20,10 @@ from orchestrator.quantize import (
     CHECK_FILE,
     INT8_FILE,
     AccuracyCheck,
+    Int8Variant,
     approved_int8,
+    batch_check_file,
+    check_at_batch,
     make_int8_variant,
     read_check,
     variant_dir,
@@ -91,6 +94,46 @@ def test_the_gate_hands_out_only_a_checked_and_passed_int8(tiny: Path, tmp_path:
     assert variant_dir(tiny, cache, recipe="ffn-out-fp32") != directory
 
 
+def test_a_check_holds_for_its_batch_size_and_is_redone_at_another(tiny: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dynamic int8 picks activation scales per batch: a verdict at batch 2 says nothing of batch 8. The runs
+    are replaced by a stand-in here (the real ones: the slow test below)."""
+    import orchestrator.quantize as quantize_module
+    from orchestrator.assets.hashing import cached_sha256
+
+    cache = tmp_path / "cache"
+    directory = variant_dir(tiny, cache)
+    directory.mkdir(parents=True)
+    int8 = directory / INT8_FILE
+    int8.write_bytes(b"pretend int8 model")
+    runs: list[tuple[int, object]] = []
+
+    def fake_check(fp32: Path, model: Path, *, batch_size: int, fp32_result: object = None, **kw: object) -> AccuracyCheck:
+        runs.append((batch_size, fp32_result))
+        check = _check(model, batch_size != 8, cached_sha256(model))
+        check.batch_size = batch_size
+        return check
+
+    monkeypatch.setattr(quantize_module, "check_accuracy", fake_check)
+    monkeypatch.setattr(quantize_module, "quantize", lambda *a, **kw: pytest.fail("the int8 file exists"))
+    variant = make_int8_variant(tiny, cache_dir=cache, output_dir=tmp_path / "runs", samples=100, batch_size=2,
+                                recipes=("all",))
+    assert variant.approved and variant.check is not None and variant.check.batch_size == 2 and runs == [(2, None)]
+    assert read_check(directory, 2) == variant.check == read_check(directory)
+    assert check_at_batch(variant, tiny, 2, cache_dir=cache, output_dir=tmp_path, samples=100) is variant.check
+    at8 = check_at_batch(variant, tiny, 8, cache_dir=cache, output_dir=tmp_path, samples=100)
+    assert not at8.passed and at8.batch_size == 8 and len(runs) == 2
+    assert runs[1][1] is not None  # the fp32 side is the first check's, not run again
+    assert (directory / batch_check_file(8)).is_file() and read_check(directory) == variant.check
+    again = check_at_batch(variant, tiny, 8, cache_dir=cache, output_dir=tmp_path, samples=100)
+    assert again == at8 and len(runs) == 2  # recorded, reused
+    # Asked for the first check at another batch size, the variant's check runs again.
+    make_int8_variant(tiny, cache_dir=cache, output_dir=tmp_path / "runs", samples=100, batch_size=4, recipes=("all",))
+    assert [b for b, _ in runs] == [2, 8, 4] and read_check(directory).batch_size == 4  # type: ignore[union-attr]
+    with pytest.raises(Exception, match="no accuracy check"):
+        check_at_batch(Int8Variant(path=int8, check=None), tiny, 8, cache_dir=cache, output_dir=tmp_path)
+
+
 @pytest.mark.slow
 def test_real_accuracy_check_is_recorded(tmp_path: Path, shared_assets: Path) -> None:
     fp32 = shared_assets / "models" / "demo-minilm-l6-squad.fp32.onnx"
@@ -110,3 +153,9 @@ def test_real_accuracy_check_is_recorded(tmp_path: Path, shared_assets: Path) ->
         assert record["status"] == "succeeded" and record["config"]["test_query_count"] == 48
     # The gate agrees with the recorded verdict.
     assert (approved_int8(fp32, cache) == variant.path) == check.passed
+    # At another batch size the int8 model runs again (the fp32 figures are the first check's).
+    assert check.batch_size == 16
+    at2 = check_at_batch(variant, fp32, 2, cache_dir=cache, output_dir=tmp_path / "runs", samples=48)
+    assert at2.batch_size == 2 and at2.fp32_f1 == check.fp32_f1 and at2.int8_run != check.int8_run
+    assert json.loads((Path(at2.int8_run) / "run.json").read_text())["config"]["batch_size"] == 2
+    assert at2.passed == (at2.int8_f1 >= BERT99_RATIO * at2.fp32_f1)

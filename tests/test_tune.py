@@ -21,6 +21,7 @@ from orchestrator.tune import (
     markdown_table,
     plot_throughput,
     tune,
+    vetted_best,
     write_performance_config,
 )
 
@@ -65,6 +66,35 @@ def test_performance_config_is_a_valid_run_config(tmp_path: Path) -> None:
     files = write_performance_config(tmp_path, single, _trial(1, 50.0), {"target_latency_ms": 21.5})
     assert "bert.SingleStream.target_latency = 21.5" in Path(files["user_conf"]).read_text()
     assert load_config_file(Path(files["config"]))["target_latency_ms"] == 21.5
+
+
+def test_a_vetted_best_skips_the_trials_the_vet_turns_down() -> None:
+    trials = [_trial(1, 10.0), _trial(2, 30.0), _trial(8, 25.0), _trial(16, None, error="x")]
+    asked: list[int] = []
+
+    def vet(t: Trial) -> str | None:
+        asked.append(t.batch_size)
+        return "int8 F1 too low" if t.batch_size == 2 else None
+
+    best = vetted_best(trials, vet)
+    assert best is trials[2] and asked == [2, 8]  # fastest first; stops at the first accepted
+    assert trials[1].rejected == "int8 F1 too low" and trials[0].rejected is None
+    assert "| 2 | auto | default | 30.00 (not taken: int8 F1 too low) |" in markdown_table(trials, best)
+    assert vetted_best(trials, None) is trials[1]
+    assert vetted_best(trials, lambda t: "no") is None
+
+
+def test_a_sweep_whose_every_trial_is_turned_down_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.errors import RunError
+
+    monkeypatch.setattr(tune_module, "run_trial", lambda base, **kw: _trial(kw["batch_size"], 5.0))
+    request = TuneRequest(base=RunConfig(output_dir=tmp_path), batch_sizes=[1, 2], samples=8, plot=False,
+                          vet=lambda t: f"int8 fails at batch {t.batch_size}")
+    with pytest.raises(RunError, match="no tuning trial passed its check"):
+        tune(request)
+    (directory,) = tmp_path.glob("tune-*")
+    summary = json.loads((directory / "tune.json").read_text())
+    assert [t["rejected"] for t in summary["trials"]] == ["int8 fails at batch 1", "int8 fails at batch 2"]
 
 
 def test_sweep_keeps_every_trial_and_continues_after_a_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,3 +151,59 @@ def test_real_sweep_and_find_performance(tmp_path: Path) -> None:
     config = yaml.safe_load(Path(summary["files"]["config"]).read_text())
     assert config["target_qps"] == perf["target_qps"] and config["execution_mode"] == "valid"
     assert Path(summary["files"]["plot"]).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_int8_tune_checks_the_best_trial_at_its_batch_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wiring of `tune --int8`: first check at the CPU target's batch size (2), then the fastest trial at its
+    own, and a trial whose check fails is not taken. Checks and runs are stand-ins here; the real check runs
+    in test_optimize_quantize.py and the real int8 refusal below."""
+    import orchestrator.quantize as quantize_module
+    from orchestrator.quantize import AccuracyCheck, Int8Variant
+
+    int8 = tmp_path / "model.int8.onnx"
+    int8.write_bytes(b"int8")
+    fp32 = tmp_path / "model.fp32.onnx"
+    fp32.write_bytes(b"fp32")
+
+    def check(batch: int, passed: bool) -> AccuracyCheck:
+        return AccuracyCheck(fp32_f1=80.0, int8_f1=79.9 if passed else 78.0, fp32_exact_match=70.0,
+                             int8_exact_match=69.0, ratio=0.99875 if passed else 0.975, threshold=0.99, passed=passed,
+                             features=100, questions=98, fp32_model=str(fp32), int8_model=str(int8), int8_sha256="0",
+                             fp32_run="a", int8_run="b", batch_size=batch)
+
+    first_batches: list[int] = []
+
+    def fake_variant(model_path: Path, *, batch_size: int, **kw: object) -> Int8Variant:
+        first_batches.append(batch_size)
+        return Int8Variant(path=int8, check=check(batch_size, True))
+
+    checked: list[int] = []
+
+    def fake_check_at_batch(variant: Int8Variant, model_path: Path, batch_size: int, **kw: object) -> AccuracyCheck:
+        checked.append(batch_size)
+        return variant.check if batch_size == 2 else check(batch_size, batch_size != 16)  # type: ignore[return-value]
+
+    monkeypatch.setattr(quantize_module, "make_int8_variant", fake_variant)
+    monkeypatch.setattr(quantize_module, "check_at_batch", fake_check_at_batch)
+    monkeypatch.setattr(tune_module, "run_trial", lambda base, **kw: _trial(kw["batch_size"], 10.0 * kw["batch_size"]))
+    result = CliRunner().invoke(app, ["tune", "--int8", "--model-path", str(fp32), "--batch-sizes", "2,8,16",
+                                      "--no-plot", "--output-dir", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert first_batches == [2] and checked == [16, 8]  # fastest first; 16 fails its check, 8 passes
+    assert "best: batch size 8," in result.output and "at batch size 8:" in result.output
+    assert "not taken: int8 F1 ratio 0.9750 < 0.99 at this batch size" in result.output
+
+
+@pytest.mark.slow
+def test_real_int8_tune_refuses_an_int8_model_that_fails_its_check(tmp_path: Path, shared_assets: Path) -> None:
+    """On the first 48 features the demo's int8 F1 is below 99% of fp32 (it passes only over the full dev set):
+    a real check, really failing, stops the tune with one sentence naming the batch size it ran at."""
+    fp32 = shared_assets / "models" / "demo-minilm-l6-squad.fp32.onnx"
+    if not fp32.is_file():
+        pytest.skip(f"{fp32} is not present")
+    result = CliRunner().invoke(app, ["tune", "--int8", "--model-path", str(fp32), "--int8-check-samples", "48",
+                                      "--batch-sizes", "1,2", "--samples", "24", "--runner", "local", "--no-plot",
+                                      "--output-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 2, result.output
+    assert "the int8 model failed its accuracy check" in result.output and "at batch size 2:" in result.output
+    assert not list(tmp_path.glob("tune-*"))  # no sweep ran on a model that failed

@@ -79,20 +79,35 @@ def _tune(*, batch_sizes: str, threads: str | None, instances: str | None, sampl
                            "cache_dir": cache_dir}
     base = resolve_config(cli, config)
     notes: list[str] = []
+    vet = None
     if int8:
         if base.model_path is None:
             raise ConfigError("--int8 quantizes an fp32 ONNX file: pass it with --model-path")
-        from orchestrator.quantize import make_int8_variant
+        from orchestrator.api import effective_batch_size
+        from orchestrator.backends import get_target
+        from orchestrator.quantize import check_at_batch, make_int8_variant
 
         cache = (base.cache_dir or default_cache_dir()).expanduser()
-        variant = make_int8_variant(base.model_path, cache_dir=cache, output_dir=Path(base.output_dir) / "int8-check",
-                                    samples=int8_check_samples)
+        fp32_path, check_dir = base.model_path, Path(base.output_dir) / "int8-check"
+        # First checked at the batch size a plain `run` would use; the best trial is checked at its own.
+        first_batch = effective_batch_size(base, get_target(base.backend, base.device))
+        variant = make_int8_variant(fp32_path, cache_dir=cache, output_dir=check_dir, samples=int8_check_samples,
+                                    batch_size=first_batch)
         assert variant.check is not None
         notes.append(variant.check.summary())
         if not variant.approved:
             raise ConfigError(f"the int8 model failed its accuracy check ({variant.check.summary()}); "
                               "tune the fp32 model instead (drop --int8)")
         base = resolve_config({**cli, "model_path": variant.path}, config)
+
+        def int8_holds(trial: Any) -> str | None:
+            check = check_at_batch(variant, fp32_path, trial.batch_size, cache_dir=cache, output_dir=check_dir,
+                                   samples=int8_check_samples)
+            if check is not variant.check:
+                notes.append(check.summary())
+            return None if check.passed else f"int8 F1 ratio {check.ratio:.4f} < {check.threshold} at this batch size"
+
+        vet = int8_holds
     request = TuneRequest(
         base=base,
         batch_sizes=_int_list(batch_sizes, "batch-sizes"),
@@ -102,6 +117,7 @@ def _tune(*, batch_sizes: str, threads: str | None, instances: str | None, sampl
         find_performance=find_performance,
         performance_samples=performance_samples,
         plot=plot,
+        vet=vet,
     )
     result = tune(request)
     if as_json:

@@ -305,7 +305,7 @@ class TensorRTEngine(Engine):
     ) -> None:
         super().__init__(model_path, device=device, batch_size=batch_size, threads=threads,
                          execution_provider=execution_provider, options=options)
-        self.settings = TensorRTSettings.from_options(self.options, batch_size)
+        self.profile_settings = TensorRTSettings.from_options(self.options, batch_size)
         path = Path(model_path)
         if not path.is_file():
             raise ModelError(f"The model file {path} does not exist; fetch or import the model first.")
@@ -314,37 +314,37 @@ class TensorRTEngine(Engine):
         self._buffers: dict[str, int] = {}
         self._stream: Any = None
         err, count = cudart.cudaGetDeviceCount()
-        if int(err) != 0 or int(count) <= self.settings.device:
+        if int(err) != 0 or int(count) <= self.profile_settings.device:
             raise PreflightError(
-                f"no CUDA device {self.settings.device} is visible ({int(count) if not int(err) else 'CUDA error'} found); run with an NVIDIA GPU "
+                f"no CUDA device {self.profile_settings.device} is visible ({int(count) if not int(err) else 'CUDA error'} found); run with an NVIDIA GPU "
                 "(the Docker runner passes --gpus) or choose --device cpu"
             )
-        _cuda(cudart, cudart.cudaSetDevice(self.settings.device), "set device")
-        props = _cuda(cudart, cudart.cudaGetDeviceProperties(self.settings.device), "device properties")
+        _cuda(cudart, cudart.cudaSetDevice(self.profile_settings.device), "set device")
+        props = _cuda(cudart, cudart.cudaGetDeviceProperties(self.profile_settings.device), "device properties")
         gpu_name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
         self.gpu = gpu_name.strip("\x00 ")
         key = EngineKey(
             model_sha256=sha256_file(path), gpu=self.gpu, compute_capability=f"{props.major}.{props.minor}",
-            tensorrt=str(trt.__version__), precision=self.settings.precision, max_batch=self.settings.max_batch,
-            min_seq_len=self.settings.min_seq_len, opt_seq_len=self.settings.opt_seq_len,
-            max_seq_len=self.settings.max_seq_len,
+            tensorrt=str(trt.__version__), precision=self.profile_settings.precision, max_batch=self.profile_settings.max_batch,
+            min_seq_len=self.profile_settings.min_seq_len, opt_seq_len=self.profile_settings.opt_seq_len,
+            max_seq_len=self.profile_settings.max_seq_len,
         )
         self._logger = trt.Logger(trt.Logger.WARNING)
-        cache = EngineCache(Path(self.settings.engine_cache_dir) if self.settings.engine_cache_dir else None)
-        data, from_cache = cache.get_or_build(key, lambda: build_serialized_engine(trt, path, self.settings, self._logger))
+        cache = EngineCache(Path(self.profile_settings.engine_cache_dir) if self.profile_settings.engine_cache_dir else None)
+        data, from_cache = cache.get_or_build(key, lambda: build_serialized_engine(trt, path, self.profile_settings, self._logger))
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(data)
         if self._engine is None and from_cache:
             log.warning("the cached TensorRT engine %s does not load; rebuilding it", cache.path(key))
             cache.discard(key)
-            data, _ = cache.get_or_build(key, lambda: build_serialized_engine(trt, path, self.settings, self._logger))
+            data, _ = cache.get_or_build(key, lambda: build_serialized_engine(trt, path, self.profile_settings, self._logger))
             self._engine = self._runtime.deserialize_cuda_engine(data)
         if self._engine is None:
             raise RunError("TensorRT could not load the engine it built; see harness.log for its messages")
         self._context = self._engine.create_execution_context()
         self._stream = _cuda(cudart, cudart.cudaStreamCreate(), "stream create")
         self._dtypes: dict[str, Any] = {}
-        elements = self.settings.max_batch * self.settings.max_seq_len
+        elements = self.profile_settings.max_batch * self.profile_settings.max_seq_len
         for name in INPUTS + OUTPUTS:
             dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(name)))
             self._dtypes[name] = dtype
@@ -364,24 +364,29 @@ class TensorRTEngine(Engine):
         return {"tensorrt": str(self._trt.__version__), "cuda_runtime": _cuda_version(int(runtime)),
                 "cuda_driver": _cuda_version(int(driver)), "gpu": self.gpu}
 
+    def settings(self) -> dict[str, str]:
+        p = self.profile_settings
+        return {"engine": f"TensorRT {p.precision}, built or loaded from the cache",
+                "profile": f"batch 1-{p.max_batch}, sequence {p.min_seq_len}-{p.opt_seq_len}-{p.max_seq_len}"}
+
     def max_batch(self) -> int | None:
-        return self.settings.max_batch
+        return self.profile_settings.max_batch
 
     def seq_buckets(self) -> list[int] | None:
         # Any length in the profile runs as it is; only shorter than min_seq_len needs padding up.
-        if self.settings.min_seq_len == 1 and self.settings.max_seq_len >= MAX_SEQ_LEN:
+        if self.profile_settings.min_seq_len == 1 and self.profile_settings.max_seq_len >= MAX_SEQ_LEN:
             return None
-        return list(range(self.settings.min_seq_len, self.settings.max_seq_len + 1))
+        return list(range(self.profile_settings.min_seq_len, self.profile_settings.max_seq_len + 1))
 
     def infer(
         self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         cudart = self._cudart
         batch, seq = input_ids.shape
-        if batch > self.settings.max_batch or not self.settings.min_seq_len <= seq <= self.settings.max_seq_len:
+        if batch > self.profile_settings.max_batch or not self.profile_settings.min_seq_len <= seq <= self.profile_settings.max_seq_len:
             raise RunError(
-                f"a batch of shape [{batch}, {seq}] is outside the TensorRT profile (batch <= {self.settings.max_batch}, "
-                f"seq {self.settings.min_seq_len}..{self.settings.max_seq_len}); rebuild with a larger --batch-size"
+                f"a batch of shape [{batch}, {seq}] is outside the TensorRT profile (batch <= {self.profile_settings.max_batch}, "
+                f"seq {self.profile_settings.min_seq_len}..{self.profile_settings.max_seq_len}); rebuild with a larger --batch-size"
             )
         h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
         d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost

@@ -28,7 +28,8 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not docker" $(ARGS)
 
 lint: setup
-	$(BIN)/ruff check orchestrator tests
+	$(BIN)/ruff check orchestrator tests benchmarks
+	$(BIN)/python -m mypy orchestrator
 
 run: setup
 	$(BIN)/mlperf-bert run --backend $(BACKEND) $(if $(DEVICE),--device $(DEVICE)) $(if $(RUNNER),--runner $(RUNNER)) $(ARGS)

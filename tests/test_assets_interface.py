@@ -52,7 +52,9 @@ def test_the_embedded_demo_model_and_the_synthetic_model_fit(tiny_model):
 
 
 def test_a_fixed_sequence_of_384_fits_and_any_other_does_not(tmp_path):
-    fixed = lambda n: [(name, t, ["batch", n]) for name, t, _ in GOOD_IN]
+    def fixed(n: int) -> list:
+        return [(name, t, ["batch", n]) for name, t, _ in GOOD_IN]
+
     assert check_onnx_interface(identity_model(tmp_path / "a.onnx", fixed(384), GOOD_OUT)) == []
     problems = check_onnx_interface(identity_model(tmp_path / "b.onnx", fixed(128), GOOD_OUT))
     assert problems == [f"input {n!r} has a fixed sequence length of 128; it must be dynamic or 384"
@@ -139,7 +141,9 @@ def test_the_graph_is_valid_opset_17_with_dynamic_batch_and_sequence(tiny_model)
 def test_same_seed_same_bytes_other_seed_other_weights(tiny_model, tmp_path):
     again = write_synthetic_bert(tmp_path / "again.onnx", TINY, seed=7)
     other = write_synthetic_bert(tmp_path / "other.onnx", TINY, seed=8)
-    digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()
+    def digest(p: Path) -> str:
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+
     assert digest(again) == digest(tiny_model)
     assert digest(other) != digest(tiny_model)
     assert not (tmp_path / "again.onnx.part").exists()

@@ -75,7 +75,7 @@ def test_python_port_agrees_with_rust_on_dev_set_words(tokenizer: BertUncasedTok
         for w in sample
     ]
     rust = _ids_of(tokenizer._ascii, sample)
-    mismatches = [w for w, a, b in zip(sample, port, rust) if a != b]
+    mismatches = [w for w, a, b in zip(sample, port, rust, strict=True) if a != b]
     assert mismatches == []
 
 

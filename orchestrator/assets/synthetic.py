@@ -113,7 +113,8 @@ def build_synthetic_bert(shape: BertShape = BERT_LARGE, seed: int = 0):  # type:
 
     g = _GraphBuilder(seed)
     h, heads, hs = shape.hidden, shape.heads, shape.head_size
-    i64 = lambda *v: np.array(v, dtype=np.int64)
+    def i64(*v: int) -> np.ndarray:
+        return np.array(v, dtype=np.int64)
 
     # Embeddings: word + position + token type, then LayerNorm.
     word = g.weight("bert.embeddings.word_embeddings.weight", (shape.vocab, h))

@@ -118,8 +118,8 @@ def list_(
     table = [header] + [(st.name, st.kind, st.where, human(st.size) if st.size else "-", st.verified,
                          "; ".join(notes)) for st, notes in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
-    for r in table:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    for r in table:  # every column but the last is padded
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
 
 
 @app.command()

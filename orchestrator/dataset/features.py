@@ -133,7 +133,7 @@ def convert_examples_to_features(
 
     paragraphs: dict[int, _Paragraph] = {}
     plan: list[tuple[int, list[int], _Paragraph, list[tuple[int, int]], np.ndarray]] = []
-    for example, query in zip(examples, queries):
+    for example, query in zip(examples, queries, strict=True):
         query = query[:max_query_length]
         paragraph = paragraphs.get(example.paragraph_index)
         if paragraph is None:

@@ -73,7 +73,7 @@ class BertUncasedTokenizer:
             return [cache[text] for text in texts]
         ascii_texts = [text for text in new if text.isascii()]
         other_texts = [text for text in new if not text.isascii()]
-        for text, ids in zip(ascii_texts, _ids_of(self._ascii, ascii_texts)):
+        for text, ids in zip(ascii_texts, _ids_of(self._ascii, ascii_texts), strict=True):
             self._cache[text] = ids
         if other_texts:
             self._encode_non_ascii(other_texts)
@@ -82,8 +82,8 @@ class BertUncasedTokenizer:
     def _encode_non_ascii(self, texts: list[str]) -> None:
         words_of = [self._reference_words(text) for text in texts]
         distinct = list(dict.fromkeys(word for words in words_of for word in words))
-        word_ids = dict(zip(distinct, _ids_of(self._wordpiece, distinct)))
-        for text, words in zip(texts, words_of):
+        word_ids = dict(zip(distinct, _ids_of(self._wordpiece, distinct), strict=True))
+        for text, words in zip(texts, words_of, strict=True):
             self._cache[text] = [i for word in words for i in word_ids[word]]
 
     def _reference_words(self, text: str) -> list[str]:

@@ -61,7 +61,7 @@ class Engine(ABC):
     ) -> tuple[np.ndarray, np.ndarray]:
         """int64 [B, S] x3 -> (start_logits, end_logits), float32 [B, S]."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: most engines hold nothing that needs releasing
         """Release the engine's resources."""
 
 

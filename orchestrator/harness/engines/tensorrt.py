@@ -391,7 +391,7 @@ class TensorRTEngine(Engine):
         h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
         d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         keep = []  # host arrays must live until the stream has copied them
-        for name, array in zip(INPUTS, (input_ids, input_mask, segment_ids)):
+        for name, array in zip(INPUTS, (input_ids, input_mask, segment_ids), strict=True):
             host = np.ascontiguousarray(array, dtype=self._dtypes[name])
             keep.append(host)
             self._context.set_input_shape(name, (batch, seq))

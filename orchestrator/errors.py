@@ -56,3 +56,10 @@ class PreflightError(MlperfBertError):
 
 class SubmissionError(MlperfBertError):
     """A submission cannot be generated, or a checked submission breaks a rule."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none): what a one-sentence error
+    quotes of a library's multi-line report."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

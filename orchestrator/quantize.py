@@ -210,6 +210,8 @@ def make_int8_variant(model_path: Path, *, cache_dir: Path, output_dir: Path, sa
     """Quantize (once per recipe) and check (once, unless recheck) until a recipe passes; the first that
     passes, or the last tried when none does (check.passed tells)."""
     model_path = Path(model_path).resolve()
+    if not model_path.is_file():
+        raise ModelError(f"the fp32 model {model_path} does not exist; pass an existing ONNX file with --model-path")
     wanted = samples if samples is not None else MLPERF_SAMPLE_COUNT
     fp32_result: tuple[Any, Any] | None = None
     variant: Int8Variant | None = None
@@ -218,8 +220,13 @@ def make_int8_variant(model_path: Path, *, cache_dir: Path, output_dir: Path, sa
         path = directory / INT8_FILE
         if not path.is_file():
             directory.mkdir(parents=True, exist_ok=True)
-            quantize(model_path, path, per_channel=per_channel, recipe=recipe,
-                     optimized_cache_dir=cache_dir / "optimized")
+            try:
+                quantize(model_path, path, per_channel=per_channel, recipe=recipe,
+                         optimized_cache_dir=cache_dir / "optimized")
+            except ModelError:
+                if not any(directory.iterdir()):
+                    directory.rmdir()  # leave the cache as it was: no empty variant for a model that failed
+                raise
         check = None if recheck else read_check(directory)
         if not _usable(check, path, wanted, batch_size):
             check = None  # made for another file, on fewer features or at another batch size: run it again
@@ -227,8 +234,7 @@ def make_int8_variant(model_path: Path, *, cache_dir: Path, output_dir: Path, sa
             check = check_accuracy(model_path, path, samples=samples, output_dir=output_dir, cache_dir=cache_dir,
                                    batch_size=batch_size, threads=threads, recipe=recipe, fp32_result=fp32_result)
             _write_check(directory, check, CHECK_FILE, batch_check_file(batch_size))
-            fp32_result = (_Scored(check.fp32_f1, check.fp32_exact_match, check.questions, check.features),
-                           check.fp32_run)
+            fp32_result = _fp32_side(check)
         log.info("%s", check.summary())
         variant = Int8Variant(path=path, check=check)
         if check.passed:
@@ -251,10 +257,9 @@ def check_at_batch(variant: Int8Variant, model_path: Path, batch_size: int, *, c
     wanted = samples if samples is not None else MLPERF_SAMPLE_COUNT
     check = read_check(directory, batch_size)
     if not _usable(check, variant.path, wanted, batch_size):
-        fp32 = (_Scored(first.fp32_f1, first.fp32_exact_match, first.questions, first.features), first.fp32_run)
         check = check_accuracy(Path(model_path).resolve(), variant.path, samples=samples, output_dir=output_dir,
                                cache_dir=cache_dir, batch_size=batch_size, threads=threads, recipe=first.recipe,
-                               fp32_result=fp32)
+                               fp32_result=_fp32_side(first))
         _write_check(directory, check, batch_check_file(batch_size))
     assert check is not None
     log.info("%s", check.summary())
@@ -269,3 +274,8 @@ class _Scored:
     exact_match: float
     questions_scored: int
     features_answered: int
+
+
+def _fp32_side(check: AccuracyCheck) -> tuple[_Scored, str]:
+    """A check's fp32 figures and run, to hand to the next check_accuracy instead of running fp32 again."""
+    return _Scored(check.fp32_f1, check.fp32_exact_match, check.questions, check.features), check.fp32_run

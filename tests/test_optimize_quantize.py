@@ -159,3 +159,14 @@ def test_real_accuracy_check_is_recorded(tmp_path: Path, shared_assets: Path) ->
     assert at2.batch_size == 2 and at2.fp32_f1 == check.fp32_f1 and at2.int8_run != check.int8_run
     assert json.loads((Path(at2.int8_run) / "run.json").read_text())["config"]["batch_size"] == 2
     assert at2.passed == (at2.int8_f1 >= BERT99_RATIO * at2.fp32_f1)
+
+
+def test_bad_fp32_models_are_one_sentence_and_leave_no_cache_entry(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with pytest.raises(ModelError, match="does not exist; pass an existing ONNX file"):
+        make_int8_variant(tmp_path / "nope.onnx", cache_dir=cache, output_dir=tmp_path / "runs")
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="quantizing corrupt.onnx failed .*check that it is an fp32 ONNX model"):
+        make_int8_variant(corrupt, cache_dir=cache, output_dir=tmp_path / "runs")
+    assert not any((cache / "quantized").iterdir())  # no empty or partial variant left behind

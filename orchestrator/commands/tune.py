@@ -72,7 +72,7 @@ def _tune(*, batch_sizes: str, threads: str | None, instances: str | None, sampl
           find_performance: bool, performance_samples: int | None, int8: bool, int8_check_samples: int | None, plot: bool, as_json: bool) -> None:
     from orchestrator.config import resolve_config
     from orchestrator.paths import default_cache_dir
-    from orchestrator.tune import TuneRequest, markdown_table, tune
+    from orchestrator.tune import Trial, TuneRequest, markdown_table, tune
 
     cli: dict[str, Any] = {"scenario": scenario, "backend": backend, "device": device, "model": model,
                            "model_path": model_path, "sut": sut, "runner": runner, "output_dir": output_dir,
@@ -100,7 +100,7 @@ def _tune(*, batch_sizes: str, threads: str | None, instances: str | None, sampl
                               "tune the fp32 model instead (drop --int8)")
         base = resolve_config({**cli, "model_path": variant.path}, config)
 
-        def int8_holds(trial: Any) -> str | None:
+        def int8_holds(trial: Trial) -> str | None:
             check = check_at_batch(variant, fp32_path, trial.batch_size, cache_dir=cache, output_dir=check_dir,
                                    samples=int8_check_samples)
             if check is not variant.check:

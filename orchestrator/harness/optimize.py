@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import ModelError
+from orchestrator.errors import ModelError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -373,9 +373,8 @@ def open_session(path: Path, options: Any, provider: str) -> Any:
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=[provider])
     except Exception as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(
-            f"onnxruntime cannot load {path} as an ONNX model ({first_line}); check that the file is a "
+            f"onnxruntime cannot load {path} as an ONNX model ({first_line(exc)}); check that the file is a "
             "complete .onnx model."
         ) from exc
 

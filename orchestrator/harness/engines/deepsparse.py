@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.errors import ConfigError, ModelError, PreflightError
+from orchestrator.errors import ConfigError, ModelError, PreflightError, first_line
 from orchestrator.harness.engines.base import Engine
 
 log = logging.getLogger(__name__)
@@ -299,7 +299,7 @@ class DeepSparseEngine(Engine):
                 str(fixed), batch_size=self.batch_size, num_cores=self.threads or None, num_streams=self._num_streams
             )
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ModelError(
                 f"DeepSparse cannot compile {self._onnx_path} for batch {self.batch_size} x {length} ({first}); "
                 "check that it is an ONNX model with the MLPerf BERT interface."

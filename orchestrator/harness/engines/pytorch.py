@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.errors import ConfigError, ModelError, PreflightError
+from orchestrator.errors import ConfigError, ModelError, PreflightError, first_line
 from orchestrator.harness.engines.base import Engine
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class PyTorchEngine(Engine):
         try:
             model = transformers.BertForQuestionAnswering.from_pretrained(str(path), local_files_only=True)
         except (OSError, ValueError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ModelError(
                 f"transformers cannot load {path} as a BertForQuestionAnswering checkpoint ({first}); check that "
                 "it is a complete question-answering checkpoint."

@@ -337,8 +337,9 @@ class TensorRTEngine(Engine):
         if self._engine is None and from_cache:
             log.warning("the cached TensorRT engine %s does not load; rebuilding it", cache.path(key))
             cache.discard(key)
-            data, _ = cache.get_or_build(key, lambda: build_serialized_engine(trt, path, self.profile_settings, self._logger))
+            data, from_cache = cache.get_or_build(key, lambda: build_serialized_engine(trt, path, self.profile_settings, self._logger))
             self._engine = self._runtime.deserialize_cuda_engine(data)
+        self._from_cache = from_cache
         if self._engine is None:
             raise RunError("TensorRT could not load the engine it built; see harness.log for its messages")
         self._context = self._engine.create_execution_context()
@@ -366,7 +367,7 @@ class TensorRTEngine(Engine):
 
     def settings(self) -> dict[str, str]:
         p = self.profile_settings
-        return {"engine": f"TensorRT {p.precision}, built or loaded from the cache",
+        return {"engine": f"TensorRT {p.precision}, " + ("from the engine cache" if self._from_cache else "built for this run"),
                 "profile": f"batch 1-{p.max_batch}, sequence {p.min_seq_len}-{p.opt_seq_len}-{p.max_seq_len}"}
 
     def max_batch(self) -> int | None:

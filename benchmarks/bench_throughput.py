@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from orchestrator.backends import TARGETS  # noqa: E402
 from orchestrator.harness.cpu import default_threads, physical_core_count, usable_cpus  # noqa: E402
-from orchestrator.harness.engines.base import Engine  # noqa: E402
+from orchestrator.harness.engines.engine import Engine  # noqa: E402
 from orchestrator.harness.qsl import FeatureArrays, SampleLibrary, load_feature_arrays  # noqa: E402
 from orchestrator.harness.sut import BertSUT  # noqa: E402
 from orchestrator.paths import EMBEDDED_DATASET, EMBEDDED_MODEL, EMBEDDED_VOCAB, default_cache_dir  # noqa: E402
@@ -144,7 +144,7 @@ class FlopModel:
     def of(cls, fp32_model: Path) -> FlopModel:
         import onnx
 
-        from orchestrator.harness.optimize import detect_attention_shape
+        from orchestrator.harness.engines.onnxruntime_fusions import detect_attention_shape
 
         m = onnx.load(str(fp32_model))
         inits = {t.name: t for t in m.graph.initializer}
@@ -423,9 +423,9 @@ def large_model(cache: Path) -> Path:
 
 
 def int8_of(fp32: Path, cache: Path) -> Path:
-    """The default int8 recipe of orchestrator/harness/quantize.py (every MatMul, per-channel), cached."""
-    from orchestrator.harness.optimize import file_sha256
-    from orchestrator.harness.quantize import quantize_int8
+    """The default int8 recipe of orchestrator/harness/engines/onnxruntime_int8.py (every MatMul, per-channel), cached."""
+    from orchestrator.harness.engines.onnxruntime_fusions import file_sha256
+    from orchestrator.harness.engines.onnxruntime_int8 import quantize_int8
 
     out = cache / "bench-int8" / f"{fp32.stem}-{file_sha256(fp32, cache / 'optimized' / 'sha256')[:16]}.all.int8.onnx"
     if not out.is_file():
@@ -479,7 +479,7 @@ def main() -> None:
     print(json.dumps(results["machine"]), flush=True)
 
     from orchestrator.dataset import build_features
-    from orchestrator.harness.optimize import file_sha256
+    from orchestrator.harness.engines.onnxruntime_fusions import file_sha256
 
     features_path = build_features(EMBEDDED_DATASET, EMBEDDED_VOCAB, cache / "features")
     features = load_feature_arrays(features_path)

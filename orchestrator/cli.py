@@ -6,8 +6,6 @@ non-zero exit code.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import logging
 import sys
@@ -18,6 +16,7 @@ import typer
 
 from orchestrator import __version__
 from orchestrator.backends import BACKENDS, DEVICES
+from orchestrator.commands import assets_cmd, images_cmd, submission_cmd, tune_cmd
 from orchestrator.config import Scenario, resolve_config
 from orchestrator.errors import ConfigError, MlperfBertError
 from orchestrator.logs import setup_logging
@@ -32,14 +31,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Sub-command groups, each a Typer app in orchestrator/commands/<name>.py.
-for _name in ("images", "assets", "submission", "tune"):
-    if importlib.util.find_spec(f"orchestrator.commands.{_name}") is not None:
-        _mod = importlib.import_module(f"orchestrator.commands.{_name}")
-        if isinstance(getattr(_mod, "app", None), typer.Typer):
-            app.add_typer(_mod.app, name=_name)
-        elif callable(getattr(_mod, "command", None)):
-            app.command(name=_name)(_mod.command)
+app.add_typer(assets_cmd.app, name="assets")
+app.add_typer(images_cmd.app, name="images")
+app.add_typer(submission_cmd.app, name="submission")
+app.command(name="tune")(tune_cmd.command)
 
 
 @app.callback()
@@ -108,12 +103,12 @@ def run(
             cli_values["engine_options"] = _key_values(engine_option, "--engine-option")
         cfg = resolve_config(cli_values, config)
         if dry_run or debug:
-            from orchestrator.api import prepare_only
+            from orchestrator.workflows.benchmark import prepare_only
 
             typer.echo(prepare_only(cfg, debug=debug))
             return
-        from orchestrator.api import run_benchmark
-        from orchestrator.report import format_result, result_json
+        from orchestrator.run_summary import format_result, result_json
+        from orchestrator.workflows.benchmark import run_benchmark
 
         result = run_benchmark(cfg, progress=progress and not as_json, argv=sys.argv)
         if as_json:

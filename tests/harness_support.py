@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.harness.engines.base import Engine
+from orchestrator.harness.engines.engine import Engine
 from orchestrator.harness.spec import HarnessResult, HarnessSpec
 
 REPO = Path(__file__).resolve().parents[1]

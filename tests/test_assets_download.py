@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from orchestrator.assets.catalogue import Asset, Catalogue, Mirror, load_catalogue
 from orchestrator.assets.download import RetryPolicy, _content_range, _retry_after, fetch_asset
 from orchestrator.assets.store import cache_path, part_path, read_stamp
-from orchestrator.commands.assets import app
+from orchestrator.commands.assets_cmd import app
 from orchestrator.errors import AssetError
 from orchestrator.paths import EMBEDDED_DIR, REPO_ROOT
 
@@ -389,7 +389,7 @@ def test_two_concurrent_fetches_one_waits_for_the_other(server, tmp_path):
     catalogue = write_catalogue(tmp_path / "assets.yaml", [with_mirrors(VOCAB_ASSET, url)])
     cache = tmp_path / "cache"
     env = {**os.environ, "MLPERF_BERT_CATALOGUE": str(catalogue), "PYTHONPATH": str(REPO_ROOT)}
-    cmd = [sys.executable, "-c", "from orchestrator.commands.assets import app; app()",
+    cmd = [sys.executable, "-c", "from orchestrator.commands.assets_cmd import app; app()",
            "fetch", "vocab-bert-uncased", "--cache-dir", str(cache), "--no-progress"]
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]

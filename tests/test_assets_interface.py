@@ -106,7 +106,7 @@ def test_host_side_asset_code_never_imports_an_inference_engine():
     code = (
         "import sys\n"
         "import orchestrator.assets, orchestrator.assets.download, orchestrator.assets.synthetic\n"
-        "import orchestrator.commands.assets\n"
+        "import orchestrator.commands.assets_cmd\n"
         "from orchestrator.assets import check_onnx_interface\n"
         "from orchestrator.paths import EMBEDDED_MODEL\n"
         "assert check_onnx_interface(EMBEDDED_MODEL) == []\n"

@@ -17,7 +17,7 @@ from orchestrator.assets.catalogue import load_catalogue
 from orchestrator.assets.resolve import resolve_dataset, resolve_model, resolve_vocab
 from orchestrator.assets.store import import_file, read_stamp
 from orchestrator.assets.synthetic import BertShape, write_synthetic_bert
-from orchestrator.commands.assets import app
+from orchestrator.commands.assets_cmd import app
 from orchestrator.errors import AssetError, DatasetError, ModelError
 
 CATALOGUE = load_catalogue()

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator import images
-from orchestrator.runners.docker import CONTAINER_ENV, HARNESS_COMMAND
+from orchestrator.containers import images
+from orchestrator.containers.docker_runner import CONTAINER_ENV, HARNESS_COMMAND
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "compose" / "docker-compose.yml"

@@ -16,7 +16,7 @@ def test_defaults_are_the_embedded_demo_in_test_mode() -> None:
 
 
 def test_batch_size_left_out_is_the_targets_and_recorded_as_such() -> None:
-    from orchestrator.api import with_default_batch_size
+    from orchestrator.workflows.benchmark import with_default_batch_size
 
     cpu = get_target("onnxruntime", "cpu")
     assert RunConfig().batch_size is None

@@ -21,14 +21,14 @@ from typing import Any
 import pytest
 from harness_support import wait_for_harness_line
 
-from orchestrator import images
 from orchestrator.api import run_benchmark
 from orchestrator.backends import TARGETS
 from orchestrator.config import RunConfig
+from orchestrator.containers import images
+from orchestrator.containers.docker_runner import DockerRunner
 from orchestrator.errors import DockerError, PreflightError, RunError
 from orchestrator.harness.spec import HarnessSpec
 from orchestrator.paths import EMBEDDED_DATASET, EMBEDDED_MODEL, EMBEDDED_VOCAB
-from orchestrator.runners.docker import DockerRunner
 from orchestrator.runs import RunRecord
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from orchestrator import images
 from orchestrator.api import run_benchmark
 from orchestrator.backends import TARGETS
 from orchestrator.config import RunConfig
+from orchestrator.containers import images
+from orchestrator.containers.docker_runner import MODELS_DIR, Mount, map_spec
 from orchestrator.harness.engines.pytorch import checkpoint_dir
 from orchestrator.harness.spec import HarnessSpec
-from orchestrator.runners.docker import MODELS_DIR, Mount, map_spec
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,8 @@ from docker.types import Mount as SdkMount
 from tenacity import wait_none
 
 from orchestrator.backends import TARGETS
-from orchestrator.errors import DockerError, PreflightError
-from orchestrator.harness.spec import HarnessSpec
-from orchestrator.logs import current_verbosity
-from orchestrator.runners import preflight
-from orchestrator.runners.docker import (
+from orchestrator.containers import preflight
+from orchestrator.containers.docker_runner import (
     ContainerSpec,
     DockerRunner,
     Mount,
@@ -38,6 +35,10 @@ from orchestrator.runners.docker import (
     map_spec,
     sdk_run_kwargs,
 )
+from orchestrator.errors import DockerError, PreflightError
+from orchestrator.harness.spec import HarnessSpec
+from orchestrator.logs import current_verbosity
+from orchestrator.runners import host_checks
 
 UID_GID = f"{os.getuid()}:{os.getgid()}"
 
@@ -374,9 +375,9 @@ def test_image_built_for_another_target_is_refused(layout: dict[str, Path]) -> N
 
 
 def test_gpu_target_without_gpu_fails_before_docker_is_asked(layout: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    from orchestrator import runners
+    from orchestrator.runners import host_checks
 
-    monkeypatch.setattr(runners.shutil, "which", lambda name: None)  # no nvidia-smi: no NVIDIA GPU
+    monkeypatch.setattr(host_checks.shutil, "which", lambda name: None)  # no nvidia-smi: no NVIDIA GPU
     client = FakeClient()
     with pytest.raises(PreflightError, match="needs an NVIDIA GPU.*--device cpu"):
         make_runner("tensorrt-cuda", client=client).run(make_spec(layout, "tensorrt-cuda"), layout["run_dir"])
@@ -387,10 +388,10 @@ def test_cpu_flags_for_deepsparse(tmp_path: Path) -> None:
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor: 0\nflags\t\t: fpu sse sse2 avx\n")
     with pytest.raises(PreflightError, match="needs a CPU with avx2"):
-        preflight.check_cpu_flags(TARGETS["deepsparse-cpu"], cpuinfo)
+        host_checks.check_cpu_flags(TARGETS["deepsparse-cpu"], cpuinfo)
     cpuinfo.write_text("flags\t\t: fpu sse avx avx2 fma\n")
-    preflight.check_cpu_flags(TARGETS["deepsparse-cpu"], cpuinfo)
-    preflight.check_cpu_flags(TARGETS["onnxruntime-cpu"], tmp_path / "absent")  # needs nothing
+    host_checks.check_cpu_flags(TARGETS["deepsparse-cpu"], cpuinfo)
+    host_checks.check_cpu_flags(TARGETS["onnxruntime-cpu"], tmp_path / "absent")  # needs nothing
 
 
 def _probe_container(seen: dict[str, Any]) -> FakeContainer:
@@ -398,7 +399,7 @@ def _probe_container(seen: dict[str, Any]) -> FakeContainer:
 
 
 def test_gpu_probe_sees_no_gpu(layout: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(preflight, "check_host_gpu", lambda target: None)  # pretend the host has one
+    monkeypatch.setattr(preflight, "check_host", lambda target: None)  # pretend the host has one
     client = FakeClient([_probe_container({"gpus": [], "providers": ["TensorRT"], "errors": ["nvidia-smi: no devices"]})],
                         image=FakeImage("tensorrt-cuda"))
     with pytest.raises(PreflightError, match="container sees no GPU.*NVIDIA Container Toolkit"):
@@ -407,7 +408,7 @@ def test_gpu_probe_sees_no_gpu(layout: dict[str, Path], monkeypatch: pytest.Monk
 
 
 def test_gpu_probe_without_the_provider(layout: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(preflight, "check_host_gpu", lambda target: None)
+    monkeypatch.setattr(preflight, "check_host", lambda target: None)
     probe = _probe_container({"gpus": ["/dev/dri/renderD128"], "providers": ["CPUExecutionProvider"], "errors": []})
     client = FakeClient([probe], image=FakeImage("onnxruntime-rocm"))
     with pytest.raises(PreflightError, match="offers CPUExecutionProvider but not ROCMExecutionProvider"):
@@ -416,7 +417,7 @@ def test_gpu_probe_without_the_provider(layout: dict[str, Path], monkeypatch: py
 
 
 def test_gpu_probe_passes_then_the_run_starts(layout: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(preflight, "check_host_gpu", lambda target: None)
+    monkeypatch.setattr(preflight, "check_host", lambda target: None)
     probe = _probe_container({"gpus": ["GPU 0: NVIDIA H100"], "providers": ["TensorRT"], "errors": []})
     run = FakeContainer()
     client = FakeClient([probe, run], image=FakeImage("tensorrt-cuda"))

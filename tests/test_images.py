@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from orchestrator import images
 from orchestrator.backends import TARGETS
+from orchestrator.containers import images
 from orchestrator.errors import ConfigError, DockerError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -326,7 +326,7 @@ def test_list_images_rows_and_not_built() -> None:
 
 def test_images_list_command(monkeypatch: pytest.MonkeyPatch) -> None:
     from orchestrator.cli import app
-    from orchestrator.runners import docker as docker_runner
+    from orchestrator.containers import docker_runner
 
     client = FakeDocker([], [FakeBuiltImage("onnxruntime-cpu")])
     monkeypatch.setattr(docker_runner, "connect", lambda action="": client)

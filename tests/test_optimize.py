@@ -1,4 +1,4 @@
-"""Transformer fusions (orchestrator/harness/optimize.py) and the ONNX Runtime engine that uses them: real
+"""Transformer fusions (orchestrator/harness/engines/onnxruntime_fusions.py) and the ONNX Runtime engine that uses them: real
 onnxruntime on a tiny synthetic BERT (2 layers, hidden 64) built here, the embedded int8 demo model, and
 (slow) the fp32 demo model through the harness: reference SUT on the raw graph against the optimized SUT
 on the fused graph, logits of real tokens equal within float rounding."""
@@ -16,7 +16,7 @@ from harness_support import MODEL, logits_of, make_spec, run_harness, write_feat
 from orchestrator.assets.synthetic import BertShape, write_synthetic_bert
 from orchestrator.errors import ConfigError, ModelError
 from orchestrator.harness.engines.onnxruntime import OnnxRuntimeEngine
-from orchestrator.harness.optimize import (
+from orchestrator.harness.engines.onnxruntime_fusions import (
     MODEL_FILE,
     RECORD_FILE,
     OptimizeOptions,

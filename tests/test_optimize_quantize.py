@@ -14,8 +14,8 @@ from harness_support import MODEL
 
 from orchestrator.assets.synthetic import BertShape, write_synthetic_bert
 from orchestrator.errors import ModelError
-from orchestrator.harness.quantize import RECORD_SUFFIX, quantize_int8
-from orchestrator.quantize import (
+from orchestrator.harness.engines.onnxruntime_int8 import RECORD_SUFFIX, quantize_int8
+from orchestrator.workflows.int8 import (
     BERT99_RATIO,
     CHECK_FILE,
     INT8_FILE,
@@ -98,7 +98,7 @@ def test_a_check_holds_for_its_batch_size_and_is_redone_at_another(tiny: Path, t
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Dynamic int8 picks activation scales per batch: a verdict at batch 2 says nothing of batch 8. The runs
     are replaced by a stand-in here (the real ones: the slow test below)."""
-    import orchestrator.quantize as quantize_module
+    import orchestrator.workflows.int8 as quantize_module
     from orchestrator.assets.hashing import cached_sha256
 
     cache = tmp_path / "cache"

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from orchestrator.commands.submission import EXIT_TEST_MODE, app
+from orchestrator.commands.submission_cmd import EXIT_TEST_MODE, app
 from orchestrator.config import ExecutionMode, Mode, Scenario
 
 
@@ -99,9 +99,9 @@ def test_run_runs_each_scenario_then_generates(runs, tmp_path, monkeypatch):
         calls.append((cfg, argv))
         return SimpleNamespace(run_dir=runs[cfg.scenario.value])
 
-    import orchestrator.api
+    import orchestrator.workflows.benchmark
 
-    monkeypatch.setattr(orchestrator.api, "run_benchmark", fake_run_benchmark)
+    monkeypatch.setattr(orchestrator.workflows.benchmark, "run_benchmark", fake_run_benchmark)
     out = tmp_path / "subs"
     res = cli.invoke(app, ["run", "--test-query-count", "100", "--batch-size", "8", "--runs-dir", str(tmp_path / "r"),
                            "--output-dir", str(out)])
@@ -116,9 +116,9 @@ def test_run_runs_each_scenario_then_generates(runs, tmp_path, monkeypatch):
 
 
 def test_run_refuses_too_few_singlestream_queries(tmp_path, monkeypatch):
-    import orchestrator.api
+    import orchestrator.workflows.benchmark
 
-    monkeypatch.setattr(orchestrator.api, "run_benchmark", lambda *a, **k: pytest.fail("must not run"))
+    monkeypatch.setattr(orchestrator.workflows.benchmark, "run_benchmark", lambda *a, **k: pytest.fail("must not run"))
     res = cli.invoke(app, ["run", "--test-query-count", "20", "--output-dir", str(tmp_path / "subs")])
     assert res.exit_code == 2 and "needs at least 64 queries" in res.output
 

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from orchestrator import tune as tune_module
 from orchestrator.cli import app
 from orchestrator.config import RunConfig, load_config_file, resolve_config
-from orchestrator.tune import (
+from orchestrator.workflows import tuning as tune_module
+from orchestrator.workflows.tuning import (
     Trial,
     TuneRequest,
     best_trial,
@@ -157,8 +157,8 @@ def test_int8_tune_checks_the_best_trial_at_its_batch_size(tmp_path: Path, monke
     """The wiring of `tune --int8`: first check at the CPU target's batch size (2), then the fastest trial at its
     own, and a trial whose check fails is not taken. Checks and runs are stand-ins here; the real check runs
     in test_optimize_quantize.py and the real int8 refusal below."""
-    import orchestrator.quantize as quantize_module
-    from orchestrator.quantize import AccuracyCheck, Int8Variant
+    import orchestrator.workflows.int8 as quantize_module
+    from orchestrator.workflows.int8 import AccuracyCheck, Int8Variant
 
     int8 = tmp_path / "model.int8.onnx"
     int8.write_bytes(b"int8")

@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from orchestrator.errors import ConfigError, MlperfBertError, PreflightError, RunError
-from orchestrator.harness.engines.base import Engine
+from orchestrator.harness.engines.engine import Engine
 from orchestrator.harness.qsl import FeatureArrays, SampleLibrary, check_counts, load_feature_arrays
 from orchestrator.harness.settings import (
     USER_CONF_FILE,

@@ -40,7 +40,7 @@ import numpy as np
 
 from orchestrator.errors import ConfigError, RunError
 from orchestrator.harness.cpu import pinned_thread, worker_cpu_sets
-from orchestrator.harness.engines.base import Engine
+from orchestrator.harness.engines.engine import Engine
 from orchestrator.harness.qsl import SampleLibrary
 from orchestrator.harness.settings import MAX_SEQ_LEN, MULTISTREAM_SAMPLES_PER_QUERY, Scenario
 

@@ -20,7 +20,7 @@ from orchestrator.errors import RunError
 from orchestrator.harness.spec import EXIT_INTERRUPTED, HarnessSpec
 from orchestrator.logs import current_verbosity
 from orchestrator.paths import PACKAGE_DIR
-from orchestrator.runners.base import Runner, RunnerOutcome
+from orchestrator.runners.runner import Runner, RunnerOutcome
 
 log = logging.getLogger(__name__)
 INTERRUPT_GRACE_S = 2.0

@@ -6,7 +6,7 @@ harness compares that with the target's provider.
 
 Engine options (HarnessSpec.engine_options, all strings):
     optimize              auto (default): transformer fusions applied once and cached
-                          (orchestrator/harness/optimize.py), inputs and outputs bound to reused buffers
+                          (orchestrator/harness/engines/onnxruntime_fusions.py), inputs and outputs bound to reused buffers
                           (IOBinding).
                           none: the model as given, a plain session.run (what the reference SUT uses).
     fusions               auto (default): onnxruntime on the CPU provider, transformers on the others.
@@ -37,8 +37,8 @@ import numpy as np
 
 from orchestrator.errors import ConfigError, ModelError, PreflightError
 from orchestrator.harness.cpu import available_memory_bytes, default_threads
-from orchestrator.harness.engines.base import Engine
-from orchestrator.harness.optimize import open_session
+from orchestrator.harness.engines.engine import Engine
+from orchestrator.harness.engines.onnxruntime_fusions import open_session
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class OnnxRuntimeEngine(Engine):
                 f"onnxruntime {ort.__version__} here offers {', '.join(available)} but not {execution_provider}; "
                 f"install {need} in place of the onnxruntime package."
             )
-        self.optimization: Any = None  # orchestrator.harness.optimize.OptimizedModel when optimize=auto
+        self.optimization: Any = None  # orchestrator.harness.engines.onnxruntime_fusions.OptimizedModel when optimize=auto
         run_path = path
         if self.optimized:
             run_path = self._optimized_path(path, execution_provider)
@@ -193,7 +193,7 @@ class OnnxRuntimeEngine(Engine):
             raise ConfigError(f"onnxruntime engine option {name}={raw!r} is not an integer; pass a whole number") from None
 
     def _optimized_path(self, path: Path, provider: str) -> Path:
-        from orchestrator.harness.optimize import OptimizeOptions, optimize_cached
+        from orchestrator.harness.engines.onnxruntime_fusions import OptimizeOptions, optimize_cached
 
         cache = self.options.get("optimized_cache_dir")
         if not cache:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.errors import ConfigError, ModelError, PreflightError, first_line
-from orchestrator.harness.engines.base import Engine
+from orchestrator.harness.engines.engine import Engine
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator.errors import ConfigError, ModelError, PreflightError, RunError
-from orchestrator.harness.engines.base import Engine
+from orchestrator.harness.engines.engine import Engine
 
 log = logging.getLogger(__name__)
 

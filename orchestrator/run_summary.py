@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.api import RunResult
+from orchestrator.workflows.benchmark import RunResult
 
 TEST_MODE_LABEL = "TEST MODE: a short run, not a valid MLPerf result"
 

@@ -1,6 +1,6 @@
 """`mlperf-bert tune`: the batch-size sweep, the plot and table, and --find-performance.
 
-Thin: parses options, hands off to orchestrator.tune (and orchestrator.quantize for --int8), prints the
+Thin: parses options, hands off to orchestrator.workflows.tuning (and orchestrator.workflows.int8 for --int8), prints the
 table and where the records are. Mounted by orchestrator/cli.py as the `tune` command.
 """
 
@@ -72,7 +72,7 @@ def _tune(*, batch_sizes: str, threads: str | None, instances: str | None, sampl
           find_performance: bool, performance_samples: int | None, int8: bool, int8_check_samples: int | None, plot: bool, as_json: bool) -> None:
     from orchestrator.config import resolve_config
     from orchestrator.paths import default_cache_dir
-    from orchestrator.tune import Trial, TuneRequest, markdown_table, tune
+    from orchestrator.workflows.tuning import Trial, TuneRequest, markdown_table, tune
 
     cli: dict[str, Any] = {"scenario": scenario, "backend": backend, "device": device, "model": model,
                            "model_path": model_path, "sut": sut, "runner": runner, "output_dir": output_dir,
@@ -83,9 +83,9 @@ def _tune(*, batch_sizes: str, threads: str | None, instances: str | None, sampl
     if int8:
         if base.model_path is None:
             raise ConfigError("--int8 quantizes an fp32 ONNX file: pass it with --model-path")
-        from orchestrator.api import effective_batch_size
         from orchestrator.backends import get_target
-        from orchestrator.quantize import check_at_batch, make_int8_variant
+        from orchestrator.workflows.benchmark import effective_batch_size
+        from orchestrator.workflows.int8 import check_at_batch, make_int8_variant
 
         cache = (base.cache_dir or default_cache_dir()).expanduser()
         fp32_path, check_dir = base.model_path, Path(base.output_dir) / "int8-check"

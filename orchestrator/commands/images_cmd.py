@@ -1,6 +1,6 @@
 """`mlperf-bert images ...`: build and list the per-target Docker images.
 
-Thin commands over orchestrator.images; errors are orchestrator.errors exceptions, reported by the CLI
+Thin commands over orchestrator.containers.images; errors are orchestrator.errors exceptions, reported by the CLI
 edge as one line.
 """
 
@@ -25,7 +25,7 @@ app = typer.Typer(
 
 def _gpu_present(target: Target) -> bool:
     from orchestrator.errors import PreflightError
-    from orchestrator.runners import check_gpu_visible_locally
+    from orchestrator.runners.host_checks import check_gpu_visible_locally
 
     try:
         check_gpu_visible_locally(target)
@@ -45,7 +45,7 @@ def resolve_name(name: str) -> str:
 
 def default_images() -> list[str]:
     """The CPU images, plus each GPU image whose GPU this machine has."""
-    from orchestrator.images import recipes
+    from orchestrator.containers.images import recipes
 
     return [key for key, r in recipes().items() if r.target.gpu is None or _gpu_present(r.target)]
 
@@ -80,8 +80,8 @@ def build(
 ) -> None:
     """Download each image's wheelhouse on this host, then build it with no network; keeps the full log."""
     from orchestrator.cli import errors_to_exit
-    from orchestrator.images import build_image, format_size, get_recipe, parse_build_arg_options, recipes
-    from orchestrator.runners.docker import connect
+    from orchestrator.containers.docker_runner import connect
+    from orchestrator.containers.images import build_image, format_size, get_recipe, parse_build_arg_options, recipes
 
     with errors_to_exit():
         keys = list(recipes()) if all_ else [resolve_name(n) for n in names] if names else default_images()
@@ -111,8 +111,8 @@ def list_(
 ) -> None:
     """Name, tag, digest, size and the versions inside (from the image labels) of every image."""
     from orchestrator.cli import errors_to_exit
-    from orchestrator.images import format_size, format_table, get_recipe, list_images
-    from orchestrator.runners.docker import connect
+    from orchestrator.containers.docker_runner import connect
+    from orchestrator.containers.images import format_size, format_table, get_recipe, list_images
 
     with errors_to_exit():
         keys = [get_recipe(resolve_name(k)).key for k in names] if names else None

@@ -1,7 +1,7 @@
 """`mlperf-bert tune`: sweep batch size (and threads) with short performance runs, keep every trial, pick
 the best, plot it; optionally size a valid run from a short one (`find_performance`).
 
-    from orchestrator.tune import TuneRequest, tune
+    from orchestrator.workflows.tuning import TuneRequest, tune
     result = tune(TuneRequest(base=RunConfig(model="demo-int8"), batch_sizes=[1, 4, 16, 64]))
 
 Every trial is a normal run directory (run.json, LoadGen logs) made by orchestrator.api.run_benchmark,
@@ -108,7 +108,7 @@ def _engine_options(base: RunConfig, instances: int | None) -> dict[str, Any]:
 def run_trial(base: RunConfig, *, batch_size: int, threads: int | None, instances: int | None, samples: int,
               output_dir: Path, target_qps: float | None = None) -> Trial:
     """One short performance run; never raises for a failed run (the error is recorded)."""
-    from orchestrator.api import run_benchmark
+    from orchestrator.workflows.benchmark import run_benchmark
 
     trial = Trial(batch_size=batch_size, threads=threads, instances=instances, run_dir=None)
     started = time.perf_counter()

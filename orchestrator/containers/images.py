@@ -355,7 +355,7 @@ def build_image(
     run: Runner = subprocess.run,
 ) -> BuildResult:
     """Prepare the wheelhouse and build `mlperf-bert/<key>:latest` (also tagged with our version)."""
-    from orchestrator.runners.docker import docker_error
+    from orchestrator.containers.docker_runner import docker_error
 
     over = dict(overrides or {})
     if base_image:

@@ -13,18 +13,14 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.backends import Target
+from orchestrator.containers.images import LABEL_TARGET, image_digest
 from orchestrator.errors import PreflightError
-from orchestrator.images import LABEL_TARGET, image_digest
-from orchestrator.runners import check_gpu_visible_locally
-
-__all__ = ["ImageFacts", "check_gpu_visible_locally", "run_preflight"]
+from orchestrator.runners.host_checks import check_host
 
 if TYPE_CHECKING:
-    from orchestrator.runners.docker import DockerRunner
+    from orchestrator.containers.docker_runner import DockerRunner
 
 log = logging.getLogger(__name__)
 
@@ -65,36 +61,6 @@ class ImageFacts:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-def cpu_flags(cpuinfo: str) -> set[str]:
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def check_cpu_flags(target: Target, cpuinfo_path: Path = Path("/proc/cpuinfo")) -> None:
-    if not target.cpu_flags:
-        return
-    try:
-        have = cpu_flags(cpuinfo_path.read_text())
-    except OSError:
-        log.warning("cannot read %s; not checking the CPU flags %s needs", cpuinfo_path, ", ".join(target.cpu_flags))
-        return
-    missing = [f for f in target.cpu_flags if f not in have]
-    if missing:
-        raise PreflightError(
-            f"{target.key} needs a CPU with {', '.join(missing)}, which this CPU lacks; run it on a newer x86-64 "
-            "CPU or choose --backend onnxruntime"
-        )
-
-
-def check_host_gpu(target: Target) -> None:
-    """A GPU target on a machine without that GPU fails here, before Docker is asked anything."""
-    if target.gpu is None:
-        return
-    check_gpu_visible_locally(target)
-
-
 def check_engine(runner: DockerRunner) -> Any:
     client = runner.client
     runner.call("reach the Docker engine", client.ping)
@@ -132,7 +98,7 @@ def parse_probe(output: str) -> dict[str, Any]:
 
 def check_gpu_in_container(runner: DockerRunner, client: Any) -> dict[str, Any]:
     """Start the image with the run's devices and ask it what it sees."""
-    from orchestrator.runners.docker import ContainerSpec, sdk_run_kwargs
+    from orchestrator.containers.docker_runner import ContainerSpec, sdk_run_kwargs
 
     target = runner.target
     base: ContainerSpec = runner.container_spec_for_probe()
@@ -172,8 +138,7 @@ def check_gpu_in_container(runner: DockerRunner, client: Any) -> dict[str, Any]:
 
 def run_preflight(runner: DockerRunner) -> ImageFacts:
     target = runner.target
-    check_host_gpu(target)
-    check_cpu_flags(target)
+    check_host(target)
     client = check_engine(runner)
     facts = check_image(runner, client)
     if target.gpu is not None:

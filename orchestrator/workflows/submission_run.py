@@ -70,9 +70,9 @@ def run_and_submit(
     options.validate()
     configs = scenario_configs(cli, config_file, scenarios)
     if run_benchmark is None:
-        from orchestrator import api
+        from orchestrator.workflows import benchmark
 
-        run_benchmark = api.run_benchmark
+        run_benchmark = benchmark.run_benchmark
     run_dirs: list[Path] = []
     for cfg in configs:
         scenario = cfg.scenario.value

@@ -1,4 +1,4 @@
-"""int8 quantization of an fp32 BERT with ONNX Runtime's tools: `python -m orchestrator.harness.quantize`.
+"""int8 quantization of an fp32 BERT with ONNX Runtime's tools: `python -m orchestrator.harness.engines.onnxruntime_int8`.
 
 Dynamic quantization: weights int8 per output channel (per_channel) or per tensor, activations quantized
 at run time per tensor (no calibration set needed, so nothing of the dev set leaks into the model).
@@ -11,7 +11,7 @@ By default the graph is quantized as exported (MatMulInteger, which onnxruntime'
 turn into its dynamic-quantization kernels); `fuse` first applies the transformer fusions (QAttention),
 measured ~10% slower on a 2-core AVX-512/AMX CPU with the demo model.
 
-Whether the result may be used is NOT decided here: orchestrator/quantize.py (host side) runs real
+Whether the result may be used is NOT decided here: orchestrator/workflows/int8.py (host side) runs real
 accuracy runs of both models through the harness and records the verdict next to the int8 model.
 This module imports onnxruntime, so only the harness side (or its subprocess) imports it.
 """
@@ -65,7 +65,12 @@ def quantize_int8(
     import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from orchestrator.harness.optimize import OptimizeOptions, file_sha256, optimize_cached, quantized_ops
+    from orchestrator.harness.engines.onnxruntime_fusions import (
+        OptimizeOptions,
+        file_sha256,
+        optimize_cached,
+        quantized_ops,
+    )
 
     source, destination = Path(source), Path(destination)
     if not source.is_file():
@@ -136,7 +141,7 @@ def quantize_int8(
 def main(argv: list[str] | None = None) -> int:
     from orchestrator.logs import setup_logging
 
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.harness.quantize",
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.harness.engines.onnxruntime_int8",
                                      description="int8 dynamic quantization of an fp32 MLPerf BERT ONNX model.")
     parser.add_argument("source", type=Path)
     parser.add_argument("destination", type=Path)

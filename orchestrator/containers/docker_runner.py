@@ -35,7 +35,7 @@ from orchestrator.backends import Target
 from orchestrator.errors import DockerError, MlperfBertError, PreflightError
 from orchestrator.harness.spec import EXIT_INTERRUPTED, HarnessSpec
 from orchestrator.logs import current_verbosity
-from orchestrator.runners.base import Runner, RunnerOutcome
+from orchestrator.runners.runner import Runner, RunnerOutcome
 
 log = logging.getLogger(__name__)
 
@@ -440,7 +440,7 @@ class DockerRunner(Runner):
 
     def preflight(self) -> Any:
         """Everything checked before a container starts; returns the image's facts (preflight.ImageFacts)."""
-        from orchestrator.runners import preflight
+        from orchestrator.containers import preflight
 
         self._facts = preflight.run_preflight(self)
         return self._facts

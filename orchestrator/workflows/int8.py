@@ -1,6 +1,6 @@
 """int8 variants of an fp32 model, used only when their accuracy holds: quantize, check, record.
 
-    from orchestrator.quantize import make_int8_variant, approved_int8
+    from orchestrator.workflows.int8 import make_int8_variant, approved_int8
     variant = make_int8_variant(Path("model.fp32.onnx"), cache_dir=cache, samples=None)  # None: full dev set
     path = approved_int8(Path("model.fp32.onnx"), cache)  # the int8 file, or None unless its check passed
 
@@ -8,7 +8,7 @@ The check is never assumed: both models run the SAME features through the harnes
 runs, the optimized SUT, the local runner), are scored with the official SQuAD v1.1 F1, and the verdict
 (int8 F1 >= 0.99 x fp32 F1, MLPerf's bert-99 ratio) is written next to the int8 model. Recipes are tried
 from the fastest (every MatMul int8) to the more accurate (FFN outputs kept fp32, see
-orchestrator/harness/quantize.py) until one passes; each keeps its own directory and verdict:
+orchestrator/harness/engines/onnxruntime_int8.py) until one passes; each keeps its own directory and verdict:
 
     <cache_dir>/quantized/<model stem>-<key>/model.int8.onnx
                                              model.int8.onnx.quantize.json   how it was made
@@ -16,7 +16,7 @@ orchestrator/harness/quantize.py) until one passes; each keeps its own directory
 
 The key covers the fp32 file's sha256, the onnxruntime version and the quantization options, so a new
 model or a new onnxruntime makes a new variant that must pass its own check. Host code: the quantization
-itself (onnxruntime) runs in a child process, `python -m orchestrator.harness.quantize`.
+itself (onnxruntime) runs in a child process, `python -m orchestrator.harness.engines.onnxruntime_int8`.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def quantize(model_path: Path, destination: Path, *, per_channel: bool = True, r
     """Run the quantization in a child process (the harness side owns onnxruntime)."""
     from orchestrator.paths import PACKAGE_DIR
 
-    cmd = [python or sys.executable, "-m", "orchestrator.harness.quantize", str(model_path), str(destination), "-q",
+    cmd = [python or sys.executable, "-m", "orchestrator.harness.engines.onnxruntime_int8", str(model_path), str(destination), "-q",
            "--recipe", recipe]
     if not per_channel:
         cmd.append("--per-tensor")
@@ -170,8 +170,8 @@ def check_accuracy(fp32: Path, int8: Path, *, samples: int | None, output_dir: P
                    batch_size: int = 32, threads: int | None = None, recipe: str = "all",
                    fp32_result: Any = None) -> AccuracyCheck:
     """Real accuracy runs of both models on the same features; the bert-99 verdict."""
-    from orchestrator.api import run_benchmark
     from orchestrator.config import ExecutionMode, Mode, RunConfig, RunnerKind
+    from orchestrator.workflows.benchmark import run_benchmark
 
     reports: dict[str, Any] = {}
     runs: dict[str, Any] = {}

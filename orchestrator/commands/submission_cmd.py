@@ -189,7 +189,7 @@ def run(
         "output_dir": runs_dir, "cache_dir": cache_dir,
     }
     with _errors():
-        from orchestrator.submission.flow import run_and_submit
+        from orchestrator.workflows.submission_run import run_and_submit
 
         options = _options(division, mlperf_version, benchmark, submitter, hw_name, system_config, model_name)
         result = run_and_submit(cli, config, [s.value for s in scenario or []], output_dir, options,

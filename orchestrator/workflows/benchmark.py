@@ -1,0 +1,367 @@
+"""The run use case: what `mlperf-bert run` does, as a function that returns a typed result.
+
+    from orchestrator.api import run_benchmark
+    from orchestrator.config import RunConfig
+    result = run_benchmark(RunConfig(scenario="SingleStream", test_query_count=50))
+    print(result.accuracy.f1, result.performance.samples_per_second)
+
+Inputs are validated before a run directory exists, so bad input leaves nothing behind; once the run
+directory exists, every way out (success, harness failure, Ctrl-C, runner error) leaves run.json with the
+final status and the logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator import __version__
+from orchestrator.backends import Target, get_target
+from orchestrator.config import ExecutionMode, RunConfig, RunnerKind, SutKind
+from orchestrator.errors import (
+    ConfigError,
+    DatasetError,
+    MlperfBertError,
+    ModelError,
+    PreflightError,
+    RunError,
+    RunInterrupted,
+)
+from orchestrator.harness.spec import EXIT_BAD_INPUT, HarnessResult, HarnessSpec
+from orchestrator.paths import REPO_ROOT, default_cache_dir
+from orchestrator.runners.host_checks import check_host
+from orchestrator.runners.local import LocalRunner
+from orchestrator.runners.runner import Runner
+from orchestrator.runs import FileRef, RunRecord, git_sha, host_info, new_run_dir, utc_now
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    record: RunRecord
+    performance: Any | None = None  # orchestrator.loadgen_logs.PerfSummary
+    accuracy: Any | None = None  # orchestrator.accuracy.AccuracyReport
+
+    @property
+    def test_mode(self) -> bool:
+        return self.record.test_mode
+
+    @property
+    def succeeded(self) -> bool:
+        return self.record.status == "succeeded"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a run reads, resolved and checked before a run directory is made."""
+
+    model: Any  # orchestrator.assets.ResolvedModel
+    dataset: Path
+    vocab: Path
+    features: Path
+    num_features: int
+
+
+def resolve_inputs(config: RunConfig, cache_dir: Path) -> Inputs:
+    from orchestrator.assets import resolve_dataset, resolve_model, resolve_vocab
+
+    target = get_target(config.backend, config.device)
+    if target.model_format == "hf-checkpoint" and config.model_path is None:
+        raise ConfigError(
+            f"{target.key} runs a Hugging Face checkpoint directory; pass --model-path DIR (config.json + "
+            "model.safetensors), e.g. the demo's demo-minilm-l6-squad-hf"
+        )
+    if config.model_path is None and config.model.startswith(ZOO_PREFIX):
+        model = _zoo_stub(config, target)  # DeepSparse fetches and checks it when the run starts
+    else:
+        model = resolve_model(config.model, config.model_path, cache_dir)
+        _check_model_format(model, target)
+    dataset = resolve_dataset(config.dataset_path, cache_dir)
+    vocab = resolve_vocab(config.vocab_path, cache_dir)
+    _check_vocab_matches_model(model, vocab)
+    return _with_features(config, model, dataset, vocab, cache_dir)
+
+
+def _check_model_format(model: Any, target: Target) -> None:
+    """The model must be what the target runs; an ONNX model must have the MLPerf interface."""
+    from orchestrator.assets import check_onnx_interface
+
+    if target.model_format != "onnx":
+        return
+    if Path(model.path).is_dir():
+        raise ModelError(f"{target.key} runs ONNX models but {model.path} is a directory; pass an .onnx file")
+    problems = check_onnx_interface(Path(model.path), model.interface)
+    if problems:
+        raise ModelError(
+            f"model {model.path} does not have the MLPerf BERT interface: {'; '.join(problems)}; "
+            "export it as described in docs/CUSTOM_MODELS.md"
+        )
+
+
+def _with_features(config: RunConfig, model: Any, dataset: Path, vocab: Path, cache_dir: Path) -> Inputs:
+    from orchestrator.dataset import build_features, load_features
+
+    features = build_features(dataset, vocab, cache_dir / "features")
+    num_features = int(load_features(features).input_ids.shape[0])
+    if config.execution_mode is ExecutionMode.test and config.test_query_count > num_features:
+        raise ConfigError(
+            f"--test-query-count {config.test_query_count} is larger than the dataset ({num_features} samples); "
+            f"pass at most {num_features}, or --execution-mode valid for the full set"
+        )
+    return Inputs(model=model, dataset=dataset, vocab=vocab, features=features, num_features=num_features)
+
+
+ZOO_PREFIX = "zoo:"
+
+
+def _zoo_stub(config: RunConfig, target: Target) -> Any:
+    """A SparseZoo stub: DeepSparse downloads it at run time (so only locally, and only with internet)."""
+    from orchestrator.assets import MLPERF_INTERFACE, ResolvedModel
+
+    if target.backend != "deepsparse":
+        raise ConfigError(f"{config.model} is a SparseZoo stub, which only --backend deepsparse can run")
+    if config.runner is RunnerKind.docker:
+        raise ConfigError(
+            "a zoo: stub is downloaded by DeepSparse while the run starts, which the network-less container "
+            "cannot do; use --runner local, or download the ONNX file and pass --model-path"
+        )
+    return ResolvedModel(
+        name=config.model, path=Path(config.model), sha256="", source="path", format="onnx", precision=None,
+        demo=False, synthetic=False, custom=True, reference_f1=None, reference_exact_match=None,
+        interface=MLPERF_INTERFACE, vocab=None,
+    )
+
+
+def _is_stub(model: Any) -> bool:
+    return str(model.path).startswith(ZOO_PREFIX)
+
+
+def _check_vocab_matches_model(model: Any, vocab: Path) -> None:
+    """Token ids from another vocabulary run without error and give nonsense; refuse them up front."""
+    from orchestrator.assets import load_catalogue
+    from orchestrator.assets.hashing import cached_digests, mismatches
+
+    if not getattr(model, "vocab", None):
+        return  # a custom model: its vocabulary is not known, the user vouches for it
+    expected = load_catalogue().get(model.vocab, kind="vocab")
+    if mismatches(cached_digests(vocab), expected.checksums):
+        raise DatasetError(
+            f"vocab {vocab} is not the vocabulary model {model.name} was trained with ({expected.name}); "
+            "drop --vocab to use the default, or pass that vocabulary's file"
+        )
+
+
+def make_runner(config: RunConfig, target: Target, *, stream: bool = True, cache_dir: Path | None = None) -> Runner:
+    kind = config.runner
+    if kind is RunnerKind.auto:
+        from orchestrator.containers.client import docker_available
+
+        stub = config.model_path is None and config.model.startswith(ZOO_PREFIX)
+        kind = RunnerKind.docker if not stub and docker_available(target) else RunnerKind.local
+    if kind is RunnerKind.docker:
+        from orchestrator.containers.docker_runner import DockerRunner
+
+        return DockerRunner(
+            target, image=config.image, stream=stream, gpus=config.gpus or "all",
+            shm_size=config.shm_size or "1g", cpuset_cpus=config.cpuset_cpus, memory=config.memory,
+        )
+    check_host(target)
+    return LocalRunner(local_env=target.local_env, stream=stream, cache_dir=cache_dir)
+
+
+def effective_batch_size(config: RunConfig, target: Target) -> int:
+    """The batch size a run uses: the user's, else 1 for the reference SUT, else the target's default."""
+    if config.batch_size is not None:
+        return config.batch_size
+    return 1 if config.sut is SutKind.reference else target.batch_size
+
+
+def with_default_batch_size(config: RunConfig, target: Target) -> RunConfig:
+    """The config with its batch size filled in when the user left it out, so run.json, the summary and
+    the submission name the batch size that ran."""
+    if config.batch_size is not None:
+        return config
+    return config.model_copy(update={"batch_size": effective_batch_size(config, target)})
+
+
+def build_spec(config: RunConfig, target: Target, inputs: Inputs, run_dir: Path, *, progress: bool,
+               cache_dir: Path | None = None) -> HarnessSpec:
+    engine_options = dict(config.engine_options)
+    if config.sut is SutKind.reference:
+        for key, value in target.reference_options:
+            engine_options.setdefault(key, value)
+    elif config.scenario.value == "Offline":
+        for key, value in target.offline_options:
+            engine_options.setdefault(key, value)
+    if target.cache_option and cache_dir is not None and target.cache_option not in engine_options:
+        engine_dir = (cache_dir / "engines" / target.key).resolve()
+        engine_dir.mkdir(parents=True, exist_ok=True)
+        engine_options[target.cache_option] = str(engine_dir)
+    return HarnessSpec(
+        target=target.key,
+        engine_class=target.engine_class,
+        execution_provider=target.execution_provider,
+        sut=config.sut.value,
+        model_path=str(inputs.model.path) if _is_stub(inputs.model) else str(Path(inputs.model.path).resolve()),
+        features_path=str(inputs.features.resolve()),
+        run_dir=str(run_dir.resolve()),
+        scenario=config.scenario.value,
+        modes=config.mode.modes(),  # type: ignore[arg-type]
+        execution_mode=config.execution_mode.value,
+        test_query_count=config.test_query_count,
+        batch_size=effective_batch_size(config, target),
+        threads=config.threads,
+        target_qps=config.target_qps,
+        target_latency_ms=config.target_latency_ms,
+        engine_options=engine_options,
+        progress=progress,
+    )
+
+
+def _new_record(config: RunConfig, target: Target, inputs: Inputs, run_dir: Path, runner: Runner,
+                argv: list[str] | None) -> RunRecord:
+    model = inputs.model
+    return RunRecord(
+        run_id=run_dir.name,
+        status="running",
+        execution_mode=config.execution_mode.value,
+        test_mode=config.execution_mode is ExecutionMode.test,
+        scenario=config.scenario.value,
+        modes=config.mode.modes(),
+        target=target.key,
+        runner=runner.name,
+        config=config.model_dump(mode="json"),
+        model=FileRef(name=model.name, path=str(model.path), sha256=model.sha256),
+        dataset=FileRef(path=str(inputs.dataset)),
+        vocab=FileRef(path=str(inputs.vocab)),
+        features=FileRef(path=str(inputs.features)),
+        model_meta={
+            "precision": getattr(model, "precision", None),
+            "demo": getattr(model, "demo", False),
+            "reference_f1": getattr(model, "reference_f1", None),
+            "reference_exact_match": getattr(model, "reference_exact_match", None),
+        },
+        versions={"mlperf-bert": __version__},
+        host=host_info(),
+        git_sha=git_sha(REPO_ROOT),
+        command=list(argv) if argv is not None else list(sys.argv),
+        started_at=utc_now(),
+    )
+
+
+def _finish(record: RunRecord, run_dir: Path, status: str, error: str | None = None) -> None:
+    record.status = status  # type: ignore[assignment]
+    record.error = error
+    record.finished_at = utc_now()
+    record.save(run_dir)
+
+
+def run_benchmark(
+    config: RunConfig, *, progress: bool = True, stream: bool = True, argv: list[str] | None = None
+) -> RunResult:
+    """Run the benchmark as configured; returns the result or raises an MlperfBertError.
+
+    A failed run raises after its run.json is marked failed (the error names the run directory)."""
+    target = get_target(config.backend, config.device)
+    config = with_default_batch_size(config, target)
+    cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
+    inputs = resolve_inputs(config, cache_dir)
+    runner = make_runner(config, target, stream=stream, cache_dir=cache_dir)
+    if hasattr(runner, "preflight"):
+        runner.preflight()  # engine, image, GPU: fail before a run directory exists
+    label = f"{target.key}-{config.scenario.value}-{config.mode.value}"
+    run_dir = new_run_dir(config.output_dir, label)
+    record = _new_record(config, target, inputs, run_dir, runner, argv)
+    record.save(run_dir)
+    log.info("run %s: %s %s %s (%s), runner %s", run_dir, target.key, config.scenario.value,
+             config.mode.value, "TEST MODE" if record.test_mode else "valid", runner.name)
+    spec = build_spec(config, target, inputs, run_dir, progress=progress, cache_dir=cache_dir)
+    try:
+        outcome = runner.run(spec, run_dir)
+    except KeyboardInterrupt:
+        _finish(record, run_dir, "interrupted", "interrupted by the user (Ctrl-C)")
+        raise RunInterrupted(f"run interrupted; its logs are kept in {run_dir}") from None
+    except MlperfBertError as e:
+        _finish(record, run_dir, "failed", str(e))
+        raise
+    record.image, record.image_digest = outcome.image, outcome.image_digest
+    harness = HarnessResult.read(run_dir)
+    if harness is not None:
+        record.execution_provider = harness.execution_provider
+        record.engine_settings = dict(harness.engine_settings)
+        record.versions.update(harness.versions)
+    if outcome.interrupted:
+        _finish(record, run_dir, "interrupted", "interrupted by the user (Ctrl-C)")
+        raise RunInterrupted(f"run interrupted; its logs are kept in {run_dir}")
+    if outcome.exit_code != 0:
+        reason = (harness.error if harness and harness.error else None) or outcome.message or (
+            f"the harness exited with code {outcome.exit_code}"
+        )
+        if outcome.oom_killed:
+            reason = "the container was killed for running out of memory; lower --batch-size or give it more memory"
+        _finish(record, run_dir, "failed", reason)
+        err = ModelError if outcome.exit_code == EXIT_BAD_INPUT else RunError
+        raise err(f"{reason.rstrip('.')} (run {run_dir} marked failed; see harness.log there)")
+    if harness is None or harness.execution_provider != target.execution_provider:
+        got = harness.execution_provider if harness else "nothing (no harness_result.json)"
+        reason = (f"the run asked for {target.execution_provider} but {got} ran; a fallback is never a valid result, "
+                  "fix the image or drivers and rerun")
+        _finish(record, run_dir, "failed", reason)
+        raise PreflightError(f"{reason} (run {run_dir} marked failed)")
+    result = RunResult(run_dir=run_dir, record=record)
+    try:
+        _collect(result, inputs)
+    except MlperfBertError as e:
+        _finish(record, run_dir, "failed", str(e))
+        raise
+    _finish(record, run_dir, "succeeded")
+    return result
+
+
+def _collect(result: RunResult, inputs: Inputs) -> None:
+    """Score the accuracy log and read the performance log into the record."""
+    record, run_dir = result.record, result.run_dir
+    if "accuracy" in record.modes:
+        from orchestrator.accuracy import score_run
+
+        report = score_run(run_dir / "accuracy", inputs.features, inputs.dataset, inputs.vocab,
+                           record.model_meta.get("reference_f1"))
+        result.accuracy = report
+        record.results["accuracy"] = _as_dict(report)
+    if "performance" in record.modes:
+        from orchestrator.loadgen_logs import parse_performance
+
+        perf = parse_performance(run_dir / "performance" / "run_1")
+        result.performance = perf
+        record.results["performance"] = _as_dict(perf)
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)  # type: ignore[arg-type]
+    return dict(obj)
+
+
+def prepare_only(config: RunConfig, *, debug: bool = False) -> str:
+    """--dry-run: the command the runner would execute (nothing is run or written).
+    --debug (docker runner): open a shell in the container with everything mounted."""
+    target = get_target(config.backend, config.device)
+    cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
+    inputs = resolve_inputs(config, cache_dir)
+    runner = make_runner(config, target, stream=True, cache_dir=cache_dir)
+    run_dir = (config.output_dir / "<new-run>").resolve()
+    spec = build_spec(config, target, inputs, run_dir, progress=True, cache_dir=cache_dir)
+    if debug:
+        if not hasattr(runner, "debug"):
+            raise ConfigError("--debug opens a shell in the container; use it with --runner docker")
+        return str(runner.debug(spec, config.output_dir))  # type: ignore[attr-defined]
+    return runner.describe(spec, run_dir)

@@ -6,7 +6,7 @@ harness inside a runner receives, with paths as the runner sees them.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -15,41 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from orchestrator.backends import BACKENDS, TARGETS, default_device
 from orchestrator.errors import ConfigError
+from orchestrator.mlperf import ExecutionMode, Mode, Scenario, SutKind
+
+__all__ = ["ExecutionMode", "Mode", "RunConfig", "RunnerKind", "Scenario", "SutKind", "resolve_config"]
 
 
-class Scenario(str, Enum):
-    Offline = "Offline"
-    SingleStream = "SingleStream"
-    MultiStream = "MultiStream"
-    Server = "Server"
-
-
-class Mode(str, Enum):
-    accuracy = "accuracy"
-    performance = "performance"
-    both = "both"
-
-    def modes(self) -> list[str]:
-        return ["accuracy", "performance"] if self is Mode.both else [self.value]
-
-
-class ExecutionMode(str, Enum):
-    test = "test"  # short run: labelled a test-mode result everywhere
-    valid = "valid"  # full MLPerf rules (>= 600 s, all samples)
-
-
-class SutKind(str, Enum):
-    optimized = "optimized"
-    reference = "reference"  # the MLPerf reference behaviour: batch 1, padded to 384
-
-
-class RunnerKind(str, Enum):
+class RunnerKind(StrEnum):
     auto = "auto"  # docker when an engine is reachable and the image exists, else local
     local = "local"
     docker = "docker"
-
-
-SCENARIO_ALIASES = {s.value.lower(): s for s in Scenario}
 
 
 class RunConfig(BaseModel):
@@ -85,8 +59,11 @@ class RunConfig(BaseModel):
     @field_validator("scenario", mode="before")
     @classmethod
     def _scenario_case(cls, v: Any) -> Any:
-        if isinstance(v, str) and v.lower() in SCENARIO_ALIASES:
-            return SCENARIO_ALIASES[v.lower()]
+        if isinstance(v, str) and not isinstance(v, Scenario):
+            try:
+                return Scenario.parse(v)
+            except ValueError:
+                return v  # pydantic names the valid values
         return v
 
     @field_validator("backend")

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from orchestrator.errors import RunError
+from orchestrator.mlperf import Scenario
 
 log = logging.getLogger(__name__)
 
@@ -185,15 +186,15 @@ def summarize(d: DetailLog) -> PerfSummary:
     percentiles = {p.rstrip("0").rstrip("."): float(v) / 1e6 for p, v in pct.items() if v is not None}
     samples_per_second: float | None
     latency: float | None = None
-    if scenario == "Offline":
+    if scenario == Scenario.Offline:
         metric = "samples_per_second"
         samples_per_second = _float(d.get("result_samples_per_second"))
         value = samples_per_second
-    elif scenario == "Server":
+    elif scenario == Scenario.Server:
         metric = "completed_samples_per_second"
         samples_per_second = _float(d.get("result_completed_samples_per_sec"))
         value = samples_per_second
-    elif scenario == "SingleStream":
+    elif scenario == Scenario.SingleStream:
         metric = "p90_latency_ms"
         samples_per_second = _float(d.get("result_qps_with_loadgen_overhead"))
         latency = _ms(pct["90.00"])
@@ -250,10 +251,10 @@ def summarize(d: DetailLog) -> PerfSummary:
 
 # The summary's headline line per scenario, and the PerfSummary field it must agree with.
 _SUMMARY_METRIC: dict[str, tuple[str, str]] = {
-    "Offline": ("Samples per second", "samples_per_second"),
-    "Server": ("Completed samples per second", "samples_per_second"),
-    "SingleStream": ("90.00 percentile latency (ns)", "latency_ms"),
-    "MultiStream": ("99.0th percentile latency (ns)", "latency_ms"),
+    Scenario.Offline: ("Samples per second", "samples_per_second"),
+    Scenario.Server: ("Completed samples per second", "samples_per_second"),
+    Scenario.SingleStream: ("90.00 percentile latency (ns)", "latency_ms"),
+    Scenario.MultiStream: ("99.0th percentile latency (ns)", "latency_ms"),
 }
 
 

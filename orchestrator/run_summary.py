@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.mlperf import Scenario
 from orchestrator.workflows.benchmark import RunResult
 
 TEST_MODE_LABEL = "TEST MODE: a short run, not a valid MLPerf result"
@@ -26,7 +27,7 @@ METRIC_LABELS = {
 def format_performance(perf: Any, scenario: str) -> str:
     template, digits = METRIC_LABELS.get(perf.metric, (perf.metric + " {}", 2))
     parts = [template.format(_fmt(perf.metric_value, digits=digits))]
-    if scenario not in ("Offline", "Server") and perf.samples_per_second is not None:
+    if scenario not in (Scenario.Offline, Scenario.Server) and perf.samples_per_second is not None:
         parts.append(f"{_fmt(perf.samples_per_second)} samples/s")
     lat = perf.latency_percentiles_ms
     pct = ", ".join(f"p{k} {_fmt(lat[k], ' ms')}" for k in ("50", "90", "99") if k in lat)

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator import __version__
 from orchestrator.errors import ConfigError
+from orchestrator.mlperf import Pass
 
 RUN_FILE = "run.json"
 Status = Literal["created", "running", "succeeded", "failed", "interrupted"]
@@ -49,7 +50,7 @@ class RunRecord(BaseModel):
     execution_mode: Literal["test", "valid"]
     test_mode: bool  # a test-mode result is never a valid MLPerf result; say so wherever it appears
     scenario: str
-    modes: list[str]
+    modes: list[Pass]
     target: str
     runner: str
     config: dict[str, Any]

@@ -36,7 +36,7 @@ def make_inputs(rows: int, length: int, seed: int) -> tuple[np.ndarray, np.ndarr
 
 def test_registry_entries() -> None:
     cpu, cuda = TARGETS["pytorch-cpu"], TARGETS["pytorch-cuda"]
-    assert cpu.model_format == cuda.model_format == "hf-checkpoint"
+    assert cpu.model_format == cuda.model_format == "pytorch"
     assert (cpu.execution_provider, cuda.execution_provider) == ("cpu", "cuda:0")
     assert cpu.local_env == "pytorch" and cuda.gpu == "nvidia" and not cuda.verified
     for target in (cpu, cuda):

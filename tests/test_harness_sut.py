@@ -183,7 +183,7 @@ def test_features_file_problems_are_named(tmp_path: Path) -> None:
         load_feature_arrays(junk)
     partial = tmp_path / "partial.npz"
     np.savez(partial, input_ids=np.zeros((2, 384), np.int32))
-    with pytest.raises(DatasetError, match="lacks input_mask, segment_ids, seq_len"):
+    with pytest.raises(DatasetError, match="missing input_mask, segment_ids, seq_len"):
         load_feature_arrays(partial)
     bad = tmp_path / "bad_mask.npz"
     mask = np.zeros((2, 384), np.int8)

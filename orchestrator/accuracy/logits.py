@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.errors import RunError
+from orchestrator.mlperf import SEQ_LEN
 
 log = logging.getLogger(__name__)
 
-MAX_SEQ_LENGTH = 384
 # One token of a response: a float32 start logit and a float32 end logit.
 BYTES_PER_TOKEN = 8
 
@@ -93,9 +93,9 @@ def _decode(data: str, qsl_idx: int, source: str) -> np.ndarray:
             "(float32 start/end pairs); the SUT must answer float32 [seq_len, 2]."
         )
     seq_len = len(payload) // BYTES_PER_TOKEN
-    if seq_len > MAX_SEQ_LENGTH:
+    if seq_len > SEQ_LEN:
         raise RunError(
-            f"{source} holds {seq_len} tokens for qsl_idx {qsl_idx}, more than {MAX_SEQ_LENGTH}; "
+            f"{source} holds {seq_len} tokens for qsl_idx {qsl_idx}, more than {SEQ_LEN}; "
             "the SUT must answer float32 [seq_len, 2] with seq_len <= 384."
         )
     # LoadGen writes the bytes as the SUT gave them: native little-endian float32 on every

@@ -30,7 +30,6 @@ _FLAGGABLE = {"size", "approx_size", "md5", "sha256", "mirrors", "interface", "i
 # The interface of MLPerf's BERT ONNX model (language/bert/bert_tf_to_pytorch.py in mlcommons/inference).
 MLPERF_INPUTS: dict[str, Dtype] = {"input_ids": "int64", "input_mask": "int64", "segment_ids": "int64"}
 MLPERF_OUTPUTS: dict[str, Dtype] = {"output_start_logits": "float32", "output_end_logits": "float32"}
-MLPERF_SEQ_LEN = 384
 
 
 class _Strict(BaseModel):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.assets.catalogue import MLPERF_INTERFACE, MLPERF_SEQ_LEN, Interface
+from orchestrator.assets.catalogue import MLPERF_INTERFACE, Interface
+from orchestrator.mlperf import SEQ_LEN
 
 # onnx.TensorProto.DataType numbers -> our names (only the ones a BERT interface can use).
 _DTYPES = {1: "float32", 6: "int32", 7: "int64", 10: "float16", 11: "float64", 9: "bool", 2: "uint8", 3: "int8"}
@@ -49,7 +50,7 @@ def _check_tensor(role: str, name: str, vi, want_dtype: str, seq_len: int | None
         return problems
     seq = dims[1]
     if isinstance(seq, int):
-        allowed = seq_len or MLPERF_SEQ_LEN
+        allowed = seq_len or SEQ_LEN
         if seq != allowed:
             problems.append(
                 f"{role} {name!r} has a fixed sequence length of {seq}; it must be dynamic or {allowed}")

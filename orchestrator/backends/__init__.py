@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from orchestrator.mlperf import ModelFormat
+
 GpuVendor = Literal["nvidia", "amd"]
 
 
@@ -21,7 +23,7 @@ class Target:
     engine_class: str  # "module:Class", imported only inside the harness
     execution_provider: str  # what the SUT must report having run on
     gpu: GpuVendor | None = None
-    model_format: Literal["onnx", "hf-checkpoint"] = "onnx"
+    model_format: ModelFormat = "onnx"
     # Where the local runner runs the harness: "main" (this environment) or a managed venv name.
     local_env: str = "main"
     verified: bool = True  # False until it has run for real on matching hardware
@@ -98,7 +100,7 @@ TARGETS: dict[str, Target] = {
             device="cpu",
             engine_class="orchestrator.harness.engines.pytorch:PyTorchEngine",
             execution_provider="cpu",  # the torch device the weights are on
-            model_format="hf-checkpoint",
+            model_format="pytorch",
             local_env="pytorch",
         ),
         Target(
@@ -107,7 +109,7 @@ TARGETS: dict[str, Target] = {
             engine_class="orchestrator.harness.engines.pytorch:PyTorchEngine",
             execution_provider="cuda:0",
             gpu="nvidia",
-            model_format="hf-checkpoint",
+            model_format="pytorch",
             local_env="pytorch-cuda",
             verified=False,
             notes="needs an NVIDIA GPU; never run on these machines",

@@ -14,7 +14,6 @@ import logging
 import os
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +25,14 @@ from orchestrator.dataset.squad import parse_examples
 from orchestrator.dataset.tokenizer import BertUncasedTokenizer
 from orchestrator.dataset.vocab import parse_vocab
 from orchestrator.errors import DatasetError
+from orchestrator.features_file import ARRAYS, META, read_npz, unusable
+from orchestrator.mlperf import DOC_STRIDE, MAX_QUERY_LEN, SEQ_LEN
 
 logger = logging.getLogger(__name__)
 
 # Bump whenever the content or layout of the features changes, so old cache files are not reused.
 FEATURES_FORMAT_VERSION = 1
 
-# name -> (dtype, rank); rank-2 arrays are [N, max_seq_length], rank-1 arrays are [N].
-ARRAYS: dict[str, tuple[np.dtype[Any], int]] = {
-    "input_ids": (np.dtype(np.int32), 2),
-    "input_mask": (np.dtype(np.int8), 2),
-    "segment_ids": (np.dtype(np.int8), 2),
-    "example_index": (np.dtype(np.int32), 1),
-    "doc_span_index": (np.dtype(np.int16), 1),
-    "seq_len": (np.dtype(np.int16), 1),
-    "token_to_orig_map": (np.dtype(np.int32), 2),
-    "token_is_max_context": (np.dtype(np.bool_), 2),
-}
 
 
 def build_features(
@@ -50,9 +40,9 @@ def build_features(
     vocab: Path,
     cache_dir: Path,
     *,
-    max_seq_length: int = 384,
-    doc_stride: int = 128,
-    max_query_length: int = 64,
+    max_seq_length: int = SEQ_LEN,
+    doc_stride: int = DOC_STRIDE,
+    max_query_length: int = MAX_QUERY_LEN,
 ) -> Path:
     """Return the cached features file for these inputs, building it first if needed."""
     check_parameters(max_seq_length, doc_stride, max_query_length)
@@ -116,21 +106,11 @@ def load_features(path: Path) -> Features:
     path = Path(path)
 
     def invalid(what: str) -> DatasetError:
-        return DatasetError(
-            f"Features file {path} is not usable ({what}); delete it and build the features again."
-        )
+        return unusable(path, what)
 
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [name for name in (*ARRAYS, "meta") if name not in npz.files]
-            if missing:
-                raise invalid(f"missing {', '.join(missing)}")
-            arrays = {name: npz[name] for name in ARRAYS}
-            meta_array = npz["meta"]
-    except FileNotFoundError:
-        raise DatasetError(f"Features file {path} does not exist; build the features first.") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise invalid(f"cannot be read: {exc}") from None
+    loaded = read_npz(path, [*ARRAYS, META])
+    arrays = {name: loaded[name] for name in ARRAYS}
+    meta_array = loaded[META]
 
     if meta_array.shape != () or meta_array.dtype.kind != "U":
         raise invalid("meta is not a JSON string")

@@ -21,6 +21,7 @@ import numpy as np
 from orchestrator.dataset.squad import Example
 from orchestrator.dataset.tokenizer import BertUncasedTokenizer
 from orchestrator.errors import ConfigError
+from orchestrator.mlperf import DOC_STRIDE, MAX_QUERY_LEN, SEQ_LEN
 
 logger = logging.getLogger(__name__)
 
@@ -119,9 +120,9 @@ def convert_examples_to_features(
     examples: list[Example],
     tokenizer: BertUncasedTokenizer,
     *,
-    max_seq_length: int = 384,
-    doc_stride: int = 128,
-    max_query_length: int = 64,
+    max_seq_length: int = SEQ_LEN,
+    doc_stride: int = DOC_STRIDE,
+    max_query_length: int = MAX_QUERY_LEN,
 ) -> Features:
     """Build every feature of `examples` (in order), as the MLPerf reference does."""
     check_parameters(max_seq_length, doc_stride, max_query_length)

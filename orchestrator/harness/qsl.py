@@ -8,7 +8,6 @@ QSL index i is feature i.
 from __future__ import annotations
 
 import logging
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -16,12 +15,12 @@ from typing import NamedTuple
 import numpy as np
 
 from orchestrator.errors import ConfigError, DatasetError
-from orchestrator.harness.settings import MAX_SEQ_LEN, MLPERF_SAMPLE_COUNT, Mode
+from orchestrator.features_file import MODEL_INPUTS, read_npz
 from orchestrator.harness.spec import HarnessSpec
+from orchestrator.mlperf import DATASET_SIZE, SEQ_LEN, Pass
 
 log = logging.getLogger(__name__)
 
-FEATURE_KEYS = ("input_ids", "input_mask", "segment_ids", "seq_len")
 
 
 @dataclass(frozen=True)
@@ -49,22 +48,7 @@ class Sample(NamedTuple):
 
 def load_feature_arrays(path: Path) -> FeatureArrays:
     """Read and check the model inputs from a features .npz; DatasetError names what is wrong."""
-    if not path.is_file():
-        raise DatasetError(f"The features file {path} does not exist; build it with the dataset step first.")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in FEATURE_KEYS if k not in npz.files]
-            if missing:
-                raise DatasetError(
-                    f"The features file {path} lacks {', '.join(missing)}; rebuild it with the dataset step."
-                )
-            arrays = {k: np.asarray(npz[k]) for k in FEATURE_KEYS}
-    except DatasetError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DatasetError(
-            f"The features file {path} cannot be read ({exc}); rebuild it with the dataset step."
-        ) from exc
+    arrays = read_npz(path, MODEL_INPUTS)
     _check_arrays(path, arrays)
     return FeatureArrays(**arrays)
 
@@ -76,8 +60,8 @@ def _check_arrays(path: Path, a: dict[str, np.ndarray]) -> None:
         )
 
     ids = a["input_ids"]
-    if ids.ndim != 2 or ids.shape[1] != MAX_SEQ_LEN or ids.shape[0] == 0:
-        raise bad(f"input_ids has shape {ids.shape}, expected [N, {MAX_SEQ_LEN}] with N > 0")
+    if ids.ndim != 2 or ids.shape[1] != SEQ_LEN or ids.shape[0] == 0:
+        raise bad(f"input_ids has shape {ids.shape}, expected [N, {SEQ_LEN}] with N > 0")
     for key in ("input_ids", "input_mask", "segment_ids", "seq_len"):
         if not np.issubdtype(a[key].dtype, np.integer):
             raise bad(f"{key} has dtype {a[key].dtype}, expected an integer type")
@@ -87,11 +71,11 @@ def _check_arrays(path: Path, a: dict[str, np.ndarray]) -> None:
     seq_len = a["seq_len"]
     if seq_len.shape != (ids.shape[0],):
         raise bad(f"seq_len has shape {seq_len.shape}, expected ({ids.shape[0]},)")
-    if seq_len.min() < 1 or seq_len.max() > MAX_SEQ_LEN:
-        raise bad(f"seq_len ranges over [{seq_len.min()}, {seq_len.max()}], expected [1, {MAX_SEQ_LEN}]")
+    if seq_len.min() < 1 or seq_len.max() > SEQ_LEN:
+        raise bad(f"seq_len ranges over [{seq_len.min()}, {seq_len.max()}], expected [1, {SEQ_LEN}]")
     # The SUT cuts rows to their real length, so the mask must be seq_len ones followed by zeros.
     mask = a["input_mask"]
-    real = np.arange(MAX_SEQ_LEN)[None, :] < seq_len[:, None]
+    real = np.arange(SEQ_LEN)[None, :] < seq_len[:, None]
     if not np.array_equal(mask != 0, real):
         row = int(np.argmax(np.any((mask != 0) != real, axis=1)))
         raise bad(f"input_mask of feature {row} is not seq_len={int(seq_len[row])} ones followed by zeros")
@@ -110,8 +94,8 @@ def check_counts(spec: HarnessSpec, feature_count: int) -> None:
             f"test_query_count {spec.test_query_count} is larger than the {feature_count} features in "
             f"{spec.features_path}; use at most {feature_count}."
         )
-    if spec.execution_mode == "valid" and feature_count != MLPERF_SAMPLE_COUNT:
-        log.warning("valid mode with %d features (MLPerf expects %d)", feature_count, MLPERF_SAMPLE_COUNT)
+    if spec.execution_mode == "valid" and feature_count != DATASET_SIZE:
+        log.warning("valid mode with %d features (MLPerf expects %d)", feature_count, DATASET_SIZE)
 
 
 class SampleLibrary:
@@ -128,11 +112,11 @@ class SampleLibrary:
         self._handle: object | None = None
 
     @classmethod
-    def for_mode(cls, features: FeatureArrays, spec: HarnessSpec, mode: Mode) -> SampleLibrary:
+    def for_mode(cls, features: FeatureArrays, spec: HarnessSpec, mode: Pass) -> SampleLibrary:
         if mode == "accuracy":
             count = accuracy_sample_count(spec, features.count)
             return cls(features, count, count)
-        return cls(features, features.count, MLPERF_SAMPLE_COUNT)
+        return cls(features, features.count, DATASET_SIZE)
 
     def load_samples(self, indices: list[int]) -> None:
         f = self.features

@@ -36,7 +36,6 @@ from orchestrator.harness.engines.engine import Engine
 from orchestrator.harness.qsl import FeatureArrays, SampleLibrary, check_counts, load_feature_arrays
 from orchestrator.harness.settings import (
     USER_CONF_FILE,
-    Mode,
     build_test_settings,
     expected_samples,
     set_mode,
@@ -53,12 +52,13 @@ from orchestrator.harness.spec import (
     ModeResult,
 )
 from orchestrator.harness.sut import BertSUT
+from orchestrator.mlperf import Pass
 
 log = logging.getLogger(__name__)
 VERBOSITY_ENV = "MLPERF_BERT_VERBOSITY"
 
-MODE_ORDER: tuple[Mode, ...] = ("accuracy", "performance")
-LOG_DIRS: dict[Mode, str] = {"accuracy": "accuracy", "performance": "performance/run_1"}
+MODE_ORDER: tuple[Pass, ...] = ("accuracy", "performance")
+LOG_DIRS: dict[Pass, str] = {"accuracy": "accuracy", "performance": "performance/run_1"}
 # After a SUT failure the remaining samples are answered empty; a short test then ends by itself.
 FAILURE_GRACE_S = 10.0
 _POLL_S = 0.2
@@ -203,7 +203,7 @@ class _RunState:
         engine: Engine,
         features: FeatureArrays,
         settings: Any,  # mlperf_loadgen.TestSettings, its mode already set
-        mode: Mode,
+        mode: Pass,
         run_dir: Path,
     ) -> ModeResult:
         import mlperf_loadgen as lg

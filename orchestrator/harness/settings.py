@@ -13,31 +13,24 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from orchestrator.errors import ConfigError
 from orchestrator.harness.spec import HarnessSpec
+from orchestrator.mlperf import DATASET_SIZE, MIN_DURATION_S, MODEL_NAME, Pass, Scenario
 
 if TYPE_CHECKING:
     import mlperf_loadgen
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "bert"  # not "bert-99": LoadGen's built-in bert rules are keyed on "bert"
-MLPERF_SAMPLE_COUNT = 10_833  # SQuAD v1.1 dev features = bert's performance sample count
-MAX_SEQ_LEN = 384
 USER_CONF_FILE = "user.conf"
 
 # Offline: LoadGen issues max(min_query_count, OFFLINE_SLACK * min_duration_s * target_qps) samples.
 OFFLINE_SLACK = 1.1
-MIN_DURATION_S = 600.0
 MULTISTREAM_SAMPLES_PER_QUERY = 8  # mlperf.conf; a checker rule, so never changed
 # Server test runs without a target_qps spread their arrivals over about this many seconds.
 SERVER_TEST_SPREAD_S = 10.0
-
-Scenario = Literal["Offline", "SingleStream", "MultiStream", "Server"]
-Mode = Literal["accuracy", "performance"]
-
 
 def _fmt(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.6f}".rstrip("0")
@@ -63,17 +56,17 @@ def user_conf_entries(spec: HarnessSpec) -> dict[str, str]:
     n = spec.test_query_count
     entries: dict[str, str] = {}
     if spec.execution_mode == "test":
-        if scenario == "Offline":
+        if scenario == Scenario.Offline:
             if spec.target_qps is not None:
                 log.warning(
                     "target_qps is ignored in an Offline test run: the query holds test_query_count samples"
                 )
             entries["min_query_count"] = str(n)
             entries["target_qps"] = _fmt(offline_test_qps(n))
-        elif scenario == "SingleStream":
+        elif scenario == Scenario.SingleStream:
             entries["min_query_count"] = str(n)
             entries["max_query_count"] = str(n)
-        elif scenario == "MultiStream":
+        elif scenario == Scenario.MultiStream:
             queries = math.ceil(n / MULTISTREAM_SAMPLES_PER_QUERY)
             entries["min_query_count"] = str(queries)
             entries["max_query_count"] = str(queries)
@@ -82,15 +75,15 @@ def user_conf_entries(spec: HarnessSpec) -> dict[str, str]:
             entries["max_query_count"] = str(n)
             entries["target_qps"] = _fmt(server_test_qps(spec))
     elif spec.target_qps is not None:
-        if scenario in ("Offline", "Server"):
+        if scenario in (Scenario.Offline, Scenario.Server):
             entries["target_qps"] = _fmt(spec.target_qps)
         else:
             log.warning("target_qps has no meaning in %s and is not written to user.conf", scenario)
     if spec.target_latency_ms is not None:
-        if scenario == "Offline":
+        if scenario == Scenario.Offline:
             log.warning("target_latency has no meaning in Offline and is not written to user.conf")
         else:
-            if scenario == "Server":
+            if scenario == Scenario.Server:
                 log.warning("target_latency overrides the MLPerf Server bound of 130 ms for bert")
             entries["target_latency"] = _fmt(spec.target_latency_ms)
     return entries
@@ -111,21 +104,21 @@ def write_user_conf(spec: HarnessSpec, run_dir: Path) -> Path:
     return path
 
 
-def expected_samples(spec: HarnessSpec, mode: Mode, accuracy_count: int) -> int | None:
+def expected_samples(spec: HarnessSpec, mode: Pass, accuracy_count: int) -> int | None:
     """How many samples LoadGen will issue in this mode, when that is known in advance (for progress)."""
     if mode == "accuracy":
-        if spec.scenario == "MultiStream":  # the last query is filled up with repeated samples
+        if spec.scenario == Scenario.MultiStream:  # the last query is filled up with repeated samples
             per = MULTISTREAM_SAMPLES_PER_QUERY
             return math.ceil(accuracy_count / per) * per
         return accuracy_count
     if spec.execution_mode == "test":
         n = spec.test_query_count
-        if spec.scenario == "MultiStream":
+        if spec.scenario == Scenario.MultiStream:
             return math.ceil(n / MULTISTREAM_SAMPLES_PER_QUERY) * MULTISTREAM_SAMPLES_PER_QUERY
         return n
-    if spec.scenario == "Offline":
+    if spec.scenario == Scenario.Offline:
         qps = spec.target_qps if spec.target_qps is not None else 1.0
-        return max(MLPERF_SAMPLE_COUNT, int(OFFLINE_SLACK * MIN_DURATION_S * qps))
+        return max(DATASET_SIZE, int(OFFLINE_SLACK * MIN_DURATION_S * qps))
     return None  # duration-bound: depends on the system's speed
 
 
@@ -148,7 +141,7 @@ def build_test_settings(user_conf: Path, scenario: Scenario) -> mlperf_loadgen.T
     return settings
 
 
-def set_mode(settings: mlperf_loadgen.TestSettings, mode: Mode) -> None:
+def set_mode(settings: mlperf_loadgen.TestSettings, mode: Pass) -> None:
     import mlperf_loadgen as lg
 
     settings.mode = lg.TestMode.AccuracyOnly if mode == "accuracy" else lg.TestMode.PerformanceOnly

@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.mlperf import ExecutionMode, Pass, Scenario, SutKind
+
 SPEC_FILE = "harness.json"
 RESULT_FILE = "harness_result.json"
 
@@ -30,13 +32,13 @@ class HarnessSpec(BaseModel):
     target: str  # registry key, e.g. "onnxruntime-cpu"
     engine_class: str  # "module:Class"
     execution_provider: str  # what the target must run on; the harness reports what really ran
-    sut: Literal["optimized", "reference"] = "optimized"
+    sut: SutKind = SutKind.optimized
     model_path: str
     features_path: str  # the features .npz (see orchestrator/dataset)
     run_dir: str
-    scenario: Literal["Offline", "SingleStream", "MultiStream", "Server"]
-    modes: list[Literal["accuracy", "performance"]]
-    execution_mode: Literal["test", "valid"] = "test"
+    scenario: Scenario
+    modes: list[Pass]
+    execution_mode: ExecutionMode = ExecutionMode.test
     test_query_count: int = Field(default=100, ge=1)
     batch_size: int = Field(default=16, ge=1)
     threads: int | None = None
@@ -58,7 +60,7 @@ class HarnessSpec(BaseModel):
 class ModeResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    mode: Literal["accuracy", "performance"]
+    mode: Pass
     log_dir: str  # relative to run_dir: "accuracy" or "performance/run_1"
     samples_issued: int
     wall_seconds: float

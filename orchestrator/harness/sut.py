@@ -34,7 +34,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
@@ -42,15 +41,15 @@ from orchestrator.errors import ConfigError, RunError
 from orchestrator.harness.cpu import pinned_thread, worker_cpu_sets
 from orchestrator.harness.engines.engine import Engine
 from orchestrator.harness.qsl import SampleLibrary
-from orchestrator.harness.settings import MAX_SEQ_LEN, MULTISTREAM_SAMPLES_PER_QUERY, Scenario
+from orchestrator.harness.settings import MULTISTREAM_SAMPLES_PER_QUERY
+from orchestrator.mlperf import SEQ_LEN, SERVER_TARGET_LATENCY_MS, Scenario, SutKind
 
 log = logging.getLogger(__name__)
 
-SutKind = Literal["optimized", "reference"]
 Item = tuple[int, int]  # (LoadGen response id, QSL index)
 
 # MLPerf's Server latency bound for bert (mlperf.conf); a run's target_latency overrides it.
-SERVER_LATENCY_BOUND_S = 0.130
+SERVER_LATENCY_BOUND_S = SERVER_TARGET_LATENCY_MS / 1000
 # The share of the bound a sample may spend waiting for its batch plus running: the rest is headroom for
 # the 99th percentile (queueing behind a running batch, estimate errors).
 SERVER_LATENCY_BUDGET = 0.5
@@ -132,7 +131,7 @@ class BertSUT:
         qsl: SampleLibrary,
         *,
         scenario: Scenario,
-        kind: SutKind = "optimized",
+        kind: SutKind = SutKind.optimized,
         batch_size: int = 16,
         on_complete: Callable[[int], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
@@ -146,19 +145,19 @@ class BertSUT:
         engine_max = engine.max_batch()
         if kind == "reference":
             self.batch_size = 1
-        elif scenario == "MultiStream":
+        elif scenario == Scenario.MultiStream:
             self.batch_size = engine_max or MULTISTREAM_SAMPLES_PER_QUERY  # grows to the query (see _plan)
-        elif scenario == "SingleStream":
+        elif scenario == Scenario.SingleStream:
             self.batch_size = 1  # one sample per query: nothing to batch
         else:
             self.batch_size = max(1, min(batch_size, engine_max or batch_size))
         self._engine_max = engine_max
         buckets = engine.seq_buckets()
         self.buckets = sorted(buckets) if buckets else None
-        if self.buckets and self.buckets[-1] < MAX_SEQ_LEN:
+        if self.buckets and self.buckets[-1] < SEQ_LEN:
             raise ConfigError(
-                f"The engine's largest sequence bucket is {self.buckets[-1]}, below {MAX_SEQ_LEN}; "
-                f"build it with a {MAX_SEQ_LEN} bucket."
+                f"The engine's largest sequence bucket is {self.buckets[-1]}, below {SEQ_LEN}; "
+                f"build it with a {SEQ_LEN} bucket."
             )
         # The features stay in memory for the whole run (see qsl.py): gather rows straight from them.
         f = qsl.features
@@ -166,10 +165,10 @@ class BertSUT:
         self._seq_len = np.asarray(f.seq_len, dtype=np.int64)
         # One engine instance per worker; engines without instances have one.
         self.instances = max(1, int(getattr(engine, "instance_count", 1) or 1))
-        if scenario in ("SingleStream", "MultiStream") or kind == "reference":
+        if scenario in (Scenario.SingleStream, Scenario.MultiStream) or kind == "reference":
             self.instances = 1  # one query at a time: a second instance would idle
         self._pass_instance = self.instances > 1
-        full = pick_length(MAX_SEQ_LEN, self.buckets)
+        full = pick_length(SEQ_LEN, self.buckets)
         self._workers = [_Worker(i, self.batch_size, full) for i in range(self.instances)]
         # Several engine instances: each worker thread on its own cores (None: not pinned).
         self.worker_cpus = worker_cpu_sets(self.instances) if pin_workers and self.instances > 1 else None
@@ -216,7 +215,7 @@ class BertSUT:
         import mlperf_loadgen as lg
 
         self.warm_up()
-        if self.scenario == "Server":
+        if self.scenario == Scenario.Server:
             self._queue = queue.Queue()
             for worker in self._workers:
                 t = threading.Thread(target=self._serve, args=(worker,), name=f"sut-server-{worker.instance}",
@@ -301,7 +300,7 @@ class BertSUT:
         if self.kind == "reference":
             return [np.array([i]) for i in range(n)]
         limit = self.batch_size
-        if self.scenario == "MultiStream":
+        if self.scenario == Scenario.MultiStream:
             limit = min(n, self._engine_max or n)
         return order_batches(self._seq_len[indices], max(1, limit), sort=True)
 
@@ -383,9 +382,9 @@ class BertSUT:
         (384 for every sample) instead of each sample's own (None)."""
         rows = int(indices.shape[0])
         reference = self.kind == "reference"
-        needed = MAX_SEQ_LEN if reference else int(lengths.max())
+        needed = SEQ_LEN if reference else int(lengths.max())
         width = pick_length(needed, self.buckets)
-        cols = min(width, MAX_SEQ_LEN)
+        cols = min(width, SEQ_LEN)
         worker.ensure(rows, width)
         ids, mask, seg = (buf[: rows * width].reshape(rows, width) for buf in worker.inputs)
         ids[:, :cols] = self._ids[indices, :cols]
@@ -408,7 +407,7 @@ class BertSUT:
         out = worker.responses[: rows * width * 2].reshape(rows, width, 2)
         out[:, :, 0] = start
         out[:, :, 1] = end
-        return width, (MAX_SEQ_LEN if reference else None)
+        return width, (SEQ_LEN if reference else None)
 
     def answers(self, indices: Sequence[int]) -> list[np.ndarray]:
         """Run one batch of QSL indices on the first worker, without LoadGen; a copy of each sample's answer

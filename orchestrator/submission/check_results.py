@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from orchestrator.mlperf import DATASET_SIZE, PERFORMANCE_SAMPLE_COUNT
 from orchestrator.submission.accuracy_files import (
     is_truncated_form,
     parse_accuracy_line,
@@ -28,7 +29,6 @@ from orchestrator.submission.rules import (
     ACCURACY_LOG,
     ACCURACY_TARGET_F1,
     ACCURACY_TXT,
-    DATASET_SIZE,
     DETAIL_LOG,
     EARLY_STOPPING_SCENARIOS,
     MAX_ACCURACY_LOG_BYTES,
@@ -38,7 +38,6 @@ from orchestrator.submission.rules import (
     OFFLINE_MIN_SAMPLES_PER_QUERY,
     PERF_FILES,
     PERF_OPTIONAL,
-    PERFORMANCE_SAMPLE_COUNT,
     README,
     SEEDS,
     SHA256_RE,

@@ -8,11 +8,11 @@ from __future__ import annotations
 import shlex
 from typing import TYPE_CHECKING
 
+from orchestrator.mlperf import DATASET_SIZE
 from orchestrator.submission.accuracy_files import parse_accuracy_line
 from orchestrator.submission.mllog import read_detail_log, result_metric
 from orchestrator.submission.rules import (
     ACCURACY_TXT,
-    DATASET_SIZE,
     DEMO_MODEL_LABEL,
     DETAIL_LOG,
     TEST_MODE_LABEL,

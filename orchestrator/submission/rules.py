@@ -10,11 +10,13 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from orchestrator.mlperf import DATASET_SIZE, REFERENCE_F1, Scenario
+
 VERSIONS: Final = ("v6.1", "v6.0", "v5.1", "v5.0")
 DEFAULT_VERSION: Final = "v6.1"
 DIVISIONS: Final = ("open", "closed", "network")
 SUBMITTABLE_DIVISIONS: Final = ("open", "closed")
-SCENARIOS: Final = ("Offline", "SingleStream", "MultiStream", "Server")
+SCENARIOS: Final = tuple(s.value for s in Scenario)
 MLPERF_MODELS: Final = ("bert-99", "bert-99.9")
 
 # LoadGen RNG seeds per round. The checker compares the effective_*_rng_seed of every performance log.
@@ -37,30 +39,27 @@ def is_v6(version: str) -> bool:
 
 
 # Benchmark constants (bert-99 / bert-99.9 are the same task with two accuracy targets).
-DATASET_SIZE: Final = 10833  # features of the SQuAD v1.1 dev set = QSL size = accuracy sample count
-PERFORMANCE_SAMPLE_COUNT: Final = 10833
-OFFLINE_MIN_SAMPLES_PER_QUERY: Final = 10833  # closed division only in the v6 checker
+OFFLINE_MIN_SAMPLES_PER_QUERY: Final = DATASET_SIZE  # closed division only in the v6 checker
 MIN_DURATION_MS: Final = 600_000
-REFERENCE_F1: Final = 90.874
 ACCURACY_TARGET_F1: Final = {"bert-99": REFERENCE_F1 * 0.99, "bert-99.9": REFERENCE_F1 * 0.999}
-MIN_QUERY_COUNT: Final = {"Offline": 1}  # SingleStream/Server/MultiStream use early stopping instead
-EARLY_STOPPING_SCENARIOS: Final = ("SingleStream", "MultiStream", "Server")
+MIN_QUERY_COUNT: Final[dict[str, int]] = {Scenario.Offline: 1}  # SingleStream/Server/MultiStream use early stopping instead
+EARLY_STOPPING_SCENARIOS: Final = (Scenario.SingleStream, Scenario.MultiStream, Scenario.Server)
 # LoadGen 6.0.17 logs early_stopping_met=false below this many SingleStream queries (measured: 63 no, 64 yes),
 # and the v6 checker rejects such a result in every division.
 SINGLESTREAM_MIN_QUERIES: Final = 64
 # Since v5.0 bert is an edge benchmark: these are the closed division's required scenarios, and an edge
 # system may not submit any other scenario for it in the closed division.
-CLOSED_REQUIRED_SCENARIOS: Final = ("SingleStream", "Offline")
+CLOSED_REQUIRED_SCENARIOS: Final = (Scenario.SingleStream, Scenario.Offline)
 SYSTEM_TYPES_WITH_EDGE: Final = ("edge", "datacenter,edge", "edge,datacenter")
 SYSTEM_TYPES: Final = ("datacenter", *SYSTEM_TYPES_WITH_EDGE)
 STATUSES: Final = ("available", "preview", "rdi")
 
 # Result metric per scenario: detail-log key, divisor to reach the unit, unit (as in summary.csv).
 RESULT_METRIC: Final[dict[str, tuple[str, float, str]]] = {
-    "Offline": ("result_samples_per_second", 1.0, "Samples/s"),
-    "SingleStream": ("early_stopping_latency_ss", 1e6, "Latency (ms)"),
-    "MultiStream": ("early_stopping_latency_ms", 1e6, "Latency (ms)"),
-    "Server": ("result_completed_samples_per_sec", 1.0, "Queries/s"),
+    Scenario.Offline: ("result_samples_per_second", 1.0, "Samples/s"),
+    Scenario.SingleStream: ("early_stopping_latency_ss", 1e6, "Latency (ms)"),
+    Scenario.MultiStream: ("early_stopping_latency_ms", 1e6, "Latency (ms)"),
+    Scenario.Server: ("result_completed_samples_per_sec", 1.0, "Queries/s"),
 }
 
 # File names.

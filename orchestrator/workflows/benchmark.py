@@ -31,6 +31,7 @@ from orchestrator.errors import (
     RunInterrupted,
 )
 from orchestrator.harness.spec import EXIT_BAD_INPUT, HarnessResult, HarnessSpec
+from orchestrator.mlperf import Scenario
 from orchestrator.paths import REPO_ROOT, default_cache_dir
 from orchestrator.runners.host_checks import check_host
 from orchestrator.runners.local import LocalRunner
@@ -71,7 +72,7 @@ def resolve_inputs(config: RunConfig, cache_dir: Path) -> Inputs:
     from orchestrator.assets import resolve_dataset, resolve_model, resolve_vocab
 
     target = get_target(config.backend, config.device)
-    if target.model_format == "hf-checkpoint" and config.model_path is None:
+    if target.model_format == "pytorch" and config.model_path is None:
         raise ConfigError(
             f"{target.key} runs a Hugging Face checkpoint directory; pass --model-path DIR (config.json + "
             "model.safetensors), e.g. the demo's demo-minilm-l6-squad-hf"
@@ -195,7 +196,7 @@ def build_spec(config: RunConfig, target: Target, inputs: Inputs, run_dir: Path,
     if config.sut is SutKind.reference:
         for key, value in target.reference_options:
             engine_options.setdefault(key, value)
-    elif config.scenario.value == "Offline":
+    elif config.scenario is Scenario.Offline:
         for key, value in target.offline_options:
             engine_options.setdefault(key, value)
     if target.cache_option and cache_dir is not None and target.cache_option not in engine_options:
@@ -206,13 +207,13 @@ def build_spec(config: RunConfig, target: Target, inputs: Inputs, run_dir: Path,
         target=target.key,
         engine_class=target.engine_class,
         execution_provider=target.execution_provider,
-        sut=config.sut.value,
+        sut=config.sut,
         model_path=str(inputs.model.path) if _is_stub(inputs.model) else str(Path(inputs.model.path).resolve()),
         features_path=str(inputs.features.resolve()),
         run_dir=str(run_dir.resolve()),
-        scenario=config.scenario.value,
-        modes=config.mode.modes(),  # type: ignore[arg-type]
-        execution_mode=config.execution_mode.value,
+        scenario=config.scenario,
+        modes=config.mode.modes(),
+        execution_mode=config.execution_mode,
         test_query_count=config.test_query_count,
         batch_size=effective_batch_size(config, target),
         threads=config.threads,

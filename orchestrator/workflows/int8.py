@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import ModelError, RunError
-from orchestrator.harness.settings import MLPERF_SAMPLE_COUNT
+from orchestrator.mlperf import DATASET_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ def make_int8_variant(model_path: Path, *, cache_dir: Path, output_dir: Path, sa
     model_path = Path(model_path).resolve()
     if not model_path.is_file():
         raise ModelError(f"the fp32 model {model_path} does not exist; pass an existing ONNX file with --model-path")
-    wanted = samples if samples is not None else MLPERF_SAMPLE_COUNT
+    wanted = samples if samples is not None else DATASET_SIZE
     fp32_result: tuple[Any, Any] | None = None
     variant: Int8Variant | None = None
     for recipe in recipes:
@@ -254,7 +254,7 @@ def check_at_batch(variant: Int8Variant, model_path: Path, batch_size: int, *, c
     if batch_size == first.batch_size:
         return first
     directory = variant.path.parent
-    wanted = samples if samples is not None else MLPERF_SAMPLE_COUNT
+    wanted = samples if samples is not None else DATASET_SIZE
     check = read_check(directory, batch_size)
     if not _usable(check, variant.path, wanted, batch_size):
         check = check_accuracy(Path(model_path).resolve(), variant.path, samples=samples, output_dir=output_dir,

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 # RunConfig field -> `mlperf-bert run` flag, for the commands recorded in run.json and the .run artifact.
 FLAG_OF = {"dataset_path": "--dataset", "vocab_path": "--vocab"}
-DEFAULT_SCENARIOS = ("Offline", "SingleStream")  # what an edge (bert) submission needs
+DEFAULT_SCENARIOS = (Scenario.Offline, Scenario.SingleStream)  # what an edge (bert) submission needs
 
 
 def run_command(cli: dict[str, Any], config_file: Path | None, scenario: str) -> list[str]:

@@ -30,6 +30,7 @@ import yaml
 
 from orchestrator.config import RunConfig
 from orchestrator.errors import ConfigError, MlperfBertError, RunError
+from orchestrator.mlperf import Scenario
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ def tune(request: TuneRequest) -> TuneResult:
         raise ConfigError("batch sizes must be whole numbers >= 1; pass e.g. --batch-sizes 1,4,16,64")
     if request.samples < 1:
         raise ConfigError("--samples must be at least 1; pass e.g. 512")
-    if base.scenario.value == "SingleStream" and len(request.batch_sizes) > 1:
+    if base.scenario is Scenario.SingleStream and len(request.batch_sizes) > 1:
         log.warning("SingleStream runs one sample at a time: the batch size changes nothing there")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     directory = Path(base.output_dir) / f"tune-{stamp}-{base.scenario.value}"
@@ -205,14 +206,14 @@ def find_performance(base: RunConfig, best: Trial, request: TuneRequest, trials_
     scenario = base.scenario.value
     rate = best.samples_per_second or 1.0
     samples = request.performance_samples or max(request.samples, int(math.ceil(rate * 20)))
-    if scenario == "Server":
+    if scenario == Scenario.Server:
         return _find_server_qps(base, best, request, trials_dir, rate, samples)
     short = run_trial(base, batch_size=best.batch_size, threads=best.threads, instances=best.instances,
                       samples=samples, output_dir=trials_dir)
     if not short.ok:
         raise RunError(f"the find-performance run failed: {short.error}")
     outcome: dict[str, Any] = {"scenario": scenario, "short_run": asdict(short)}
-    if scenario == "Offline":
+    if scenario == Scenario.Offline:
         outcome["target_qps"] = round((short.samples_per_second or 0.0) * request.margin, 3)
         outcome["expected_valid_run_s"] = round(1.1 * 600 * request.margin, 1)
     else:  # SingleStream / MultiStream: LoadGen sizes the run from the expected latency
@@ -231,7 +232,7 @@ def _find_server_qps(base: RunConfig, best: Trial, request: TuneRequest, trials_
         met = _constraints_met(trial)
         tries.append({"target_qps": round(qps, 3), "constraints_met": met, **asdict(trial)})
         if met:
-            return {"scenario": "Server", "target_qps": round(qps, 3), "tries": tries}
+            return {"scenario": Scenario.Server, "target_qps": round(qps, 3), "tries": tries}
         qps *= SERVER_STEP
     raise RunError(f"no Server rate down to {qps / SERVER_STEP:.2f} qps kept the latency bound in a short run; "
                    "check the system's load or tune a smaller batch size")

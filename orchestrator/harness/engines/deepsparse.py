@@ -36,12 +36,12 @@ import numpy as np
 
 from orchestrator.errors import ConfigError, ModelError, PreflightError, first_line
 from orchestrator.harness.engines.engine import Engine
+from orchestrator.mlperf import SEQ_LEN
 
 log = logging.getLogger(__name__)
 
 PROVIDER = "DeepSparseEngine"
 DEFAULT_BUCKETS = (64, 128, 192, 256, 384)
-MAX_SEQ_LEN = 384
 ZOO_PREFIX = "zoo:"
 INPUTS = ("input_ids", "input_mask", "segment_ids")
 OUTPUTS = ("output_start_logits", "output_end_logits")
@@ -62,10 +62,10 @@ def parse_buckets(text: str | None) -> list[int]:
             f"The deepsparse option buckets={text!r} is not a comma-separated list of lengths; "
             "write e.g. buckets=128,256,384."
         ) from None
-    if not buckets or buckets[0] < 1 or buckets[-1] != MAX_SEQ_LEN:
+    if not buckets or buckets[0] < 1 or buckets[-1] != SEQ_LEN:
         raise ConfigError(
-            f"The deepsparse option buckets={text!r} must be positive lengths ending with {MAX_SEQ_LEN}; "
-            f"write e.g. buckets=128,256,{MAX_SEQ_LEN}."
+            f"The deepsparse option buckets={text!r} must be positive lengths ending with {SEQ_LEN}; "
+            f"write e.g. buckets=128,256,{SEQ_LEN}."
         )
     return buckets
 

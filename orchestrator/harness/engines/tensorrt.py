@@ -39,13 +39,13 @@ import numpy as np
 
 from orchestrator.errors import ConfigError, ModelError, PreflightError, RunError
 from orchestrator.harness.engines.engine import Engine
+from orchestrator.mlperf import SEQ_LEN
 
 log = logging.getLogger(__name__)
 
 INPUTS = ("input_ids", "input_mask", "segment_ids")
 OUTPUTS = ("output_start_logits", "output_end_logits")
 PRECISIONS = ("fp32", "fp16", "int8")
-MAX_SEQ_LEN = 384
 DEFAULT_OPT_SEQ_LEN = 256  # the dev set's 90th percentile is 272 tokens, its median 164
 
 Shape = tuple[int, int]
@@ -57,7 +57,7 @@ class TensorRTSettings:
     max_batch: int = 16
     min_seq_len: int = 1
     opt_seq_len: int = DEFAULT_OPT_SEQ_LEN
-    max_seq_len: int = MAX_SEQ_LEN
+    max_seq_len: int = SEQ_LEN
     workspace_mb: int = 4096
     builder_optimization_level: int = 3
     device: int = 0
@@ -85,7 +85,7 @@ class TensorRTSettings:
         precision = options.get("precision", "fp16").lower()
         if precision not in PRECISIONS:
             raise ConfigError(f"TensorRT precision {precision!r} is not supported; choose one of {', '.join(PRECISIONS)}")
-        max_seq = integer("max_seq_len", MAX_SEQ_LEN)
+        max_seq = integer("max_seq_len", SEQ_LEN)
         settings = cls(
             precision=precision,
             max_batch=batch_size,
@@ -110,7 +110,7 @@ class TensorRTSettings:
 
 
 def profile_shapes(
-    max_batch: int, *, min_seq: int = 1, opt_seq: int = DEFAULT_OPT_SEQ_LEN, max_seq: int = MAX_SEQ_LEN
+    max_batch: int, *, min_seq: int = 1, opt_seq: int = DEFAULT_OPT_SEQ_LEN, max_seq: int = SEQ_LEN
 ) -> dict[str, tuple[Shape, Shape, Shape]]:
     """(min, opt, max) [batch, seq] shapes of each input for the one optimization profile."""
     if max_batch < 1:
@@ -375,7 +375,7 @@ class TensorRTEngine(Engine):
 
     def seq_buckets(self) -> list[int] | None:
         # Any length in the profile runs as it is; only shorter than min_seq_len needs padding up.
-        if self.profile_settings.min_seq_len == 1 and self.profile_settings.max_seq_len >= MAX_SEQ_LEN:
+        if self.profile_settings.min_seq_len == 1 and self.profile_settings.max_seq_len >= SEQ_LEN:
             return None
         return list(range(self.profile_settings.min_seq_len, self.profile_settings.max_seq_len + 1))
 

@@ -6,6 +6,7 @@ harness inside a runner receives, with paths as the runner sees them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,44 @@ class RunConfig(BaseModel):
         return f"{self.backend}-{self.resolved_device}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class RunOverrides:
+    """The run options a user gave explicitly (None: not given), field for field a RunConfig.
+
+    `resolve_config` lays them over the --config file, which lies over the defaults. Values are checked
+    there, once, by RunConfig (so a bad one is a ConfigError naming the option).
+    """
+
+    backend: str | None = None
+    device: str | None = None
+    scenario: Scenario | None = None
+    mode: Mode | None = None
+    execution_mode: ExecutionMode | None = None
+    test_query_count: int | None = None
+    batch_size: int | None = None
+    threads: int | None = None
+    sut: SutKind | None = None
+    model: str | None = None
+    model_path: Path | None = None
+    dataset_path: Path | None = None
+    vocab_path: Path | None = None
+    target_qps: float | None = None
+    target_latency_ms: float | None = None
+    runner: RunnerKind | None = None
+    output_dir: Path | None = None
+    cache_dir: Path | None = None
+    image: str | None = None
+    shm_size: str | None = None
+    cpuset_cpus: str | None = None
+    memory: str | None = None
+    gpus: str | None = None
+    engine_options: dict[str, str] | None = None
+
+    def given(self) -> dict[str, Any]:
+        """The options given, by RunConfig field name."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"]) or "config"
@@ -139,10 +178,10 @@ def load_config_file(path: Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def resolve_config(cli: dict[str, Any], config_file: Path | None = None) -> RunConfig:
-    """CLI values that are not None override the file, which overrides the defaults."""
+def resolve_config(overrides: RunOverrides | None = None, config_file: Path | None = None) -> RunConfig:
+    """The options given override the file, which overrides the defaults."""
     merged: dict[str, Any] = load_config_file(config_file) if config_file else {}
-    merged.update({k: v for k, v in cli.items() if v is not None})
+    merged.update(overrides.given() if overrides is not None else {})
     try:
         return RunConfig(**merged)
     except ValidationError as e:

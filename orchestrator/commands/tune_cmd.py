@@ -30,8 +30,8 @@ from orchestrator.commands.run_options import (
 from orchestrator.config import RunOverrides, resolve_config
 from orchestrator.errors import ConfigError
 from orchestrator.paths import default_cache_dir
-from orchestrator.workflows.benchmark import effective_batch_size
 from orchestrator.workflows import int8 as int8_checks
+from orchestrator.workflows.benchmark import effective_batch_size
 from orchestrator.workflows.tuning import Trial, TuneRequest, markdown_table, tune
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,9 @@ def _int_list(text: str, what: str) -> list[int]:
 
 def command(
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes to try.")] = "1,2,4,8,16,32,64",
-    threads: Annotated[str | None, typer.Option(help="Comma-separated intra-op thread counts (default: the engine's choice).")] = None,
+    # A sweep of run's --threads: the same flag, a list of values (not the RunConfig field itself).
+    thread_counts: Annotated[str | None, typer.Option(
+        "--threads", help="Comma-separated intra-op thread counts (default: the engine's choice).")] = None,
     instances: Annotated[str | None, typer.Option(help="Comma-separated engine instance counts (onnxruntime).")] = None,
     samples: Annotated[int, typer.Option(min=1, help="Samples per trial (short test-mode performance runs).")] = 512,
     scenario: ScenarioOption = None,
@@ -81,7 +83,7 @@ def command(
     """
     overrides = RunOverrides(scenario=scenario, backend=backend, device=device, model=model, model_path=model_path,
                              sut=sut, runner=runner, output_dir=output_dir, cache_dir=cache_dir)
-    _tune(overrides, config, batch_sizes=batch_sizes, threads=threads, instances=instances, samples=samples,
+    _tune(overrides, config, batch_sizes=batch_sizes, threads=thread_counts, instances=instances, samples=samples,
           find_performance=find_performance, performance_samples=performance_samples, int8=int8,
           int8_check_samples=int8_check_samples, plot=plot, as_json=as_json)
 

@@ -10,9 +10,9 @@ This module only gathers the public entry points; each lives in its use-case mod
 
 from __future__ import annotations
 
-from orchestrator.config import RunConfig
+from orchestrator.config import RunConfig, RunOverrides
 from orchestrator.workflows.benchmark import RunResult, prepare_only, run_benchmark
 from orchestrator.workflows.submission_run import run_and_submit
 from orchestrator.workflows.tuning import TuneRequest, TuneResult, tune
 
-__all__ = ["RunConfig", "RunResult", "TuneRequest", "TuneResult", "prepare_only", "run_and_submit", "run_benchmark", "tune"]
+__all__ = ["RunConfig", "RunOverrides", "RunResult", "TuneRequest", "TuneResult", "prepare_only", "run_and_submit", "run_benchmark", "tune"]

@@ -6,7 +6,8 @@ harness inside a runner receives, with paths as the runner sees them.
 
 from __future__ import annotations
 
-from enum import StrEnum
+from dataclasses import dataclass, fields
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,10 @@ from orchestrator.backends import BACKENDS, TARGETS, default_device
 from orchestrator.errors import ConfigError
 from orchestrator.mlperf import ExecutionMode, Mode, Scenario, SutKind
 
-__all__ = ["ExecutionMode", "Mode", "RunConfig", "RunnerKind", "Scenario", "SutKind", "resolve_config"]
+__all__ = [
+    "CONFIG_FLAG", "RUN_FLAGS", "ExecutionMode", "Mode", "RunConfig", "RunOverrides", "RunnerKind", "Scenario", "SutKind",
+    "resolve_config", "run_flags",
+]
 
 
 class RunnerKind(StrEnum):
@@ -92,6 +96,44 @@ class RunConfig(BaseModel):
         return f"{self.backend}-{self.resolved_device}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class RunOverrides:
+    """The run options a user gave explicitly (None: not given), field for field a RunConfig.
+
+    `resolve_config` lays them over the --config file, which lies over the defaults. Values are checked
+    there, once, by RunConfig (so a bad one is a ConfigError naming the option).
+    """
+
+    backend: str | None = None
+    device: str | None = None
+    scenario: Scenario | None = None
+    mode: Mode | None = None
+    execution_mode: ExecutionMode | None = None
+    test_query_count: int | None = None
+    batch_size: int | None = None
+    threads: int | None = None
+    sut: SutKind | None = None
+    model: str | None = None
+    model_path: Path | None = None
+    dataset_path: Path | None = None
+    vocab_path: Path | None = None
+    target_qps: float | None = None
+    target_latency_ms: float | None = None
+    runner: RunnerKind | None = None
+    output_dir: Path | None = None
+    cache_dir: Path | None = None
+    image: str | None = None
+    shm_size: str | None = None
+    cpuset_cpus: str | None = None
+    memory: str | None = None
+    gpus: str | None = None
+    engine_options: dict[str, str] | None = None
+
+    def given(self) -> dict[str, Any]:
+        """The options given, by RunConfig field name."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"]) or "config"
@@ -116,11 +158,53 @@ def load_config_file(path: Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def resolve_config(cli: dict[str, Any], config_file: Path | None = None) -> RunConfig:
-    """CLI values that are not None override the file, which overrides the defaults."""
+def resolve_config(overrides: RunOverrides | None = None, config_file: Path | None = None) -> RunConfig:
+    """The options given override the file, which overrides the defaults."""
     merged: dict[str, Any] = load_config_file(config_file) if config_file else {}
-    merged.update({k: v for k, v in cli.items() if v is not None})
+    merged.update(overrides.given() if overrides is not None else {})
     try:
         return RunConfig(**merged)
     except ValidationError as e:
         raise ConfigError(_first_error(e)) from None
+
+
+# RunConfig field -> its `mlperf-bert run` flag: the one table of run option names.
+RUN_FLAGS: dict[str, str] = {
+    "backend": "--backend",
+    "device": "--device",
+    "scenario": "--scenario",
+    "mode": "--mode",
+    "execution_mode": "--execution-mode",
+    "test_query_count": "--test-query-count",
+    "batch_size": "--batch-size",
+    "threads": "--threads",
+    "sut": "--sut",
+    "model": "--model",
+    "model_path": "--model-path",
+    "dataset_path": "--dataset",
+    "vocab_path": "--vocab",
+    "target_qps": "--target-qps",
+    "target_latency_ms": "--target-latency-ms",
+    "runner": "--runner",
+    "image": "--image",
+    "shm_size": "--shm-size",
+    "cpuset_cpus": "--cpuset-cpus",
+    "memory": "--memory",
+    "gpus": "--gpus",
+    "engine_options": "--engine-option",
+    "output_dir": "--output-dir",
+    "cache_dir": "--cache-dir",
+}
+CONFIG_FLAG = "--config"
+
+
+def run_flags(overrides: RunOverrides) -> list[str]:
+    """The `mlperf-bert run` flags that give these overrides back."""
+    argv: list[str] = []
+    for field, value in overrides.given().items():
+        flag = RUN_FLAGS[field]
+        if isinstance(value, dict):
+            argv += [part for key, item in value.items() for part in (flag, f"{key}={item}")]
+        else:
+            argv += [flag, str(value.value if isinstance(value, Enum) else value)]
+    return argv

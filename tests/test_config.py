@@ -1,9 +1,11 @@
+import dataclasses
+import typing
 from pathlib import Path
 
 import pytest
 
 from orchestrator.backends import TARGETS, get_target
-from orchestrator.config import Mode, RunConfig, Scenario, resolve_config
+from orchestrator.config import Mode, RunConfig, RunOverrides, Scenario, resolve_config
 from orchestrator.errors import ConfigError
 
 
@@ -31,14 +33,30 @@ def test_unknown_key_rejected_with_one_sentence(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("scenarioo: Offline\n")
     with pytest.raises(ConfigError, match="unknown option 'scenarioo'"):
-        resolve_config({}, f)
+        resolve_config(None, f)
 
 
 def test_cli_overrides_file_overrides_defaults(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
-    f.write_text("scenario: Server\nbatch-size: 8\n")
-    cfg = resolve_config({"batch_size": 32, "threads": None}, f)
-    assert cfg.scenario is Scenario.Server and cfg.batch_size == 32 and cfg.threads is None
+    f.write_text("scenario: Server\nbatch-size: 8\nthreads: 3\n")
+    cfg = resolve_config(RunOverrides(batch_size=32, threads=None), f)
+    assert cfg.scenario is Scenario.Server and cfg.batch_size == 32 and cfg.threads == 3
+    assert cfg.mode is Mode.both  # neither given nor in the file: the default
+
+
+def test_overrides_are_run_config_fields_all_optional() -> None:
+    """Field for field a RunConfig, each the same type or None, so every option can be given or left out."""
+    hints = typing.get_type_hints(RunOverrides)
+    assert list(hints) == list(RunConfig.model_fields)
+    for name, info in RunConfig.model_fields.items():
+        assert hints[name] == info.annotation | None, name
+        assert getattr(RunOverrides(), name) is None
+    assert RunOverrides(scenario=Scenario.Server, test_query_count=5).given() == {
+        "scenario": Scenario.Server, "test_query_count": 5}
+    with pytest.raises(TypeError):
+        RunOverrides(scenarioo=Scenario.Server)  # type: ignore[call-arg]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RunOverrides().backend = "x"  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
@@ -52,21 +70,31 @@ def test_cli_overrides_file_overrides_defaults(tmp_path: Path) -> None:
     ],
 )
 def test_bad_values_name_the_option(values: dict, message: str) -> None:
+    """Values are checked once, by RunConfig, whether given (API callers may pass strings) or from a file."""
     with pytest.raises(ConfigError, match=message):
-        resolve_config(values)
+        resolve_config(RunOverrides(**values))
 
 
-def test_scenario_is_case_insensitive() -> None:
-    assert resolve_config({"scenario": "singlestream"}).scenario is Scenario.SingleStream
+def test_bad_values_in_the_file_name_the_option(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("test-query-count: 0\n")
+    with pytest.raises(ConfigError, match="invalid test_query_count"):
+        resolve_config(None, f)
+
+
+def test_scenario_is_case_insensitive(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("scenario: singlestream\n")
+    assert resolve_config(None, f).scenario is Scenario.SingleStream
 
 
 def test_bad_yaml_file(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("a: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
-        resolve_config({}, f)
+        resolve_config(None, f)
     with pytest.raises(ConfigError, match="does not exist"):
-        resolve_config({}, tmp_path / "missing.yaml")
+        resolve_config(None, tmp_path / "missing.yaml")
 
 
 def test_registry_keys_match_image_folders_convention() -> None:

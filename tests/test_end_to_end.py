@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_support import invoke
 from harness_support import wait_for_harness_line
 from typer.testing import CliRunner
 
@@ -109,8 +110,8 @@ def test_run_records_what_the_engine_ran_with(tmp_path: Path, session_cache: Pat
 # ---- bad input: one sentence, non-zero exit, nothing written into earlier runs ----------------------
 
 def _cli(args: list[str]) -> tuple[int, str]:
-    res = CliRunner().invoke(app, ["run", "--runner", "local", "--mode", "accuracy", "--no-progress", *args])
-    return res.exit_code, res.stderr if res.stderr_bytes else res.output
+    res = invoke(["run", "--runner", "local", "--mode", "accuracy", "--no-progress", *args])
+    return res.exit_code, res.stderr or res.output
 
 
 @pytest.fixture()

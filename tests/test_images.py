@@ -344,9 +344,9 @@ def test_images_list_command(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_images_build_command_reports_errors_as_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    from orchestrator.cli import app
+    from cli_support import invoke
 
-    result = CliRunner().invoke(app, ["images", "build", "no-such-image"])
+    result = invoke(["images", "build", "no-such-image"])
     assert result.exit_code == 2
     assert "unknown image 'no-such-image'; choose one of onnxruntime-cpu" in result.output
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from typer.testing import CliRunner
+from cli_support import invoke
 
-from orchestrator.commands.submission_cmd import EXIT_TEST_MODE, app
+from orchestrator.commands.submission_cmd import EXIT_TEST_MODE
 from orchestrator.config import ExecutionMode, Mode, Scenario
 
 
@@ -28,7 +28,11 @@ def _fixtures():
 
 
 lr = _fixtures()
-cli = CliRunner()
+
+
+def submission(*args: str | Path):
+    """`mlperf-bert submission ARGS...`, through the CLI's one error edge."""
+    return invoke(["submission", *map(str, args)])
 
 
 @pytest.fixture(scope="session")
@@ -39,39 +43,40 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def generated(runs, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "subs"
-    res = cli.invoke(app, ["generate", str(runs["Offline"]), str(runs["SingleStream"]), "--output-dir", str(out),
-                           "--submitter", "TeamX"])
+    res = submission("generate", str(runs["Offline"]), str(runs["SingleStream"]), "--submission-dir", str(out),
+                     "--submitter", "TeamX")
     assert res.exit_code == 0, res.output
     assert "TEST MODE" in res.output and "mlperf_submission_short.tar.gz" in res.output
     return out
 
 
 def test_generate_refuses_a_second_short_attempt(generated, runs):
-    res = cli.invoke(app, ["generate", str(runs["Offline"]), str(runs["SingleStream"]), "--output-dir", str(generated)])
+    res = submission("generate", str(runs["Offline"]), str(runs["SingleStream"]), "--submission-dir", str(generated))
     assert res.exit_code == 1
-    assert "attempt short already exists" in res.output
+    last = res.stderr.splitlines()[-1]
+    assert last.startswith("error: ") and "attempt short already exists" in last and "--submission-dir" in last
 
 
 def test_check_exit_codes(generated, tmp_path):
     tree = generated / "mlperf_submission_short"
-    res = cli.invoke(app, ["check", str(tree)])
+    res = submission("check", str(tree))
     assert res.exit_code == EXIT_TEST_MODE, res.output
     assert "NOT a valid MLPerf result" in res.output
-    assert cli.invoke(app, ["check", str(tree), "--allow-test-mode"]).exit_code == 0
+    assert submission("check", str(tree), "--allow-test-mode").exit_code == 0
     # the tarball is checked the same way
-    res = cli.invoke(app, ["check", str(generated / "mlperf_submission_short.tar.gz"), "--allow-test-mode"])
+    res = submission("check", str(generated / "mlperf_submission_short.tar.gz"), "--allow-test-mode")
     assert res.exit_code == 0 and "TEST MODE" in res.output
     broken = tmp_path / "broken"
     shutil.copytree(tree, broken)
     (next(broken.glob("open/TeamX/results/*/demo-int8/Offline")) / "user.conf").unlink()
-    res = cli.invoke(app, ["check", str(broken), "--allow-test-mode"])
+    res = submission("check", str(broken), "--allow-test-mode")
     assert res.exit_code == 1
     assert "ERROR open/TeamX/results/" in res.output and "Offline/user.conf: user.conf is missing" in res.output
     assert "INVALID: 1 problem(s)" in res.output
 
 
 def test_check_json(generated):
-    res = cli.invoke(app, ["check", str(generated / "mlperf_submission_short"), "--json", "--allow-test-mode"])
+    res = submission("check", str(generated / "mlperf_submission_short"), "--json", "--allow-test-mode")
     data = json.loads(res.output)
     assert data["verdict"] == "test-mode" and data["version"] == "v6.1"
     assert {r["scenario"] for r in data["results"]} == {"Offline", "SingleStream"}
@@ -87,7 +92,7 @@ def test_check_refuses_a_tarball_with_a_link(tmp_path):
         info.type = tarfile.SYMTYPE
         info.linkname = "/etc/passwd"
         tar.addfile(info)
-    res = cli.invoke(app, ["check", str(archive)])
+    res = submission("check", str(archive))
     assert res.exit_code == 2 and "not a plain file or folder" in res.output
 
 
@@ -103,8 +108,8 @@ def test_run_runs_each_scenario_then_generates(runs, tmp_path, monkeypatch):
 
     monkeypatch.setattr(orchestrator.workflows.benchmark, "run_benchmark", fake_run_benchmark)
     out = tmp_path / "subs"
-    res = cli.invoke(app, ["run", "--test-query-count", "100", "--batch-size", "8", "--runs-dir", str(tmp_path / "r"),
-                           "--output-dir", str(out)])
+    res = submission("run", "--test-query-count", "100", "--batch-size", "8", "--output-dir", str(tmp_path / "r"),
+                     "--submission-dir", str(out))
     assert res.exit_code == 0, res.output
     assert [c.scenario for c, _ in calls] == [Scenario.Offline, Scenario.SingleStream]
     for cfg, argv in calls:
@@ -119,7 +124,7 @@ def test_run_refuses_too_few_singlestream_queries(tmp_path, monkeypatch):
     import orchestrator.workflows.benchmark
 
     monkeypatch.setattr(orchestrator.workflows.benchmark, "run_benchmark", lambda *a, **k: pytest.fail("must not run"))
-    res = cli.invoke(app, ["run", "--test-query-count", "20", "--output-dir", str(tmp_path / "subs")])
+    res = submission("run", "--test-query-count", "20", "--submission-dir", str(tmp_path / "subs"))
     assert res.exit_code == 2 and "needs at least 64 queries" in res.output
 
 
@@ -127,8 +132,8 @@ def test_run_refuses_too_few_singlestream_queries(tmp_path, monkeypatch):
 def test_run_end_to_end_on_the_embedded_model(tmp_path, session_cache):
     """The README flow for real: the embedded demo model, local runner, short runs, then the checker."""
     out = tmp_path / "subs"
-    res = cli.invoke(app, ["run", "--test-query-count", "64", "--runner", "local", "--runs-dir", str(tmp_path / "runs"),
-                           "--cache-dir", str(session_cache), "--output-dir", str(out), "--json"])
+    res = submission("run", "--test-query-count", "64", "--runner", "local", "--output-dir", str(tmp_path / "runs"),
+                     "--cache-dir", str(session_cache), "--submission-dir", str(out), "--json")
     assert res.exit_code == 0, res.output
     data = json.loads(res.output[res.output.index("{"):])
     assert data["verdict"] == "test-mode" and data["attempt"] == "short"
@@ -137,7 +142,7 @@ def test_run_end_to_end_on_the_embedded_model(tmp_path, session_cache):
     assert sorted(recs) == ["Offline", "SingleStream"]
     assert recs["Offline"]["accuracy"]["samples"] == 64
     assert 50 < recs["Offline"]["accuracy"]["f1"] <= 100  # the demo model answers most questions
-    check = cli.invoke(app, ["check", str(out / "mlperf_submission_short")])
+    check = submission("check", str(out / "mlperf_submission_short"))
     assert check.exit_code == EXIT_TEST_MODE, check.output
 
 
@@ -145,6 +150,6 @@ def test_check_verifies_hashes_with_run_dirs(generated, runs):
     tree = generated / "mlperf_submission_short"
     args = ["check", str(tree), "--allow-test-mode", "--run-dir", str(runs["Offline"]),
             "--run-dir", str(runs["SingleStream"])]
-    res = cli.invoke(app, args)
+    res = submission(*args)
     assert res.exit_code == 0, res.output
     assert "could not be verified" not in res.output

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
+from cli_support import invoke
 
-from orchestrator.cli import app
 from orchestrator.config import RunConfig, load_config_file, resolve_config
 from orchestrator.workflows import tuning as tune_module
 from orchestrator.workflows.tuning import (
@@ -59,7 +58,7 @@ def test_performance_config_is_a_valid_run_config(tmp_path: Path) -> None:
     base = RunConfig(model="demo-int8", scenario="Offline")
     files = write_performance_config(tmp_path, base, _trial(16, 123.4, threads=2), {"target_qps": 123.4})
     assert "bert.Offline.target_qps = 123.4" in Path(files["user_conf"]).read_text()
-    config = resolve_config({}, Path(files["config"]))
+    config = resolve_config(None, Path(files["config"]))
     assert config.execution_mode.value == "valid" and config.target_qps == 123.4
     assert config.batch_size == 16 and config.threads == 2 and config.model == "demo-int8"
     single = RunConfig(model="demo-int8", scenario="SingleStream")
@@ -123,20 +122,18 @@ def test_sweep_keeps_every_trial_and_continues_after_a_failure(tmp_path: Path, m
 
 
 def test_option_errors_are_one_line(tmp_path: Path) -> None:
-    runner = CliRunner()
-    result = runner.invoke(app, ["tune", "--batch-sizes", "1,x", "--output-dir", str(tmp_path)])
+    result = invoke(["tune", "--batch-sizes", "1,x", "--output-dir", str(tmp_path)])
     assert result.exit_code == 2
-    assert "--batch-sizes '1,x' is not a comma-separated list" in result.output
-    result = runner.invoke(app, ["tune", "--int8", "--output-dir", str(tmp_path)])
-    assert result.exit_code == 2 and "--model-path" in result.output
+    assert result.stderr.startswith("error: --batch-sizes '1,x' is not a comma-separated list")
+    result = invoke(["tune", "--int8", "--output-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "--model-path" in result.stderr
 
 
 @pytest.mark.slow
 def test_real_sweep_and_find_performance(tmp_path: Path) -> None:
-    runner = CliRunner()
-    result = runner.invoke(app, ["tune", "--batch-sizes", "1,8", "--samples", "24", "--runner", "local",
-                                 "--output-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache"),
-                                 "--find-performance", "--performance-samples", "48", "--json"])
+    result = invoke(["tune", "--batch-sizes", "1,8", "--samples", "24", "--runner", "local",
+                     "--output-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache"),
+                     "--find-performance", "--performance-samples", "48", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output[result.output.index("{"):])
     assert [t["batch_size"] for t in summary["trials"]] == [1, 8]
@@ -186,8 +183,8 @@ def test_int8_tune_checks_the_best_trial_at_its_batch_size(tmp_path: Path, monke
     monkeypatch.setattr(quantize_module, "make_int8_variant", fake_variant)
     monkeypatch.setattr(quantize_module, "check_at_batch", fake_check_at_batch)
     monkeypatch.setattr(tune_module, "run_trial", lambda base, **kw: _trial(kw["batch_size"], 10.0 * kw["batch_size"]))
-    result = CliRunner().invoke(app, ["tune", "--int8", "--model-path", str(fp32), "--batch-sizes", "2,8,16",
-                                      "--no-plot", "--output-dir", str(tmp_path / "out")])
+    result = invoke(["tune", "--int8", "--model-path", str(fp32), "--batch-sizes", "2,8,16",
+                     "--no-plot", "--output-dir", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert first_batches == [2] and checked == [16, 8]  # fastest first; 16 fails its check, 8 passes
     assert "best: batch size 8," in result.output and "at batch size 8:" in result.output
@@ -201,9 +198,9 @@ def test_real_int8_tune_refuses_an_int8_model_that_fails_its_check(tmp_path: Pat
     fp32 = shared_assets / "models" / "demo-minilm-l6-squad.fp32.onnx"
     if not fp32.is_file():
         pytest.skip(f"{fp32} is not present")
-    result = CliRunner().invoke(app, ["tune", "--int8", "--model-path", str(fp32), "--int8-check-samples", "48",
-                                      "--batch-sizes", "1,2", "--samples", "24", "--runner", "local", "--no-plot",
-                                      "--output-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache")])
+    result = invoke(["tune", "--int8", "--model-path", str(fp32), "--int8-check-samples", "48",
+                     "--batch-sizes", "1,2", "--samples", "24", "--runner", "local", "--no-plot",
+                     "--output-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache")])
     assert result.exit_code == 2, result.output
     assert "the int8 model failed its accuracy check" in result.output and "at batch size 2:" in result.output
     assert not list(tmp_path.glob("tune-*"))  # no sweep ran on a model that failed

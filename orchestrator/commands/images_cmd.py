@@ -79,29 +79,27 @@ def build(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
 ) -> None:
     """Download each image's wheelhouse on this host, then build it with no network; keeps the full log."""
-    from orchestrator.cli import errors_to_exit
     from orchestrator.containers.docker_runner import connect
     from orchestrator.containers.images import build_image, format_size, get_recipe, parse_build_arg_options, recipes
 
-    with errors_to_exit():
-        keys = list(recipes()) if all_ else [resolve_name(n) for n in names] if names else default_images()
-        chosen = [get_recipe(k) for k in keys]
-        overrides = parse_build_arg_options(build_arg or [])
-        client = connect("build images")
-        results = []
-        for recipe in chosen:
-            typer.echo(f"building {recipe.reference} ...", err=True)
-            result = build_image(
-                recipe, client=client, overrides=overrides, base_image=base_image, offline=offline,
-                no_cache=no_cache, allow_network=allow_network, log_dir=log_dir,
-                on_step=_progress(recipe.key),
-            )
-            results.append(result)
-            if not as_json:
-                typer.echo(f"{result.reference}  {result.image_id[:19]}  {format_size(result.size_bytes)}  "
-                           f"{result.seconds:.0f} s  log: {result.log_path}")
-        if as_json:
-            typer.echo(json.dumps([{**asdict(r), "log_path": str(r.log_path)} for r in results], indent=2))
+    keys = list(recipes()) if all_ else [resolve_name(n) for n in names] if names else default_images()
+    chosen = [get_recipe(k) for k in keys]
+    overrides = parse_build_arg_options(build_arg or [])
+    client = connect("build images")
+    results = []
+    for recipe in chosen:
+        typer.echo(f"building {recipe.reference} ...", err=True)
+        result = build_image(
+            recipe, client=client, overrides=overrides, base_image=base_image, offline=offline,
+            no_cache=no_cache, allow_network=allow_network, log_dir=log_dir,
+            on_step=_progress(recipe.key),
+        )
+        results.append(result)
+        if not as_json:
+            typer.echo(f"{result.reference}  {result.image_id[:19]}  {format_size(result.size_bytes)}  "
+                       f"{result.seconds:.0f} s  log: {result.log_path}")
+    if as_json:
+        typer.echo(json.dumps([{**asdict(r), "log_path": str(r.log_path)} for r in results], indent=2))
 
 
 @app.command("list")
@@ -110,21 +108,19 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON on stdout.")] = False,
 ) -> None:
     """Name, tag, digest, size and the versions inside (from the image labels) of every image."""
-    from orchestrator.cli import errors_to_exit
     from orchestrator.containers.docker_runner import connect
     from orchestrator.containers.images import format_size, format_table, get_recipe, list_images
 
-    with errors_to_exit():
-        keys = [get_recipe(resolve_name(k)).key for k in names] if names else None
-        rows = list_images(connect("list images"), keys)
-        if as_json:
-            typer.echo(json.dumps([asdict(r) for r in rows], indent=2))
-            return
-        table = [("NAME", "TAG", "DIGEST", "SIZE", "VERSIONS")]
-        for r in rows:
-            if r.reference is None:
-                table.append((r.key, "-", "-", "-", f"not built: mlperf-bert images build {r.key}"))
-                continue
-            versions = ", ".join(f"{k} {v}" if k != "engine" else v for k, v in r.versions.items())
-            table.append((r.key, r.reference, (r.digest or "")[:19], format_size(r.size_bytes), versions))
-        typer.echo(format_table(table))
+    keys = [get_recipe(resolve_name(k)).key for k in names] if names else None
+    rows = list_images(connect("list images"), keys)
+    if as_json:
+        typer.echo(json.dumps([asdict(r) for r in rows], indent=2))
+        return
+    table = [("NAME", "TAG", "DIGEST", "SIZE", "VERSIONS")]
+    for r in rows:
+        if r.reference is None:
+            table.append((r.key, "-", "-", "-", f"not built: mlperf-bert images build {r.key}"))
+            continue
+        versions = ", ".join(f"{k} {v}" if k != "engine" else v for k, v in r.versions.items())
+        table.append((r.key, r.reference, (r.digest or "")[:19], format_size(r.size_bytes), versions))
+    typer.echo(format_table(table))

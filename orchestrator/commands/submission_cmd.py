@@ -1,7 +1,7 @@
 """`mlperf-bert submission ...`: generate a submission from runs, check one, or do the whole flow.
 
 Thin commands: each hands off to orchestrator.submission and prints a short result. Errors are raised as
-orchestrator.errors exceptions and reported by the CLI edge (orchestrator.cli.errors_to_exit).
+orchestrator.errors exceptions and reported by the CLI edge (orchestrator.cli.run_cli).
 """
 
 from __future__ import annotations
@@ -10,16 +10,33 @@ import json
 import sys
 import tarfile
 import tempfile
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from orchestrator.backends import BACKENDS, DEVICES
-from orchestrator.config import ExecutionMode, RunnerKind, Scenario, SutKind
+from orchestrator.commands.run_options import (
+    BackendOption,
+    BatchSizeOption,
+    CacheDirOption,
+    ConfigFileOption,
+    DeviceOption,
+    ExecutionModeOption,
+    ModelOption,
+    ModelPathOption,
+    OutputDirOption,
+    RunnerOption,
+    ScenariosOption,
+    SutOption,
+    TargetQpsOption,
+    TestQueryCountOption,
+    ThreadsOption,
+)
+from orchestrator.config import RunOverrides
 from orchestrator.errors import ConfigError
+from orchestrator.submission import GenerateOptions, Overrides, check_submission, generate_submission
 from orchestrator.submission.rules import DEFAULT_VERSION, MLPERF_MODELS, SUBMITTABLE_DIVISIONS, VERSIONS
+from orchestrator.workflows.submission_run import run_and_submit
 
 app = typer.Typer(
     help="Generate, check and package MLPerf submissions (and the SCC artifacts) from run directories.",
@@ -29,30 +46,21 @@ app = typer.Typer(
 
 EXIT_TEST_MODE = 3  # `check`: the submission follows the rules of a short run but is not a valid result
 
-OutputDir = Annotated[Path, typer.Option(help="Folder of submission attempts (the tree, tarball and SCC files).")]
+SubmissionDir = Annotated[Path, typer.Option(
+    "--submission-dir", help="Folder of submission attempts (the tree, tarball and SCC files).")]
 Division = Annotated[str, typer.Option(help=f"{' | '.join(SUBMITTABLE_DIVISIONS)}.")]
 Version = Annotated[str, typer.Option("--mlperf-version", help=f"Layout and rules: {' | '.join(VERSIONS)}.")]
 Benchmark = Annotated[str, typer.Option(help=f"The MLPerf model results count for: {' | '.join(MLPERF_MODELS)}.")]
 Submitter = Annotated[str | None, typer.Option(help="Submitter (organisation or team) name.")]
 HwName = Annotated[str | None, typer.Option(help="Hardware name used for the system folder and name.")]
 SystemConfig = Annotated[Path | None, typer.Option(help="YAML of system description keys overriding detection.")]
-ModelName = Annotated[str | None, typer.Option(help="Folder name of a custom (non-MLPerf) model [default: from the run].")]
-Attempt = Annotated[str | None, typer.Option(help="Attempt N ('short' or a number) [default: short for test-mode runs, else the next number].")]
+ModelName = Annotated[str | None, typer.Option(help="Folder name of a custom (non-MLPerf) model (default: from the run).")]
+Attempt = Annotated[str | None, typer.Option(help="Attempt N ('short' or a number) (default: short for test-mode runs, else the next number).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
 
-def _errors() -> AbstractContextManager[Any]:
-    try:
-        from orchestrator.cli import errors_to_exit
-    except ImportError:  # the CLI edge is not there (e.g. the sub-app used on its own)
-        return nullcontext()
-    return errors_to_exit()
-
-
 def _options(division: str, version: str, benchmark: str, submitter: str | None, hw_name: str | None,
-             system_config: Path | None, model_name: str | None) -> Any:
-    from orchestrator.submission import GenerateOptions, Overrides
-
+             system_config: Path | None, model_name: str | None) -> GenerateOptions:
     options = GenerateOptions(division=division, version=version, benchmark=benchmark, model_name=model_name,
                               overrides=Overrides(submitter=submitter, hw_name=hw_name, system_config=system_config))
     options.validate()
@@ -79,7 +87,7 @@ def _print_result(result: Any, as_json: bool) -> None:
 @app.command()
 def generate(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories made by `mlperf-bert run`.")],
-    output_dir: OutputDir = Path("submissions"),
+    submission_dir: SubmissionDir = Path("submissions"),
     division: Division = "open",
     mlperf_version: Version = DEFAULT_VERSION,
     benchmark: Benchmark = "bert-99",
@@ -93,13 +101,10 @@ def generate(
     as_json: AsJson = False,
 ) -> None:
     """Assemble attempt N from run directories, check it, and package it with the SCC artifacts."""
-    with _errors():
-        from orchestrator.submission import generate_submission
-
-        options = _options(division, mlperf_version, benchmark, submitter, hw_name, system_config, model_name)
-        result = generate_submission(list(run_dirs), output_dir, options, attempt=attempt, package=package,
-                                     keep_invalid=keep_invalid, argv=sys.argv)
-        _print_result(result, as_json)
+    options = _options(division, mlperf_version, benchmark, submitter, hw_name, system_config, model_name)
+    result = generate_submission(list(run_dirs), submission_dir, options, attempt=attempt, package=package,
+                                 keep_invalid=keep_invalid, argv=sys.argv)
+    _print_result(result, as_json)
 
 
 def _extract(archive: Path, dest: Path) -> Path:
@@ -127,24 +132,21 @@ def check(
     as_json: AsJson = False,
 ) -> None:
     """Check a submission against the MLPerf rules: one line per problem, naming the file."""
-    with _errors():
-        from orchestrator.submission import check_submission
-
-        with tempfile.TemporaryDirectory(prefix="mlperf-bert-check-") as tmp:
-            root = _extract(path, Path(tmp)) if path.is_file() else path
-            full_logs = [d / "accuracy" / "mlperf_log_accuracy.json" for d in run_dir or []]
-            report = check_submission(root, mlperf_version, full_logs)
-        if as_json:
-            typer.echo(json.dumps({
-                "root": str(path), "version": report.version, "verdict": report.verdict,
-                "findings": [{"kind": f.kind, "path": f.path, "message": f.message} for f in report.findings],
-                "results": [{"system": r.system, "model": r.model, "scenario": r.scenario, "result": r.result,
-                             "units": r.units, "f1": r.f1, "test_mode": r.test_mode} for r in report.results],
-            }, indent=2))
-        else:
-            for finding in report.findings:
-                typer.echo(str(finding))
-            typer.echo(report.summary_line())
+    with tempfile.TemporaryDirectory(prefix="mlperf-bert-check-") as tmp:
+        root = _extract(path, Path(tmp)) if path.is_file() else path
+        full_logs = [d / "accuracy" / "mlperf_log_accuracy.json" for d in run_dir or []]
+        report = check_submission(root, mlperf_version, full_logs)
+    if as_json:
+        typer.echo(json.dumps({
+            "root": str(path), "version": report.version, "verdict": report.verdict,
+            "findings": [{"kind": f.kind, "path": f.path, "message": f.message} for f in report.findings],
+            "results": [{"system": r.system, "model": r.model, "scenario": r.scenario, "result": r.result,
+                         "units": r.units, "f1": r.f1, "test_mode": r.test_mode} for r in report.results],
+        }, indent=2))
+    else:
+        for finding in report.findings:
+            typer.echo(str(finding))
+        typer.echo(report.summary_line())
     if report.verdict == "invalid":
         raise typer.Exit(1)
     if report.verdict == "test-mode" and not allow_test_mode:
@@ -153,24 +155,22 @@ def check(
 
 @app.command()
 def run(
-    scenario: Annotated[list[Scenario] | None, typer.Option(
-        case_sensitive=False, help="Scenario to run (repeat it) [default: Offline and SingleStream].")] = None,
-    backend: Annotated[str | None, typer.Option(help=f"Inference backend: {' | '.join(BACKENDS)}.")] = None,
-    device: Annotated[str | None, typer.Option(help=f"Device: {' | '.join(DEVICES)}.")] = None,
-    execution_mode: Annotated[ExecutionMode | None, typer.Option(
-        help="test (short runs, a test-mode submission) or valid (full MLPerf rules).")] = None,
-    test_query_count: Annotated[int | None, typer.Option(help="Samples in a test-mode run.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size of the optimized SUT.")] = None,
-    threads: Annotated[int | None, typer.Option(help="Intra-op threads.")] = None,
-    sut: Annotated[SutKind | None, typer.Option(help="optimized or reference.")] = None,
-    model: Annotated[str | None, typer.Option(help="Model name from configs/assets.yaml.")] = None,
-    model_path: Annotated[Path | None, typer.Option(help="Any ONNX model with the MLPerf BERT interface.")] = None,
-    target_qps: Annotated[float | None, typer.Option(help="LoadGen target_qps (Offline/Server).")] = None,
-    runner: Annotated[RunnerKind | None, typer.Option(help="auto, local or docker.")] = None,
-    runs_dir: Annotated[Path | None, typer.Option(help="Where run directories are made (default ./runs).")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Asset and feature cache.")] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML file of run options (flags override it).")] = None,
-    output_dir: OutputDir = Path("submissions"),
+    scenario: ScenariosOption = None,
+    backend: BackendOption = None,
+    device: DeviceOption = None,
+    execution_mode: ExecutionModeOption = None,
+    test_query_count: TestQueryCountOption = None,
+    batch_size: BatchSizeOption = None,
+    threads: ThreadsOption = None,
+    sut: SutOption = None,
+    model: ModelOption = None,
+    model_path: ModelPathOption = None,
+    target_qps: TargetQpsOption = None,
+    runner: RunnerOption = None,
+    output_dir: OutputDirOption = None,
+    cache_dir: CacheDirOption = None,
+    config: ConfigFileOption = None,
+    submission_dir: SubmissionDir = Path("submissions"),
     division: Division = "open",
     mlperf_version: Version = DEFAULT_VERSION,
     benchmark: Benchmark = "bert-99",
@@ -182,16 +182,12 @@ def run(
     as_json: AsJson = False,
 ) -> None:
     """Accuracy + performance for each scenario, then generate, check and package one attempt."""
-    cli: dict[str, Any] = {
-        "backend": backend, "device": device, "execution_mode": execution_mode,
-        "test_query_count": test_query_count, "batch_size": batch_size, "threads": threads, "sut": sut,
-        "model": model, "model_path": model_path, "target_qps": target_qps, "runner": runner,
-        "output_dir": runs_dir, "cache_dir": cache_dir,
-    }
-    with _errors():
-        from orchestrator.workflows.submission_run import run_and_submit
-
-        options = _options(division, mlperf_version, benchmark, submitter, hw_name, system_config, model_name)
-        result = run_and_submit(cli, config, [s.value for s in scenario or []], output_dir, options,
-                                attempt=attempt, argv=sys.argv, progress=not as_json)
-        _print_result(result, as_json)
+    overrides = RunOverrides(
+        backend=backend, device=device, execution_mode=execution_mode, test_query_count=test_query_count,
+        batch_size=batch_size, threads=threads, sut=sut, model=model, model_path=model_path, target_qps=target_qps,
+        runner=runner, output_dir=output_dir, cache_dir=cache_dir,
+    )
+    options = _options(division, mlperf_version, benchmark, submitter, hw_name, system_config, model_name)
+    result = run_and_submit(overrides, config, list(scenario or []), submission_dir, options,
+                            attempt=attempt, argv=sys.argv, progress=not as_json)
+    _print_result(result, as_json)

@@ -8,12 +8,31 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from orchestrator.backends import get_target
+from orchestrator.commands.run_options import (
+    BackendOption,
+    CacheDirOption,
+    ConfigFileOption,
+    DeviceOption,
+    ModelOption,
+    ModelPathOption,
+    OutputDirOption,
+    RunnerOption,
+    ScenarioOption,
+    SutOption,
+)
+from orchestrator.config import RunOverrides, resolve_config
 from orchestrator.errors import ConfigError
+from orchestrator.paths import default_cache_dir
+from orchestrator.workflows import int8 as int8_checks
+from orchestrator.workflows.benchmark import effective_batch_size
+from orchestrator.workflows.tuning import Trial, TuneRequest, markdown_table, tune
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +49,21 @@ def _int_list(text: str, what: str) -> list[int]:
 
 def command(
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes to try.")] = "1,2,4,8,16,32,64",
-    threads: Annotated[str | None, typer.Option(help="Comma-separated intra-op thread counts (default: the engine's choice).")] = None,
+    # A sweep of run's --threads: the same flag, a list of values (not the RunConfig field itself).
+    thread_counts: Annotated[str | None, typer.Option(
+        "--threads", help="Comma-separated intra-op thread counts (default: the engine's choice).")] = None,
     instances: Annotated[str | None, typer.Option(help="Comma-separated engine instance counts (onnxruntime).")] = None,
     samples: Annotated[int, typer.Option(min=1, help="Samples per trial (short test-mode performance runs).")] = 512,
-    scenario: Annotated[str, typer.Option(help="Offline | Server | SingleStream | MultiStream.")] = "Offline",
-    backend: Annotated[str | None, typer.Option(help="Inference backend.")] = None,
-    device: Annotated[str | None, typer.Option(help="Device.")] = None,
-    model: Annotated[str | None, typer.Option(help="Model name from configs/assets.yaml.")] = None,
-    model_path: Annotated[Path | None, typer.Option(help="Any ONNX model with the MLPerf BERT interface.")] = None,
-    sut: Annotated[str | None, typer.Option(help="optimized (default) | reference.")] = None,
-    runner: Annotated[str | None, typer.Option(help="auto | local | docker.")] = None,
-    output_dir: Annotated[Path | None, typer.Option(help="Where the tune-<time> directory is made (default ./runs).")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Asset and feature cache.")] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML file of run options (the flags here override it).")] = None,
+    scenario: ScenarioOption = None,
+    backend: BackendOption = None,
+    device: DeviceOption = None,
+    model: ModelOption = None,
+    model_path: ModelPathOption = None,
+    sut: SutOption = None,
+    runner: RunnerOption = None,
+    output_dir: OutputDirOption = None,
+    cache_dir: CacheDirOption = None,
+    config: ConfigFileOption = None,
     find_performance: Annotated[bool, typer.Option(
         "--find-performance", help="After the sweep, a short run at the best setting sets target_qps (Offline, "
         "Server) or target_latency (SingleStream, MultiStream) for a valid run: writes user.conf and config.yaml.")] = False,
@@ -56,53 +77,42 @@ def command(
     plot: Annotated[bool, typer.Option(help="Write throughput.png (needs matplotlib: pip install 'mlperf-bert[plot]').")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Sweep batch size (and threads/instances) with short performance runs; keep every trial, pick the best."""
-    from orchestrator.cli import errors_to_exit
+    """Sweep batch size (and threads/instances) with short performance runs; keep every trial, pick the best.
 
-    with errors_to_exit():
-        _tune(batch_sizes=batch_sizes, threads=threads, instances=instances, samples=samples, scenario=scenario,
-              backend=backend, device=device, model=model, model_path=model_path, sut=sut, runner=runner,
-              output_dir=output_dir, cache_dir=cache_dir, config=config, find_performance=find_performance,
-              performance_samples=performance_samples, int8=int8, int8_check_samples=int8_check_samples, plot=plot, as_json=as_json)
+    The trials and their records go into a tune-<time> folder under --output-dir.
+    """
+    overrides = RunOverrides(scenario=scenario, backend=backend, device=device, model=model, model_path=model_path,
+                             sut=sut, runner=runner, output_dir=output_dir, cache_dir=cache_dir)
+    _tune(overrides, config, batch_sizes=batch_sizes, threads=thread_counts, instances=instances, samples=samples,
+          find_performance=find_performance, performance_samples=performance_samples, int8=int8,
+          int8_check_samples=int8_check_samples, plot=plot, as_json=as_json)
 
 
-def _tune(*, batch_sizes: str, threads: str | None, instances: str | None, samples: int, scenario: str,
-          backend: str | None, device: str | None, model: str | None, model_path: Path | None, sut: str | None,
-          runner: str | None, output_dir: Path | None, cache_dir: Path | None, config: Path | None,
-          find_performance: bool, performance_samples: int | None, int8: bool, int8_check_samples: int | None, plot: bool, as_json: bool) -> None:
-    from orchestrator.config import resolve_config
-    from orchestrator.paths import default_cache_dir
-    from orchestrator.workflows.tuning import Trial, TuneRequest, markdown_table, tune
-
-    cli: dict[str, Any] = {"scenario": scenario, "backend": backend, "device": device, "model": model,
-                           "model_path": model_path, "sut": sut, "runner": runner, "output_dir": output_dir,
-                           "cache_dir": cache_dir}
-    base = resolve_config(cli, config)
+def _tune(overrides: RunOverrides, config: Path | None, *, batch_sizes: str, threads: str | None,
+          instances: str | None, samples: int, find_performance: bool, performance_samples: int | None, int8: bool,
+          int8_check_samples: int | None, plot: bool, as_json: bool) -> None:
+    base = resolve_config(overrides, config)
     notes: list[str] = []
     vet = None
     if int8:
         if base.model_path is None:
             raise ConfigError("--int8 quantizes an fp32 ONNX file: pass it with --model-path")
-        from orchestrator.backends import get_target
-        from orchestrator.workflows.benchmark import effective_batch_size
-        from orchestrator.workflows.int8 import check_at_batch, make_int8_variant
-
         cache = (base.cache_dir or default_cache_dir()).expanduser()
         fp32_path, check_dir = base.model_path, Path(base.output_dir) / "int8-check"
         # First checked at the batch size a plain `run` would use; the best trial is checked at its own.
         first_batch = effective_batch_size(base, get_target(base.backend, base.device))
-        variant = make_int8_variant(fp32_path, cache_dir=cache, output_dir=check_dir, samples=int8_check_samples,
-                                    batch_size=first_batch)
+        variant = int8_checks.make_int8_variant(fp32_path, cache_dir=cache, output_dir=check_dir, samples=int8_check_samples,
+                                                batch_size=first_batch)
         assert variant.check is not None
         notes.append(variant.check.summary())
         if not variant.approved:
             raise ConfigError(f"the int8 model failed its accuracy check ({variant.check.summary()}); "
                               "tune the fp32 model instead (drop --int8)")
-        base = resolve_config({**cli, "model_path": variant.path}, config)
+        base = resolve_config(replace(overrides, model_path=variant.path), config)
 
         def int8_holds(trial: Trial) -> str | None:
-            check = check_at_batch(variant, fp32_path, trial.batch_size, cache_dir=cache, output_dir=check_dir,
-                                   samples=int8_check_samples)
+            check = int8_checks.check_at_batch(variant, fp32_path, trial.batch_size, cache_dir=cache,
+                                               output_dir=check_dir, samples=int8_check_samples)
             if check is not variant.check:
                 notes.append(check.summary())
             return None if check.passed else f"int8 F1 ratio {check.ratio:.4f} < {check.threshold} at this batch size"

@@ -70,7 +70,7 @@ def existing_attempts(output_dir: Path) -> list[str]:
 def check_output_dir(output_dir: Path) -> None:
     """Refuse an output folder that holds anything but earlier attempts and summary.csv."""
     if output_dir.exists() and not output_dir.is_dir():
-        raise SubmissionError(f"{output_dir} is a file; pass a folder to --output-dir")
+        raise SubmissionError(f"{output_dir} is a file; pass a folder to --submission-dir")
     if not output_dir.is_dir():
         return
     foreign = sorted(p.name for p in output_dir.iterdir()
@@ -78,7 +78,7 @@ def check_output_dir(output_dir: Path) -> None:
     if foreign:
         raise SubmissionError(
             f"{output_dir} holds things that are not submission attempts ({', '.join(foreign[:5])}); "
-            "choose an empty or a new --output-dir"
+            "choose an empty or a new --submission-dir"
         )
 
 
@@ -96,7 +96,7 @@ def choose_attempt(output_dir: Path, requested: str | None, test_mode: bool) -> 
     if taken:
         raise SubmissionError(
             f"attempt {attempt} already exists in {output_dir} ({taken[0].name}); earlier attempts are never "
-            "overwritten: pass --attempt with a new number or choose another --output-dir"
+            "overwritten: pass --attempt with a new number or choose another --submission-dir"
         )
     return attempt
 

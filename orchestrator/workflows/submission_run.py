@@ -8,41 +8,48 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from orchestrator.config import ExecutionMode, RunConfig, Scenario, resolve_config
+from orchestrator.config import (
+    CONFIG_FLAG,
+    ExecutionMode,
+    Mode,
+    RunConfig,
+    RunOverrides,
+    Scenario,
+    resolve_config,
+    run_flags,
+)
 from orchestrator.errors import ConfigError
 from orchestrator.submission.generate import GenerateOptions
 from orchestrator.submission.rules import SINGLESTREAM_MIN_QUERIES
 from orchestrator.submission.submit import SubmissionResult, generate_submission
+from orchestrator.workflows import benchmark
 
 log = logging.getLogger(__name__)
 
-# RunConfig field -> `mlperf-bert run` flag, for the commands recorded in run.json and the .run artifact.
-FLAG_OF = {"dataset_path": "--dataset", "vocab_path": "--vocab"}
 DEFAULT_SCENARIOS = (Scenario.Offline, Scenario.SingleStream)  # what an edge (bert) submission needs
 
 
-def run_command(cli: dict[str, Any], config_file: Path | None, scenario: str) -> list[str]:
+def run_command(step: RunOverrides, config_file: Path | None) -> list[str]:
     """The `mlperf-bert run` command line that makes the same run as this step of the flow."""
-    argv = ["mlperf-bert", "run", "--scenario", scenario, "--mode", "both"]
+    argv = ["mlperf-bert", "run", *run_flags(step)]
     if config_file is not None:
-        argv += ["--config", str(config_file)]
-    for key, value in cli.items():
-        if value is None or key in ("scenario", "mode"):
-            continue
-        value = getattr(value, "value", value)
-        argv += [FLAG_OF.get(key, "--" + key.replace("_", "-")), str(value)]
+        argv += [CONFIG_FLAG, str(config_file)]
     return argv
 
 
-def scenario_configs(cli: dict[str, Any], config_file: Path | None, scenarios: list[str]) -> list[RunConfig]:
+def scenario_steps(overrides: RunOverrides, config_file: Path | None,
+                   scenarios: list[Scenario]) -> list[tuple[RunOverrides, RunConfig]]:
+    """One step per scenario, accuracy then performance: what was asked of it, and its resolved config."""
     if not scenarios:
         scenarios = list(DEFAULT_SCENARIOS)
-    if len({s.lower() for s in scenarios}) != len(scenarios):
-        raise ConfigError(f"scenario given twice in {', '.join(scenarios)}; pass each --scenario once")
-    configs = [resolve_config({**cli, "scenario": s, "mode": "both"}, config_file) for s in scenarios]
+    if len(set(scenarios)) != len(scenarios):
+        raise ConfigError(f"scenario given twice in {', '.join(s.value for s in scenarios)}; pass each --scenario once")
+    steps = [replace(overrides, scenario=s, mode=Mode.both) for s in scenarios]
+    configs = [resolve_config(step, config_file) for step in steps]
     for cfg in configs:
         if (cfg.execution_mode is ExecutionMode.test and cfg.scenario is Scenario.SingleStream
                 and cfg.test_query_count < SINGLESTREAM_MIN_QUERIES):
@@ -51,14 +58,14 @@ def scenario_configs(cli: dict[str, Any], config_file: Path | None, scenarios: l
                 f"estimate, which the checker requires, needs at least {SINGLESTREAM_MIN_QUERIES} queries; "
                 f"pass --test-query-count {SINGLESTREAM_MIN_QUERIES} or more"
             )
-    return configs
+    return list(zip(steps, configs, strict=True))
 
 
 def run_and_submit(
-    cli: dict[str, Any],
+    overrides: RunOverrides,
     config_file: Path | None,
-    scenarios: list[str],
-    output_dir: Path,
+    scenarios: list[Scenario],
+    submission_dir: Path,
     options: GenerateOptions,
     *,
     attempt: str | None = None,
@@ -66,17 +73,15 @@ def run_and_submit(
     run_benchmark: Callable[..., Any] | None = None,
     progress: bool = True,
 ) -> SubmissionResult:
-    """Run every scenario (accuracy then performance, one run directory each), then generate the submission."""
+    """Run every scenario (accuracy then performance, one run directory each), then generate the submission
+    into submission_dir."""
     options.validate()
-    configs = scenario_configs(cli, config_file, scenarios)
+    steps = scenario_steps(overrides, config_file, scenarios)
     if run_benchmark is None:
-        from orchestrator.workflows import benchmark
-
-        run_benchmark = benchmark.run_benchmark
+        run_benchmark = benchmark.run_benchmark  # looked up now, so that a test can stand in for it
     run_dirs: list[Path] = []
-    for cfg in configs:
-        scenario = cfg.scenario.value
-        log.info("submission run: %s (accuracy + performance)", scenario)
-        result = run_benchmark(cfg, progress=progress, argv=run_command(cli, config_file, scenario))
+    for step, cfg in steps:
+        log.info("submission run: %s (accuracy + performance)", cfg.scenario.value)
+        result = run_benchmark(cfg, progress=progress, argv=run_command(step, config_file))
         run_dirs.append(Path(result.run_dir))
-    return generate_submission(run_dirs, output_dir, options, attempt=attempt, argv=argv)
+    return generate_submission(run_dirs, submission_dir, options, attempt=attempt, argv=argv)

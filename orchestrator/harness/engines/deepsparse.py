@@ -62,7 +62,7 @@ class DeepSparseOptions(EngineOptions):
     num_streams: int | None = option(None, minimum=1)  # None: DeepSparse's scheduler chooses
 
     def __post_init__(self) -> None:
-        if min(self.buckets) < 1 or max(self.buckets) != MAX_SEQ_LEN:
+        if not self.buckets or min(self.buckets) < 1 or max(self.buckets) != MAX_SEQ_LEN:
             text = ",".join(str(b) for b in self.buckets)
             raise ConfigError(
                 f"deepsparse engine option buckets={text!r} is not a list of positive lengths ending with "

@@ -172,7 +172,8 @@ class EchoEngine(Engine):
     def versions(self) -> dict[str, str]:
         return {}
 
-    def infer(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray):  # type: ignore[override]
+    def infer(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray, *,
+              instance: int = 0) -> tuple[np.ndarray, np.ndarray]:
         self._out = input_ids.astype(np.float32)  # reused by shape: a real engine's output buffers
         return self._out, self._out
 

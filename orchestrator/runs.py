@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator import __version__
+from orchestrator.config import RunConfig
 from orchestrator.errors import ConfigError
 from orchestrator.mlperf import Pass
 
@@ -53,7 +54,7 @@ class RunRecord(BaseModel):
     modes: list[Pass]
     target: str
     runner: str
-    config: dict[str, Any]
+    config: RunConfig  # the resolved configuration, as `mlperf-bert run` took it (a --config file's keys)
     model: FileRef
     dataset: FileRef
     vocab: FileRef
@@ -83,7 +84,15 @@ class RunRecord(BaseModel):
         path = run_dir / RUN_FILE
         if not path.is_file():
             raise ConfigError(f"{run_dir} is not a run directory (no {RUN_FILE}); pass a directory made by `mlperf-bert run`")
-        return cls.model_validate_json(path.read_text())
+        try:
+            return cls.model_validate_json(path.read_text())
+        except ValidationError as e:
+            err = e.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "the record"
+            raise ConfigError(
+                f"{path} is not a run record this version reads ({where}: {err['msg']}); pass a run directory made "
+                "by `mlperf-bert run`"
+            ) from None
 
 
 def new_run_dir(output_dir: Path, label: str) -> Path:

@@ -99,8 +99,8 @@ def logits_of(entry: dict) -> np.ndarray:
 
 class InstantEngine(Engine):
     """Answers at once: start logit = input id, end logit = position. Options (strings):
-    report_provider, buckets ("128,384"), max_batch, fail_at_batch (raise on that call, 1-based),
-    delay_s (sleep per call), record (a file that gets one JSON line [B, S] per call)."""
+    report_provider, buckets ("128,384"), max_batch, instances (instance_count), fail_at_batch (raise on
+    that call, 1-based), delay_s (sleep per call), record (a file that gets one JSON line [B, S] per call)."""
 
     name = "instant"
 
@@ -124,7 +124,13 @@ class InstantEngine(Engine):
         text = self.options.get("max_batch")
         return int(text) if text else None
 
-    def infer(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray):  # type: ignore[override]
+    @property
+    def instance_count(self) -> int:
+        return int(self.options.get("instances", "1"))
+
+    def infer(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray, *,
+              instance: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        assert 0 <= instance < self.instance_count
         assert input_ids.dtype == np.int64 and input_ids.flags.c_contiguous
         assert input_ids.shape == input_mask.shape == segment_ids.shape
         self.calls.append(tuple(input_ids.shape))  # type: ignore[arg-type]

@@ -99,7 +99,7 @@ def test_run_records_what_the_engine_ran_with(tmp_path: Path, session_cache: Pat
                             progress=False, stream=False)
     assert RunRecord.load(offline.run_dir).engine_settings["instances"] == "2 (auto)"
     # ... with the target's batch size, written into the record as the batch size that ran
-    assert RunRecord.load(offline.run_dir).config["batch_size"] == 2
+    assert RunRecord.load(offline.run_dir).config.batch_size == 2
     assert RunRecord.load(offline.run_dir).engine_settings["max_batch"] == "2"
     single = run_benchmark(_config(tmp_path, session_cache, mode="performance", test_query_count=64, threads=2,
                                    scenario="SingleStream"), progress=False, stream=False)

@@ -19,11 +19,12 @@ from orchestrator.harness.engines.deepsparse import (
     DEFAULT_BUCKETS,
     PROVIDER,
     DeepSparseEngine,
+    DeepSparseOptions,
     load_model,
     pad_rows,
-    parse_buckets,
     save_fixed_shape,
 )
+from orchestrator.harness.engines.options import parse_engine_options
 from orchestrator.paths import EMBEDDED_MODEL, PACKAGE_DIR
 
 # (rows, length) batches the SUT can hand over: a single leftover, a bucket smaller than the batch size,
@@ -86,12 +87,15 @@ def ort_logits(session, ids, mask, seg):  # type: ignore[no-untyped-def]
 
 
 # ---- pure parts ----------------------------------------------------------------------------------------
-def test_parse_buckets() -> None:
-    assert parse_buckets(None) == list(DEFAULT_BUCKETS)
-    assert parse_buckets("384, 128,128") == [128, 384]
+def test_bucket_options() -> None:
+    def buckets(text: str) -> tuple[int, ...]:
+        return parse_engine_options(DeepSparseOptions, {"buckets": text}, "deepsparse").buckets
+
+    assert parse_engine_options(DeepSparseOptions, {}, "deepsparse").buckets == DEFAULT_BUCKETS
+    assert sorted(set(buckets("384, 128,128"))) == [128, 384]
     for bad in ("128,256", "abc", "0,384", ","):
-        with pytest.raises(ConfigError):
-            parse_buckets(bad)
+        with pytest.raises(ConfigError, match=f"deepsparse engine option buckets='{bad}' is not a"):
+            buckets(bad)
 
 
 def test_pad_rows_fills_short_batches_with_a_real_row() -> None:

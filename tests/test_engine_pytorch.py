@@ -13,7 +13,8 @@ import pytest
 
 from orchestrator.backends import TARGETS
 from orchestrator.errors import ConfigError, ModelError, PreflightError
-from orchestrator.harness.engines.pytorch import checkpoint_dir, parse_flag
+from orchestrator.harness.engines.options import parse_engine_options
+from orchestrator.harness.engines.pytorch import PyTorchOptions, checkpoint_dir
 from orchestrator.paths import EMBEDDED_MODEL, PACKAGE_DIR
 
 CASES = [(1, 384), (3, 100), (8, 128), (2, 7)]
@@ -43,11 +44,15 @@ def test_registry_entries() -> None:
         assert (PACKAGE_DIR / "runners" / "requirements" / f"{target.local_env}.txt").is_file()
 
 
-def test_parse_flag() -> None:
-    assert parse_flag("compile", "1") and parse_flag("compile", "True")
-    assert not parse_flag("compile", None) and not parse_flag("compile", "off")
-    with pytest.raises(ConfigError):
-        parse_flag("compile", "maybe")
+def test_compile_option_is_a_yes_no_flag() -> None:
+    def compile_flag(text: str) -> bool:
+        return parse_engine_options(PyTorchOptions, {"compile": text}, "pytorch").compile
+
+    assert compile_flag("1") and compile_flag("True") and compile_flag("yes")
+    assert not compile_flag("") and not compile_flag("off") and not compile_flag("0")
+    assert not parse_engine_options(PyTorchOptions, {}, "pytorch").compile
+    with pytest.raises(ConfigError, match="pytorch engine option compile='maybe' is not a yes/no value"):
+        compile_flag("maybe")
 
 
 def test_checkpoint_checks(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 from harness_support import InstantEngine, make_spec, write_features
 
 from orchestrator.errors import ConfigError, DatasetError, RunError
+from orchestrator.harness.engines.engine import Engine
 from orchestrator.harness.qsl import SampleLibrary, load_feature_arrays
 from orchestrator.harness.sut import BertSUT, CostModel, pick_length, plan_batches
 
@@ -129,12 +130,57 @@ def test_multistream_query_is_one_batch_unless_the_engine_caps_it(features) -> N
 
 
 def test_singlestream_and_reference_use_one_instance(features) -> None:
-    engine = _engine()
-    engine.instance_count = 2  # type: ignore[attr-defined]
+    engine = _engine(instances="2")
     assert _sut(features, engine, scenario="Offline").instances == 2
     assert _sut(features, engine, scenario="SingleStream").instances == 1
     assert _sut(features, engine, scenario="SingleStream").batch_size == 1
     assert _sut(features, engine, kind="reference").instances == 1
+
+
+class MinimalEngine(Engine):
+    """Only what Engine requires: the defaults do the rest (one instance)."""
+
+    name = "minimal"
+
+    def __init__(self) -> None:
+        super().__init__("unused.onnx", device="cpu", batch_size=4, threads=None, execution_provider="X")
+        self.instances_seen: list[int] = []
+
+    @property
+    def execution_provider(self) -> str:
+        return "X"
+
+    def versions(self) -> dict[str, str]:
+        return {}
+
+    def infer(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray, *,
+              instance: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        self.instances_seen.append(instance)
+        logits = input_ids.astype(np.float32)
+        return logits, logits
+
+
+def test_engine_defaults_one_instance_and_the_sut_names_it(features) -> None:
+    engine = MinimalEngine()
+    assert engine.instance_count == 1 and engine.seq_buckets() is None and engine.max_batch() is None
+    assert engine.settings() == {}
+    sut = _sut(features, engine)
+    assert sut.instances == 1
+    sut.warm_up()
+    indices = np.array([5, 2, 7])
+    sut._infer_into(sut._workers[0], indices, features.seq_len[indices].astype(int))
+    assert engine.instances_seen and set(engine.instances_seen) == {0}
+
+
+def test_each_worker_passes_its_own_instance(features) -> None:
+    engine = _engine(instances="2")
+    sut = _sut(features, engine)
+    sut.warm_up()  # one call per instance; InstantEngine asserts 0 <= instance < instance_count
+    assert sut.instances == 2 and len(engine.calls) == 2
+    indices = np.array([1, 3])
+    sut._infer_into(sut._workers[1], indices, features.seq_len[indices].astype(int))
+    with pytest.raises(AssertionError):  # an instance the engine does not have is refused by it
+        engine.infer(*(np.zeros((1, 8), np.int64),) * 3, instance=2)
 
 
 def test_cost_model_learns_the_time_per_token() -> None:
@@ -247,8 +293,7 @@ def test_offline_workers_run_pinned_and_the_loadgen_thread_is_restored(features,
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         pytest.skip("pinning two workers needs two CPUs")
-    engine = _engine()
-    engine.instance_count = 2  # type: ignore[attr-defined]
+    engine = _engine(instances="2")
     sut = _sut(features, engine)
     assert sut.worker_cpus is not None and len(sut.worker_cpus) == 2
     assert not sut.worker_cpus[0] & sut.worker_cpus[1]

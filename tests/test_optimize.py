@@ -21,6 +21,7 @@ from orchestrator.harness.engines.onnxruntime_fusions import (
     RECORD_FILE,
     OptimizeOptions,
     cache_key,
+    default_fusions,
     detect_attention_shape,
     file_sha256,
     optimize_cached,
@@ -111,11 +112,12 @@ def test_onnxruntime_recipe_saves_onnxruntimes_own_cpu_fusions(tiny: Path, tmp_p
 
 
 def test_fusions_follow_the_provider_unless_told(tiny: Path, tmp_path: Path) -> None:
-    assert OptimizeOptions.from_engine_options({}, CPU).fusions == "onnxruntime"
-    assert OptimizeOptions.from_engine_options({}, "CUDAExecutionProvider").fusions == "transformers"
-    assert OptimizeOptions.from_engine_options({"fusions": "transformers"}, CPU).fusions == "transformers"
+    assert default_fusions(CPU) == "onnxruntime"
+    assert default_fusions("CUDAExecutionProvider") == "transformers"
     engine = _engine(tiny, optimized_cache_dir=str(tmp_path / "o"))
     assert engine.optimization is not None and engine.optimization.fusions == "onnxruntime"
+    told = _engine(tiny, fusions="transformers", optimized_cache_dir=str(tmp_path / "o"))
+    assert told.optimization is not None and told.optimization.fusions == "transformers"
     with pytest.raises(ConfigError, match="fusions='fastest' is not one of auto, onnxruntime, transformers"):
         _engine(tiny, fusions="fastest", optimized_cache_dir=str(tmp_path / "o"))
 
@@ -181,7 +183,7 @@ def test_instances_and_options(tiny: Path, tmp_path: Path) -> None:
         _engine(tiny, optimize="fast")
     with pytest.raises(ConfigError, match="instances"):
         _engine(tiny, instances="0")
-    with pytest.raises(ConfigError, match="instances='many' is neither a whole number nor auto"):
+    with pytest.raises(ConfigError, match="instances='many' is not auto or a whole number of at least 1"):
         _engine(tiny, instances="many")
 
 

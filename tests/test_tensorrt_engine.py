@@ -41,12 +41,13 @@ def test_settings_defaults_and_parsing() -> None:
 
 
 @pytest.mark.parametrize(("options", "pattern"), [
-    ({"precision": "bf8"}, "precision 'bf8' is not supported"),
-    ({"precison": "fp16"}, "unknown TensorRT engine option 'precison'"),
-    ({"workspace_mb": "lots"}, "workspace_mb='lots' is not an integer"),
+    ({"precision": "bf8"}, "precision='bf8' is not one of fp16, fp32, int8"),
+    ({"precison": "fp16"}, "unknown tensorrt engine option 'precison'; the valid ones are precision, engine_cache_dir"),
+    ({"workspace_mb": "lots"}, "workspace_mb='lots' is not a whole number of at least 16"),
+    ({"workspace_mb": "8"}, "workspace_mb='8' is not a whole number of at least 16"),
     ({"min_seq_len": "300", "opt_seq_len": "200"}, r"1 <= min \(300\) <= opt \(200\)"),
     ({"max_seq_len": "1024"}, "<= 512"),
-    ({"builder_optimization_level": "7"}, "0..5"),
+    ({"builder_optimization_level": "7"}, "from 0 to 5"),
 ])
 def test_bad_options_are_config_errors(options: dict[str, str], pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern):

@@ -163,11 +163,10 @@ class BertSUT:
         f = qsl.features
         self._ids, self._mask, self._seg = f.input_ids, f.input_mask, f.segment_ids
         self._seq_len = np.asarray(f.seq_len, dtype=np.int64)
-        # One engine instance per worker; engines without instances have one.
-        self.instances = max(1, int(getattr(engine, "instance_count", 1) or 1))
-        if scenario in (Scenario.SingleStream, Scenario.MultiStream) or kind == "reference":
+        # One engine instance per worker.
+        self.instances = max(1, engine.instance_count)
+        if scenario in (Scenario.SingleStream, Scenario.MultiStream) or kind is SutKind.reference:
             self.instances = 1  # one query at a time: a second instance would idle
-        self._pass_instance = self.instances > 1
         full = pick_length(SEQ_LEN, self.buckets)
         self._workers = [_Worker(i, self.batch_size, full) for i in range(self.instances)]
         # Several engine instances: each worker thread on its own cores (None: not pinned).
@@ -237,10 +236,7 @@ class BertSUT:
         started = time.perf_counter()
         try:
             for worker in self._workers:
-                if self._pass_instance:
-                    self.engine.infer(ids, mask, seg, instance=worker.instance)  # type: ignore[call-arg]
-                else:
-                    self.engine.infer(ids, mask, seg)
+                self.engine.infer(ids, mask, seg, instance=worker.instance)
         except Exception as exc:  # noqa: BLE001 - the measured run reports engine failures itself
             log.warning("warm-up call failed (%s: %s); continuing", type(exc).__name__, exc)
             return
@@ -394,10 +390,7 @@ class BertSUT:
             for arr in (ids, mask, seg):
                 arr[:, cols:] = 0
         started = time.perf_counter()
-        if self._pass_instance:
-            start, end = self.engine.infer(ids, mask, seg, instance=worker.instance)  # type: ignore[call-arg]
-        else:
-            start, end = self.engine.infer(ids, mask, seg)
+        start, end = self.engine.infer(ids, mask, seg, instance=worker.instance)
         self.cost.observe(rows, width, time.perf_counter() - started)
         if start.shape != (rows, width) or end.shape != (rows, width):
             raise RunError(

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.errors import ConfigError
 from orchestrator.harness.spec import HarnessSpec
 
 
@@ -24,6 +25,9 @@ class RunnerOutcome:
 class Runner(ABC):
     name: str = "runner"
 
+    def preflight(self) -> None:  # noqa: B027 - optional: a runner with nothing to check up front
+        """Check (and prepare) what the run needs, before a run directory exists, so a failure leaves none."""
+
     @abstractmethod
     def run(self, spec: HarnessSpec, run_dir: Path) -> RunnerOutcome:
         """spec holds HOST paths; the runner maps them as its harness sees them, writes
@@ -34,3 +38,7 @@ class Runner(ABC):
     def describe(self, spec: HarnessSpec, run_dir: Path) -> str:
         """The equivalent command line (for --dry-run and the SCC .run artifact)."""
         return f"python -m orchestrator.harness {run_dir}"
+
+    def debug(self, spec: HarnessSpec, output_dir: Path) -> str:
+        """--debug: open an interactive shell where the harness would run; only a container runner can."""
+        raise ConfigError("--debug opens a shell in the container; use it with --runner docker")

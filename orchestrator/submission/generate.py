@@ -147,10 +147,9 @@ def _sw_notes(run: Run) -> str:
     parts = [f"mlperf-bert target {rec.target}"]
     if rec.execution_provider:
         parts.append(f"execution provider {rec.execution_provider}")
-    if cfg.get("sut"):
-        parts.append(f"{cfg['sut']} SUT")
-    if cfg.get("batch_size"):
-        parts.append(f"batch size {cfg['batch_size']}")
+    parts.append(f"{cfg.sut.value} SUT")
+    if cfg.batch_size:
+        parts.append(f"batch size {cfg.batch_size}")
     if rec.git_sha:
         parts.append(f"git {rec.git_sha}")
     return ", ".join(parts)

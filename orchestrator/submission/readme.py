@@ -59,9 +59,9 @@ def scenario_readme(e: Entry, lay: Layout) -> str:
         (f"| Model | `{perf.model.name or perf.model.path}` ({perf.model_meta.get('precision') or 'precision unspecified'}), "
         f"sha256 `{perf.model.sha256 or 'unknown'}` |"),
         f"| Target | `{perf.target}`, execution provider `{perf.execution_provider or 'unknown'}` |",
-        (f"| SUT | {cfg.get('sut', 'optimized')}, batch size {cfg.get('batch_size', 'n/a')}, "
-        f"threads {cfg.get('threads') or 'default'} |"),
-        f"| Execution mode | {'test (' + str(cfg.get('test_query_count')) + ' queries)' if e.test_mode else 'valid'} |",
+        (f"| SUT | {cfg.sut.value}, batch size {cfg.batch_size or 'n/a'}, "
+        f"threads {cfg.threads or 'default'} |"),
+        f"| Execution mode | {f'test ({cfg.test_query_count} queries)' if e.test_mode else 'valid'} |",
         f"| LoadGen | {perf_log.get('loadgen_version', 'unknown')}, result {perf_log.get('result_validity', 'unknown')} |",
         f"| Performance | {_fmt(value)} {unit} |",
         "| Accuracy | " + (f"EM {scores[0]:.3f}, F1 {scores[1]:.3f}" if scores else "n/a")

@@ -66,12 +66,12 @@ def _highlights(plan: Plan, report: CheckReport) -> list[str]:
         rec = e.performance.record
         cfg = rec.config
         label = f" ({DEMO_MODEL_LABEL})" if e.demo_model else ""
-        sut = cfg.get("sut", "optimized")
+        sut = cfg.sut.value
         out.append(
             f"{e.scenario}: {rec.target} on {rec.execution_provider}, model {rec.model.name or rec.model.path} "
             f"({rec.model_meta.get('precision') or 'precision unspecified'}){label}, {sut} SUT "
-            f"({SUT_OPTIMIZATIONS.get(sut, 'unspecified')}), batch size {cfg.get('batch_size')}, "
-            f"threads {cfg.get('threads') or 'default'}"
+            f"({SUT_OPTIMIZATIONS.get(sut, 'unspecified')}), batch size {cfg.batch_size}, "
+            f"threads {cfg.threads or 'default'}"
         )
     for row in report.results:
         value = "n/a" if row.result is None else f"{row.result:.3f}"

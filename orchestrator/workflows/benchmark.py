@@ -12,13 +12,24 @@ final status and the logs.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from orchestrator import __version__
+from orchestrator.assets import (
+    MLPERF_INTERFACE,
+    ResolvedModel,
+    check_onnx_interface,
+    load_catalogue,
+    resolve_dataset,
+    resolve_model,
+    resolve_vocab,
+)
+from orchestrator.assets.hashing import cached_digests, mismatches
 from orchestrator.backends import Target, get_target
 from orchestrator.config import ExecutionMode, RunConfig, RunnerKind, SutKind
 from orchestrator.errors import (
@@ -31,12 +42,16 @@ from orchestrator.errors import (
     RunInterrupted,
 )
 from orchestrator.harness.spec import EXIT_BAD_INPUT, HarnessResult, HarnessSpec
+from orchestrator.loadgen_logs import PerfSummary, parse_performance
 from orchestrator.mlperf import Scenario
 from orchestrator.paths import REPO_ROOT, default_cache_dir
 from orchestrator.runners.host_checks import check_host
 from orchestrator.runners.local import LocalRunner
 from orchestrator.runners.runner import Runner
 from orchestrator.runs import FileRef, RunRecord, git_sha, host_info, new_run_dir, utc_now
+
+if TYPE_CHECKING:  # the accuracy package pulls in numpy, which `mlperf-bert --help` does not need
+    from orchestrator.accuracy import AccuracyReport
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +60,8 @@ log = logging.getLogger(__name__)
 class RunResult:
     run_dir: Path
     record: RunRecord
-    performance: Any | None = None  # orchestrator.loadgen_logs.PerfSummary
-    accuracy: Any | None = None  # orchestrator.accuracy.AccuracyReport
+    performance: PerfSummary | None = None
+    accuracy: AccuracyReport | None = None
 
     @property
     def test_mode(self) -> bool:
@@ -61,7 +76,7 @@ class RunResult:
 class Inputs:
     """Everything a run reads, resolved and checked before a run directory is made."""
 
-    model: Any  # orchestrator.assets.ResolvedModel
+    model: ResolvedModel
     dataset: Path
     vocab: Path
     features: Path
@@ -69,8 +84,6 @@ class Inputs:
 
 
 def resolve_inputs(config: RunConfig, cache_dir: Path) -> Inputs:
-    from orchestrator.assets import resolve_dataset, resolve_model, resolve_vocab
-
     target = get_target(config.backend, config.device)
     if target.model_format == "pytorch" and config.model_path is None:
         raise ConfigError(
@@ -88,10 +101,8 @@ def resolve_inputs(config: RunConfig, cache_dir: Path) -> Inputs:
     return _with_features(config, model, dataset, vocab, cache_dir)
 
 
-def _check_model_format(model: Any, target: Target) -> None:
+def _check_model_format(model: ResolvedModel, target: Target) -> None:
     """The model must be what the target runs; an ONNX model must have the MLPerf interface."""
-    from orchestrator.assets import check_onnx_interface
-
     if target.model_format != "onnx":
         return
     if Path(model.path).is_dir():
@@ -104,8 +115,8 @@ def _check_model_format(model: Any, target: Target) -> None:
         )
 
 
-def _with_features(config: RunConfig, model: Any, dataset: Path, vocab: Path, cache_dir: Path) -> Inputs:
-    from orchestrator.dataset import build_features, load_features
+def _with_features(config: RunConfig, model: ResolvedModel, dataset: Path, vocab: Path, cache_dir: Path) -> Inputs:
+    from orchestrator.dataset import build_features, load_features  # numpy: not for `--help`
 
     features = build_features(dataset, vocab, cache_dir / "features")
     num_features = int(load_features(features).input_ids.shape[0])
@@ -120,10 +131,8 @@ def _with_features(config: RunConfig, model: Any, dataset: Path, vocab: Path, ca
 ZOO_PREFIX = "zoo:"
 
 
-def _zoo_stub(config: RunConfig, target: Target) -> Any:
+def _zoo_stub(config: RunConfig, target: Target) -> ResolvedModel:
     """A SparseZoo stub: DeepSparse downloads it at run time (so only locally, and only with internet)."""
-    from orchestrator.assets import MLPERF_INTERFACE, ResolvedModel
-
     if target.backend != "deepsparse":
         raise ConfigError(f"{config.model} is a SparseZoo stub, which only --backend deepsparse can run")
     if config.runner is RunnerKind.docker:
@@ -138,16 +147,13 @@ def _zoo_stub(config: RunConfig, target: Target) -> Any:
     )
 
 
-def _is_stub(model: Any) -> bool:
+def _is_stub(model: ResolvedModel) -> bool:
     return str(model.path).startswith(ZOO_PREFIX)
 
 
-def _check_vocab_matches_model(model: Any, vocab: Path) -> None:
+def _check_vocab_matches_model(model: ResolvedModel, vocab: Path) -> None:
     """Token ids from another vocabulary run without error and give nonsense; refuse them up front."""
-    from orchestrator.assets import load_catalogue
-    from orchestrator.assets.hashing import cached_digests, mismatches
-
-    if not getattr(model, "vocab", None):
+    if not model.vocab:
         return  # a custom model: its vocabulary is not known, the user vouches for it
     expected = load_catalogue().get(model.vocab, kind="vocab")
     if mismatches(cached_digests(vocab), expected.checksums):
@@ -236,16 +242,16 @@ def _new_record(config: RunConfig, target: Target, inputs: Inputs, run_dir: Path
         modes=config.mode.modes(),
         target=target.key,
         runner=runner.name,
-        config=config.model_dump(mode="json"),
+        config=config,
         model=FileRef(name=model.name, path=str(model.path), sha256=model.sha256),
         dataset=FileRef(path=str(inputs.dataset)),
         vocab=FileRef(path=str(inputs.vocab)),
         features=FileRef(path=str(inputs.features)),
         model_meta={
-            "precision": getattr(model, "precision", None),
-            "demo": getattr(model, "demo", False),
-            "reference_f1": getattr(model, "reference_f1", None),
-            "reference_exact_match": getattr(model, "reference_exact_match", None),
+            "precision": model.precision,
+            "demo": model.demo,
+            "reference_f1": model.reference_f1,
+            "reference_exact_match": model.reference_exact_match,
         },
         versions={"mlperf-bert": __version__},
         host=host_info(),
@@ -273,8 +279,7 @@ def run_benchmark(
     cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
     inputs = resolve_inputs(config, cache_dir)
     runner = make_runner(config, target, stream=stream, cache_dir=cache_dir)
-    if hasattr(runner, "preflight"):
-        runner.preflight()  # engine, image, GPU: fail before a run directory exists
+    runner.preflight()  # venv, engine, image, GPU: fail before a run directory exists
     label = f"{target.key}-{config.scenario.value}-{config.mode.value}"
     run_dir = new_run_dir(config.output_dir, label)
     record = _new_record(config, target, inputs, run_dir, runner, argv)
@@ -328,28 +333,16 @@ def _collect(result: RunResult, inputs: Inputs) -> None:
     """Score the accuracy log and read the performance log into the record."""
     record, run_dir = result.record, result.run_dir
     if "accuracy" in record.modes:
-        from orchestrator.accuracy import score_run
+        from orchestrator.accuracy import score_run  # numpy: only once there is a log to score
 
         report = score_run(run_dir / "accuracy", inputs.features, inputs.dataset, inputs.vocab,
                            record.model_meta.get("reference_f1"))
         result.accuracy = report
-        record.results["accuracy"] = _as_dict(report)
+        record.results["accuracy"] = dataclasses.asdict(report)
     if "performance" in record.modes:
-        from orchestrator.loadgen_logs import parse_performance
-
         perf = parse_performance(run_dir / "performance" / "run_1")
         result.performance = perf
-        record.results["performance"] = _as_dict(perf)
-
-
-def _as_dict(obj: Any) -> dict[str, Any]:
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump(mode="json")
-    import dataclasses
-
-    if dataclasses.is_dataclass(obj):
-        return dataclasses.asdict(obj)  # type: ignore[arg-type]
-    return dict(obj)
+        record.results["performance"] = perf.model_dump(mode="json")
 
 
 def prepare_only(config: RunConfig, *, debug: bool = False) -> str:
@@ -362,7 +355,5 @@ def prepare_only(config: RunConfig, *, debug: bool = False) -> str:
     run_dir = (config.output_dir / "<new-run>").resolve()
     spec = build_spec(config, target, inputs, run_dir, progress=True, cache_dir=cache_dir)
     if debug:
-        if not hasattr(runner, "debug"):
-            raise ConfigError("--debug opens a shell in the container; use it with --runner docker")
-        return str(runner.debug(spec, config.output_dir))  # type: ignore[attr-defined]
+        return runner.debug(spec, config.output_dir)
     return runner.describe(spec, run_dir)

@@ -29,6 +29,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ import numpy as np
 
 from orchestrator.errors import ConfigError, ModelError, PreflightError, first_line
 from orchestrator.harness.engines.engine import Engine
+from orchestrator.harness.engines.options import EngineOptions, option, parse_engine_options
 from orchestrator.mlperf import SEQ_LEN
 
 log = logging.getLogger(__name__)
@@ -52,22 +54,20 @@ _PROTO_LIMIT = 2**31 - 2**20  # protobuf's 2 GB limit, with room for the graph
 Compiled = Callable[[list[np.ndarray]], list[np.ndarray]]
 
 
-def parse_buckets(text: str | None) -> list[int]:
-    if not text:
-        return list(DEFAULT_BUCKETS)
-    try:
-        buckets = sorted({int(x) for x in text.split(",") if x.strip()})
-    except ValueError:
-        raise ConfigError(
-            f"The deepsparse option buckets={text!r} is not a comma-separated list of lengths; "
-            "write e.g. buckets=128,256,384."
-        ) from None
-    if not buckets or buckets[0] < 1 or buckets[-1] != SEQ_LEN:
-        raise ConfigError(
-            f"The deepsparse option buckets={text!r} must be positive lengths ending with {SEQ_LEN}; "
-            f"write e.g. buckets=128,256,{SEQ_LEN}."
-        )
-    return buckets
+@dataclass(frozen=True)
+class DeepSparseOptions(EngineOptions):
+    """The engine options (see the module docstring)."""
+
+    buckets: tuple[int, ...] = DEFAULT_BUCKETS  # sequence lengths compiled, the last one SEQ_LEN
+    num_streams: int | None = option(None, minimum=1)  # None: DeepSparse's scheduler chooses
+
+    def __post_init__(self) -> None:
+        if not self.buckets or min(self.buckets) < 1 or max(self.buckets) != SEQ_LEN:
+            text = ",".join(str(b) for b in self.buckets)
+            raise ConfigError(
+                f"deepsparse engine option buckets={text!r} is not a list of positive lengths ending with "
+                f"{SEQ_LEN}; pass e.g. 128,256,{SEQ_LEN}"
+            )
 
 
 def pad_rows(arrays: Sequence[np.ndarray], rows: int, length: int) -> list[np.ndarray]:
@@ -228,9 +228,9 @@ class DeepSparseEngine(Engine):
             raise PreflightError(
                 f"The deepsparse engine runs on {PROVIDER}, not {execution_provider}; fix the backend registry entry."
             )
-        self._buckets = parse_buckets(self.options.get("buckets"))
-        streams = self.options.get("num_streams")
-        self._num_streams = int(streams) if streams else None
+        self.opts = parse_engine_options(DeepSparseOptions, self.options, self.name)
+        self._buckets = sorted(set(self.opts.buckets))
+        self._num_streams = self.opts.num_streams
         self._deepsparse: Any = None
         self._onnx_path = self._resolve_model(model_path)
         self._input_order = list(range(len(INPUTS)))
@@ -327,7 +327,7 @@ class DeepSparseEngine(Engine):
         return self.batch_size
 
     def infer(
-        self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray
+        self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray, *, instance: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
         rows, length = input_ids.shape
         bucket = next((b for b in self._buckets if b >= length), None)

@@ -55,11 +55,18 @@ class Engine(ABC):
         """Largest batch the engine accepts; None means any."""
         return None
 
+    @property
+    def instance_count(self) -> int:
+        """Copies of the model that may run at the same time, one batch each (the SUT runs this many
+        workers, passing each its `instance` number); one unless the engine holds several."""
+        return 1
+
     @abstractmethod
     def infer(
-        self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray
+        self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray, *, instance: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
-        """int64 [B, S] x3 -> (start_logits, end_logits), float32 [B, S]."""
+        """int64 [B, S] x3 -> (start_logits, end_logits), float32 [B, S], on engine instance `instance`
+        (0 <= instance < instance_count; calls on different instances may run at the same time)."""
 
     def close(self) -> None:  # noqa: B027 - optional: most engines hold nothing that needs releasing
         """Release the engine's resources."""

@@ -30,15 +30,23 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from orchestrator.errors import ConfigError, ModelError, PreflightError
+from orchestrator.errors import ModelError, PreflightError
 from orchestrator.harness.cpu import available_memory_bytes, default_threads
 from orchestrator.harness.engines.engine import Engine
-from orchestrator.harness.engines.onnxruntime_fusions import open_session
+from orchestrator.harness.engines.onnxruntime_fusions import (
+    OptimizedModel,
+    OptimizeOptions,
+    default_fusions,
+    open_session,
+    optimize_cached,
+)
+from orchestrator.harness.engines.options import EngineOptions, option, parse_engine_options
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +55,21 @@ OUTPUTS = ("output_start_logits", "output_end_logits")
 INPUT_TYPE = "tensor(int64)"
 OUTPUT_TYPE = "tensor(float)"
 CPU = "CPUExecutionProvider"
-OPTIONS = ("optimize", "fusions", "optimized_cache_dir", "instances", "num_heads", "hidden_size", "model_type")
+
+
+
+@dataclass(frozen=True)
+class OnnxRuntimeOptions(EngineOptions):
+    """The engine options (see the module docstring)."""
+
+    optimize: Literal["auto", "none"] = "auto"
+    fusions: Literal["auto", "onnxruntime", "transformers"] = "auto"
+    optimized_cache_dir: str | None = None
+    instances: int | Literal["auto"] = option(1, minimum=1)
+    num_heads: int = option(0, minimum=0)  # 0: read from the graph
+    hidden_size: int = option(0, minimum=0)
+    model_type: str = "bert"
+
 
 # What to install for a provider that this onnxruntime build lacks.
 _PROVIDER_PACKAGES = {
@@ -126,27 +148,14 @@ class OnnxRuntimeEngine(Engine):
             execution_provider=execution_provider,
             options=options,
         )
+        self.opts = parse_engine_options(OnnxRuntimeOptions, self.options, self.name)
         import onnxruntime as ort
 
         self._ort = ort
         self._tmp_cache: Path | None = None
-        unknown = sorted(set(self.options) - set(OPTIONS))
-        if unknown:
-            raise ConfigError(
-                f"unknown onnxruntime engine option {unknown[0]!r}; choose among {', '.join(OPTIONS)}"
-            )
-        optimize = self.options.get("optimize", "auto") or "auto"
-        if optimize not in ("auto", "none"):
-            raise ConfigError(f"onnxruntime engine option optimize={optimize!r} is not auto or none; pass one of them")
-        self.optimized = optimize == "auto"
-        auto_instances = (self.options.get("instances") or "").strip() == "auto"
-        try:
-            instances = 1 if auto_instances else self._int_option("instances", 1)
-        except ConfigError:
-            raise ConfigError(f"onnxruntime engine option instances={self.options['instances']!r} is neither a "
-                              "whole number nor auto; pass e.g. 1, 2 or auto") from None
-        if instances < 1:
-            raise ConfigError("onnxruntime engine option instances must be at least 1; pass e.g. 1, 2 or auto")
+        self.optimized = self.opts.optimize == "auto"
+        auto_instances = self.opts.instances == "auto"
+        instances = 1 if auto_instances else int(self.opts.instances)
         path = Path(model_path)
         if not path.is_file():
             raise ModelError(f"The model file {path} does not exist; fetch or import the model first.")
@@ -159,7 +168,7 @@ class OnnxRuntimeEngine(Engine):
                 f"onnxruntime {ort.__version__} here offers {', '.join(available)} but not {execution_provider}; "
                 f"install {need} in place of the onnxruntime package."
             )
-        self.optimization: Any = None  # orchestrator.harness.engines.onnxruntime_fusions.OptimizedModel when optimize=auto
+        self.optimization: OptimizedModel | None = None  # when optimize=auto
         run_path = path
         if self.optimized:
             run_path = self._optimized_path(path, execution_provider)
@@ -183,29 +192,18 @@ class OnnxRuntimeEngine(Engine):
         )
 
     # ---- set-up ------------------------------------------------------------------------------------
-    def _int_option(self, name: str, default: int) -> int:
-        raw = self.options.get(name)
-        if raw in (None, ""):
-            return default
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigError(f"onnxruntime engine option {name}={raw!r} is not an integer; pass a whole number") from None
-
     def _optimized_path(self, path: Path, provider: str) -> Path:
-        from orchestrator.harness.engines.onnxruntime_fusions import OptimizeOptions, optimize_cached
-
-        cache = self.options.get("optimized_cache_dir")
+        cache = self.opts.optimized_cache_dir
         if not cache:
             self._tmp_cache = Path(tempfile.mkdtemp(prefix="mlperf-bert-optimized-"))
             log.info("no optimized_cache_dir: the fused model is built for this run only (%s)", self._tmp_cache)
             cache_dir = self._tmp_cache
         else:
             cache_dir = Path(cache)
-        try:
-            options = OptimizeOptions.from_engine_options(self.options, provider)
-        except ModelError as exc:  # a bad option value is the user's configuration, not the model
-            raise ConfigError(str(exc)) from None
+        o = self.opts
+        fusions = default_fusions(provider) if o.fusions == "auto" else o.fusions
+        options = OptimizeOptions(fusions=fusions, model_type=o.model_type, num_heads=o.num_heads,
+                                  hidden_size=o.hidden_size, provider=provider)
         self.optimization = optimize_cached(path, cache_dir, options)
         return self.optimization.path
 

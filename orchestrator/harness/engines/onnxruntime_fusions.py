@@ -82,27 +82,6 @@ class OptimizeOptions:
     hidden_size: int = 0
     provider: str = CPU
 
-    @classmethod
-    def from_engine_options(cls, options: dict[str, str], provider: str = CPU) -> OptimizeOptions:
-        def integer(name: str) -> int:
-            raw = options.get(name, "0") or "0"
-            try:
-                value = int(raw)
-            except ValueError:
-                raise ModelError(f"engine option {name}={raw!r} is not an integer; pass a whole number") from None
-            if value < 0:
-                raise ModelError(f"engine option {name}={value} is negative; pass 0 (detect) or the model's value")
-            return value
-
-        fusions = options.get("fusions", "auto") or "auto"
-        if fusions == "auto":
-            fusions = default_fusions(provider)
-        if fusions not in FUSIONS:
-            raise ModelError(f"engine option fusions={fusions!r} is not one of auto, {', '.join(FUSIONS)}; pass one "
-                             "of them")
-        return cls(fusions=fusions, model_type=options.get("model_type", "bert") or "bert",
-                   num_heads=integer("num_heads"), hidden_size=integer("hidden_size"), provider=provider)
-
 
 @dataclass
 class OptimizedModel:

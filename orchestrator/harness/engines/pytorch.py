@@ -6,35 +6,34 @@ input_ids, attention_mask=input_mask, token_type_ids=segment_ids, and the engine
 start/end logits as the ONNX export of the same checkpoint. Inference runs under
 `torch.inference_mode`, in float32.
 
-Engine options (strings): `compile` ("1"/"true": wrap the model in `torch.compile`; the first batch of
-each new shape then compiles, so warm it up outside a timed run), `compile_mode` (torch.compile's mode,
-e.g. "max-autotune"). `threads` sets torch's intra-op threads on CPU.
+Engine options (strings, `PyTorchOptions`): `compile` ("1"/"true": wrap the model in `torch.compile`; the
+first batch of each new shape then compiles, so warm it up outside a timed run), `compile_mode`
+(torch.compile's mode, e.g. "max-autotune"). `threads` sets torch's intra-op threads on CPU.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from orchestrator.errors import ConfigError, ModelError, PreflightError, first_line
 from orchestrator.harness.engines.engine import Engine
+from orchestrator.harness.engines.options import EngineOptions, parse_engine_options
 
 log = logging.getLogger(__name__)
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"", "0", "false", "no", "off"}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
-def parse_flag(name: str, value: str | None) -> bool:
-    text = (value or "").strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigError(f"The pytorch option {name}={value!r} is not a yes/no value; write {name}=1 or {name}=0.")
+@dataclass(frozen=True)
+class PyTorchOptions(EngineOptions):
+    """The engine options (see the module docstring)."""
+
+    compile: bool = False
+    compile_mode: str | None = None  # torch.compile's mode, e.g. "max-autotune"
 
 
 def checkpoint_dir(path: Path) -> Path:
@@ -81,6 +80,7 @@ class PyTorchEngine(Engine):
             execution_provider=execution_provider,
             options=options,
         )
+        self.opts = parse_engine_options(PyTorchOptions, self.options, self.name)
         path = checkpoint_dir(Path(model_path))
         try:
             import torch
@@ -105,10 +105,9 @@ class PyTorchEngine(Engine):
             ) from exc
         model.float().eval().to(self._device)  # float32 whatever the checkpoint's dtype
         self._model = model
-        self._compiled = parse_flag("compile", self.options.get("compile"))
+        self._compiled = self.opts.compile
         if self._compiled:
-            mode = self.options.get("compile_mode") or None
-            self._forward = torch.compile(model, mode=mode)
+            self._forward = torch.compile(model, mode=self.opts.compile_mode)
         else:
             self._forward = model
         log.info(
@@ -142,7 +141,7 @@ class PyTorchEngine(Engine):
         return versions
 
     def infer(
-        self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray
+        self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray, *, instance: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
         torch = self._torch
         with torch.inference_mode():

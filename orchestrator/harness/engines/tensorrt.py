@@ -33,22 +33,36 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from orchestrator.errors import ConfigError, ModelError, PreflightError, RunError
 from orchestrator.harness.engines.engine import Engine
+from orchestrator.harness.engines.options import EngineOptions, option, parse_engine_options
 from orchestrator.mlperf import SEQ_LEN
 
 log = logging.getLogger(__name__)
 
 INPUTS = ("input_ids", "input_mask", "segment_ids")
 OUTPUTS = ("output_start_logits", "output_end_logits")
-PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_OPT_SEQ_LEN = 256  # the dev set's 90th percentile is 272 tokens, its median 164
 
 Shape = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class TensorRTOptions(EngineOptions):
+    """The engine options (see the module docstring); `TensorRTSettings` adds the run's batch size."""
+
+    precision: Literal["fp16", "fp32", "int8"] = "fp16"
+    engine_cache_dir: str | None = None
+    workspace_mb: int = option(4096, minimum=16)
+    min_seq_len: int = option(1, minimum=1)
+    opt_seq_len: int | None = option(None, minimum=1)  # None: DEFAULT_OPT_SEQ_LEN, or max_seq_len if shorter
+    max_seq_len: int = option(SEQ_LEN, minimum=1)
+    builder_optimization_level: int = option(3, minimum=0, maximum=5)  # TensorRT's own default is 3
+    device: int = option(0, minimum=0)  # CUDA device index
 
 
 @dataclass(frozen=True)
@@ -65,43 +79,19 @@ class TensorRTSettings:
 
     @classmethod
     def from_options(cls, options: dict[str, str], batch_size: int) -> TensorRTSettings:
-        known = {"precision", "engine_cache_dir", "workspace_mb", "min_seq_len", "opt_seq_len", "max_seq_len",
-                 "builder_optimization_level", "device"}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown TensorRT engine option {unknown[0]!r}; choose among {', '.join(sorted(known))}"
-            )
-
-        def integer(name: str, default: int) -> int:
-            raw = options.get(name)
-            if raw is None:
-                return default
-            try:
-                return int(raw)
-            except ValueError:
-                raise ConfigError(f"TensorRT option {name}={raw!r} is not an integer; pass a whole number") from None
-
-        precision = options.get("precision", "fp16").lower()
-        if precision not in PRECISIONS:
-            raise ConfigError(f"TensorRT precision {precision!r} is not supported; choose one of {', '.join(PRECISIONS)}")
-        max_seq = integer("max_seq_len", SEQ_LEN)
+        o = parse_engine_options(TensorRTOptions, options, TensorRTEngine.name)
         settings = cls(
-            precision=precision,
+            precision=o.precision,
             max_batch=batch_size,
-            min_seq_len=integer("min_seq_len", 1),
-            opt_seq_len=integer("opt_seq_len", min(DEFAULT_OPT_SEQ_LEN, max_seq)),
-            max_seq_len=max_seq,
-            workspace_mb=integer("workspace_mb", 4096),
-            builder_optimization_level=integer("builder_optimization_level", 3),
-            device=integer("device", 0),
-            engine_cache_dir=options.get("engine_cache_dir") or None,
+            min_seq_len=o.min_seq_len,
+            opt_seq_len=o.opt_seq_len if o.opt_seq_len is not None else min(DEFAULT_OPT_SEQ_LEN, o.max_seq_len),
+            max_seq_len=o.max_seq_len,
+            workspace_mb=o.workspace_mb,
+            builder_optimization_level=o.builder_optimization_level,
+            device=o.device,
+            engine_cache_dir=o.engine_cache_dir,
         )
         settings.profile()  # validates the lengths
-        if not 0 <= settings.builder_optimization_level <= 5:
-            raise ConfigError("TensorRT builder_optimization_level must be 0..5; pass e.g. 3")
-        if settings.workspace_mb < 16:
-            raise ConfigError("TensorRT workspace_mb must be at least 16; pass e.g. 4096")
         return settings
 
     def profile(self) -> dict[str, tuple[Shape, Shape, Shape]]:
@@ -380,7 +370,7 @@ class TensorRTEngine(Engine):
         return list(range(self.profile_settings.min_seq_len, self.profile_settings.max_seq_len + 1))
 
     def infer(
-        self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray
+        self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray, *, instance: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
         cudart = self._cudart
         batch, seq = input_ids.shape
@@ -411,9 +401,7 @@ class TensorRTEngine(Engine):
         return outs[0].astype(np.float32, copy=False), outs[1].astype(np.float32, copy=False)
 
     def close(self) -> None:
-        cudart = getattr(self, "_cudart", None)
-        if cudart is None:
-            return
+        cudart = self._cudart
         for ptr in self._buffers.values():
             cudart.cudaFree(ptr)
         self._buffers.clear()

@@ -1,0 +1,113 @@
+"""The one engine options parser (orchestrator/harness/engines/options.py) and every engine's use of it:
+a misspelt option or a bad value is one sentence naming the valid options or values, on every engine,
+before any engine package is imported; the options the API adds for a target are accepted."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import pytest
+
+from orchestrator.backends import TARGETS
+from orchestrator.errors import ConfigError
+from orchestrator.harness.engines.deepsparse import PROVIDER as DEEPSPARSE_PROVIDER
+from orchestrator.harness.engines.deepsparse import DeepSparseEngine, DeepSparseOptions
+from orchestrator.harness.engines.engine import Engine
+from orchestrator.harness.engines.onnxruntime import OnnxRuntimeEngine, OnnxRuntimeOptions
+from orchestrator.harness.engines.options import EngineOptions, option, option_names, parse_engine_options
+from orchestrator.harness.engines.pytorch import PyTorchEngine, PyTorchOptions
+from orchestrator.harness.engines.tensorrt import TensorRTEngine, TensorRTOptions
+from orchestrator.harness.run import load_engine_class
+
+# Each backend's engine and its options class; a new backend must be added here (checked below).
+ENGINES: dict[str, tuple[type[Engine], type[EngineOptions], str]] = {
+    "onnxruntime": (OnnxRuntimeEngine, OnnxRuntimeOptions, "CPUExecutionProvider"),
+    "deepsparse": (DeepSparseEngine, DeepSparseOptions, DEEPSPARSE_PROVIDER),
+    "pytorch": (PyTorchEngine, PyTorchOptions, "cpu"),
+    "tensorrt": (TensorRTEngine, TensorRTOptions, "TensorRT"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample(EngineOptions):
+    mode: Literal["auto", "none"] = "auto"
+    count: int | Literal["auto"] = option(1, minimum=1)
+    level: int = option(3, minimum=0, maximum=5)
+    limit: int | None = option(None, minimum=1)
+    flag: bool = False
+    path: str | None = None
+    lengths: tuple[int, ...] = (128, 384)
+
+
+def test_defaults_and_conversions() -> None:
+    assert parse_engine_options(Sample, {}, "sample") == Sample()
+    parsed = parse_engine_options(Sample, {"mode": " NONE ", "count": "auto", "level": "0", "limit": "7",
+                                           "flag": "yes", "path": "/x", "lengths": "64, 384"}, "sample")
+    assert parsed == Sample(mode="none", count="auto", level=0, limit=7, flag=True, path="/x", lengths=(64, 384))
+    assert parse_engine_options(Sample, {"count": "4", "flag": "off"}, "sample") == Sample(count=4, flag=False)
+    assert parse_engine_options(Sample, {"count": "", "path": ""}, "sample") == Sample()  # empty: the default
+    assert option_names(Sample) == ("mode", "count", "level", "limit", "flag", "path", "lengths")
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"mdoe": "auto"},
+     "unknown sample engine option 'mdoe'; the valid ones are mode, count, level, limit, flag, path, lengths"),
+    ({"mode": "fast"}, "sample engine option mode='fast' is not one of auto, none; pass one of them"),
+    ({"count": "0"}, "sample engine option count='0' is not auto or a whole number of at least 1; pass e.g. 1 or auto"),
+    ({"count": "many"}, "count='many' is not auto or a whole number of at least 1"),
+    ({"level": "9"}, "sample engine option level='9' is not a whole number from 0 to 5; pass e.g. 3"),
+    ({"limit": "x"}, "limit='x' is not a whole number of at least 1; pass e.g. 1"),
+    ({"flag": "maybe"}, "flag='maybe' is not a yes/no value; pass 1, 0, true, false, yes, no, on or off"),
+    ({"lengths": "a,b"}, "lengths='a,b' is not a comma-separated list of whole numbers; pass e.g. 128,256,384"),
+])
+def test_bad_input_is_one_sentence(raw: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_engine_options(Sample, raw, "sample")
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_every_backend_has_a_strict_options_class() -> None:
+    assert {t.backend for t in TARGETS.values()} == set(ENGINES)
+    for target in TARGETS.values():
+        engine, options, _ = ENGINES[target.backend]
+        assert load_engine_class(target.engine_class) is engine
+        assert issubclass(options, EngineOptions) and dataclasses.is_dataclass(options)
+
+
+@pytest.mark.parametrize("key", sorted(TARGETS))
+def test_options_the_api_adds_are_accepted(key: str) -> None:
+    """The cache directory, Offline and reference options build_spec adds for a target parse."""
+    target = TARGETS[key]
+    _, options, _ = ENGINES[target.backend]
+    added = dict(target.offline_options) | dict(target.reference_options)
+    if target.cache_option:
+        added[target.cache_option] = "/cache/engines/" + key
+    parsed = parse_engine_options(options, added, target.backend)
+    for name, value in added.items():
+        assert name in option_names(options)
+        assert str(getattr(parsed, name)) == value
+
+
+@pytest.mark.parametrize("backend", sorted(ENGINES))
+def test_a_misspelt_option_is_refused_by_every_engine(backend: str) -> None:
+    """Before the model, the engine package or a GPU is looked at: a ConfigError naming the valid options."""
+    engine, options, provider = ENGINES[backend]
+    with pytest.raises(ConfigError) as caught:
+        engine("/no/such/model", device="cpu", batch_size=2, threads=None, execution_provider=provider,
+               options={"optimise_typo": "1"})
+    valid = ", ".join(option_names(options))
+    assert str(caught.value) == f"unknown {backend} engine option 'optimise_typo'; the valid ones are {valid}"
+
+
+@pytest.mark.parametrize(("backend", "raw", "message"), [
+    ("onnxruntime", {"optimize": "fast"}, "onnxruntime engine option optimize='fast' is not one of auto, none"),
+    ("deepsparse", {"num_streams": "two"}, "deepsparse engine option num_streams='two' is not a whole number"),
+    ("pytorch", {"compile": "maybe"}, "pytorch engine option compile='maybe' is not a yes/no value"),
+    ("tensorrt", {"precision": "fp8"}, "tensorrt engine option precision='fp8' is not one of fp16, fp32, int8"),
+])
+def test_a_bad_value_is_refused_by_every_engine(backend: str, raw: dict[str, str], message: str) -> None:
+    engine, _, provider = ENGINES[backend]
+    with pytest.raises(ConfigError, match=message):
+        engine("/no/such/model", device="cpu", batch_size=2, threads=None, execution_provider=provider, options=raw)

@@ -1,0 +1,39 @@
+"""What the Runner base class gives every runner: a no-op preflight() and a debug() that explains it needs a
+container runner (the local runner keeps both; the Docker runner overrides both, tests/test_docker_runner.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import ConfigError
+from orchestrator.harness.spec import HarnessSpec
+from orchestrator.runners.local import LocalRunner
+from orchestrator.runners.runner import Runner, RunnerOutcome
+
+SPEC = HarnessSpec(target="onnxruntime-cpu", engine_class="m:C", execution_provider="CPUExecutionProvider",
+                   model_path="/m.onnx", features_path="/f.npz", run_dir="/r", scenario="Offline", modes=["accuracy"])
+
+
+class BareRunner(Runner):
+    name = "bare"
+
+    def run(self, spec: HarnessSpec, run_dir: Path) -> RunnerOutcome:
+        return RunnerOutcome(exit_code=0, log_path=run_dir / "harness.log")
+
+
+def test_preflight_is_a_no_op_by_default() -> None:
+    assert BareRunner().preflight() is None
+
+
+@pytest.mark.parametrize("runner", [BareRunner(), LocalRunner()])
+def test_debug_needs_a_container_runner(runner: Runner, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        runner.debug(SPEC, tmp_path)
+    assert str(caught.value) == "--debug opens a shell in the container; use it with --runner docker"
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_local_preflight_uses_this_interpreter_for_the_main_environment() -> None:
+    assert LocalRunner(local_env="main").preflight() is None  # nothing to build

@@ -165,7 +165,7 @@ class BertSUT:
         self._seq_len = np.asarray(f.seq_len, dtype=np.int64)
         # One engine instance per worker.
         self.instances = max(1, engine.instance_count)
-        if scenario in (Scenario.SingleStream, Scenario.MultiStream) or kind is SutKind.reference:
+        if scenario in (Scenario.SingleStream, Scenario.MultiStream) or kind == SutKind.reference:
             self.instances = 1  # one query at a time: a second instance would idle
         full = pick_length(SEQ_LEN, self.buckets)
         self._workers = [_Worker(i, self.batch_size, full) for i in range(self.instances)]

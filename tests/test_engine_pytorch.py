@@ -14,7 +14,7 @@ import pytest
 from orchestrator.backends import TARGETS
 from orchestrator.errors import ConfigError, ModelError, PreflightError
 from orchestrator.harness.engines.pytorch import checkpoint_dir, parse_flag
-from orchestrator.paths import EMBEDDED_MODEL, PACKAGE_DIR
+from orchestrator.paths import EMBEDDED_MODEL, PACKAGE_DIR, REPO_ROOT
 
 CASES = [(1, 384), (3, 100), (8, 128), (2, 7)]
 
@@ -38,9 +38,9 @@ def test_registry_entries() -> None:
     cpu, cuda = TARGETS["pytorch-cpu"], TARGETS["pytorch-cuda"]
     assert cpu.model_format == cuda.model_format == "hf-checkpoint"
     assert (cpu.execution_provider, cuda.execution_provider) == ("cpu", "cuda:0")
-    assert cpu.local_env == "pytorch" and cuda.gpu == "nvidia" and not cuda.verified
+    assert cpu.local_env == cuda.local_env == "pytorch-cpu" and cuda.gpu == "nvidia" and not cuda.verified
     for target in (cpu, cuda):
-        assert (PACKAGE_DIR / "runners" / "requirements" / f"{target.local_env}.txt").is_file()
+        assert (REPO_ROOT / "images" / target.local_env / "requirements.txt").is_file()
 
 
 def test_parse_flag() -> None:
@@ -94,7 +94,7 @@ def pytorch_python() -> Path:
     from orchestrator.runners import venvs
 
     try:
-        return venvs.ensure_venv("pytorch")
+        return venvs.ensure_venv("pytorch-cpu")
     except PreflightError as exc:
         pytest.skip(f"the pytorch environment cannot be built here: {exc}")
 

@@ -102,3 +102,36 @@ def test_markers_missing_is_a_clear_error(repo: Path) -> None:
 
 def test_check_command_exits_zero_on_the_committed_tree() -> None:
     assert render.main(["--check"]) == 0
+
+
+def test_a_new_target_is_four_files(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/ADDING_A_BACKEND.md's steps, for its openvino-cpu example: a registry entry, a fragment and a
+    pin list (and the engine, not needed here) give the Dockerfile, the compose service, the CI job and the
+    local venv's pins."""
+    from orchestrator.backends import CiJob, Target
+    from orchestrator.runners import venvs
+
+    target = Target(backend="openvino", device="cpu", engine_class="orchestrator.harness.engines.openvino:OpenVinoEngine",
+                    execution_provider="CPU", local_env="openvino-cpu", verified=False, notes="not yet run",
+                    ci=CiJob(runs_on="ubuntu-24.04", model="bert-large-onnx-fp32", query_count=20))
+    monkeypatch.setitem(TARGETS, target.key, target)
+    doc = (REPO_ROOT / "docs" / "ADDING_A_BACKEND.md").read_text()
+    blocks = re.findall(r"```(?:dockerfile|text)\n(.*?)```", doc, flags=re.DOTALL)
+    fragment, requirements = blocks[0], blocks[1]
+    folder = repo / "images" / "openvino-cpu"
+    folder.mkdir()
+    (folder / render.FRAGMENT).write_text(fragment)
+    (folder / "requirements.txt").write_text(requirements)
+
+    written = render.write_files(repo)
+    assert set(written) == {folder / "Dockerfile", repo / render.COMPOSE, repo / render.CI}
+    recipe = images.get_recipe("openvino-cpu", repo / "images")
+    assert recipe.build_args["OPENVINO_VERSION"] == "2026.4.1" and recipe.build_args["WHEELHOUSE"] == "wheelhouse/openvino-cpu"
+    lines = images.expand_requirements(recipe.requirements.read_text(), recipe.build_args)
+    assert "openvino==2026.4.1" in lines and "mlcommons-loadgen==" + render.loadgen_pin() in lines
+    dockerfile = recipe.dockerfile.read_text()
+    assert 'mlperf-bert.verified="false"' in dockerfile and 'mlperf-bert.backend="openvino"' in dockerfile
+    assert "  openvino-cpu:\n" in (repo / render.COMPOSE).read_text()
+    assert "- image: openvino-cpu\n" in (repo / render.CI).read_text()
+    monkeypatch.setattr(venvs, "IMAGES_DIR", repo / "images")
+    assert venvs.pins("openvino-cpu").startswith("# requires-python: >=3.10,<3.14\nopenvino==2026.4.1\n")

@@ -66,7 +66,7 @@ def loadgen_pin(repo_root: Path = REPO_ROOT) -> str:
 
 def split_fragment(text: str, source: str) -> tuple[str, str, str]:
     """The fragment's head (header and build args), its venv-stage lines and its final-stage lines."""
-    parts = {"head": [], "venv": [], "final": []}  # type: dict[str, list[str]]
+    parts: dict[str, list[str]] = {"head": [], "venv": [], "final": []}
     part = "head"
     for line in text.splitlines():
         if line.strip() in (VENV_MARK, FINAL_MARK):
@@ -76,7 +76,8 @@ def split_fragment(text: str, source: str) -> tuple[str, str, str]:
             part = new
             continue
         parts[part].append(line)
-    return tuple("\n".join(parts[p]).strip("\n") for p in ("head", "venv", "final"))  # type: ignore[return-value]
+    head, venv, final = ("\n".join(parts[p]).strip("\n") for p in ("head", "venv", "final"))
+    return head, venv, final
 
 
 def _declared(text: str) -> list[str]:

@@ -41,7 +41,7 @@ def test_deepsparse_venv_and_image_pin_the_same_versions() -> None:
 
     args = parse_build_args((image_dir / "Dockerfile").read_text())
     image = _pins(expand_requirements((image_dir / "requirements.txt").read_text(), args))
-    venv = _pins(venvs.requirements_file("deepsparse").read_text().splitlines())
+    venv = _pins(venvs.pins("deepsparse-cpu").splitlines())
     assert venv, "the deepsparse requirements pin nothing"
     for name, version in venv.items():
         assert image.get(name) == version, f"{name}: venv {version}, image {image.get(name)}"
@@ -55,7 +55,7 @@ def test_pytorch_venv_and_image_use_the_same_torch() -> None:
 
     args = parse_build_args((image_dir / "Dockerfile").read_text())
     image = _pins(expand_requirements((image_dir / "requirements.txt").read_text(), args))
-    venv = _pins(venvs.requirements_file("pytorch").read_text().splitlines())
+    venv = _pins(venvs.pins("pytorch-cpu").splitlines())
     assert image["torch"] == venv["torch"]
     assert image["mlcommons-loadgen"] == venv["mlcommons-loadgen"]
 

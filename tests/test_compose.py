@@ -1,5 +1,6 @@
-"""compose/docker-compose.yml: one service per image, the same mounts, devices and options as the Docker
-runner, and valid for `docker-compose config` (Debian's docker-compose; no engine needed)."""
+"""compose/docker-compose.yml: one service per image, rendered from the registry, the same mounts, devices
+and options as the Docker runner, and valid for `docker-compose config` (Debian's docker-compose; no
+engine needed)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from orchestrator.backends import render
 from orchestrator.containers import images
 from orchestrator.containers.docker_runner import CONTAINER_ENV, HARNESS_COMMAND
 
@@ -27,6 +29,12 @@ def compose() -> dict[str, Any]:
 
 def test_one_service_per_image(compose: dict[str, Any]) -> None:
     assert sorted(compose["services"]) == sorted(images.recipes())
+
+
+def test_services_are_what_the_registry_renders() -> None:
+    """A target added, removed or changed without re-rendering fails here; the fix is one command."""
+    assert COMPOSE.read_text() == render.rendered_files()[COMPOSE], (
+        f"compose/docker-compose.yml is stale: run `{render.COMMAND}`")
 
 
 @pytest.mark.parametrize("key", list(images.recipes()))

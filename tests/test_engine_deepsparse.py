@@ -25,7 +25,7 @@ from orchestrator.harness.engines.deepsparse import (
     save_fixed_shape,
 )
 from orchestrator.harness.engines.options import parse_engine_options
-from orchestrator.paths import EMBEDDED_MODEL, PACKAGE_DIR
+from orchestrator.paths import EMBEDDED_MODEL, PACKAGE_DIR, REPO_ROOT
 
 # (rows, length) batches the SUT can hand over: a single leftover, a bucket smaller than the batch size,
 # exactly a compiled shape, more rows than the batch size, lengths between buckets.
@@ -108,8 +108,8 @@ def test_pad_rows_fills_short_batches_with_a_real_row() -> None:
 def test_registry_entry() -> None:
     target = TARGETS["deepsparse-cpu"]
     assert target.execution_provider == PROVIDER
-    assert target.local_env == "deepsparse"
-    assert (PACKAGE_DIR / "runners" / "requirements" / "deepsparse.txt").is_file()
+    assert target.local_env == "deepsparse-cpu" and target.accepts_zoo_stubs
+    assert (REPO_ROOT / "images" / "deepsparse-cpu" / "requirements.txt").is_file()
 
 
 def test_dynamic_int8_is_rewritten_to_the_same_computation() -> None:
@@ -263,7 +263,7 @@ def deepsparse_python() -> Path:
     from orchestrator.runners import venvs
 
     try:
-        return venvs.ensure_venv("deepsparse")
+        return venvs.ensure_venv("deepsparse-cpu")
     except PreflightError as exc:
         pytest.skip(f"the deepsparse environment cannot be built here: {exc}")
 

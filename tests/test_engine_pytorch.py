@@ -15,7 +15,7 @@ from orchestrator.backends import TARGETS
 from orchestrator.errors import ConfigError, ModelError, PreflightError
 from orchestrator.harness.engines.options import parse_engine_options
 from orchestrator.harness.engines.pytorch import PyTorchOptions, checkpoint_dir
-from orchestrator.paths import EMBEDDED_MODEL, PACKAGE_DIR
+from orchestrator.paths import EMBEDDED_MODEL, PACKAGE_DIR, REPO_ROOT
 
 CASES = [(1, 384), (3, 100), (8, 128), (2, 7)]
 
@@ -39,9 +39,9 @@ def test_registry_entries() -> None:
     cpu, cuda = TARGETS["pytorch-cpu"], TARGETS["pytorch-cuda"]
     assert cpu.model_format == cuda.model_format == "pytorch"
     assert (cpu.execution_provider, cuda.execution_provider) == ("cpu", "cuda:0")
-    assert cpu.local_env == "pytorch" and cuda.gpu == "nvidia" and not cuda.verified
+    assert cpu.local_env == cuda.local_env == "pytorch-cpu" and cuda.gpu == "nvidia" and not cuda.verified
     for target in (cpu, cuda):
-        assert (PACKAGE_DIR / "runners" / "requirements" / f"{target.local_env}.txt").is_file()
+        assert (REPO_ROOT / "images" / target.local_env / "requirements.txt").is_file()
 
 
 def test_compile_option_is_a_yes_no_flag() -> None:
@@ -99,7 +99,7 @@ def pytorch_python() -> Path:
     from orchestrator.runners import venvs
 
     try:
-        return venvs.ensure_venv("pytorch")
+        return venvs.ensure_venv("pytorch-cpu")
     except PreflightError as exc:
         pytest.skip(f"the pytorch environment cannot be built here: {exc}")
 

@@ -1,4 +1,4 @@
-"""Managed backend environments: keyed by requirements, built atomically, built once under a lock."""
+"""Managed backend environments: the image's pins, keyed by them, built atomically, built once under a lock."""
 
 from __future__ import annotations
 
@@ -11,24 +11,65 @@ from pathlib import Path
 import pytest
 
 from orchestrator.backends import TARGETS
+from orchestrator.containers import images
 from orchestrator.errors import PreflightError
 from orchestrator.runners import venvs
 
 
+class ReqDir:
+    """A stand-in images/ folder: `add(name, requirements, dockerfile)` makes images/<name>/."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def add(self, name: str, requirements: str, dockerfile: str = "") -> Path:
+        folder = self.root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "Dockerfile").write_text(dockerfile)
+        path = folder / "requirements.txt"
+        path.write_text(requirements)
+        return path
+
+
 @pytest.fixture()
-def req_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "requirements"
-    path.mkdir()
-    monkeypatch.setattr(venvs, "REQUIREMENTS_DIR", path)
-    return path
+def req_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ReqDir:
+    root = tmp_path / "images"
+    root.mkdir()
+    monkeypatch.setattr(venvs, "IMAGES_DIR", root)
+    return ReqDir(root)
 
 
-def test_every_registry_env_has_requirements() -> None:
+def test_every_registry_env_is_an_image_with_pins() -> None:
     for target in TARGETS.values():
         if target.local_env != "main":
-            assert venvs.requirements_file(target.local_env).is_file(), target.key
+            assert venvs.requirements_file(target.local_env) == images.get_recipe(target.local_env).requirements
+            assert venvs.pins(target.local_env).strip(), target.key
     with pytest.raises(PreflightError, match="no managed environment"):
         venvs.requirements_file("no-such-env")
+
+
+@pytest.mark.parametrize("env", sorted({t.local_env for t in TARGETS.values() if t.local_env != "main"}))
+def test_venv_installs_exactly_the_image_pins(env: str) -> None:
+    """The venv and the image share one pin list: every image pin but pip's, at the image's version."""
+    recipe = images.get_recipe(env)
+    image = images.expand_requirements(recipe.requirements.read_text(), recipe.build_args)
+    expected = [line for line in image if not line.startswith("-") and not line.startswith("pip==")]
+    venv = [line for line in venvs.pins(env).splitlines() if not line.startswith("#")]
+    assert venv == expected and venv
+    assert all("==" in line and "${" not in line for line in venv)
+    assert venvs.python_range(venvs.pins(env)) != ((3, 0), (4, 0))  # the image folder says which Python
+
+
+def test_pins_expand_build_args_and_drop_image_only_lines(req_dir: ReqDir) -> None:
+    req_dir.add("demo", "# requires-python: >=3.9,<3.13\n--extra-index-url https://x/${V}\npip==${P}\npkg==${V}\n",
+                "ARG V=1.2\nARG P=26.3\nFROM x\nARG V\n")
+    assert venvs.pins("demo") == "# requires-python: >=3.9,<3.13\npkg==1.2\n"
+
+
+def test_no_images_folder_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(venvs, "IMAGES_DIR", tmp_path / "not-a-clone" / "images")
+    with pytest.raises(PreflightError, match="no images folder at .*clone of the repository, or use --runner docker"):
+        venvs.ensure_venv("deepsparse-cpu", cache_dir=tmp_path / "cache")
 
 
 def test_python_range() -> None:
@@ -45,19 +86,19 @@ def test_key_follows_requirements_and_python() -> None:
     assert a != venvs.venv_key("deepsparse==1.8.0\n", (3, 10))
 
 
-def test_no_fitting_python_is_a_clear_error(req_dir: Path, tmp_path: Path) -> None:
-    (req_dir / "old.txt").write_text("# requires-python: >=2.6,<2.7\n")
+def test_no_fitting_python_is_a_clear_error(req_dir: ReqDir, tmp_path: Path) -> None:
+    req_dir.add("old", "# requires-python: >=2.6,<2.7\n")
     with pytest.raises(PreflightError, match="needs Python"):
         venvs.ensure_venv("old", cache_dir=tmp_path / "cache")
 
 
 @pytest.mark.slow
-def test_build_once_atomically_and_reuse(req_dir: Path, tmp_path: Path) -> None:
-    (req_dir / "tiny.txt").write_text("# nothing to install: only the venv itself\n")
+def test_build_once_atomically_and_reuse(req_dir: ReqDir, tmp_path: Path) -> None:
+    req = req_dir.add("tiny", "# nothing to install: only the venv itself\n")
     cache = tmp_path / "cache"
     root = cache / "venvs"
     root.mkdir(parents=True)
-    key = venvs.venv_key((req_dir / "tiny.txt").read_text(), sys.version_info[:2])  # type: ignore[arg-type]
+    key = venvs.venv_key(venvs.pins("tiny"), sys.version_info[:2])  # type: ignore[arg-type]
     stale = root / f".tiny-{key}.dead-build"  # a build that died: removed by the next one
     stale.mkdir()
 
@@ -82,13 +123,16 @@ def test_build_once_atomically_and_reuse(req_dir: Path, tmp_path: Path) -> None:
     assert venvs.ensure_venv("tiny", cache_dir=cache) == python
     assert (venv / venvs.MARKER).stat().st_mtime_ns == built  # reused, not rebuilt
 
-    (req_dir / "tiny.txt").write_text("# changed requirements make a new environment\n")
+    req.write_text("# changed requirements make a new environment\npip==${P}\n")
+    (req.parent / "Dockerfile").write_text("ARG P=1\n")
+    assert venvs.ensure_venv("tiny", cache_dir=cache) == python  # an image-only line changes nothing
+    req.write_text("# requires-python: >=3.0,<4.0\n")  # changed pins (a header counts) make a new environment
     assert venvs.ensure_venv("tiny", cache_dir=cache) != python
 
 
 @pytest.mark.slow
-def test_failed_build_leaves_nothing_behind(req_dir: Path, tmp_path: Path) -> None:
-    (req_dir / "broken.txt").write_text("this is not a requirement ===\n")
+def test_failed_build_leaves_nothing_behind(req_dir: ReqDir, tmp_path: Path) -> None:
+    req_dir.add("broken", "this is not a requirement ===\n")
     cache = tmp_path / "cache"
     with pytest.raises(PreflightError, match="Building the broken environment failed"):
         venvs.ensure_venv("broken", cache_dir=cache)

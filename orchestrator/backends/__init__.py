@@ -2,8 +2,10 @@
 
 A target is a (backend, device) pair; its key `<backend>-<device>` is also the image folder under
 `images/`, the compose service and the CI matrix entry. The CLI choices, config validation and
-listings all read this registry. The engine class is named by import path and imported lazily, only
-inside the harness, so host code never imports an inference engine.
+listings all read this registry, and `python -m orchestrator.backends.render` writes what follows from it
+(each image's Dockerfile, compose/docker-compose.yml's services, the CI matrix; tests fail when a
+committed copy differs). The engine class is named by import path and imported lazily, only inside the
+harness, so host code never imports an inference engine. How to add one: docs/ADDING_A_BACKEND.md.
 """
 
 from __future__ import annotations
@@ -17,6 +19,25 @@ GpuVendor = Literal["nvidia", "amd"]
 
 
 @dataclass(frozen=True)
+class CiJob:
+    """The target's job in .github/workflows/ci.yml: build the image, benchmark in it, run its container tests."""
+
+    runs_on: str | tuple[str, ...]  # a GitHub-hosted runner, or the labels of a self-hosted one
+    model: str | None  # the catalogue model benchmarked in the container; None: build and test only
+    query_count: int = 100  # --test-query-count of that benchmark
+    container_tests: tuple[str, ...] = ()  # pytest files run with the real engine (docker-marked tests)
+
+
+_CPU_RUNNER = "ubuntu-24.04"
+_NVIDIA_RUNNER = ("self-hosted", "linux", "x64", "gpu", "nvidia")
+_AMD_RUNNER = ("self-hosted", "linux", "x64", "gpu", "amd-rocm")
+_DOCKER_TESTS = ("tests/test_docker_integration.py", "tests/test_compose.py")
+# The catalogue has no downloadable Hugging Face checkpoint yet (demo-hf is imported on the development
+# machines), so the pytorch jobs build their image and run its container tests, without a benchmark.
+_NO_HF_MODEL = None
+
+
+@dataclass(frozen=True)
 class Target:
     backend: str
     device: str
@@ -24,7 +45,8 @@ class Target:
     execution_provider: str  # what the SUT must report having run on
     gpu: GpuVendor | None = None
     model_format: ModelFormat = "onnx"
-    # Where the local runner runs the harness: "main" (this environment) or a managed venv name.
+    # Where the local runner runs the harness: "main" (this environment), or the image key whose pins
+    # (images/<key>/requirements.txt) a managed venv of that name installs (orchestrator/runners/venvs.py).
     local_env: str = "main"
     verified: bool = True  # False until it has run for real on matching hardware
     notes: str = ""
@@ -39,6 +61,9 @@ class Target:
     offline_options: tuple[tuple[str, str], ...] = ()
     # The optimized SUT's batch size unless the user sets one (--batch-size).
     batch_size: int = 16
+    # `--model zoo:...` (a SparseZoo stub, fetched by the engine itself at run time) is accepted.
+    accepts_zoo_stubs: bool = False
+    ci: CiJob | None = None  # None: no CI job
 
     @property
     def key(self) -> str:
@@ -65,6 +90,7 @@ TARGETS: dict[str, Target] = {
             # faster than 8 and a little faster than 1; int8 and BERT-large's shapes agree
             # (benchmarks/RESULTS.md).
             batch_size=2,
+            ci=CiJob(runs_on=_CPU_RUNNER, model="demo-int8", query_count=100, container_tests=_DOCKER_TESTS),
         ),
         Target(
             backend="onnxruntime",
@@ -76,6 +102,7 @@ TARGETS: dict[str, Target] = {
             reference_options=(("optimize", "none"),),
             verified=False,
             notes="needs an AMD GPU with ROCm; never run on these machines",
+            ci=CiJob(runs_on=_AMD_RUNNER, model="bert-large-onnx-fp32", query_count=100),
         ),
         Target(
             backend="tensorrt",
@@ -86,14 +113,19 @@ TARGETS: dict[str, Target] = {
             cache_option="engine_cache_dir",
             verified=False,
             notes="needs an NVIDIA GPU; never run on these machines",
+            ci=CiJob(runs_on=_NVIDIA_RUNNER, model="bert-large-onnx-fp32", query_count=100),
         ),
         Target(
             backend="deepsparse",
             device="cpu",
             engine_class="orchestrator.harness.engines.deepsparse:DeepSparseEngine",
             execution_provider="DeepSparseEngine",
-            local_env="deepsparse",
+            local_env="deepsparse-cpu",
             cpu_flags=("avx2",),
+            accepts_zoo_stubs=True,
+            # DeepSparse cannot compile the dynamically quantized demo: the fp32 BERT-large, on fewer queries.
+            ci=CiJob(runs_on=_CPU_RUNNER, model="bert-large-onnx-fp32", query_count=20,
+                     container_tests=_DOCKER_TESTS),
         ),
         Target(
             backend="pytorch",
@@ -101,7 +133,8 @@ TARGETS: dict[str, Target] = {
             engine_class="orchestrator.harness.engines.pytorch:PyTorchEngine",
             execution_provider="cpu",  # the torch device the weights are on
             model_format="pytorch",
-            local_env="pytorch",
+            local_env="pytorch-cpu",
+            ci=CiJob(runs_on=_CPU_RUNNER, model=_NO_HF_MODEL, container_tests=("tests/test_docker_pytorch.py",)),
         ),
         Target(
             backend="pytorch",
@@ -110,9 +143,11 @@ TARGETS: dict[str, Target] = {
             execution_provider="cuda:0",
             gpu="nvidia",
             model_format="pytorch",
-            local_env="pytorch-cuda",
+            # The pytorch-cpu pins without its CPU index: PyPI's Linux x86-64 torch is the CUDA build.
+            local_env="pytorch-cpu",
             verified=False,
             notes="needs an NVIDIA GPU; never run on these machines",
+            ci=CiJob(runs_on=_NVIDIA_RUNNER, model=_NO_HF_MODEL),
         ),
     )
 }

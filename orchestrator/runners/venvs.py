@@ -4,7 +4,14 @@ DeepSparse 1.8 needs onnx<1.15 and numpy<2; PyTorch is a large optional install.
 their harness with `<venv>/bin/python -m orchestrator.harness`, the package itself coming from
 PYTHONPATH (the source directory), so a venv holds only third-party packages.
 
-A venv lives at `<cache>/venvs/<name>-<hash>`, the hash covering its requirements file and the Python
+A venv is named after an image (a registry target's `local_env`) and installs that image's pins: the
+requirements of `images/<name>/requirements.txt` with `${NAME}` expanded from its Dockerfile's build-arg
+defaults, so the venv and the image cannot drift. Two kinds of line serve the image's build only and are
+left out: option lines (`--extra-index-url`, `--find-links`: the host's wheelhouse download) and the pin
+of pip (the image's bootstrap; a venv keeps the pip it was made with). A `# requires-python: >=3.8,<3.12`
+comment there picks the venv's Python.
+
+A venv lives at `<cache>/venvs/<name>-<hash>`, the hash covering its expanded pins and the Python
 it was made with, so a changed pin makes a new one instead of mutating the old. It is built in a
 temporary directory beside it and renamed into place only once pip succeeded: a directory under the
 final name is always complete. An exclusive file lock keeps two runs from building the same one at
@@ -33,30 +40,52 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from orchestrator.backends import TARGETS
+from orchestrator.containers.images import expand_requirements, parse_build_args
 from orchestrator.errors import PreflightError
-from orchestrator.paths import default_cache_dir
+from orchestrator.paths import REPO_ROOT, default_cache_dir
 
 log = logging.getLogger(__name__)
 
-REQUIREMENTS_DIR = Path(__file__).resolve().parent / "requirements"
+IMAGES_DIR = REPO_ROOT / "images"
 MARKER = "mlperf-bert-venv.json"  # written last inside the venv, before the rename
+PINS_FILE = "mlperf-bert-requirements.txt"  # the expanded pins, written into the venv for pip
+_PIP_PIN = re.compile(r"^pip\s*==")
 _REQUIRES_PYTHON = re.compile(r"^#\s*requires-python:\s*(.+)$", re.MULTILINE)
 _BOUND = re.compile(r"(>=|<)\s*(\d+)\.(\d+)")
 _PIP_TAIL_LINES = 15
 
 
 def known_venvs() -> list[str]:
-    return sorted(p.stem for p in REQUIREMENTS_DIR.glob("*.txt"))
+    return sorted({t.local_env for t in TARGETS.values() if t.local_env != "main"})
 
 
 def requirements_file(name: str) -> Path:
-    path = REQUIREMENTS_DIR / f"{name}.txt"
+    """`images/<name>/requirements.txt`: the pins that the image and the venv `name` share."""
+    if not IMAGES_DIR.is_dir():
+        raise PreflightError(
+            f"The {name} environment installs the pins of images/{name}/requirements.txt, but there is no "
+            f"images folder at {IMAGES_DIR}; run from a clone of the repository, or use --runner docker."
+        )
+    path = IMAGES_DIR / name / "requirements.txt"
     if not path.is_file():
         raise PreflightError(
             f"There is no managed environment named {name!r} (known: {', '.join(known_venvs())}); "
-            "fix the backend registry's local_env or add orchestrator/runners/requirements/<name>.txt."
+            f"fix the backend registry's local_env or add images/{name}/requirements.txt."
         )
     return path
+
+
+def pins(name: str) -> str:
+    """What the venv `name` installs: its image's requirements, expanded, without the image-only lines."""
+    path = requirements_file(name)
+    text = path.read_text()
+    dockerfile = path.parent / "Dockerfile"
+    args = parse_build_args(dockerfile.read_text()) if dockerfile.is_file() else {}
+    header = [line for line in text.splitlines() if _REQUIRES_PYTHON.match(line)]
+    lines = [line for line in expand_requirements(text, args, str(path))
+             if not line.startswith("-") and not _PIP_PIN.match(line)]
+    return "\n".join(header + lines) + "\n"
 
 
 def python_range(requirements: str) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -113,7 +142,7 @@ def venv_key(requirements: str, python_version: tuple[int, int]) -> str:
 
 def venv_path(name: str, cache_dir: Path | None = None) -> Path:
     """Where the venv for `name` lives (whether or not it is built yet)."""
-    requirements = requirements_file(name).read_text()
+    requirements = pins(name)
     _, version = pick_python(requirements, name)
     return (cache_dir or default_cache_dir()) / "venvs" / f"{name}-{venv_key(requirements, version)}"
 
@@ -143,8 +172,7 @@ def _exclusive(lock_path: Path, what: str) -> Iterator[None]:
 
 def ensure_venv(name: str, *, cache_dir: Path | None = None) -> Path:
     """The python of the managed venv `name`, built on first use (once; later calls return at once)."""
-    req_path = requirements_file(name)
-    requirements = req_path.read_text()
+    requirements = pins(name)
     python, version = pick_python(requirements, name)
     root = (cache_dir or default_cache_dir()) / "venvs"
     final = root / f"{name}-{venv_key(requirements, version)}"
@@ -154,7 +182,7 @@ def ensure_venv(name: str, *, cache_dir: Path | None = None) -> Path:
         if is_complete(final):  # built by the run we waited for
             return _venv_python(final)
         _remove_leftovers(root, final)
-        _build(name, python, req_path, root, final)
+        _build(name, python, requirements, root, final)
     return _venv_python(final)
 
 
@@ -168,23 +196,25 @@ def _remove_leftovers(root: Path, final: Path) -> None:
         shutil.rmtree(final, ignore_errors=True)
 
 
-def _build(name: str, python: str, req_path: Path, root: Path, final: Path) -> None:
+def _build(name: str, python: str, requirements: str, root: Path, final: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
     build_log = root / f"{final.name}.log"
-    log.info("Creating the %s environment in %s (once; pip installs %s, this can take minutes).",
-             name, final, req_path.name)
+    log.info("Creating the %s environment in %s (once; pip installs the pins of images/%s, this can take "
+             "minutes).", name, final, name)
     started = time.monotonic()
     try:
         with build_log.open("w") as sink:
             _step([python, "-m", "venv", str(tmp)], sink, name, build_log)
             tmp_python = str(_venv_python(tmp))
+            req_path = tmp / PINS_FILE
+            req_path.write_text(requirements)
             pip = [tmp_python, "-m", "pip", "--disable-pip-version-check", "--no-input"]
             _step([*pip, "install", "-r", str(req_path)], sink, name, build_log)
             frozen = subprocess.run([*pip, "freeze"], capture_output=True, text=True, check=False).stdout
         marker = {
             "name": name,
-            "requirements": req_path.read_text(),
+            "requirements": requirements,
             "python": subprocess.run([tmp_python, "-c", "import platform; print(platform.python_version())"],
                                      capture_output=True, text=True, check=False).stdout.strip(),
             "installed": frozen.split(),

@@ -133,7 +133,7 @@ ZOO_PREFIX = "zoo:"
 
 def _zoo_stub(config: RunConfig, target: Target) -> ResolvedModel:
     """A SparseZoo stub: DeepSparse downloads it at run time (so only locally, and only with internet)."""
-    if target.backend != "deepsparse":
+    if not target.accepts_zoo_stubs:
         raise ConfigError(f"{config.model} is a SparseZoo stub, which only --backend deepsparse can run")
     if config.runner is RunnerKind.docker:
         raise ConfigError(

@@ -1,7 +1,7 @@
 """The Docker runner: the harness in one container per run, from the target's image.
 
-The run is described by a `ContainerSpec` (image, mounts, devices, env, command) that one function
-turns into the docker SDK call and another into the equivalent `docker run` line (--dry-run, --debug).
+The run is described by a `ContainerSpec` (container_spec.py: image, mounts, devices, env, command),
+rendered as the docker SDK call and as the equivalent `docker run` line (--dry-run, --debug).
 Host paths in the HarnessSpec become mount points:
 
     model file's directory   -> /models   read-only

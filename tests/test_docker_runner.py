@@ -442,6 +442,8 @@ def test_gpu_probe_passes_then_the_run_starts(layout: dict[str, Path], monkeypat
     (APIError("x", response=_response(400), explanation="invalid mount config for type \"bind\": bind source path "
               "does not exist: /nope"), "cannot mount a path", DockerError),
     (APIError("x", response=_response(500), explanation="no space left on device"), "docker system prune", DockerError),
+    (APIError("x", response=_response(500), explanation="Get https://registry/v2/: dial tcp: connection refused"),
+     r"^Docker failed to start a container \(Get", DockerError),  # the engine answered: it is a registry's refusal
 ])
 def test_docker_errors_become_one_sentence_with_what_to_do(exc: Exception, pattern: str, kind: type) -> None:
     err = docker_error(exc, "start a container")

@@ -54,7 +54,10 @@ def explanation(exc: BaseException) -> str:
 def is_connection_error(exc: BaseException) -> bool:
     """The engine could not be talked to at all (no socket, refused, reset), as opposed to an answer."""
     import requests
+    from docker.errors import APIError
 
+    if isinstance(exc, APIError):  # the engine answered (its text may still say "connection refused": a registry's)
+        return False
     if any(isinstance(e, (requests.exceptions.ConnectionError, ConnectionError, FileNotFoundError))
            for e in _chain(exc)):
         return True

@@ -22,7 +22,8 @@ from orchestrator.api import run_benchmark
 from orchestrator.backends import TARGETS
 from orchestrator.config import RunConfig
 from orchestrator.containers import images
-from orchestrator.containers.docker_runner import MODELS_DIR, Mount, map_spec
+from orchestrator.containers.container_spec import Mount
+from orchestrator.containers.docker_runner import MODELS_DIR, map_spec
 from orchestrator.harness.engines.pytorch import checkpoint_dir
 from orchestrator.harness.spec import HarnessSpec
 

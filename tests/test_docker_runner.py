@@ -24,17 +24,9 @@ from tenacity import wait_none
 
 from orchestrator.backends import TARGETS
 from orchestrator.containers import preflight
-from orchestrator.containers.docker_runner import (
-    ContainerSpec,
-    DockerRunner,
-    Mount,
-    docker_error,
-    docker_run_argv,
-    exit_message,
-    is_transient,
-    map_spec,
-    sdk_run_kwargs,
-)
+from orchestrator.containers.client import RetryPolicy, docker_error, is_transient
+from orchestrator.containers.container_spec import ContainerSpec, Mount, docker_run_argv, sdk_run_kwargs
+from orchestrator.containers.docker_runner import DockerRunner, exit_message, map_spec
 from orchestrator.errors import DockerError, PreflightError
 from orchestrator.harness.spec import HarnessSpec
 from orchestrator.logs import current_verbosity
@@ -160,8 +152,9 @@ def make_spec(layout: dict[str, Path], key: str = "onnxruntime-cpu", **extra: An
     )
 
 
-def make_runner(key: str = "onnxruntime-cpu", client: FakeClient | None = None, **kw: Any) -> DockerRunner:
-    kw.setdefault("retry_wait", wait_none())
+def make_runner(key: str = "onnxruntime-cpu", client: FakeClient | None = None, *, attempts: int = 4,
+                **kw: Any) -> DockerRunner:
+    kw.setdefault("retry", RetryPolicy(attempts=attempts, wait=wait_none()))
     kw.setdefault("console", io.BytesIO())
     return DockerRunner(TARGETS[key], client=client or FakeClient(), **kw)
 
@@ -331,7 +324,9 @@ def test_lost_engine_mid_run_is_one_clear_error_and_cleanup_is_tried(layout: dic
 
 def test_transient_api_errors_are_retried(layout: dict[str, Path]) -> None:
     flaky = APIError("Service Unavailable", response=_response(503), explanation="engine restarting")
-    client = FakeClient([flaky, requests.exceptions.ConnectionError("Connection refused"), FakeContainer()])
+    dropped = requests.exceptions.ConnectionError("('Connection aborted.', RemoteDisconnected('Remote end closed "
+                                                  "connection without response'))")
+    client = FakeClient([flaky, dropped, FakeContainer()])
     outcome = make_runner(client=client).run(make_spec(layout), layout["run_dir"])
     assert outcome.exit_code == 0
     assert len(client.containers.calls) == 3
@@ -347,10 +342,20 @@ def test_permanent_api_errors_are_not_retried_and_explained(layout: dict[str, Pa
 
 
 def test_retries_give_up_with_the_engine_message(layout: dict[str, Path]) -> None:
-    client = FakeClient(ping_error=requests.exceptions.ConnectionError("Connection refused"))
-    with pytest.raises(DockerError, match="cannot reach the Docker engine.*--runner local"):
-        make_runner(client=client, retry_attempts=3).run(make_spec(layout), layout["run_dir"])
+    client = FakeClient(ping_error=APIError("Bad Gateway", response=_response(502), explanation="bad gateway"))
+    with pytest.raises(DockerError, match=r"Docker failed to run the benchmark in a container \(bad gateway\)"):
+        make_runner(client=client, attempts=3).run(make_spec(layout), layout["run_dir"])
     assert client.pings == 3
+
+
+def test_an_engine_that_is_not_there_is_not_retried(layout: dict[str, Path], caplog: pytest.LogCaptureFixture) -> None:
+    client = FakeClient(ping_error=requests.exceptions.ConnectionError("Connection refused"))
+    with pytest.raises(DockerError, match=r"cannot reach the Docker engine at \S+ to run the benchmark in a "
+                                          r"container \(connection refused\); start it .*--runner local") as err:
+        make_runner(client=client).run(make_spec(layout), layout["run_dir"])
+    assert client.pings == 1
+    assert "\n" not in str(err.value)
+    assert not [r for r in caplog.records if "retrying" in r.getMessage()]
 
 
 def _response(status: int) -> requests.Response:
@@ -437,6 +442,8 @@ def test_gpu_probe_passes_then_the_run_starts(layout: dict[str, Path], monkeypat
     (APIError("x", response=_response(400), explanation="invalid mount config for type \"bind\": bind source path "
               "does not exist: /nope"), "cannot mount a path", DockerError),
     (APIError("x", response=_response(500), explanation="no space left on device"), "docker system prune", DockerError),
+    (APIError("x", response=_response(500), explanation="Get https://registry/v2/: dial tcp: connection refused"),
+     r"^Docker failed to start a container \(Get", DockerError),  # the engine answered: it is a registry's refusal
 ])
 def test_docker_errors_become_one_sentence_with_what_to_do(exc: Exception, pattern: str, kind: type) -> None:
     err = docker_error(exc, "start a container")
@@ -445,8 +452,25 @@ def test_docker_errors_become_one_sentence_with_what_to_do(exc: Exception, patte
     assert "\n" not in str(err)
 
 
+def test_connect_to_a_missing_socket_fails_at_once_in_one_sentence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    from orchestrator.containers.client import connect
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")  # the real SDK, nothing there
+    with pytest.raises(DockerError) as err:
+        connect("list images", otherwise=None)
+    assert str(err.value) == (
+        f"cannot reach the Docker engine at unix://{tmp_path}/no-engine.sock to list images (no socket there); "
+        "start it (`sudo systemctl start docker`, or `bash .ci/docker-setup.sh`)")
+    assert not [r for r in caplog.records if "retrying" in r.getMessage()]
+
+
 def test_transient_classification() -> None:
-    assert is_transient(requests.exceptions.ConnectionError("Connection refused"))
+    assert not is_transient(requests.exceptions.ConnectionError("Connection refused"))  # nothing listens
+    assert not is_transient(requests.exceptions.ConnectionError(
+        "('Connection aborted.', FileNotFoundError(2, 'No such file or directory'))"))  # no socket file
+    assert not is_transient(requests.exceptions.ConnectionError("Permission denied: /var/run/docker.sock"))
+    assert is_transient(requests.exceptions.ConnectionError("('Connection aborted.', ConnectionResetError(104))"))
     assert is_transient(APIError("x", response=_response(503)))
     assert is_transient(APIError("x", response=_response(500), explanation="EOF"))
     assert not is_transient(APIError("x", response=_response(500), explanation="could not select device driver"))

@@ -326,10 +326,10 @@ def test_list_images_rows_and_not_built() -> None:
 
 def test_images_list_command(monkeypatch: pytest.MonkeyPatch) -> None:
     from orchestrator.cli import app
-    from orchestrator.containers import docker_runner
+    from orchestrator.commands import images_cmd
 
     client = FakeDocker([], [FakeBuiltImage("onnxruntime-cpu")])
-    monkeypatch.setattr(docker_runner, "connect", lambda action="": client)
+    monkeypatch.setattr(images_cmd, "connect", lambda action, otherwise=None: client)
     result = CliRunner().invoke(app, ["images", "list"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -341,6 +341,19 @@ def test_images_list_command(monkeypatch: pytest.MonkeyPatch) -> None:
     as_json = CliRunner().invoke(app, ["images", "list", "--json", "onnxruntime-cpu"])
     assert [r["reference"] for r in json.loads(as_json.output)] == [
         "mlperf-bert/onnxruntime-cpu:0.1.0", "mlperf-bert/onnxruntime-cpu:latest"]
+
+
+def test_images_list_without_an_engine_is_one_sentence_and_no_retry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    from cli_support import invoke
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")  # the real SDK, no socket there
+    result = invoke(["images", "list"])
+    assert result.exit_code != 0
+    (line,) = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert f"cannot reach the Docker engine at unix://{tmp_path}/no-engine.sock to list images (no socket there)" in line
+    assert "start it" in line and "--runner local" not in line  # `images` has no --runner
+    assert not [r for r in caplog.records if "retrying" in r.getMessage()]
 
 
 def test_images_build_command_reports_errors_as_one_line(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,19 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.backends import TARGETS, Target
+from orchestrator.backends import BACKENDS, TARGETS, Target, default_device
+from orchestrator.containers.client import connect
+from orchestrator.containers.images import (
+    build_image,
+    format_size,
+    format_table,
+    get_recipe,
+    list_images,
+    parse_build_arg_options,
+    recipes,
+)
+from orchestrator.errors import PreflightError
+from orchestrator.runners.host_checks import check_gpu_visible_locally
 
 app = typer.Typer(
     help="Build and list the per-target Docker images (images/<backend>-<device>/).",
@@ -24,9 +36,6 @@ app = typer.Typer(
 
 
 def _gpu_present(target: Target) -> bool:
-    from orchestrator.errors import PreflightError
-    from orchestrator.runners.host_checks import check_gpu_visible_locally
-
     try:
         check_gpu_visible_locally(target)
     except PreflightError:
@@ -36,8 +45,6 @@ def _gpu_present(target: Target) -> bool:
 
 def resolve_name(name: str) -> str:
     """An image key, or a backend alone meaning its default device (`tensorrt` -> `tensorrt-cuda`)."""
-    from orchestrator.backends import BACKENDS, default_device
-
     if name not in TARGETS and name in BACKENDS:
         return f"{name}-{default_device(name)}"
     return name
@@ -45,8 +52,6 @@ def resolve_name(name: str) -> str:
 
 def default_images() -> list[str]:
     """The CPU images, plus each GPU image whose GPU this machine has."""
-    from orchestrator.containers.images import recipes
-
     return [key for key, r in recipes().items() if r.target.gpu is None or _gpu_present(r.target)]
 
 
@@ -79,13 +84,11 @@ def build(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
 ) -> None:
     """Download each image's wheelhouse on this host, then build it with no network; keeps the full log."""
-    from orchestrator.containers.docker_runner import connect
-    from orchestrator.containers.images import build_image, format_size, get_recipe, parse_build_arg_options, recipes
 
     keys = list(recipes()) if all_ else [resolve_name(n) for n in names] if names else default_images()
     chosen = [get_recipe(k) for k in keys]
     overrides = parse_build_arg_options(build_arg or [])
-    client = connect("build images")
+    client = connect("build images", otherwise=None)
     results = []
     for recipe in chosen:
         typer.echo(f"building {recipe.reference} ...", err=True)
@@ -108,11 +111,9 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON on stdout.")] = False,
 ) -> None:
     """Name, tag, digest, size and the versions inside (from the image labels) of every image."""
-    from orchestrator.containers.docker_runner import connect
-    from orchestrator.containers.images import format_size, format_table, get_recipe, list_images
 
     keys = [get_recipe(resolve_name(k)).key for k in names] if names else None
-    rows = list_images(connect("list images"), keys)
+    rows = list_images(connect("list images", otherwise=None), keys)
     if as_json:
         typer.echo(json.dumps([asdict(r) for r in rows], indent=2))
         return

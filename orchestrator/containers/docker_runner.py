@@ -1,7 +1,7 @@
 """The Docker runner: the harness in one container per run, from the target's image.
 
-The run is described by a `ContainerSpec` (image, mounts, devices, env, command) that one function
-turns into the docker SDK call and another into the equivalent `docker run` line (--dry-run, --debug).
+The run is described by a `ContainerSpec` (container_spec.py: image, mounts, devices, env, command),
+rendered as the docker SDK call and as the equivalent `docker run` line (--dry-run, --debug).
 Host paths in the HarnessSpec become mount points:
 
     model file's directory   -> /models   read-only
@@ -22,20 +22,41 @@ import re
 import secrets
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
-
 from orchestrator.backends import Target
-from orchestrator.errors import DockerError, MlperfBertError, PreflightError
+from orchestrator.containers.client import (
+    DEFAULT_RETRY,
+    START_ENGINE,
+    USE_LOCAL,
+    RetryPolicy,
+    call,
+    connect,
+    docker_error,
+    explanation,
+    is_connection_error,
+    is_not_found,
+)
+from orchestrator.containers.container_spec import (
+    CONTAINER_ENV,
+    ContainerSpec,
+    Mount,
+    caller_user,
+    docker_run_argv,
+    gpu_access,
+    sdk_run_kwargs,
+)
+from orchestrator.containers.preflight import ImageFacts, missing_image_error, run_preflight
+from orchestrator.errors import DockerError, MlperfBertError
 from orchestrator.harness.spec import EXIT_INTERRUPTED, HarnessSpec
 from orchestrator.logs import current_verbosity
 from orchestrator.runners.runner import Runner, RunnerOutcome
+from orchestrator.runs import new_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -45,116 +66,6 @@ RUN_DIR = "/run"
 CACHE_DIR = "/cache"
 INPUTS_DIR = "/inputs"
 HARNESS_COMMAND = ("python", "-m", "orchestrator.harness", RUN_DIR)
-CONTAINER_ENV = {
-    "HOME": "/tmp",  # the caller's uid has no home in the image; libraries want a writable one
-    "PYTHONUNBUFFERED": "1",
-    "MLPERF_BERT_IN_CONTAINER": "1",
-}
-
-
-@dataclass(frozen=True)
-class Mount:
-    source: str  # host path
-    target: str  # container path
-    read_only: bool = True
-
-
-@dataclass(frozen=True)
-class ContainerSpec:
-    """One container, described once; `sdk_run_kwargs` and `docker_run_argv` render it."""
-
-    image: str
-    command: tuple[str, ...]
-    mounts: tuple[Mount, ...] = ()
-    env: dict[str, str] = field(default_factory=dict)
-    user: str | None = None
-    devices: tuple[str, ...] = ()  # "/dev/kfd:/dev/kfd:rwm"
-    gpus: str | None = None  # NVIDIA: "all" or "0,1" (a device request, as `docker run --gpus`)
-    group_add: tuple[str, ...] = ()
-    shm_size: str | None = None
-    cpuset_cpus: str | None = None
-    mem_limit: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    name: str | None = None
-    network: str = "none"  # the harness needs none, and a run cannot depend on it
-    workdir: str | None = None
-    stop_signal: str = "SIGINT"  # `docker stop` lets the harness record an interrupted run
-
-
-def _device_request(gpus: str) -> Any:
-    from docker.types import DeviceRequest
-
-    if gpus == "all":
-        return DeviceRequest(count=-1, capabilities=[["gpu"]])
-    return DeviceRequest(device_ids=[g.strip() for g in gpus.split(",") if g.strip()], capabilities=[["gpu"]])
-
-
-def sdk_run_kwargs(cs: ContainerSpec) -> dict[str, Any]:
-    """Keyword arguments of `client.containers.run` (detached) for this container."""
-    from docker.types import Mount as SdkMount
-
-    kwargs: dict[str, Any] = {
-        "image": cs.image,
-        "command": list(cs.command),
-        "detach": True,
-        "init": True,
-        "network_mode": cs.network,
-        "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges"],
-        "stop_signal": cs.stop_signal,
-        "mounts": [SdkMount(target=m.target, source=m.source, type="bind", read_only=m.read_only)
-                   for m in cs.mounts],
-        "environment": dict(cs.env),
-        "labels": dict(cs.labels),
-    }
-    optional = {
-        "name": cs.name, "user": cs.user, "shm_size": cs.shm_size, "cpuset_cpus": cs.cpuset_cpus,
-        "mem_limit": cs.mem_limit, "working_dir": cs.workdir,
-        "devices": list(cs.devices) or None, "group_add": list(cs.group_add) or None,
-        "device_requests": [_device_request(cs.gpus)] if cs.gpus else None,
-    }
-    kwargs.update({k: v for k, v in optional.items() if v is not None})
-    return kwargs
-
-
-def docker_run_argv(
-    cs: ContainerSpec, *, docker: str = "docker", interactive: bool = False, tty: bool = False,
-    command: tuple[str, ...] | None = None, with_name: bool = False,
-) -> list[str]:
-    """The `docker run` command line equivalent to `sdk_run_kwargs(cs)`."""
-    argv = [docker, "run", "--rm"]
-    if interactive:
-        argv.append("-it" if tty else "-i")
-    argv += ["--init", "--network", cs.network, "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-             "--stop-signal", cs.stop_signal]
-    if with_name and cs.name:
-        argv += ["--name", cs.name]
-    if cs.user:
-        argv += ["--user", cs.user]
-    if cs.shm_size:
-        argv += ["--shm-size", cs.shm_size]
-    if cs.cpuset_cpus:
-        argv += ["--cpuset-cpus", cs.cpuset_cpus]
-    if cs.mem_limit:
-        argv += ["--memory", cs.mem_limit]
-    if cs.gpus:
-        # docker parses --gpus as CSV: a list of devices needs its own quotes.
-        argv += ["--gpus", cs.gpus if cs.gpus == "all" else f'"device={cs.gpus}"']
-    for dev in cs.devices:
-        argv += ["--device", dev]
-    for group in cs.group_add:
-        argv += ["--group-add", group]
-    for key, value in cs.labels.items():
-        argv += ["--label", f"{key}={value}"]
-    for m in cs.mounts:
-        argv += ["--mount", f"type=bind,source={m.source},target={m.target}" + (",readonly" if m.read_only else "")]
-    for key, value in cs.env.items():
-        argv += ["-e", f"{key}={value}"]
-    if cs.workdir:
-        argv += ["--workdir", cs.workdir]
-    argv.append(cs.image)
-    argv += list(command if command is not None else cs.command)
-    return argv
 
 
 def map_spec(spec: HarnessSpec, run_dir: Path) -> tuple[HarnessSpec, tuple[Mount, ...]]:
@@ -188,111 +99,6 @@ def map_spec(spec: HarnessSpec, run_dir: Path) -> tuple[HarnessSpec, tuple[Mount
     return inner, tuple(mounts)
 
 
-def amd_gpu_groups(dev: Path = Path("/dev")) -> tuple[str, ...]:
-    """The host group ids owning /dev/kfd and /dev/dri/*, so the caller's uid may open them inside
-    (group names such as `render` need not exist in the image)."""
-    nodes = [dev / "kfd"] + (sorted((dev / "dri").iterdir()) if (dev / "dri").is_dir() else [])
-    gids = sorted({str(p.stat().st_gid) for p in nodes if p.exists()})
-    return tuple(gids) or ("video",)
-
-
-def _short(text: str, limit: int = 200) -> str:
-    first = next((ln.strip() for ln in str(text).splitlines() if ln.strip()), "")
-    return first if len(first) <= limit else first[: limit - 3] + "..."
-
-
-def _explanation(exc: BaseException) -> str:
-    explanation = getattr(exc, "explanation", None)
-    return _short(explanation if explanation else str(exc) or type(exc).__name__)
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    import requests
-
-    if isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError, FileNotFoundError)):
-        return True
-    text = str(exc).lower()
-    return any(s in text for s in ("connection refused", "connection aborted", "connection reset",
-                                   "error while fetching server api version"))
-
-
-_PERMANENT = ("could not select device driver", "no such file or directory", "bind source path does not exist",
-              "invalid", "not found", "no such image", "permission denied", "unknown runtime", "conflict",
-              "no space left")
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth retrying: the engine is restarting (connection refused) or answered 502/503/504 or a 500
-    that is not one of the known permanent failures."""
-    from docker.errors import APIError
-
-    if isinstance(exc, APIError):
-        status = exc.status_code or 0
-        if status in (502, 503, 504):
-            return True
-        if status == 500:
-            return not any(s in _explanation(exc).lower() for s in _PERMANENT)
-        return False
-    return _is_connection_error(exc)
-
-
-START_ENGINE = "start it (`sudo systemctl start docker`, or `bash .ci/docker-setup.sh`) or use --runner local"
-
-
-def docker_error(exc: BaseException, action: str) -> MlperfBertError:
-    """A Docker API failure as one sentence naming what to do."""
-    text = _explanation(exc)
-    low = text.lower()
-    if "permission denied" in low and ("docker.sock" in low or "connect" in low):
-        return DockerError(
-            f"permission denied on the Docker socket while trying to {action}; add your user to the docker group "
-            "(`sudo usermod -aG docker $USER`, then log in again) or use --runner local"
-        )
-    if _is_connection_error(exc):
-        return DockerError(f"cannot reach the Docker engine to {action} ({text}); {START_ENGINE}")
-    if "could not select device driver" in low:
-        return PreflightError(
-            f"Docker cannot give the container an NVIDIA GPU ({text}); install the NVIDIA Container Toolkit and "
-            "restart Docker, or choose a CPU target such as --backend onnxruntime --device cpu"
-        )
-    if "/dev/kfd" in low or "/dev/dri" in low:
-        return PreflightError(
-            f"Docker cannot pass the AMD GPU devices to the container ({text}); check that the ROCm driver is "
-            "loaded and /dev/kfd and /dev/dri exist, or choose --device cpu"
-        )
-    if "bind source path does not exist" in low or "invalid mount config" in low:
-        return DockerError(
-            f"Docker cannot mount a path to {action} ({text}); the model, features and run directory must exist "
-            "on the machine that runs the Docker engine"
-        )
-    if "no space left" in low:
-        return DockerError(f"the Docker engine ran out of disk space to {action}; free some with `docker system prune`")
-    return DockerError(f"Docker failed to {action} ({text}); check `docker info`, then rerun with -vv for details")
-
-
-def connect(action: str = "reach the Docker engine", *, attempts: int = 3) -> Any:
-    """A docker client that has answered a ping, or one DockerError sentence."""
-    import docker
-
-    def attempt() -> Any:
-        client = docker.from_env()
-        client.ping()
-        return client
-
-    try:
-        return Retrying(retry=retry_if_exception(is_transient), stop=stop_after_attempt(attempts),
-                        wait=wait_exponential(multiplier=0.5, min=0.5, max=4), reraise=True,
-                        before_sleep=_log_retry)(attempt)
-    except Exception as exc:
-        raise docker_error(exc, action) from exc
-
-
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    wait = state.next_action.sleep if state.next_action else 0.0
-    log.warning("transient Docker API error (%s); retrying in %.1f s", _explanation(exc) if exc else "?", wait)
-
-
 def _container_name(run_dir: Path) -> str:
     base = re.sub(r"[^a-zA-Z0-9_.-]+", "-", Path(run_dir).name).strip("-.") or "run"
     return f"mlperf-bert-{base[:80]}-{secrets.token_hex(3)}"
@@ -306,8 +112,6 @@ def exit_message(exit_code: int, oom_killed: bool, interrupted: bool) -> str | N
     if interrupted or exit_code == EXIT_INTERRUPTED:
         return "the run was interrupted (Ctrl-C or `docker stop`); its partial logs are kept"
     if exit_code > 128:
-        import signal
-
         try:
             name = signal.Signals(exit_code - 128).name
         except ValueError:
@@ -331,9 +135,7 @@ class DockerRunner(Runner):
         cpuset_cpus: str | None = None,
         memory: str | None = None,
         client: Any | None = None,
-        client_factory: Callable[[], Any] | None = None,
-        retry_attempts: int = 4,
-        retry_wait: Any | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
         stop_timeout: float = 30.0,
         docker_cli: str = "docker",
         exec_fn: Callable[[list[str]], int] | None = None,
@@ -348,29 +150,27 @@ class DockerRunner(Runner):
         self.cpuset_cpus = cpuset_cpus
         self.memory = memory
         self._client = client
-        self._client_factory = client_factory
-        self.retry_attempts = retry_attempts
-        self.retry_wait = retry_wait if retry_wait is not None else wait_exponential(multiplier=0.5, min=0.5, max=8)
+        self.retry = retry
         self.stop_timeout = stop_timeout
         self.docker_cli = docker_cli
         self._exec = exec_fn
         self.console = console
         self.dev_root = dev_root
-        self._facts: Any | None = None  # set by preflight(), which the API calls before making a run dir
+        self._facts: ImageFacts | None = None  # set by preflight(), which the API calls before making a run dir
 
     # --- describing the container ------------------------------------------------------------
     def container_spec(self, spec: HarnessSpec, run_dir: Path) -> tuple[ContainerSpec, HarnessSpec]:
         inner, mounts = map_spec(spec, run_dir)
-        devices, groups = self._amd_devices()
+        access = gpu_access(self.target, self.gpus, self.dev_root)
         cs = ContainerSpec(
             image=self.image_ref,
             command=HARNESS_COMMAND,
             mounts=mounts,
             env=dict(CONTAINER_ENV, MLPERF_BERT_VERBOSITY=str(current_verbosity())),
-            user=f"{os.getuid()}:{os.getgid()}",
-            devices=devices,
-            gpus=self.gpus if self.target.gpu == "nvidia" else None,
-            group_add=groups,
+            user=caller_user(),
+            devices=access.devices,
+            gpus=access.gpus,
+            group_add=access.group_add,
             shm_size=self.shm_size,
             cpuset_cpus=self.cpuset_cpus,
             mem_limit=self.memory,
@@ -380,74 +180,34 @@ class DockerRunner(Runner):
         )
         return cs, inner
 
-    def _amd_devices(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        if self.target.gpu != "amd":
-            return (), ()
-        devices = (f"{self.dev_root}/kfd:/dev/kfd:rwm", f"{self.dev_root}/dri:/dev/dri:rwm")
-        return devices, amd_gpu_groups(self.dev_root)
-
-    def container_spec_for_probe(self) -> ContainerSpec:
-        """The run's image, user and devices, nothing mounted (the pre-flight GPU probe)."""
-        devices, groups = self._amd_devices()
-        return ContainerSpec(
-            image=self.image_ref, command=(), env=dict(CONTAINER_ENV), user=f"{os.getuid()}:{os.getgid()}",
-            devices=devices, gpus=self.gpus if self.target.gpu == "nvidia" else None, group_add=groups,
-            labels={"mlperf-bert.probe": self.target.key},
-        )
-
     def describe(self, spec: HarnessSpec, run_dir: Path) -> str:
         cs, _ = self.container_spec(spec, run_dir)
         return shlex.join(docker_run_argv(cs, docker=self.docker_cli))
 
     # --- talking to the engine ---------------------------------------------------------------
-    def _retrying(self) -> Retrying:
-        return Retrying(
-            retry=retry_if_exception(is_transient), stop=stop_after_attempt(self.retry_attempts),
-            wait=self.retry_wait, reraise=True, before_sleep=_log_retry,
-        )
-
     def call(self, action: str, fn: Callable[[], Any]) -> Any:
-        """fn() with retries for transient Docker API errors; other errors become one sentence."""
-        try:
-            return self._retrying()(fn)
-        except MlperfBertError:
-            raise
-        except Exception as exc:
-            from docker.errors import ImageNotFound
-
-            if isinstance(exc, ImageNotFound):
-                raise self.missing_image_error() from exc
-            raise docker_error(exc, action) from exc
-
-    def missing_image_error(self) -> PreflightError:
-        return PreflightError(
-            f"the image {self.image_ref} is not on this Docker engine; build it with "
-            f"`mlperf-bert images build {self.target.key}` (or pass --image)"
-        )
+        """fn() under the one retry policy; other errors become one sentence."""
+        return call(action, fn, retry=self.retry,
+                    missing_image=lambda: missing_image_error(self.target, self.image_ref))
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            def connect() -> Any:
-                if self._client_factory is not None:
-                    return self._client_factory()
-                import docker
-
-                return docker.from_env()
-
-            self._client = self.call("connect", connect)
+            self._client = connect("run the benchmark in a container", retry=self.retry)
         return self._client
 
-    def preflight(self) -> Any:
-        """Everything checked before a container starts; returns the image's facts (preflight.ImageFacts)."""
-        from orchestrator.containers import preflight
+    def preflight(self) -> None:
+        """Everything checked before a container starts (the image's facts kept for the run)."""
+        self._checked_image()
 
-        self._facts = preflight.run_preflight(self)
+    def _checked_image(self) -> ImageFacts:
+        self._facts = run_preflight(self.target, self.image_ref, lambda: self.client,
+                                    access=gpu_access(self.target, self.gpus, self.dev_root), retry=self.retry)
         return self._facts
 
     # --- running -------------------------------------------------------------------------------
     def run(self, spec: HarnessSpec, run_dir: Path) -> RunnerOutcome:
-        facts = self._facts if self._facts is not None else self.preflight()
+        facts = self._facts if self._facts is not None else self._checked_image()
         cs, inner = self.container_spec(spec, run_dir)
         for m in cs.mounts:
             if not m.read_only:
@@ -474,10 +234,10 @@ class DockerRunner(Runner):
             except MlperfBertError:
                 raise
             except Exception as exc:
-                if _is_connection_error(exc):
+                if is_connection_error(exc):
                     raise DockerError(
-                        f"lost the Docker engine while the container ran ({_explanation(exc)}); the logs so far are "
-                        f"in {log_path}; {START_ENGINE}"
+                        f"lost the Docker engine while the container ran ({explanation(exc)}); the logs so far are "
+                        f"in {log_path}; {START_ENGINE} or {USE_LOCAL}"
                     ) from exc
                 raise docker_error(exc, "follow the container") from exc
             finally:
@@ -492,14 +252,13 @@ class DockerRunner(Runner):
         )
 
     def _start(self, cs: ContainerSpec) -> Any:
-        from docker.errors import NotFound
-
         # A retried start must not trip over a container half-made by the failed attempt.
         if cs.name:
             try:
                 self.client.containers.get(cs.name).remove(force=True)
-            except NotFound:
-                pass
+            except Exception as exc:
+                if not is_not_found(exc):
+                    raise
         return self.client.containers.run(**sdk_run_kwargs(cs))
 
     def _echo(self, chunk: bytes) -> None:
@@ -540,7 +299,7 @@ class DockerRunner(Runner):
         except KeyboardInterrupt:
             log.warning("killing the container")
         except Exception as exc:  # noqa: BLE001 - timeout or already gone: kill below
-            log.warning("the container did not stop after SIGINT (%s); killing it", _explanation(exc))
+            log.warning("the container did not stop after SIGINT (%s); killing it", explanation(exc))
         try:
             container.kill()
             return self._wait(container, timeout=self.stop_timeout)
@@ -555,22 +314,18 @@ class DockerRunner(Runner):
         return bool(container.attrs.get("State", {}).get("OOMKilled", False))
 
     def _remove(self, container: Any) -> None:
-        from docker.errors import NotFound
-
         try:
             container.remove(force=True)
-        except NotFound:
-            pass
         except Exception as exc:  # noqa: BLE001 - never mask the run's own outcome
+            if is_not_found(exc):
+                return
             name = getattr(container, "name", None) or getattr(container, "id", "?")
             log.warning("could not remove container %s (%s); remove it with `docker rm -f %s`",
-                        name, _explanation(exc), name)
+                        name, explanation(exc), name)
 
     # --- debugging -----------------------------------------------------------------------------
     def debug(self, spec: HarnessSpec, output_dir: Path) -> str:
         """An interactive shell in the container, everything mounted, harness.json written."""
-        from orchestrator.runs import new_run_dir
-
         self.preflight()
         run_dir = new_run_dir(Path(output_dir), f"debug-{self.target.key}")
         spec = spec.model_copy(update={"run_dir": str(run_dir.resolve())})

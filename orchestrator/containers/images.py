@@ -30,8 +30,10 @@ from typing import IO, Any
 
 from orchestrator import __version__
 from orchestrator.backends import TARGETS, Target
+from orchestrator.containers.client import call, docker_error
 from orchestrator.errors import ConfigError, DockerError
 from orchestrator.paths import REPO_ROOT, default_cache_dir
+from orchestrator.runs import git_sha
 
 log = logging.getLogger(__name__)
 
@@ -355,15 +357,11 @@ def build_image(
     run: Runner = subprocess.run,
 ) -> BuildResult:
     """Prepare the wheelhouse and build `mlperf-bert/<key>:latest` (also tagged with our version)."""
-    from orchestrator.containers.docker_runner import docker_error
-
     over = dict(overrides or {})
     if base_image:
         over["BASE_IMAGE"] = base_image
     args = effective_build_args(recipe, over)
     prepare_wheelhouse(recipe, args, root=wheelhouse_root or repo_root / "wheelhouse", offline=offline, run=run)
-    from orchestrator.runs import git_sha
-
     args["WHEELHOUSE"] = f"wheelhouse/{recipe.key}"
     if "GIT_SHA" in recipe.build_args:
         args["GIT_SHA"] = git_sha(repo_root) or "unknown"
@@ -390,15 +388,17 @@ def build_image(
             )
             for item in stream:
                 follow.feed(item)
-        except Exception as exc:
-            raise docker_error(exc, f"build {reference}") from exc
+        except Exception as exc:  # not retried: a build stream cut halfway is not resumed
+            raise docker_error(exc, f"build {reference}", otherwise=None) from exc
         finally:
             context.close()
     if follow.error or not follow.image_id:
         raise DockerError(_explain_build_failure(follow, reference, log_path, args))
     version_tag = f"{recipe.repository}:{__version__}"
-    client.api.tag(follow.image_id, recipe.repository, __version__)
-    image = client.images.get(reference)
+    image_id = follow.image_id
+    call(f"tag {reference} as {version_tag}", lambda: client.api.tag(image_id, recipe.repository, __version__),
+         otherwise=None)
+    image = call(f"inspect the image {reference}", lambda: client.images.get(reference), otherwise=None)
     _prune_replaced(client, recipe.key)
     seconds = time.monotonic() - started
     result = BuildResult(
@@ -462,7 +462,8 @@ def list_images(client: Any, keys: Sequence[str] | None = None) -> list[ImageInf
     wanted = list(keys) if keys else list(recipes())
     rows: list[ImageInfo] = []
     seen: set[str] = set()
-    for image in client.images.list(filters={"label": LABEL_TARGET}):
+    ours = call("list images", lambda: client.images.list(filters={"label": LABEL_TARGET}), otherwise=None)
+    for image in ours:
         labels = image.attrs.get("Config", {}).get("Labels") or image.labels or {}
         key = labels.get(LABEL_TARGET)
         if key not in wanted:

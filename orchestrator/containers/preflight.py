@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
+from orchestrator.backends import Target
+from orchestrator.containers.client import DEFAULT_RETRY, RetryPolicy, call
+from orchestrator.containers.container_spec import CONTAINER_ENV, ContainerSpec, GpuAccess, caller_user, sdk_run_kwargs
 from orchestrator.containers.images import LABEL_TARGET, image_digest
 from orchestrator.errors import PreflightError
 from orchestrator.runners.host_checks import check_host
-
-if TYPE_CHECKING:
-    from orchestrator.containers.docker_runner import DockerRunner
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ print("MLPERF_BERT_PROBE " + json.dumps(out))
 """
 
 
-@dataclass
+@dataclass(frozen=True)
 class ImageFacts:
     reference: str
     image_id: str
@@ -61,30 +62,40 @@ class ImageFacts:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-def check_engine(runner: DockerRunner) -> Any:
-    client = runner.client
-    runner.call("reach the Docker engine", client.ping)
+def missing_image_error(target: Target, image_ref: str) -> PreflightError:
+    return PreflightError(
+        f"the image {image_ref} is not on this Docker engine; build it with "
+        f"`mlperf-bert images build {target.key}` (or pass --image)"
+    )
+
+
+def check_engine(connect: Callable[[], Any], retry: RetryPolicy = DEFAULT_RETRY) -> Any:
+    """The client, once its engine has answered."""
+    client = connect()
+    call("run the benchmark in a container", client.ping, retry=retry)
     return client
 
 
-def check_image(runner: DockerRunner, client: Any) -> ImageFacts:
-    from docker.errors import ImageNotFound
-
-    try:
-        image = runner.call(f"inspect the image {runner.image_ref}", lambda: client.images.get(runner.image_ref))
-    except PreflightError:
-        raise
-    except ImageNotFound:  # pragma: no cover - runner.call already rewrites it
-        raise runner.missing_image_error() from None
+def check_image(client: Any, target: Target, image_ref: str, retry: RetryPolicy = DEFAULT_RETRY) -> ImageFacts:
+    image = call(f"inspect the image {image_ref}", lambda: client.images.get(image_ref), retry=retry,
+                 missing_image=lambda: missing_image_error(target, image_ref))
     labels = dict(image.attrs.get("Config", {}).get("Labels") or {})
     built_for = labels.get(LABEL_TARGET)
-    if built_for and built_for != runner.target.key:
+    if built_for and built_for != target.key:
         raise PreflightError(
-            f"the image {runner.image_ref} was built for {built_for}, not {runner.target.key}; pass the "
-            f"{runner.target.key} image to --image or build it with `mlperf-bert images build {runner.target.key}`"
+            f"the image {image_ref} was built for {built_for}, not {target.key}; pass the "
+            f"{target.key} image to --image or build it with `mlperf-bert images build {target.key}`"
         )
-    return ImageFacts(reference=runner.image_ref, image_id=str(image.id), digest=image_digest(image.attrs),
-                      labels=labels)
+    return ImageFacts(reference=image_ref, image_id=str(image.id), digest=image_digest(image.attrs), labels=labels)
+
+
+def probe_spec(target: Target, image_ref: str, access: GpuAccess) -> ContainerSpec:
+    """The run's image, user, environment and GPU access, nothing mounted, the probe script as the command."""
+    return ContainerSpec(
+        image=image_ref, command=("python", "-c", PROBE_SCRIPT), env=dict(CONTAINER_ENV), user=caller_user(),
+        devices=access.devices, gpus=access.gpus, group_add=access.group_add,
+        labels={"mlperf-bert.probe": target.key},
+    )
 
 
 def parse_probe(output: str) -> dict[str, Any]:
@@ -96,17 +107,18 @@ def parse_probe(output: str) -> dict[str, Any]:
     )
 
 
-def check_gpu_in_container(runner: DockerRunner, client: Any) -> dict[str, Any]:
+def check_gpu_in_container(client: Any, target: Target, image_ref: str, access: GpuAccess,
+                           retry: RetryPolicy = DEFAULT_RETRY) -> dict[str, Any]:
     """Start the image with the run's devices and ask it what it sees."""
-    from orchestrator.containers.docker_runner import ContainerSpec, sdk_run_kwargs
+    cs = probe_spec(target, image_ref, access)
 
-    target = runner.target
-    base: ContainerSpec = runner.container_spec_for_probe()
-    cs = replace(base, command=("python", "-c", PROBE_SCRIPT))
-    container = runner.call(f"start a GPU probe container from {runner.image_ref}",
-                            lambda: client.containers.run(**sdk_run_kwargs(cs)))
+    def missing() -> PreflightError:
+        return missing_image_error(target, image_ref)
+
+    container = call(f"start a GPU probe container from {image_ref}",
+                     lambda: client.containers.run(**sdk_run_kwargs(cs)), retry=retry, missing_image=missing)
     try:
-        status = runner.call("wait for the GPU probe", lambda: container.wait(timeout=300))
+        status = call("wait for the GPU probe", lambda: container.wait(timeout=300), retry=retry)
         output = container.logs().decode("utf-8", "replace")
     finally:
         try:
@@ -115,7 +127,7 @@ def check_gpu_in_container(runner: DockerRunner, client: Any) -> dict[str, Any]:
             log.debug("could not remove the probe container: %s", exc)
     if int(status.get("StatusCode", 1)) != 0:
         raise PreflightError(
-            f"the GPU probe failed in {runner.image_ref} (exit {status.get('StatusCode')}: "
+            f"the GPU probe failed in {image_ref} (exit {status.get('StatusCode')}: "
             f"{output.strip().splitlines()[-1] if output.strip() else 'no output'}); rebuild the image with "
             f"`mlperf-bert images build {target.key}`"
         )
@@ -129,18 +141,19 @@ def check_gpu_in_container(runner: DockerRunner, client: Any) -> dict[str, Any]:
         )
     if target.execution_provider not in seen.get("providers", []):
         raise PreflightError(
-            f"the image {runner.image_ref} offers {', '.join(seen.get('providers', [])) or 'no provider'} but not "
+            f"the image {image_ref} offers {', '.join(seen.get('providers', [])) or 'no provider'} but not "
             f"{target.execution_provider}; rebuild it with `mlperf-bert images build {target.key}`"
         )
     log.info("GPU probe: %s; providers %s", ", ".join(seen["gpus"]), ", ".join(seen["providers"]))
     return seen
 
 
-def run_preflight(runner: DockerRunner) -> ImageFacts:
-    target = runner.target
+def run_preflight(target: Target, image_ref: str, connect: Callable[[], Any], *, access: GpuAccess,
+                  retry: RetryPolicy = DEFAULT_RETRY) -> ImageFacts:
+    """The checks in order; `connect` is only called once the host has what the target needs."""
     check_host(target)
-    client = check_engine(runner)
-    facts = check_image(runner, client)
+    client = check_engine(connect, retry)
+    facts = check_image(client, target, image_ref, retry)
     if target.gpu is not None:
-        check_gpu_in_container(runner, client)
+        check_gpu_in_container(client, target, image_ref, access, retry)
     return facts

@@ -8,7 +8,7 @@ ARGS ?=
 RUNNER ?=
 BASE_IMAGE ?=
 
-.PHONY: setup demo test test-fast lint images image run submission clean
+.PHONY: setup demo test test-fast lint format images image run submission clean
 
 $(BIN)/mlperf-bert: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,13 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not docker" $(ARGS)
 
 lint: setup
+	$(BIN)/ruff format --check orchestrator tests benchmarks
 	$(BIN)/ruff check orchestrator tests benchmarks
 	$(BIN)/python -m mypy orchestrator
+
+format: setup
+	$(BIN)/ruff format orchestrator tests benchmarks
+	$(BIN)/ruff check --fix orchestrator tests benchmarks
 
 run: setup
 	$(BIN)/mlperf-bert run --backend $(BACKEND) $(if $(DEVICE),--device $(DEVICE)) $(if $(RUNNER),--runner $(RUNNER)) $(ARGS)

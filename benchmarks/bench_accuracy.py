@@ -36,9 +36,7 @@ def write_random_log(path: Path, seq_len: np.ndarray, seed: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", type=Path, default=EMBEDDED_DATASET)
     parser.add_argument("--vocab", type=Path, default=EMBEDDED_VOCAB)
     parser.add_argument("--seed", type=int, default=0)

@@ -44,19 +44,31 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as out:
         for backend, model in backends:
-            common = dict(runner="local", backend=backend, model_path=model, batch_size=args.batch_size,
-                          output_dir=Path(out))
-            perf = run_benchmark(RunConfig(mode="performance", test_query_count=args.samples, **common),
-                                 progress=False, stream=False).performance
-            acc = run_benchmark(RunConfig(mode="accuracy", test_query_count=args.questions, **common),
-                                progress=False, stream=False).accuracy
-            rows.append({"backend": backend, "model": model.name, "samples": perf.samples_issued,
-                         "samples_per_second": round(perf.samples_per_second, 2),
-                         "f1": round(acc.f1, 3), "questions": acc.questions_scored})
+            common = dict(
+                runner="local", backend=backend, model_path=model, batch_size=args.batch_size, output_dir=Path(out)
+            )
+            perf = run_benchmark(
+                RunConfig(mode="performance", test_query_count=args.samples, **common), progress=False, stream=False
+            ).performance
+            acc = run_benchmark(
+                RunConfig(mode="accuracy", test_query_count=args.questions, **common), progress=False, stream=False
+            ).accuracy
+            rows.append(
+                {
+                    "backend": backend,
+                    "model": model.name,
+                    "samples": perf.samples_issued,
+                    "samples_per_second": round(perf.samples_per_second, 2),
+                    "f1": round(acc.f1, 3),
+                    "questions": acc.questions_scored,
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     print("\n| backend | model | samples | samples/s (Offline) | F1 (questions) |\n|---|---|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['backend']} | {r['model']} | {r['samples']} | {r['samples_per_second']} | {r['f1']} ({r['questions']}) |")
+        print(
+            f"| {r['backend']} | {r['model']} | {r['samples']} | {r['samples_per_second']} | {r['f1']} ({r['questions']}) |"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0

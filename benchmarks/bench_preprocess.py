@@ -44,7 +44,9 @@ def main() -> None:
 
 
 def _summary(seconds: list[float]) -> str:
-    return f"{statistics.median(seconds):.2f} s median (min {min(seconds):.2f}, max {max(seconds):.2f}, n={len(seconds)})"
+    return (
+        f"{statistics.median(seconds):.2f} s median (min {min(seconds):.2f}, max {max(seconds):.2f}, n={len(seconds)})"
+    )
 
 
 if __name__ == "__main__":

@@ -67,8 +67,13 @@ def machine() -> dict[str, Any]:
                 model = line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return {"cpu": model, "logical_cpus": len(usable_cpus()), "physical_cores": physical_core_count(),
-            "threads_used": default_threads(), "load_average": list(os.getloadavg())}
+    return {
+        "cpu": model,
+        "logical_cpus": len(usable_cpus()),
+        "physical_cores": physical_core_count(),
+        "threads_used": default_threads(),
+        "load_average": list(os.getloadavg()),
+    }
 
 
 # ---- the matmul ceiling --------------------------------------------------------------------------------
@@ -96,8 +101,10 @@ def matmul_ceiling(tokens: int = 2048, repeats: int = 3) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     shapes = _gemm_set(tokens)
     flops = sum(2 * m * k * n for m, k, n in shapes)
-    arrays = {(m, k, n): (rng.standard_normal((m, k), dtype=np.float32),
-                          rng.standard_normal((k, n), dtype=np.float32)) for m, k, n in set(shapes)}
+    arrays = {
+        (m, k, n): (rng.standard_normal((m, k), dtype=np.float32), rng.standard_normal((k, n), dtype=np.float32))
+        for m, k, n in set(shapes)
+    }
 
     def numpy_layer() -> None:
         for s in shapes:
@@ -110,9 +117,13 @@ def matmul_ceiling(tokens: int = 2048, repeats: int = 3) -> dict[str, Any]:
     so.intra_op_num_threads = default_threads()
     for m, k, n in set(shapes):
         w = numpy_helper.from_array(arrays[(m, k, n)][1], "w")
-        graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mm",
-                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, k])],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])], [w])
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["x", "w"], ["y"])],
+            "mm",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, k])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])],
+            [w],
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         sessions[(m, k, n)] = ort.InferenceSession(model.SerializeToString(), so, providers=[CPU])
 
@@ -122,9 +133,13 @@ def matmul_ceiling(tokens: int = 2048, repeats: int = 3) -> dict[str, Any]:
 
     ort_s = _time_best(ort_layer, repeats)
     numpy_gflops, ort_gflops = flops / numpy_s / 1e9, flops / ort_s / 1e9
-    return {"tokens": tokens, "shapes": "BERT-large layer: 4x [T,1024]x[1024,1024], [T,1024]x[1024,4096], "
-            "[T,4096]x[4096,1024]", "numpy_gflops": round(numpy_gflops, 1), "onnxruntime_gflops": round(ort_gflops, 1),
-            "ceiling_gflops": round(max(numpy_gflops, ort_gflops), 1)}
+    return {
+        "tokens": tokens,
+        "shapes": "BERT-large layer: 4x [T,1024]x[1024,1024], [T,1024]x[1024,4096], [T,4096]x[4096,1024]",
+        "numpy_gflops": round(numpy_gflops, 1),
+        "onnxruntime_gflops": round(ort_gflops, 1),
+        "ceiling_gflops": round(max(numpy_gflops, ort_gflops), 1),
+    }
 
 
 # ---- FLOPs on real tokens ------------------------------------------------------------------------------
@@ -172,8 +187,9 @@ class EchoEngine(Engine):
     def versions(self) -> dict[str, str]:
         return {}
 
-    def infer(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray, *,
-              instance: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def infer(
+        self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray, *, instance: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
         self._out = input_ids.astype(np.float32)  # reused by shape: a real engine's output buffers
         return self._out, self._out
 
@@ -181,10 +197,12 @@ class EchoEngine(Engine):
 def ort_engine(model: Path, *, reference: bool, cache: Path, instances: str = "1") -> Engine:
     from orchestrator.harness.engines.onnxruntime import OnnxRuntimeEngine
 
-    options = {"optimize": "none"} if reference else {"optimized_cache_dir": str(cache / "optimized"),
-                                                       "instances": instances}
-    return OnnxRuntimeEngine(str(model), device="cpu", batch_size=1, threads=None, execution_provider=CPU,
-                             options=options)
+    options = (
+        {"optimize": "none"} if reference else {"optimized_cache_dir": str(cache / "optimized"), "instances": instances}
+    )
+    return OnnxRuntimeEngine(
+        str(model), device="cpu", batch_size=1, threads=None, execution_provider=CPU, options=options
+    )
 
 
 @dataclass
@@ -197,8 +215,16 @@ class LgRun:
     batches: int
 
 
-def loadgen_offline(engine: Engine, features: FeatureArrays, *, kind: str, batch: int, samples: int,
-                    log_dir: Path, accuracy: bool = False) -> LgRun:
+def loadgen_offline(
+    engine: Engine,
+    features: FeatureArrays,
+    *,
+    kind: str,
+    batch: int,
+    samples: int,
+    log_dir: Path,
+    accuracy: bool = False,
+) -> LgRun:
     import mlperf_loadgen as lg
 
     from orchestrator.loadgen_logs import parse_performance
@@ -246,8 +272,13 @@ def loadgen_offline(engine: Engine, features: FeatureArrays, *, kind: str, batch
 def harness_overhead(features: FeatureArrays, samples: int, batch: int, log_dir: Path) -> dict[str, Any]:
     engine = EchoEngine("none", device="cpu", batch_size=batch, threads=None, execution_provider="none")
     run = loadgen_offline(engine, features, kind="optimized", batch=batch, samples=samples, log_dir=log_dir)
-    return {"samples": run.samples, "batch_size": batch, "samples_per_second": round(run.samples_per_second),
-            "complete_calls": run.complete_calls, "batches": run.batches}
+    return {
+        "samples": run.samples,
+        "batch_size": batch,
+        "samples_per_second": round(run.samples_per_second),
+        "complete_calls": run.complete_calls,
+        "batches": run.batches,
+    }
 
 
 # ---- accuracy ------------------------------------------------------------------------------------------
@@ -308,9 +339,22 @@ class Ceiling:
         return max(float(m["ceiling_gflops"]) for m in self.measurements)
 
 
-def family(name: str, fp32: Path, int8s: dict[str, Path], features: FeatureArrays, scorer: Scorer | None, *,
-           batch: int, samples: int, accuracy_samples: int, ceiling: Ceiling, cache: Path, log_root: Path,
-           instances: str, repeats: int) -> list[Row]:
+def family(
+    name: str,
+    fp32: Path,
+    int8s: dict[str, Path],
+    features: FeatureArrays,
+    scorer: Scorer | None,
+    *,
+    batch: int,
+    samples: int,
+    accuracy_samples: int,
+    ceiling: Ceiling,
+    cache: Path,
+    log_root: Path,
+    instances: str,
+    repeats: int,
+) -> list[Row]:
     """Every configuration runs the same `samples` LoadGen samples, `repeats` times in turn (reference,
     optimized fp32, int8..., then again), so that a slow spell of a shared machine hits them all alike;
     each row keeps the best of its repeats (all are in `runs_samples_per_second`)."""
@@ -328,8 +372,14 @@ def family(name: str, fp32: Path, int8s: dict[str, Path], features: FeatureArray
             engine = ort_engine(model, reference=reference, cache=cache, instances="1" if reference else instances)
             settings[i] = engine.settings()
             try:
-                run = loadgen_offline(engine, features, kind=sut_kind, batch=1 if reference else batch, samples=samples,
-                                      log_dir=log_root / f"{name}-{sut_kind}-{precision}-perf-{repeat}")
+                run = loadgen_offline(
+                    engine,
+                    features,
+                    kind=sut_kind,
+                    batch=1 if reference else batch,
+                    samples=samples,
+                    log_dir=log_root / f"{name}-{sut_kind}-{precision}-perf-{repeat}",
+                )
             finally:
                 engine.close()
             if first_indices is None:
@@ -338,8 +388,10 @@ def family(name: str, fp32: Path, int8s: dict[str, Path], features: FeatureArray
             all_rates[i].append(round(run.samples_per_second, 3))
             if i not in best or run.samples_per_second > best[i].samples_per_second:
                 best[i] = run
-            print(f"[{name}] {sut_kind} {precision} run {repeat + 1}/{repeats}: {run.samples_per_second:.2f} samples/s",
-                  flush=True)
+            print(
+                f"[{name}] {sut_kind} {precision} run {repeat + 1}/{repeats}: {run.samples_per_second:.2f} samples/s",
+                flush=True,
+            )
     rows: list[Row] = []
     fp32_f1: float | None = None
     reference_rate = best[0].samples_per_second
@@ -348,11 +400,18 @@ def family(name: str, fp32: Path, int8s: dict[str, Path], features: FeatureArray
         real = seq_len[np.asarray(run.indices)]
         seconds = run.samples / run.samples_per_second
         gflops = flop_model.flops(real) / seconds / 1e9
-        row = Row(model=name, sut=sut_kind, precision=precision, batch_size=1 if reference else batch,
-                  samples=run.samples, samples_per_second=round(run.samples_per_second, 2),
-                  runs_samples_per_second=all_rates[i],
-                  real_tokens_per_second=round(float(real.sum()) / seconds, 1), gflops_real=round(gflops, 1),
-                  engine_settings=settings[i])
+        row = Row(
+            model=name,
+            sut=sut_kind,
+            precision=precision,
+            batch_size=1 if reference else batch,
+            samples=run.samples,
+            samples_per_second=round(run.samples_per_second, 2),
+            runs_samples_per_second=all_rates[i],
+            real_tokens_per_second=round(float(real.sum()) / seconds, 1),
+            gflops_real=round(gflops, 1),
+            engine_settings=settings[i],
+        )
         if not reference:
             row.ratio_to_reference = round(run.samples_per_second / reference_rate, 2)
             # Runs of one round are minutes apart at most: their ratio is the least exposed to the drift.
@@ -363,8 +422,15 @@ def family(name: str, fp32: Path, int8s: dict[str, Path], features: FeatureArray
             engine = ort_engine(model, reference=False, cache=cache, instances=instances)
             try:
                 acc_dir = log_root / f"{name}-{sut_kind}-{precision}-acc"
-                loadgen_offline(engine, features, kind=sut_kind, batch=batch, samples=accuracy_samples,
-                                log_dir=acc_dir, accuracy=True)
+                loadgen_offline(
+                    engine,
+                    features,
+                    kind=sut_kind,
+                    batch=batch,
+                    samples=accuracy_samples,
+                    log_dir=acc_dir,
+                    accuracy=True,
+                )
             finally:
                 engine.close()
             f1, questions = scorer.f1(acc_dir)
@@ -399,8 +465,11 @@ def text_timings() -> dict[str, float]:
         t = time.perf_counter()
         report = score_run(acc, path, EMBEDDED_DATASET, EMBEDDED_VOCAB, None)
         score_s = time.perf_counter() - t
-    return {"preprocess_dev_set_s": round(preprocess_s, 2), "score_s": round(score_s, 2),
-            "features_scored": report.features_total}
+    return {
+        "preprocess_dev_set_s": round(preprocess_s, 2),
+        "score_s": round(score_s, 2),
+        "features_scored": report.features_total,
+    }
 
 
 # ---- main ----------------------------------------------------------------------------------------------
@@ -436,15 +505,19 @@ def int8_of(fp32: Path, cache: Path) -> Path:
 
 
 def print_table(rows: list[Row]) -> str:
-    lines = ["| model | SUT | precision | batch | samples | samples/s (best) | x reference (best) | x reference "
-             "(median of rounds) | real tok/s | GFLOP/s (real) | of ceiling | F1 (questions) | F1 / fp32 F1 |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| model | SUT | precision | batch | samples | samples/s (best) | x reference (best) | x reference "
+        "(median of rounds) | real tok/s | GFLOP/s (real) | of ceiling | F1 (questions) | F1 / fp32 F1 |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         f1 = f"{r.f1:.2f} ({r.f1_questions})" if r.f1 is not None else "-"
-        lines.append(f"| {r.model} | {r.sut} | {r.precision} | {r.batch_size} | {r.samples} | {r.samples_per_second:.2f} | "
-                     f"{r.ratio_to_reference or '-'} | {r.median_round_ratio or '-'} | {r.real_tokens_per_second} | "
-                     f"{r.gflops_real} | "
-                     f"{r.fraction_of_ceiling:.0%} | {f1} | {r.f1_ratio_to_fp32 or '-'} |")
+        lines.append(
+            f"| {r.model} | {r.sut} | {r.precision} | {r.batch_size} | {r.samples} | {r.samples_per_second:.2f} | "
+            f"{r.ratio_to_reference or '-'} | {r.median_round_ratio or '-'} | {r.real_tokens_per_second} | "
+            f"{r.gflops_real} | "
+            f"{r.fraction_of_ceiling:.0%} | {f1} | {r.f1_ratio_to_fp32 or '-'} |"
+        )
     text = "\n".join(lines)
     print(text)
     return text
@@ -459,8 +532,12 @@ def main() -> None:
     parser.add_argument("--demo-samples", type=int, default=512, help="LoadGen samples per demo run (all SUTs)")
     parser.add_argument("--large-samples", type=int, default=48, help="LoadGen samples per BERT-large run")
     parser.add_argument("--repeats", type=int, default=3, help="runs per configuration, in turn; the best counts")
-    parser.add_argument("--accuracy-samples", type=int, default=10833,
-                        help="first features scored for F1 (demo); the default is the full dev set, MLPerf's criterion")
+    parser.add_argument(
+        "--accuracy-samples",
+        type=int,
+        default=10833,
+        help="first features scored for F1 (demo); the default is the full dev set, MLPerf's criterion",
+    )
     # The defaults are what `mlperf-bert run` uses on the CPU in Offline: the target's batch size and
     # instances=auto (one single-threaded instance per core, capped by memory).
     parser.add_argument("--demo-batch", type=int, default=CPU_TARGET.batch_size)
@@ -486,8 +563,9 @@ def main() -> None:
     features = load_feature_arrays(features_path)
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
         logs = Path(tmp)
-        results["harness_overhead"] = harness_overhead(features, args.overhead_samples, args.overhead_batch,
-                                                       logs / "overhead")
+        results["harness_overhead"] = harness_overhead(
+            features, args.overhead_samples, args.overhead_batch, logs / "overhead"
+        )
         print("harness overhead:", json.dumps(results["harness_overhead"]), flush=True)
         ceiling = Ceiling()
         rows: list[Row] = []
@@ -502,15 +580,39 @@ def main() -> None:
                 int8s = {"int8": ours}
                 if file_sha256(ours) != file_sha256(EMBEDDED_MODEL):  # the same recipe gives the embedded file
                     int8s["int8 (embedded)"] = EMBEDDED_MODEL
-                rows += family("demo MiniLM-L6", fp32, int8s, features, scorer, batch=args.demo_batch,
-                               samples=args.demo_samples, accuracy_samples=args.accuracy_samples, ceiling=ceiling,
-                               cache=cache, log_root=logs, instances=args.demo_instances, repeats=args.repeats)
+                rows += family(
+                    "demo MiniLM-L6",
+                    fp32,
+                    int8s,
+                    features,
+                    scorer,
+                    batch=args.demo_batch,
+                    samples=args.demo_samples,
+                    accuracy_samples=args.accuracy_samples,
+                    ceiling=ceiling,
+                    cache=cache,
+                    log_root=logs,
+                    instances=args.demo_instances,
+                    repeats=args.repeats,
+                )
         if not args.skip_large:
             large = large_model(cache)
             int8s = {} if args.skip_int8_large else {"int8": int8_of(large, cache)}
-            rows += family("BERT-large shapes (random)", large, int8s, features, None, batch=args.large_batch,
-                           samples=args.large_samples, accuracy_samples=0, ceiling=ceiling, cache=cache,
-                           log_root=logs, instances=args.large_instances, repeats=args.repeats)
+            rows += family(
+                "BERT-large shapes (random)",
+                large,
+                int8s,
+                features,
+                None,
+                batch=args.large_batch,
+                samples=args.large_samples,
+                accuracy_samples=0,
+                ceiling=ceiling,
+                cache=cache,
+                log_root=logs,
+                instances=args.large_instances,
+                repeats=args.repeats,
+            )
         ceiling.measure()
         results["matmul_ceiling"] = {"best_gflops": ceiling.best, "measurements": ceiling.measurements}
         for r in rows:

@@ -15,4 +15,14 @@ from orchestrator.workflows.benchmark import RunResult, prepare_only, run_benchm
 from orchestrator.workflows.submission_run import run_and_submit
 from orchestrator.workflows.tuning import TuneRequest, TuneResult, tune
 
-__all__ = ["RunConfig", "RunOverrides", "RunResult", "TuneRequest", "TuneResult", "prepare_only", "run_and_submit", "run_benchmark", "tune"]
+__all__ = [
+    "RunConfig",
+    "RunOverrides",
+    "RunResult",
+    "TuneRequest",
+    "TuneResult",
+    "prepare_only",
+    "run_and_submit",
+    "run_benchmark",
+    "tune",
+]

@@ -108,17 +108,37 @@ def run(
     config: ConfigFileOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Print the command the runner would execute, and stop.")] = False,
-    debug: Annotated[bool, typer.Option(help="Docker runner: open a shell in the container with everything mounted.")] = False,
+    debug: Annotated[
+        bool, typer.Option(help="Docker runner: open a shell in the container with everything mounted.")
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Progress bar while samples complete.")] = True,
 ) -> None:
     """Run the MLPerf BERT benchmark (default: the embedded demo model, Offline, accuracy + performance, test mode)."""
     overrides = RunOverrides(
-        backend=backend, device=device, scenario=scenario, mode=mode, execution_mode=execution_mode,
-        test_query_count=test_query_count, batch_size=batch_size, threads=threads, sut=sut, model=model,
-        model_path=model_path, dataset_path=dataset_path, vocab_path=vocab_path, target_qps=target_qps,
-        target_latency_ms=target_latency_ms, runner=runner, image=image, shm_size=shm_size,
-        cpuset_cpus=cpuset_cpus, memory=memory, gpus=gpus, engine_options=parse_engine_options(engine_options),
-        output_dir=output_dir, cache_dir=cache_dir,
+        backend=backend,
+        device=device,
+        scenario=scenario,
+        mode=mode,
+        execution_mode=execution_mode,
+        test_query_count=test_query_count,
+        batch_size=batch_size,
+        threads=threads,
+        sut=sut,
+        model=model,
+        model_path=model_path,
+        dataset_path=dataset_path,
+        vocab_path=vocab_path,
+        target_qps=target_qps,
+        target_latency_ms=target_latency_ms,
+        runner=runner,
+        image=image,
+        shm_size=shm_size,
+        cpuset_cpus=cpuset_cpus,
+        memory=memory,
+        gpus=gpus,
+        engine_options=parse_engine_options(engine_options),
+        output_dir=output_dir,
+        cache_dir=cache_dir,
     )
     cfg = resolve_config(overrides, config)
     if dry_run or debug:

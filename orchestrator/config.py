@@ -19,8 +19,17 @@ from orchestrator.errors import ConfigError
 from orchestrator.mlperf import ExecutionMode, Mode, Scenario, SutKind
 
 __all__ = [
-    "CONFIG_FLAG", "RUN_FLAGS", "ExecutionMode", "Mode", "RunConfig", "RunOverrides", "RunnerKind", "Scenario", "SutKind",
-    "resolve_config", "run_flags",
+    "CONFIG_FLAG",
+    "RUN_FLAGS",
+    "ExecutionMode",
+    "Mode",
+    "RunConfig",
+    "RunOverrides",
+    "RunnerKind",
+    "Scenario",
+    "SutKind",
+    "resolve_config",
+    "run_flags",
 ]
 
 
@@ -82,9 +91,7 @@ class RunConfig(BaseModel):
         device = self.device or default_device(self.backend)
         if f"{self.backend}-{device}" not in TARGETS:
             devices = sorted(t.device for t in TARGETS.values() if t.backend == self.backend)
-            raise ValueError(
-                f"backend {self.backend!r} has no device {device!r}; choose one of {', '.join(devices)}"
-            )
+            raise ValueError(f"backend {self.backend!r} has no device {device!r}; choose one of {', '.join(devices)}")
         return self
 
     @property

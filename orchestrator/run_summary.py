@@ -41,7 +41,9 @@ def format_result(result: RunResult) -> str:
     rec = result.record
     lines = [f"Run {rec.run_id}: {rec.status.upper()}" + (f"  [{TEST_MODE_LABEL}]" if rec.test_mode else "")]
     demo = " (DEMO model, not an MLPerf model)" if rec.model_meta.get("demo") else ""
-    lines.append(f"  {rec.target} on {rec.execution_provider}, {rec.scenario}, model {rec.model.name or rec.model.path}{demo}")
+    lines.append(
+        f"  {rec.target} on {rec.execution_provider}, {rec.scenario}, model {rec.model.name or rec.model.path}{demo}"
+    )
     if rec.engine_settings:
         lines.append("  engine: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in rec.engine_settings.items()))
     if result.performance is not None:

@@ -83,7 +83,9 @@ class RunRecord(BaseModel):
     def load(cls, run_dir: Path) -> RunRecord:
         path = run_dir / RUN_FILE
         if not path.is_file():
-            raise ConfigError(f"{run_dir} is not a run directory (no {RUN_FILE}); pass a directory made by `mlperf-bert run`")
+            raise ConfigError(
+                f"{run_dir} is not a run directory (no {RUN_FILE}); pass a directory made by `mlperf-bert run`"
+            )
         try:
             return cls.model_validate_json(path.read_text())
         except ValidationError as e:
@@ -100,7 +102,9 @@ def new_run_dir(output_dir: Path, label: str) -> Path:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ConfigError(f"cannot create the output directory {output_dir} ({e.strerror}); choose another with --output-dir") from None
+        raise ConfigError(
+            f"cannot create the output directory {output_dir} ({e.strerror}); choose another with --output-dir"
+        ) from None
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", label)
     for n in range(1000):
@@ -120,7 +124,9 @@ def git_sha(repo: Path) -> str | None:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5,
+            capture_output=True,
+            text=True,
+            timeout=5,
         ).stdout.strip()
         return out + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -155,8 +161,9 @@ def _gpus() -> list[dict[str, str]]:
     if not smi:
         return []
     try:
-        out = subprocess.run([smi, "--query-gpu=name,memory.total", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            [smi, "--query-gpu=name,memory.total", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return []
     gpus = []

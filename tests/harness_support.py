@@ -128,8 +128,9 @@ class InstantEngine(Engine):
     def instance_count(self) -> int:
         return int(self.options.get("instances", "1"))
 
-    def infer(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray, *,
-              instance: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def infer(
+        self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray, *, instance: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
         assert 0 <= instance < self.instance_count
         assert input_ids.dtype == np.int64 and input_ids.flags.c_contiguous
         assert input_ids.shape == input_mask.shape == segment_ids.shape

@@ -180,13 +180,9 @@ def test_int8_model_scores_plausibly_and_packing_does_not_matter(
     reports = {}
     for name, responses in (("packed", packed), ("padded", padded)):
         log_path = _loadgen_accuracy_log(tmp_path / name, responses)
-        reports[name] = score_run(
-            tmp_path / name, features_path, EMBEDDED_DATASET, EMBEDDED_VOCAB, DEMO_INT8_F1
-        )
+        reports[name] = score_run(tmp_path / name, features_path, EMBEDDED_DATASET, EMBEDDED_VOCAB, DEMO_INT8_F1)
         accuracy_txt = (tmp_path / name / "accuracy.txt").read_text().splitlines()
-        assert re.match(
-            r"^{[\"\']exact_match[\"\']\:\s*[\d\.]+,\s*[\"\']f1[\"\']\:\s*([\d\.]+)}", accuracy_txt[0]
-        )
+        assert re.match(r"^{[\"\']exact_match[\"\']\:\s*[\d\.]+,\s*[\"\']f1[\"\']\:\s*([\d\.]+)}", accuracy_txt[0])
         assert accuracy_txt[1] == "hash=" + hashlib.sha256(log_path.read_bytes()).hexdigest()
 
     report = reports["packed"]

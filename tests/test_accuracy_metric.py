@@ -157,8 +157,6 @@ def test_malformed_dataset_file(tmp_path: Path) -> None:
     path.write_text('{"data": [', encoding="utf-8")
     with pytest.raises(DatasetError, match="not valid JSON"):
         evaluate(path, {})
-    path.write_text(
-        '{"version": "1.1", "data": [{"paragraphs": [{"qas": [{"id": "x"}]}]}]}', encoding="utf-8"
-    )
+    path.write_text('{"version": "1.1", "data": [{"paragraphs": [{"qas": [{"id": "x"}]}]}]}', encoding="utf-8")
     with pytest.raises(DatasetError, match="lacks a field"):
         evaluate(path, {})

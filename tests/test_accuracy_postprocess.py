@@ -38,9 +38,7 @@ class Features:
     maps: list[dict[int, int]] = field(default_factory=list)
     max_context: list[set[int]] = field(default_factory=list)
 
-    def add(
-        self, example: int, tokens: list[str], orig: dict[int, int], max_context: set[int] | None = None
-    ) -> int:
+    def add(self, example: int, tokens: list[str], orig: dict[int, int], max_context: set[int] | None = None) -> int:
         self.tokens.append(tokens)
         self.example_index.append(example)
         self.maps.append(orig)
@@ -138,9 +136,7 @@ def test_max_answer_length() -> None:
     assert _predict(examples, arrays, {0: _logits(len(tokens), {3: 5.0}, {33: 5.0, 32: 4.0})}) == {
         "q0": " ".join(doc[0:30])
     }
-    spans = best_spans(
-        arrays, {0: _logits(len(tokens), {3: 5.0}, {33: 5.0, 32: 4.0})}, [0], max_answer_length=31
-    )
+    spans = best_spans(arrays, {0: _logits(len(tokens), {3: 5.0}, {33: 5.0, 32: 4.0})}, [0], max_answer_length=31)
     assert (spans[0].start, spans[0].end) == (3, 33)
 
 
@@ -163,11 +159,7 @@ def test_padded_response_equals_real_length() -> None:
     real = _logits(13, {5: 3.0, 7: 2.5}, {6: 3.0, 7: 2.0})
     padded = np.full((S, 2), 50.0, dtype=np.float32)  # padding with logits higher than any real one
     padded[:13] = real
-    assert (
-        _predict(examples, arrays, {0: padded})
-        == _predict(examples, arrays, {0: real})
-        == {"q0": "quick brown"}
-    )
+    assert _predict(examples, arrays, {0: padded}) == _predict(examples, arrays, {0: real}) == {"q0": "quick brown"}
 
 
 def test_best_window_wins_and_ties_go_to_the_earlier_window() -> None:

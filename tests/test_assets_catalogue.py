@@ -16,10 +16,18 @@ CATALOGUE = load_catalogue()
 SHARED_MODELS = Path("/work/shared/assets/models")
 
 MINIMAL = {
-    "name": "x", "kind": "vocab", "filename": "v.txt", "md5": "0" * 32,
+    "name": "x",
+    "kind": "vocab",
+    "filename": "v.txt",
+    "md5": "0" * 32,
 }
 MODEL = {
-    "name": "m", "kind": "model", "format": "onnx", "filename": "m.onnx", "sha256": "a" * 64, "precision": "fp32",
+    "name": "m",
+    "kind": "model",
+    "format": "onnx",
+    "filename": "m.onnx",
+    "sha256": "a" * 64,
+    "precision": "fp32",
     "interface": {"inputs": {"input_ids": "int64"}, "outputs": {"output_start_logits": "float32"}},
 }
 
@@ -80,17 +88,20 @@ def test_unknown_keys_are_rejected_at_any_depth():
         parse_catalogue(yaml.safe_dump({"assets": [MINIMAL], "extra": 1}))
 
 
-@pytest.mark.parametrize("entry, message", [
-    ({**MINIMAL, "md5": None}, "needs an md5 or a sha256"),
-    ({**MINIMAL, "md5": "XYZ"}, "md5"),
-    ({**MINIMAL, "filename": "a/b.txt"}, "plain file name"),
-    ({**MINIMAL, "embedded": "../secrets"}, "without '..'"),
-    ({**MINIMAL, "mirrors": [{"url": "ftp://x/y"}]}, "http"),
-    ({**MINIMAL, "unverified": ["colour"]}, "unverified names unknown fields"),
-    ({**MODEL, "interface": None}, "needs an interface"),
-    ({**MODEL, "interface": {"inputs": {"input_ids": "int63"}, "outputs": {}}}, "input_ids"),
-    ({**MINIMAL, "vocab": "nope"}, "not in the catalogue"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({**MINIMAL, "md5": None}, "needs an md5 or a sha256"),
+        ({**MINIMAL, "md5": "XYZ"}, "md5"),
+        ({**MINIMAL, "filename": "a/b.txt"}, "plain file name"),
+        ({**MINIMAL, "embedded": "../secrets"}, "without '..'"),
+        ({**MINIMAL, "mirrors": [{"url": "ftp://x/y"}]}, "http"),
+        ({**MINIMAL, "unverified": ["colour"]}, "unverified names unknown fields"),
+        ({**MODEL, "interface": None}, "needs an interface"),
+        ({**MODEL, "interface": {"inputs": {"input_ids": "int63"}, "outputs": {}}}, "input_ids"),
+        ({**MINIMAL, "vocab": "nope"}, "not in the catalogue"),
+    ],
+)
 def test_bad_entries_are_refused_with_the_reason(entry, message):
     with pytest.raises(AssetError, match=message):
         parse(entry)

@@ -105,7 +105,7 @@ class FaultServer:
         if n < fault.fail_first:
             return self._empty(h, fault.fail_status, fault.retry_after)
         if fault.corrupt_at is not None:
-            data = data[: fault.corrupt_at] + bytes([data[fault.corrupt_at] ^ 0xFF]) + data[fault.corrupt_at + 1:]
+            data = data[: fault.corrupt_at] + bytes([data[fault.corrupt_at] ^ 0xFF]) + data[fault.corrupt_at + 1 :]
         start, status = 0, 200
         rng = h.headers.get("Range")
         if rng and not fault.no_range:
@@ -138,11 +138,11 @@ class FaultServer:
             while sent < limit:
                 if fault.stall_at is not None and served_ok == 0 and sent <= fault.stall_at < sent + chunk:
                     upto = fault.stall_at - sent
-                    h.wfile.write(body[sent:sent + upto])
+                    h.wfile.write(body[sent : sent + upto])
                     h.wfile.flush()
                     sent += upto
                     time.sleep(fault.stall_s)
-                piece = body[sent:min(limit, sent + chunk)]
+                piece = body[sent : min(limit, sent + chunk)]
                 h.wfile.write(piece)
                 sent += len(piece)
                 if delay:
@@ -226,8 +226,9 @@ def test_500s_then_success_is_retried(server, tmp_path):
 
 
 def test_429_with_retry_after_is_retried(server, tmp_path):
-    asset = with_mirrors(VOCAB_ASSET, server.serve("vocab.txt", VOCAB, Fault(fail_first=1, fail_status=429,
-                                                                             retry_after="0")))
+    asset = with_mirrors(
+        VOCAB_ASSET, server.serve("vocab.txt", VOCAB, Fault(fail_first=1, fail_status=429, retry_after="0"))
+    )
     fetch_asset(asset, tmp_path, policy=FAST, progress=False)
     assert [h.status for h in server.hits] == [429, 200]
 
@@ -338,7 +339,8 @@ def test_a_corrupt_cached_file_is_moved_aside_and_fetched_again(server, tmp_path
 
 def test_free_space_is_checked_before_any_request(server, tmp_path):
     asset = with_mirrors(VOCAB_ASSET, server.serve("vocab.txt", VOCAB)).model_copy(
-        update={"size": None, "approx_size": 1 << 60})
+        update={"size": None, "approx_size": 1 << 60}
+    )
     with pytest.raises(AssetError, match="not enough free disk space"):
         fetch_asset(asset, tmp_path, policy=FAST, progress=False)
     assert server.hits == []
@@ -351,6 +353,7 @@ def test_no_mirror_says_how_to_import(tmp_path):
 
 # ------------------------------------------------------------------------------- through the CLI
 
+
 def write_catalogue(path: Path, assets: list[Asset]) -> Path:
     data = Catalogue(assets=assets).model_dump(mode="json", exclude_defaults=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -358,13 +361,27 @@ def write_catalogue(path: Path, assets: list[Asset]) -> Path:
 
 
 def test_cli_fetch_of_the_real_dev_set_and_vocab_matches_mlperf_md5s(server, tmp_path):
-    catalogue = write_catalogue(tmp_path / "assets.yaml", [
-        with_mirrors(DEV_ASSET, server.serve("dataset/dev-v1.1.json", DEV)),
-        with_mirrors(VOCAB_ASSET, server.serve("files/vocab.txt", VOCAB)),
-    ])
+    catalogue = write_catalogue(
+        tmp_path / "assets.yaml",
+        [
+            with_mirrors(DEV_ASSET, server.serve("dataset/dev-v1.1.json", DEV)),
+            with_mirrors(VOCAB_ASSET, server.serve("files/vocab.txt", VOCAB)),
+        ],
+    )
     cache = tmp_path / "cache"
-    result = CliRunner().invoke(app, ["--catalogue", str(catalogue), "fetch", "squad-dev-v1.1",
-                                      "vocab-bert-uncased", "--cache-dir", str(cache), "--no-progress"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "--catalogue",
+            str(catalogue),
+            "fetch",
+            "squad-dev-v1.1",
+            "vocab-bert-uncased",
+            "--cache-dir",
+            str(cache),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert md5(cache / "assets" / "squad-dev-v1.1" / "dev-v1.1.json") == DEV_MD5
     assert md5(cache / "assets" / "vocab-bert-uncased" / "vocab.txt") == VOCAB_MD5
@@ -372,12 +389,16 @@ def test_cli_fetch_of_the_real_dev_set_and_vocab_matches_mlperf_md5s(server, tmp
 
 
 def test_cli_fetch_all_reports_each_failure_and_fails(server, tmp_path):
-    catalogue = write_catalogue(tmp_path / "assets.yaml", [
-        with_mirrors(VOCAB_ASSET, server.serve("vocab.txt", VOCAB), embedded=None),
-        with_mirrors(DEV_ASSET, server.url("missing.json"), embedded=None),
-    ])
-    result = CliRunner().invoke(app, ["--catalogue", str(catalogue), "fetch", "--all", "--cache-dir",
-                                      str(tmp_path / "c"), "--no-progress"])
+    catalogue = write_catalogue(
+        tmp_path / "assets.yaml",
+        [
+            with_mirrors(VOCAB_ASSET, server.serve("vocab.txt", VOCAB), embedded=None),
+            with_mirrors(DEV_ASSET, server.url("missing.json"), embedded=None),
+        ],
+    )
+    result = CliRunner().invoke(
+        app, ["--catalogue", str(catalogue), "fetch", "--all", "--cache-dir", str(tmp_path / "c"), "--no-progress"]
+    )
     assert isinstance(result.exception, AssetError)
     assert "1 of 2 assets could not be fetched (squad-dev-v1.1)" in str(result.exception)
     assert (tmp_path / "c" / "assets" / "vocab-bert-uncased" / "vocab.txt").is_file()
@@ -389,10 +410,19 @@ def test_two_concurrent_fetches_one_waits_for_the_other(server, tmp_path):
     catalogue = write_catalogue(tmp_path / "assets.yaml", [with_mirrors(VOCAB_ASSET, url)])
     cache = tmp_path / "cache"
     env = {**os.environ, "MLPERF_BERT_CATALOGUE": str(catalogue), "PYTHONPATH": str(REPO_ROOT)}
-    cmd = [sys.executable, "-c", "from orchestrator.commands.assets_cmd import app; app()",
-           "fetch", "vocab-bert-uncased", "--cache-dir", str(cache), "--no-progress"]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from orchestrator.commands.assets_cmd import app; app()",
+        "fetch",
+        "vocab-bert-uncased",
+        "--cache-dir",
+        str(cache),
+        "--no-progress",
+    ]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert len(server.hits) == 1  # one download, not two

@@ -34,10 +34,16 @@ def session(tiny_model) -> ort.InferenceSession:
 
 def identity_model(path: Path, inputs: list[tuple[str, int, list]], outputs: list[tuple[str, int, list]]) -> Path:
     """A trivially valid ONNX graph with the given declared inputs/outputs (names, types, shapes)."""
-    nodes = [helper.make_node("Constant", [], [name], value=helper.make_tensor(name + "_v", dtype, [1], [0]))
-             for name, dtype, _ in outputs]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
-                              [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs])
+    nodes = [
+        helper.make_node("Constant", [], [name], value=helper.make_tensor(name + "_v", dtype, [1], [0]))
+        for name, dtype, _ in outputs
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
 
@@ -57,29 +63,43 @@ def test_a_fixed_sequence_of_384_fits_and_any_other_does_not(tmp_path):
 
     assert check_onnx_interface(identity_model(tmp_path / "a.onnx", fixed(384), GOOD_OUT)) == []
     problems = check_onnx_interface(identity_model(tmp_path / "b.onnx", fixed(128), GOOD_OUT))
-    assert problems == [f"input {n!r} has a fixed sequence length of 128; it must be dynamic or 384"
-                        for n in ("input_ids", "input_mask", "segment_ids")]
+    assert problems == [
+        f"input {n!r} has a fixed sequence length of 128; it must be dynamic or 384"
+        for n in ("input_ids", "input_mask", "segment_ids")
+    ]
 
 
 def test_hugging_face_names_are_reported_with_the_rename(tmp_path):
-    hf_in = [("input_ids", TensorProto.INT64, ["b", "s"]), ("attention_mask", TensorProto.INT64, ["b", "s"]),
-             ("token_type_ids", TensorProto.INT64, ["b", "s"])]
+    hf_in = [
+        ("input_ids", TensorProto.INT64, ["b", "s"]),
+        ("attention_mask", TensorProto.INT64, ["b", "s"]),
+        ("token_type_ids", TensorProto.INT64, ["b", "s"]),
+    ]
     hf_out = [("start_logits", TensorProto.FLOAT, ["b", "s"]), ("end_logits", TensorProto.FLOAT, ["b", "s"])]
     problems = check_onnx_interface(identity_model(tmp_path / "hf.onnx", hf_in, hf_out))
-    assert "missing input 'input_mask' (it has 'attention_mask': rename it); the model's inputs are " \
-           "['attention_mask', 'input_ids', 'token_type_ids']" in problems
+    assert (
+        "missing input 'input_mask' (it has 'attention_mask': rename it); the model's inputs are "
+        "['attention_mask', 'input_ids', 'token_type_ids']" in problems
+    )
     assert any(p.startswith("missing output 'output_end_logits' (it has 'end_logits'") for p in problems)
-    assert "unexpected input 'token_type_ids'; the harness feeds only ['input_ids', 'input_mask', 'segment_ids']" \
+    assert (
+        "unexpected input 'token_type_ids'; the harness feeds only ['input_ids', 'input_mask', 'segment_ids']"
         in problems
+    )
     # The same file fits when checked against the interface the catalogue records for such a model.
-    hf = Interface(inputs={"input_ids": "int64", "attention_mask": "int64", "token_type_ids": "int64"},
-                   outputs={"start_logits": "float32", "end_logits": "float32"})
+    hf = Interface(
+        inputs={"input_ids": "int64", "attention_mask": "int64", "token_type_ids": "int64"},
+        outputs={"start_logits": "float32", "end_logits": "float32"},
+    )
     assert check_onnx_interface(tmp_path / "hf.onnx", hf) == []
 
 
 def test_dtype_and_rank_mismatches_are_named(tmp_path):
-    inputs = [("input_ids", TensorProto.INT32, ["b", "s"]), ("input_mask", TensorProto.INT64, ["b", "s", 1]),
-              ("segment_ids", TensorProto.INT64, ["b", "s"])]
+    inputs = [
+        ("input_ids", TensorProto.INT32, ["b", "s"]),
+        ("input_mask", TensorProto.INT64, ["b", "s", 1]),
+        ("segment_ids", TensorProto.INT64, ["b", "s"]),
+    ]
     outputs = [("output_start_logits", TensorProto.FLOAT16, ["b", "s"]), GOOD_OUT[1]]
     problems = check_onnx_interface(identity_model(tmp_path / "m.onnx", inputs, outputs))
     assert problems == [
@@ -99,7 +119,9 @@ def test_unreadable_files_and_missing_external_data(tmp_path):
     onnx.save(model, str(tmp_path / "ext.onnx"), save_as_external_data=True, location="ext.data")
     assert check_onnx_interface(tmp_path / "ext.onnx") == []
     (tmp_path / "ext.data").unlink()
-    assert check_onnx_interface(tmp_path / "ext.onnx") == ["external weight file 'ext.data' is missing next to ext.onnx"]
+    assert check_onnx_interface(tmp_path / "ext.onnx") == [
+        "external weight file 'ext.data' is missing next to ext.onnx"
+    ]
 
 
 def test_host_side_asset_code_never_imports_an_inference_engine():
@@ -118,11 +140,15 @@ def test_host_side_asset_code_never_imports_an_inference_engine():
 
 # ----------------------------------------------------------------------------------- synthetic model
 
+
 def test_parameter_count_is_bert_large_and_matches_the_graph(tiny_model):
     assert BERT_LARGE.parameters() == 334_094_338  # BertForQuestionAnswering, bert-large (no pooler)
     model = onnx.load(str(tiny_model))
-    weights = sum(int(np.prod(i.dims)) for i in model.graph.initializer if i.data_type == TensorProto.FLOAT
-                  and len(i.dims) >= 1 and i.name.startswith(("bert.", "qa_outputs")))
+    weights = sum(
+        int(np.prod(i.dims))
+        for i in model.graph.initializer
+        if i.data_type == TensorProto.FLOAT and len(i.dims) >= 1 and i.name.startswith(("bert.", "qa_outputs"))
+    )
     assert weights == TINY.parameters()
     assert abs(tiny_model.stat().st_size - TINY.file_bytes()) < 0.05 * TINY.file_bytes()
 
@@ -141,6 +167,7 @@ def test_the_graph_is_valid_opset_17_with_dynamic_batch_and_sequence(tiny_model)
 def test_same_seed_same_bytes_other_seed_other_weights(tiny_model, tmp_path):
     again = write_synthetic_bert(tmp_path / "again.onnx", TINY, seed=7)
     other = write_synthetic_bert(tmp_path / "other.onnx", TINY, seed=8)
+
     def digest(p: Path) -> str:
         return hashlib.sha256(p.read_bytes()).hexdigest()
 
@@ -150,8 +177,11 @@ def test_same_seed_same_bytes_other_seed_other_weights(tiny_model, tmp_path):
 
 
 def feeds(ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-    return {"input_ids": ids.astype(np.int64), "input_mask": mask.astype(np.int64),
-            "segment_ids": np.zeros_like(ids, dtype=np.int64)}
+    return {
+        "input_ids": ids.astype(np.int64),
+        "input_mask": mask.astype(np.int64),
+        "segment_ids": np.zeros_like(ids, dtype=np.int64),
+    }
 
 
 @pytest.mark.parametrize("batch, seq", [(1, 16), (3, 384)])

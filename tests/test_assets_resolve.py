@@ -51,6 +51,7 @@ def cli(*args: str) -> object:
 
 # ------------------------------------------------------------------------------------------- resolve
 
+
 def test_the_default_model_dataset_and_vocab_are_the_embedded_ones(tmp_path):
     model = resolve_model("demo-int8", None, tmp_path)
     assert model.path == EMBEDDED / "models" / "demo-minilm-l6-squad.int8.onnx"
@@ -68,7 +69,8 @@ def test_a_missing_asset_says_how_to_get_it(tmp_path):
         resolve_model("bert-99", None, tmp_path)
     assert str(e.value) == (
         "asset bert-large-onnx-fp32 is not in the cache; run `mlperf-bert assets fetch bert-large-onnx-fp32` "
-        "(or `mlperf-bert assets import FILE --as bert-large-onnx-fp32` offline)")
+        "(or `mlperf-bert assets import FILE --as bert-large-onnx-fp32` offline)"
+    )
     with pytest.raises(AssetError, match="squad-dev-v1.1 is a dataset, not a model"):
         resolve_model("squad-dev-v1.1", None, tmp_path)
     with pytest.raises(AssetError, match="unknown model 'nope'; choose one of"):
@@ -115,7 +117,9 @@ def test_embedded_files_are_hashed_once_per_version(embedded_copy, tmp_path, mon
 def test_a_corrupt_embedded_file_is_refused(embedded_copy, tmp_path):
     vocab = embedded_copy / "vocab" / "vocab.txt"
     vocab.write_bytes(vocab.read_bytes().replace(b"[UNK]", b"[UNX]"))
-    with pytest.raises(AssetError, match=r"embedded asset vocab-bert-uncased .* is corrupt .*git checkout -- embedded/vocab/vocab.txt"):
+    with pytest.raises(
+        AssetError, match=r"embedded asset vocab-bert-uncased .* is corrupt .*git checkout -- embedded/vocab/vocab.txt"
+    ):
         resolve_vocab(None, tmp_path)
 
 
@@ -140,6 +144,7 @@ def test_a_cached_file_changed_after_verification_is_refused(tiny, tmp_path):
 
 # -------------------------------------------------------------------------------------------- import
 
+
 def test_import_checks_the_catalogue_checksum(tmp_path):
     wrong = tmp_path / "vocab.txt"
     wrong.write_text("[PAD]\n")
@@ -162,8 +167,12 @@ def test_import_by_copy_and_by_link(tmp_path):
 def test_importing_a_custom_onnx_model_checks_its_interface(tiny, tmp_path):
     from onnx import TensorProto, helper, save
 
-    graph = helper.make_graph([], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])])
+    graph = helper.make_graph(
+        [],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+    )
     save(helper.make_model(graph), str(tmp_path / "other.onnx"))
     with pytest.raises(AssetError, match=r"does not have the expected model interface: missing input 'input_ids'"):
         import_file(tmp_path / "other.onnx", "other", tmp_path / "c", CATALOGUE)
@@ -173,6 +182,7 @@ def test_importing_a_custom_onnx_model_checks_its_interface(tiny, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ CLI
+
 
 def test_cli_import_list_verify_path(tmp_path):
     cache = tmp_path / "cache"
@@ -200,7 +210,9 @@ def test_cli_verify_reports_a_corrupt_file_and_keeps_it(tiny, tmp_path):
     cached.write_bytes(cached.read_bytes()[:-10])
     result = cli("verify", "tiny", "--cache-dir", str(cache))
     assert isinstance(result.exception, AssetError)
-    assert "1 asset(s) failed verification (tiny); replace them with `mlperf-bert assets fetch tiny`" in str(result.exception)
+    assert "1 asset(s) failed verification (tiny); replace them with `mlperf-bert assets fetch tiny`" in str(
+        result.exception
+    )
     assert cached.is_file()  # reported, not deleted
     result = cli("verify", "tiny", "--move-aside", "--cache-dir", str(cache))
     assert isinstance(result.exception, AssetError)
@@ -209,8 +221,21 @@ def test_cli_verify_reports_a_corrupt_file_and_keeps_it(tiny, tmp_path):
 
 def test_cli_make_synthetic_small_model_into_the_cache(tmp_path):
     cache = tmp_path / "cache"
-    result = cli("make-synthetic", "--as", "bert-l2", "--layers", "2", "--hidden", "64", "--heads", "4",
-                 "--ffn", "128", "--cache-dir", str(cache))
+    result = cli(
+        "make-synthetic",
+        "--as",
+        "bert-l2",
+        "--layers",
+        "2",
+        "--hidden",
+        "64",
+        "--heads",
+        "4",
+        "--ffn",
+        "128",
+        "--cache-dir",
+        str(cache),
+    )
     assert result.exit_code == 0, result.output
     model = resolve_model("bert-l2", None, cache)
     assert model.custom and model.path.name == "bert-l2.onnx" and model.sha256 == sha256(model.path)
@@ -220,8 +245,19 @@ def test_cli_make_synthetic_small_model_into_the_cache(tmp_path):
     assert isinstance(result.exception, AssetError) and "must have BERT-large's shape" in str(result.exception)
     result = cli("make-synthetic", "--as", "demo-int8", "--cache-dir", str(cache))
     assert isinstance(result.exception, AssetError) and "real catalogue asset" in str(result.exception)
-    result = cli("make-synthetic", "--output", str(tmp_path / "x.onnx"), "--layers", "1", "--hidden", "32",
-                 "--heads", "2", "--ffn", "64")
+    result = cli(
+        "make-synthetic",
+        "--output",
+        str(tmp_path / "x.onnx"),
+        "--layers",
+        "1",
+        "--hidden",
+        "32",
+        "--heads",
+        "2",
+        "--ffn",
+        "64",
+    )
     assert result.exit_code == 0 and (tmp_path / "x.onnx").is_file()
     result = cli("make-synthetic", "--output", str(tmp_path / "y.onnx"), "--hidden", "100", "--heads", "16")
     assert result.exit_code != 0 and not (tmp_path / "y.onnx").exists()

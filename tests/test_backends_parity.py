@@ -74,8 +74,15 @@ def test_same_f1_across_backends(shared_assets: Path, tmp_path: Path) -> None:
     }
     results: dict[str, dict[str, float | str]] = {}
     for backend, model in runs.items():
-        config = RunConfig(backend=backend, mode="accuracy", test_query_count=QUESTIONS, batch_size=8,
-                           model_path=model, runner="local", output_dir=tmp_path / "runs")
+        config = RunConfig(
+            backend=backend,
+            mode="accuracy",
+            test_query_count=QUESTIONS,
+            batch_size=8,
+            model_path=model,
+            runner="local",
+            output_dir=tmp_path / "runs",
+        )
         started = time.perf_counter()
         try:
             result = run_benchmark(config, progress=False, stream=False)
@@ -86,8 +93,11 @@ def test_same_f1_across_backends(shared_assets: Path, tmp_path: Path) -> None:
         assert report is not None and report.questions_scored == QUESTIONS and not report.questions_partly_answered
         target = TARGETS[f"{backend}-cpu"]
         assert result.record.execution_provider == target.execution_provider
-        results[backend] = {"f1": report.f1, "exact_match": report.exact_match,
-                            "seconds": round(time.perf_counter() - started, 1)}
+        results[backend] = {
+            "f1": report.f1,
+            "exact_match": report.exact_match,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
     log.info("parity over %d questions: %s", QUESTIONS, json.dumps(results))
     print(json.dumps(results))
     f1s = [float(r["f1"]) for r in results.values()]

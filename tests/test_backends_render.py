@@ -44,7 +44,9 @@ def test_each_version_is_declared_once(key: str) -> None:
     fragment = (REPO_ROOT / "images" / key / render.FRAGMENT).read_text()
     skeleton = (REPO_ROOT / render.SKELETON).read_text()
     declared = re.findall(r"^ARG ([A-Z0-9_]+)=", fragment + "\n" + skeleton, flags=re.MULTILINE)
-    assert len(declared) == len(set(declared)), f"{key}: declared twice: {sorted(n for n in declared if declared.count(n) > 1)}"
+    assert len(declared) == len(set(declared)), (
+        f"{key}: declared twice: {sorted(n for n in declared if declared.count(n) > 1)}"
+    )
     assert set(images.get_recipe(key).build_args) == set(declared)
     for raw in (REPO_ROOT / "images" / key / "requirements.txt").read_text().splitlines():
         if not raw.lstrip().startswith("#"):
@@ -55,7 +57,9 @@ def test_each_version_is_declared_once(key: str) -> None:
 
 def test_a_second_declaration_is_refused(repo: Path) -> None:
     fragment = repo / "images" / "onnxruntime-cpu" / render.FRAGMENT
-    fragment.write_text(fragment.read_text().replace("ARG GLIBC_VERSION=2.36", "ARG GLIBC_VERSION=2.36\nARG PIP_VERSION=1"))
+    fragment.write_text(
+        fragment.read_text().replace("ARG GLIBC_VERSION=2.36", "ARG GLIBC_VERSION=2.36\nARG PIP_VERSION=1")
+    )
     with pytest.raises(ConfigError, match="declares PIP_VERSION a second time"):
         render.render_dockerfile(TARGETS["onnxruntime-cpu"], repo)
 
@@ -111,9 +115,16 @@ def test_a_new_target_is_four_files(repo: Path, monkeypatch: pytest.MonkeyPatch)
     from orchestrator.backends import CiJob, Target
     from orchestrator.runners import venvs
 
-    target = Target(backend="openvino", device="cpu", engine_class="orchestrator.harness.engines.openvino:OpenVinoEngine",
-                    execution_provider="CPU", local_env="openvino-cpu", verified=False, notes="not yet run",
-                    ci=CiJob(runs_on="ubuntu-24.04", model="bert-large-onnx-fp32", query_count=20))
+    target = Target(
+        backend="openvino",
+        device="cpu",
+        engine_class="orchestrator.harness.engines.openvino:OpenVinoEngine",
+        execution_provider="CPU",
+        local_env="openvino-cpu",
+        verified=False,
+        notes="not yet run",
+        ci=CiJob(runs_on="ubuntu-24.04", model="bert-large-onnx-fp32", query_count=20),
+    )
     monkeypatch.setitem(TARGETS, target.key, target)
     doc = (REPO_ROOT / "docs" / "ADDING_A_BACKEND.md").read_text()
     blocks = re.findall(r"```(?:dockerfile|text)\n(.*?)```", doc, flags=re.DOTALL)
@@ -126,7 +137,10 @@ def test_a_new_target_is_four_files(repo: Path, monkeypatch: pytest.MonkeyPatch)
     written = render.write_files(repo)
     assert set(written) == {folder / "Dockerfile", repo / render.COMPOSE, repo / render.CI}
     recipe = images.get_recipe("openvino-cpu", repo / "images")
-    assert recipe.build_args["OPENVINO_VERSION"] == "2026.4.1" and recipe.build_args["WHEELHOUSE"] == "wheelhouse/openvino-cpu"
+    assert (
+        recipe.build_args["OPENVINO_VERSION"] == "2026.4.1"
+        and recipe.build_args["WHEELHOUSE"] == "wheelhouse/openvino-cpu"
+    )
     lines = images.expand_requirements(recipe.requirements.read_text(), recipe.build_args)
     assert "openvino==2026.4.1" in lines and "mlcommons-loadgen==" + render.loadgen_pin() in lines
     dockerfile = recipe.dockerfile.read_text()

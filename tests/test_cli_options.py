@@ -85,11 +85,29 @@ def test_the_model_path_help_says_what_it_takes() -> None:
 def test_recorded_run_flags_parse_back_to_the_same_options(tmp_path: Path) -> None:
     """The command recorded for a `submission run` step is made with the flags `run` itself parses."""
     every = RunOverrides(
-        backend="onnxruntime", device="cpu", scenario=Scenario.Server, mode=Mode.performance,
-        execution_mode=ExecutionMode.valid, test_query_count=7, batch_size=3, threads=2, sut=SutKind.reference,
-        model="demo-int8", model_path=tmp_path / "m.onnx", dataset_path=tmp_path / "d.json", vocab_path=tmp_path / "v.txt",
-        target_qps=12.5, target_latency_ms=130.0, runner=RunnerKind.local, output_dir=tmp_path / "runs",
-        cache_dir=tmp_path / "cache", image="img:1", shm_size="2g", cpuset_cpus="0-3", memory="8g", gpus="all",
+        backend="onnxruntime",
+        device="cpu",
+        scenario=Scenario.Server,
+        mode=Mode.performance,
+        execution_mode=ExecutionMode.valid,
+        test_query_count=7,
+        batch_size=3,
+        threads=2,
+        sut=SutKind.reference,
+        model="demo-int8",
+        model_path=tmp_path / "m.onnx",
+        dataset_path=tmp_path / "d.json",
+        vocab_path=tmp_path / "v.txt",
+        target_qps=12.5,
+        target_latency_ms=130.0,
+        runner=RunnerKind.local,
+        output_dir=tmp_path / "runs",
+        cache_dir=tmp_path / "cache",
+        image="img:1",
+        shm_size="2g",
+        cpuset_cpus="0-3",
+        memory="8g",
+        gpus="all",
         engine_options={"optimize": "none", "instances": "2"},
     )
     assert set(every.given()) == set(RunConfig.model_fields)  # the test covers every field
@@ -107,8 +125,9 @@ def test_engine_option_items_must_be_key_value() -> None:
     assert run_options.parse_engine_options(None) is None
     result = invoke(["run", "--engine-option", "optimize", "--dry-run"])
     assert result.exit_code == 2
-    assert result.stderr == ("error: --engine-option 'optimize' is not KEY=VALUE; "
-                             "write it like --engine-option optimize=none\n")
+    assert result.stderr == (
+        "error: --engine-option 'optimize' is not KEY=VALUE; write it like --engine-option optimize=none\n"
+    )
 
 
 class _Stop(RunError):
@@ -130,8 +149,9 @@ def seen(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
 
 @pytest.mark.parametrize("argv", [["run"], ["tune"], ["submission", "run"]])
-def test_output_dir_is_where_run_directories_go_in_every_command(argv: list[str], tmp_path: Path,
-                                                                 seen: list[Any]) -> None:
+def test_output_dir_is_where_run_directories_go_in_every_command(
+    argv: list[str], tmp_path: Path, seen: list[Any]
+) -> None:
     result = invoke([*argv, "--output-dir", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")])
     assert result.stderr.splitlines()[-1] == "error: stopped by the test", result.output
     assert [c.output_dir for c in seen] == [tmp_path / "runs"]
@@ -145,6 +165,7 @@ def test_submissions_have_their_own_folder_flag(tmp_path: Path, seen: list[Any])
 
 
 # ---- one edge: every sub-command's errors and Ctrl-C end the same way -----------------------------------
+
 
 class _Odd(MlperfBertError):
     """An error with an exit code no other has, to see that it is the one reported."""
@@ -171,16 +192,18 @@ SUB_COMMANDS = [
 
 
 @pytest.mark.parametrize(("argv", "target", "name"), SUB_COMMANDS, ids=[" ".join(a[:2]) for a, _, _ in SUB_COMMANDS])
-def test_an_error_in_any_sub_command_is_one_line_and_its_exit_code(monkeypatch: pytest.MonkeyPatch, argv: list[str],
-                                                                  target: Any, name: str) -> None:
+def test_an_error_in_any_sub_command_is_one_line_and_its_exit_code(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], target: Any, name: str
+) -> None:
     _first_call_of(monkeypatch, target, name, _Odd("the thing is wrong; do this instead"))
     result = invoke(argv)
     assert (result.exit_code, result.stderr) == (7, "error: the thing is wrong; do this instead\n")
 
 
 @pytest.mark.parametrize(("argv", "target", "name"), SUB_COMMANDS, ids=[" ".join(a[:2]) for a, _, _ in SUB_COMMANDS])
-def test_ctrl_c_in_any_sub_command_is_exit_130(monkeypatch: pytest.MonkeyPatch, argv: list[str], target: Any,
-                                               name: str) -> None:
+def test_ctrl_c_in_any_sub_command_is_exit_130(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], target: Any, name: str
+) -> None:
     _first_call_of(monkeypatch, target, name, KeyboardInterrupt())
     result = invoke(argv)
     assert (result.exit_code, result.stderr) == (130, "interrupted\n")

@@ -34,7 +34,8 @@ def test_one_service_per_image(compose: dict[str, Any]) -> None:
 def test_services_are_what_the_registry_renders() -> None:
     """A target added, removed or changed without re-rendering fails here; the fix is one command."""
     assert COMPOSE.read_text() == render.rendered_files()[COMPOSE], (
-        f"compose/docker-compose.yml is stale: run `{render.COMMAND}`")
+        f"compose/docker-compose.yml is stale: run `{render.COMMAND}`"
+    )
 
 
 @pytest.mark.parametrize("key", list(images.recipes()))
@@ -80,7 +81,10 @@ def test_docker_compose_config_validates(profile: str, tmp_path: Path) -> None:
     env = dict(os.environ, MLPERF_BERT_UID="1000", MLPERF_BERT_GID="1000", MLPERF_BERT_RUN_DIR=str(tmp_path))
     proc = subprocess.run(
         [_compose_bin(), "-f", str(COMPOSE), "--profile", profile, "config"],
-        capture_output=True, text=True, env=env, timeout=60,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     resolved = yaml.safe_load(proc.stdout)
@@ -96,6 +100,7 @@ def test_docker_compose_rejects_a_broken_file(tmp_path: Path) -> None:
     data = yaml.safe_load(COMPOSE.read_text())
     data["services"]["onnxruntime-cpu"]["netwrok_mode"] = "none"
     broken.write_text(yaml.safe_dump(data))
-    proc = subprocess.run([_compose_bin(), "-f", str(broken), "config", "-q"], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [_compose_bin(), "-f", str(broken), "config", "-q"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode != 0 and "netwrok_mode" in proc.stderr

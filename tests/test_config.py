@@ -52,7 +52,9 @@ def test_overrides_are_run_config_fields_all_optional() -> None:
         assert hints[name] == info.annotation | None, name
         assert getattr(RunOverrides(), name) is None
     assert RunOverrides(scenario=Scenario.Server, test_query_count=5).given() == {
-        "scenario": Scenario.Server, "test_query_count": 5}
+        "scenario": Scenario.Server,
+        "test_query_count": 5,
+    }
     with pytest.raises(TypeError):
         RunOverrides(scenarioo=Scenario.Server)  # type: ignore[call-arg]
     with pytest.raises(dataclasses.FrozenInstanceError):

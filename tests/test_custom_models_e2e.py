@@ -23,8 +23,25 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def small_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("models") / "small-bert.onnx"
-    res = CliRunner().invoke(app, ["assets", "make-synthetic", "--output", str(out), "--layers", "2",
-                                   "--hidden", "64", "--heads", "4", "--ffn", "128", "--seed", "3"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "assets",
+            "make-synthetic",
+            "--output",
+            str(out),
+            "--layers",
+            "2",
+            "--hidden",
+            "64",
+            "--heads",
+            "4",
+            "--ffn",
+            "128",
+            "--seed",
+            "3",
+        ],
+    )
     assert res.exit_code == 0, res.output
     return out
 
@@ -36,8 +53,18 @@ def test_imported_model_runs_by_name(small_bert: Path, tmp_path: Path, session_c
     # the feature cache is shared with the session so the dev set is not preprocessed again
     (session_cache / "features").mkdir(exist_ok=True)
     (cache / "features").symlink_to(session_cache / "features", target_is_directory=True)
-    result = run_benchmark(RunConfig(runner="local", model="my-bert", mode="performance", test_query_count=8,
-                                     output_dir=tmp_path / "runs", cache_dir=cache), progress=False, stream=False)
+    result = run_benchmark(
+        RunConfig(
+            runner="local",
+            model="my-bert",
+            mode="performance",
+            test_query_count=8,
+            output_dir=tmp_path / "runs",
+            cache_dir=cache,
+        ),
+        progress=False,
+        stream=False,
+    )
     rec = RunRecord.load(result.run_dir)
     assert rec.status == "succeeded" and rec.model.name == "my-bert"
     assert rec.model.sha256 == hashlib.sha256(small_bert.read_bytes()).hexdigest()
@@ -45,9 +72,18 @@ def test_imported_model_runs_by_name(small_bert: Path, tmp_path: Path, session_c
 
 
 def test_model_path_is_recorded_as_custom(small_bert: Path, tmp_path: Path, session_cache: Path) -> None:
-    result = run_benchmark(RunConfig(runner="local", model_path=small_bert, mode="accuracy", test_query_count=8,
-                                     output_dir=tmp_path / "runs", cache_dir=session_cache),
-                           progress=False, stream=False)
+    result = run_benchmark(
+        RunConfig(
+            runner="local",
+            model_path=small_bert,
+            mode="accuracy",
+            test_query_count=8,
+            output_dir=tmp_path / "runs",
+            cache_dir=session_cache,
+        ),
+        progress=False,
+        stream=False,
+    )
     rec = result.record
     assert rec.model.name == "custom:small-bert.onnx" and rec.model_meta["reference_f1"] is None
     # random weights answer nonsense, and the report says there is no reference to compare with
@@ -55,7 +91,8 @@ def test_model_path_is_recorded_as_custom(small_bert: Path, tmp_path: Path, sess
 
 
 def test_importing_a_random_model_under_an_mlperf_name_is_refused(small_bert: Path, tmp_path: Path) -> None:
-    res = CliRunner().invoke(app, ["assets", "import", str(small_bert), "--as", "bert-99",
-                                   "--cache-dir", str(tmp_path / "cache")])
+    res = CliRunner().invoke(
+        app, ["assets", "import", str(small_bert), "--as", "bert-99", "--cache-dir", str(tmp_path / "cache")]
+    )
     assert res.exit_code != 0
     assert not list((tmp_path / "cache").rglob("*.onnx"))  # nothing half-imported

@@ -74,9 +74,7 @@ def test_changed_inputs_get_a_new_file(dataset: Path, tmp_path: Path) -> None:
     dataset.write_bytes(data.replace(b"cat sat", b"cat sit", 1))
     changed_dataset = build_features(dataset, EMBEDDED_VOCAB, cache_dir)
     assert changed_dataset != original
-    assert (
-        load_features(changed_dataset).input_ids[0].tolist() != load_features(original).input_ids[0].tolist()
-    )
+    assert load_features(changed_dataset).input_ids[0].tolist() != load_features(original).input_ids[0].tolist()
 
     # One byte of the vocab (a token nobody uses here): another file again.
     vocab = tmp_path / "vocab.txt"
@@ -95,9 +93,7 @@ def test_changed_inputs_get_a_new_file(dataset: Path, tmp_path: Path) -> None:
     assert len(_files(cache_dir)) == 4
 
 
-def test_format_version_is_part_of_the_key(
-    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_format_version_is_part_of_the_key(dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = build_features(dataset, EMBEDDED_VOCAB, tmp_path)
     monkeypatch.setattr(cache_module, "FEATURES_FORMAT_VERSION", FEATURES_FORMAT_VERSION + 1)
     assert build_features(dataset, EMBEDDED_VOCAB, tmp_path) != first
@@ -129,16 +125,12 @@ def test_failed_write_leaves_nothing(dataset: Path, tmp_path: Path, monkeypatch:
         raise OSError(28, "No space left on device")  # ... then the disk fills up
 
     monkeypatch.setattr(cache_module.np, "savez", savez_then_disk_full)
-    with pytest.raises(
-        DatasetError, match="cannot be written \\(No space left on device\\); free some disk space"
-    ):
+    with pytest.raises(DatasetError, match="cannot be written \\(No space left on device\\); free some disk space"):
         build_features(dataset, EMBEDDED_VOCAB, cache_dir)
     assert _files(cache_dir) == []
 
 
-def test_interrupted_write_leaves_nothing(
-    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_interrupted_write_leaves_nothing(dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def savez_interrupted(file: Any, *args: Any, **kwargs: Any) -> None:
         file.write(b"PK\x03\x04partial")
         raise KeyboardInterrupt
@@ -209,7 +201,5 @@ def test_unwritable_cache_dir(dataset: Path, tmp_path: Path) -> None:
 def test_cache_dir_that_is_a_file(dataset: Path, tmp_path: Path) -> None:
     not_a_dir = tmp_path / "cache"
     not_a_dir.write_text("")
-    with pytest.raises(
-        DatasetError, match="Cache directory .* cannot be created .*pass a writable --cache-dir"
-    ):
+    with pytest.raises(DatasetError, match="Cache directory .* cannot be created .*pass a writable --cache-dir"):
         build_features(dataset, EMBEDDED_VOCAB, not_a_dir)

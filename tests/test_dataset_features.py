@@ -70,10 +70,7 @@ def test_python_port_agrees_with_rust_on_dev_set_words(tokenizer: BertUncasedTok
     non_ascii = [w for w in words if not w.isascii()]
     sample = non_ascii + [w for w in words if w.isascii()][::50]
     assert len(non_ascii) > 1000
-    port = [
-        [i for ids in _ids_of(tokenizer._wordpiece, tokenizer._reference_words(w)) for i in ids]
-        for w in sample
-    ]
+    port = [[i for ids in _ids_of(tokenizer._wordpiece, tokenizer._reference_words(w)) for i in ids] for w in sample]
     rust = _ids_of(tokenizer._ascii, sample)
     mismatches = [w for w, a, b in zip(sample, port, rust, strict=True) if a != b]
     assert mismatches == []
@@ -157,9 +154,7 @@ def test_query_truncation_and_shared_paragraph(vocab: list[str], tokenizer: Bert
     assert (features.seq_len == features.input_mask.sum(axis=1)).all()
 
 
-def test_empty_context_gets_no_feature(
-    tokenizer: BertUncasedTokenizer, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_empty_context_gets_no_feature(tokenizer: BertUncasedTokenizer, caplog: pytest.LogCaptureFixture) -> None:
     examples = [_example(0, "Who?", " ", paragraph=0), _example(1, "Who?", "Me.", paragraph=1)]
     with caplog.at_level(logging.WARNING):
         features = convert_examples_to_features(examples, tokenizer)

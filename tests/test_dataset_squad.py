@@ -101,9 +101,7 @@ def test_missing_file(tmp_path: Path) -> None:
         (_squad([{"context": "c", "qas": [{"question": "q"}]}]), r'qas\[0\]: missing an "id" string'),
         (_squad([{"context": "c", "qas": [{"id": "a"}]}]), r'qas\[0\]: missing a "question" string'),
         (
-            _squad(
-                [{"context": "c", "qas": [{"id": "a", "question": "q", "answers": [{"answer_start": 0}]}]}]
-            ),
+            _squad([{"context": "c", "qas": [{"id": "a", "question": "q", "answers": [{"answer_start": 0}]}]}]),
             r'answers\[0\]: missing a "text" string',
         ),
         (

@@ -77,8 +77,13 @@ def build_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def ort_image(client: Any, base_image: str, build_logs: Path) -> images.BuildResult:
-    return images.build_image(images.get_recipe("onnxruntime-cpu"), client=client, base_image=base_image,
-                              log_dir=build_logs, on_step=lambda line: None)
+    return images.build_image(
+        images.get_recipe("onnxruntime-cpu"),
+        client=client,
+        base_image=base_image,
+        log_dir=build_logs,
+        on_step=lambda line: None,
+    )
 
 
 def _config(tmp: Path, cache: Path, **kw: Any) -> RunConfig:
@@ -87,8 +92,11 @@ def _config(tmp: Path, cache: Path, **kw: Any) -> RunConfig:
 
 
 def _our_containers(client: Any, under: Path) -> list[Any]:
-    return [c for c in client.containers.list(all=True, filters={"label": "mlperf-bert.run"})
-            if c.labels.get("mlperf-bert.run-dir", "").startswith(str(under))]
+    return [
+        c
+        for c in client.containers.list(all=True, filters={"label": "mlperf-bert.run"})
+        if c.labels.get("mlperf-bert.run-dir", "").startswith(str(under))
+    ]
 
 
 # --- build and list ----------------------------------------------------------------------------------
@@ -105,9 +113,19 @@ def test_image_is_built_labelled_and_listed(client: Any, ort_image: images.Build
     rows = [r for r in images.list_images(client, ["onnxruntime-cpu"]) if r.reference == ort_image.reference]
     assert rows and rows[0].versions["engine"] == labels["mlperf-bert.engine"]
     # The harness and its runtime only: no models, datasets, tests or runs inside.
-    out = client.containers.run(ort_image.reference, ["sh", "-c", ("ls /opt/mlperf-bert; ls /opt/mlperf-bert/orchestrator;"
-                                                     " python -c 'import onnxruntime as o; print(o.__version__)'")],
-                                remove=True, network_mode="none").decode()
+    out = client.containers.run(
+        ort_image.reference,
+        [
+            "sh",
+            "-c",
+            (
+                "ls /opt/mlperf-bert; ls /opt/mlperf-bert/orchestrator;"
+                " python -c 'import onnxruntime as o; print(o.__version__)'"
+            ),
+        ],
+        remove=True,
+        network_mode="none",
+    ).decode()
     assert out.split()[0] == "orchestrator" and "harness" in out.split()
     assert recipe.build_args["ONNXRUNTIME_VERSION"] in out
     for absent in ("embedded", "tests", "runs", "wheelhouse"):
@@ -117,11 +135,21 @@ def test_image_is_built_labelled_and_listed(client: Any, ort_image: images.Build
 @pytest.mark.docker
 def test_a_failing_step_is_named(client: Any, base_image: str, build_logs: Path) -> None:
     recipe = images.get_recipe("onnxruntime-cpu")
-    with pytest.raises(DockerError, match=r"failed at Step \d+/\d+ : RUN sh /usr/local/lib/mlperf-bert/harness-setup.sh "
-                                          r"runtime: harness-setup: the base image has Python 3.11 but the wheelhouse "
-                                          r"is for 3.10"):
-        images.build_image(recipe, client=client, base_image=base_image, overrides={"PYTHON_VERSION": "3.10"},
-                           offline=True, log_dir=build_logs, on_step=lambda line: None)
+    with pytest.raises(
+        DockerError,
+        match=r"failed at Step \d+/\d+ : RUN sh /usr/local/lib/mlperf-bert/harness-setup.sh "
+        r"runtime: harness-setup: the base image has Python 3.11 but the wheelhouse "
+        r"is for 3.10",
+    ):
+        images.build_image(
+            recipe,
+            client=client,
+            base_image=base_image,
+            overrides={"PYTHON_VERSION": "3.10"},
+            offline=True,
+            log_dir=build_logs,
+            on_step=lambda line: None,
+        )
 
 
 # --- end to end ----------------------------------------------------------------------------------------
@@ -138,7 +166,9 @@ def test_container_run_matches_the_local_runner(
     assert rec.image == "mlperf-bert/onnxruntime-cpu:latest" and rec.image_digest == ort_image.image_id
     assert docker_run.accuracy.f1 == local_run.accuracy.f1
     assert docker_run.accuracy.exact_match == local_run.accuracy.exact_match
-    predictions = [json.loads((r.run_dir / "accuracy" / "predictions.json").read_text()) for r in (docker_run, local_run)]
+    predictions = [
+        json.loads((r.run_dir / "accuracy" / "predictions.json").read_text()) for r in (docker_run, local_run)
+    ]
     assert predictions[0] == predictions[1] and len(predictions[0]) > 0
     assert docker_run.performance is not None and docker_run.performance.samples_per_second > 0
     log = (docker_run.run_dir / "harness.log").read_text()
@@ -154,15 +184,21 @@ def test_container_run_matches_the_local_runner(
 def test_killing_the_container_mid_run_marks_only_that_run_failed(
     client: Any, ort_image: images.BuildResult, tmp_path: Path, session_cache: Path
 ) -> None:
-    earlier = run_benchmark(_config(tmp_path, session_cache, runner="docker", mode="accuracy", test_query_count=5),
-                            progress=False, stream=False)
+    earlier = run_benchmark(
+        _config(tmp_path, session_cache, runner="docker", mode="accuracy", test_query_count=5),
+        progress=False,
+        stream=False,
+    )
     earlier_record = (earlier.run_dir / "run.json").read_bytes()
     errors: list[BaseException] = []
 
     def long_run() -> None:
         try:
-            run_benchmark(_config(tmp_path, session_cache, runner="docker", mode="performance", test_query_count=5000),
-                          progress=False, stream=False)
+            run_benchmark(
+                _config(tmp_path, session_cache, runner="docker", mode="performance", test_query_count=5000),
+                progress=False,
+                stream=False,
+            )
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             errors.append(exc)
 
@@ -205,10 +241,17 @@ def features(session_cache: Path) -> Path:
 
 def _spec(run_dir: Path, features: Path, **kw: Any) -> HarnessSpec:
     target = TARGETS["onnxruntime-cpu"]
-    return HarnessSpec(target=target.key, engine_class=target.engine_class,
-                       execution_provider=target.execution_provider, model_path=str(EMBEDDED_MODEL),
-                       features_path=str(features), run_dir=str(run_dir), scenario="Offline",
-                       progress=False, **kw)
+    return HarnessSpec(
+        target=target.key,
+        engine_class=target.engine_class,
+        execution_provider=target.execution_provider,
+        model_path=str(EMBEDDED_MODEL),
+        features_path=str(features),
+        run_dir=str(run_dir),
+        scenario="Offline",
+        progress=False,
+        **kw,
+    )
 
 
 @pytest.mark.docker
@@ -223,8 +266,9 @@ def test_out_of_memory_is_detected(client: Any, ort_image: images.BuildResult, t
 
 
 @pytest.mark.docker
-def test_ctrl_c_interrupts_the_container_run(client: Any, ort_image: images.BuildResult, tmp_path: Path,
-                                             features: Path) -> None:
+def test_ctrl_c_interrupts_the_container_run(
+    client: Any, ort_image: images.BuildResult, tmp_path: Path, features: Path
+) -> None:
     run_dir = tmp_path / "interrupted-run"
     run_dir.mkdir()
     runner = DockerRunner(TARGETS["onnxruntime-cpu"], stream=False)
@@ -247,8 +291,9 @@ def test_ctrl_c_interrupts_the_container_run(client: Any, ort_image: images.Buil
 
 
 @pytest.mark.docker
-def test_compose_service_runs_a_prepared_run_directory(client: Any, ort_image: images.BuildResult, tmp_path: Path,
-                                                       features: Path) -> None:
+def test_compose_service_runs_a_prepared_run_directory(
+    client: Any, ort_image: images.BuildResult, tmp_path: Path, features: Path
+) -> None:
     import shutil
 
     compose = shutil.which("docker-compose")
@@ -257,12 +302,31 @@ def test_compose_service_runs_a_prepared_run_directory(client: Any, ort_image: i
     runner = DockerRunner(TARGETS["onnxruntime-cpu"], exec_fn=lambda argv: 0)
     runner.debug(_spec(tmp_path / "x", features, modes=["accuracy"], test_query_count=5), tmp_path / "runs")
     (run_dir,) = (tmp_path / "runs").iterdir()
-    env = dict(os.environ, MLPERF_BERT_UID=str(os.getuid()), MLPERF_BERT_GID=str(os.getgid()),
-               MLPERF_BERT_MODELS=str(EMBEDDED_MODEL.parent), MLPERF_BERT_DATA=str(features.parent),
-               MLPERF_BERT_RUN_DIR=str(run_dir))
-    proc = subprocess.run([compose or "docker-compose", "-f", str(REPO / "compose" / "docker-compose.yml"),
-                           "--profile", "onnxruntime-cpu", "run", "--rm", "-T", "onnxruntime-cpu"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    env = dict(
+        os.environ,
+        MLPERF_BERT_UID=str(os.getuid()),
+        MLPERF_BERT_GID=str(os.getgid()),
+        MLPERF_BERT_MODELS=str(EMBEDDED_MODEL.parent),
+        MLPERF_BERT_DATA=str(features.parent),
+        MLPERF_BERT_RUN_DIR=str(run_dir),
+    )
+    proc = subprocess.run(
+        [
+            compose or "docker-compose",
+            "-f",
+            str(REPO / "compose" / "docker-compose.yml"),
+            "--profile",
+            "onnxruntime-cpu",
+            "run",
+            "--rm",
+            "-T",
+            "onnxruntime-cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((run_dir / "harness_result.json").read_text())
     assert result["status"] == "succeeded" and result["execution_provider"] == "CPUExecutionProvider"
@@ -271,17 +335,26 @@ def test_compose_service_runs_a_prepared_run_directory(client: Any, ort_image: i
 # --- DeepSparse, in its own image with its own pins ---------------------------------------------------
 @pytest.mark.docker
 @pytest.mark.slow
-def test_deepsparse_image_runs_the_benchmark(client: Any, base_image: str, build_logs: Path, tmp_path: Path,
-                                             session_cache: Path, shared_assets: Path) -> None:
+def test_deepsparse_image_runs_the_benchmark(
+    client: Any, base_image: str, build_logs: Path, tmp_path: Path, session_cache: Path, shared_assets: Path
+) -> None:
     fp32 = shared_assets / "models" / "demo-minilm-l6-squad.fp32.onnx"
     if not fp32.is_file():
         pytest.skip(f"{fp32} is absent (DeepSparse cannot compile the dynamically quantized int8 demo)")
-    built = images.build_image(images.get_recipe("deepsparse-cpu"), client=client, base_image=base_image,
-                               log_dir=build_logs, on_step=lambda line: None)
+    built = images.build_image(
+        images.get_recipe("deepsparse-cpu"),
+        client=client,
+        base_image=base_image,
+        log_dir=build_logs,
+        on_step=lambda line: None,
+    )
     labels = client.images.get(built.reference).attrs["Config"]["Labels"]
     assert labels["mlperf-bert.engine"] == "deepsparse 1.8.0" and labels["mlperf-bert.numpy"].startswith("1.")
-    ds = run_benchmark(_config(tmp_path, session_cache, runner="docker", backend="deepsparse", model_path=fp32),
-                       progress=False, stream=False)
+    ds = run_benchmark(
+        _config(tmp_path, session_cache, runner="docker", backend="deepsparse", model_path=fp32),
+        progress=False,
+        stream=False,
+    )
     ort = run_benchmark(_config(tmp_path, session_cache, runner="local", model_path=fp32), progress=False, stream=False)
     assert ds.succeeded and ds.record.execution_provider == "DeepSparseEngine"
     assert ds.record.versions.get("deepsparse") == "1.8.0"
@@ -290,15 +363,17 @@ def test_deepsparse_image_runs_the_benchmark(client: Any, base_image: str, build
 
 
 # --- no engine, no GPU ------------------------------------------------------------------------------
-def test_unreachable_engine_fails_the_run_with_what_to_do(tmp_path: Path, session_cache: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_engine_fails_the_run_with_what_to_do(
+    tmp_path: Path, session_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")  # an engine that is not running
     earlier = tmp_path / "runs" / "earlier"
     earlier.mkdir(parents=True)
     (earlier / "run.json").write_text('{"untouched": true}\n')
     with pytest.raises(DockerError, match=r"cannot reach the Docker engine.*--runner local") as err:
-        run_benchmark(_config(tmp_path, session_cache, runner="docker", test_query_count=5), progress=False,
-                      stream=False)
+        run_benchmark(
+            _config(tmp_path, session_cache, runner="docker", test_query_count=5), progress=False, stream=False
+        )
     assert "\n" not in str(err.value)
     # pre-flight runs before a run directory is made: nothing new, nothing touched
     assert [d.name for d in (tmp_path / "runs").iterdir()] == ["earlier"]
@@ -314,9 +389,13 @@ def _has_nvidia_gpu() -> bool:
 
 @pytest.mark.skipif(_has_nvidia_gpu(), reason="this machine has an NVIDIA GPU")
 def test_gpu_target_on_a_machine_without_gpu_fails_clearly(tmp_path: Path, session_cache: Path) -> None:
-    with pytest.raises(PreflightError, match=r"tensorrt-cuda needs an NVIDIA GPU but none is visible here.*--device cpu"):
-        run_benchmark(_config(tmp_path, session_cache, runner="docker", backend="tensorrt", test_query_count=5),
-                      progress=False, stream=False)
+    with pytest.raises(
+        PreflightError, match=r"tensorrt-cuda needs an NVIDIA GPU but none is visible here.*--device cpu"
+    ):
+        run_benchmark(
+            _config(tmp_path, session_cache, runner="docker", backend="tensorrt", test_query_count=5),
+            progress=False,
+            stream=False,
+        )
     # pre-flight runs before a run directory is made: nothing ran, nothing was written
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
-

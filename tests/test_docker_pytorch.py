@@ -68,10 +68,16 @@ def test_a_checkpoint_is_seen_whole_and_read_only_in_the_container(tmp_path: Pat
     ckpt = _checkpoint(tmp_path)
     model = {"directory": str(ckpt), "directory/": f"{ckpt}/", "weights file": str(ckpt / "model.safetensors")}[form]
     target = TARGETS["pytorch-cpu"]
-    spec = HarnessSpec(target=target.key, engine_class=target.engine_class,
-                       execution_provider=target.execution_provider, model_path=model,
-                       features_path=str(tmp_path / "features" / "squad.npz"), run_dir=str(tmp_path / "run"),
-                       scenario="Offline", modes=["accuracy"])
+    spec = HarnessSpec(
+        target=target.key,
+        engine_class=target.engine_class,
+        execution_provider=target.execution_provider,
+        model_path=model,
+        features_path=str(tmp_path / "features" / "squad.npz"),
+        run_dir=str(tmp_path / "run"),
+        scenario="Offline",
+        modes=["accuracy"],
+    )
     inner, mounts = map_spec(spec, tmp_path / "run")
     assert PurePosixPath(inner.model_path).parent == PurePosixPath(MODELS_DIR)
     (model_mount,) = [m for m in mounts if m.target == MODELS_DIR]
@@ -134,20 +140,27 @@ def _torch_index(default: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def pytorch_image(client: Any, base_image: str, tmp_path_factory: pytest.TempPathFactory) -> images.BuildResult:
     recipe = images.get_recipe("pytorch-cpu")
-    return images.build_image(recipe, client=client, base_image=base_image,
-                              overrides=_torch_index(recipe.build_args["TORCH_INDEX_URL"]),
-                              log_dir=tmp_path_factory.mktemp("build-logs"), on_step=lambda line: None)
+    return images.build_image(
+        recipe,
+        client=client,
+        base_image=base_image,
+        overrides=_torch_index(recipe.build_args["TORCH_INDEX_URL"]),
+        log_dir=tmp_path_factory.mktemp("build-logs"),
+        on_step=lambda line: None,
+    )
 
 
 def _config(tmp: Path, checkpoint: Path, **kw: Any) -> RunConfig:
     # The default cache: the local runner's pytorch environment lives there and is built only once.
-    return RunConfig(backend="pytorch", model_path=checkpoint, test_query_count=SAMPLES,
-                     output_dir=tmp / "runs", **kw)
+    return RunConfig(backend="pytorch", model_path=checkpoint, test_query_count=SAMPLES, output_dir=tmp / "runs", **kw)
 
 
 def _our_containers(client: Any, under: Path) -> list[Any]:
-    return [c for c in client.containers.list(all=True, filters={"label": "mlperf-bert.run"})
-            if c.labels.get("mlperf-bert.run-dir", "").startswith(str(under))]
+    return [
+        c
+        for c in client.containers.list(all=True, filters={"label": "mlperf-bert.run"})
+        if c.labels.get("mlperf-bert.run-dir", "").startswith(str(under))
+    ]
 
 
 @pytest.mark.docker
@@ -161,8 +174,9 @@ def test_pytorch_image_runs_the_benchmark_like_the_local_runner(
     assert labels["mlperf-bert.engine"] == f"torch {recipe.build_args['TORCH_VERSION']}"
 
     docker_run = run_benchmark(_config(tmp_path, checkpoint, runner="docker"), progress=False, stream=False)
-    local_run = run_benchmark(_config(tmp_path, checkpoint, runner="local", mode="accuracy"),
-                              progress=False, stream=False)
+    local_run = run_benchmark(
+        _config(tmp_path, checkpoint, runner="local", mode="accuracy"), progress=False, stream=False
+    )
     assert docker_run.succeeded, docker_run.record.error
     assert local_run.succeeded, local_run.record.error
 
@@ -180,8 +194,9 @@ def test_pytorch_image_runs_the_benchmark_like_the_local_runner(
     assert docker_run.accuracy.questions_scored == local_run.accuracy.questions_scored > 0
     assert docker_run.accuracy.f1 == local_run.accuracy.f1 > 50  # a real model answering
     assert docker_run.accuracy.exact_match == local_run.accuracy.exact_match
-    predictions = [json.loads((r.run_dir / "accuracy" / "predictions.json").read_text())
-                   for r in (docker_run, local_run)]
+    predictions = [
+        json.loads((r.run_dir / "accuracy" / "predictions.json").read_text()) for r in (docker_run, local_run)
+    ]
     assert predictions[0] == predictions[1]
 
     assert docker_run.performance is not None and docker_run.performance.samples_per_second > 0

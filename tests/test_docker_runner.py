@@ -37,9 +37,16 @@ UID_GID = f"{os.getuid()}:{os.getgid()}"
 
 # --- a fake docker client: records calls, plays scripted behaviour ---------------------------------
 class FakeContainer:
-    def __init__(self, chunks: list[bytes] | None = None, *, status: int = 0, oom: bool = False,
-                 interrupt_after: int | None = None, wait_error: Exception | None = None,
-                 status_after_interrupt: int = 130) -> None:
+    def __init__(
+        self,
+        chunks: list[bytes] | None = None,
+        *,
+        status: int = 0,
+        oom: bool = False,
+        interrupt_after: int | None = None,
+        wait_error: Exception | None = None,
+        status_after_interrupt: int = 130,
+    ) -> None:
         self.chunks = chunks if chunks is not None else [b"harness says hello\n", b"done\n"]
         self.status = status
         self.attrs: dict[str, Any] = {"State": {"OOMKilled": oom}}
@@ -83,8 +90,12 @@ class FakeContainer:
 class FakeImage:
     def __init__(self, target: str = "onnxruntime-cpu") -> None:
         self.id = "sha256:" + "ab" * 32
-        self.attrs = {"Id": self.id, "RepoDigests": [], "Size": 357_000_000,
-                      "Config": {"Labels": {"mlperf-bert.target": target}}}
+        self.attrs = {
+            "Id": self.id,
+            "RepoDigests": [],
+            "Size": 357_000_000,
+            "Config": {"Labels": {"mlperf-bert.target": target}},
+        }
         self.tags = [f"mlperf-bert/{target}:latest"]
         self.labels = self.attrs["Config"]["Labels"]
 
@@ -116,8 +127,9 @@ class FakeContainers:
 
 
 class FakeClient:
-    def __init__(self, script: list[Any] | None = None, image: FakeImage | None = None,
-                 ping_error: Exception | None = None) -> None:
+    def __init__(
+        self, script: list[Any] | None = None, image: FakeImage | None = None, ping_error: Exception | None = None
+    ) -> None:
         self.containers = FakeContainers(script if script is not None else [FakeContainer()])
         self.images = FakeImages(image if image is not None else FakeImage())
         self.ping_error = ping_error
@@ -146,14 +158,21 @@ def layout(tmp_path: Path) -> dict[str, Path]:
 def make_spec(layout: dict[str, Path], key: str = "onnxruntime-cpu", **extra: Any) -> HarnessSpec:
     target = TARGETS[key]
     return HarnessSpec(
-        target=key, engine_class=target.engine_class, execution_provider=target.execution_provider,
-        model_path=str(layout["models"] / "bert.onnx"), features_path=str(layout["data"] / "features.npz"),
-        run_dir=str(layout["run_dir"]), scenario="Offline", modes=["accuracy", "performance"], **extra,
+        target=key,
+        engine_class=target.engine_class,
+        execution_provider=target.execution_provider,
+        model_path=str(layout["models"] / "bert.onnx"),
+        features_path=str(layout["data"] / "features.npz"),
+        run_dir=str(layout["run_dir"]),
+        scenario="Offline",
+        modes=["accuracy", "performance"],
+        **extra,
     )
 
 
-def make_runner(key: str = "onnxruntime-cpu", client: FakeClient | None = None, *, attempts: int = 4,
-                **kw: Any) -> DockerRunner:
+def make_runner(
+    key: str = "onnxruntime-cpu", client: FakeClient | None = None, *, attempts: int = 4, **kw: Any
+) -> DockerRunner:
     kw.setdefault("retry", RetryPolicy(attempts=attempts, wait=wait_none()))
     kw.setdefault("console", io.BytesIO())
     return DockerRunner(TARGETS[key], client=client or FakeClient(), **kw)
@@ -182,10 +201,17 @@ def test_sdk_call_has_exactly_the_expected_arguments(layout: dict[str, Path]) ->
             SdkMount(target="/data", source=str(layout["data"]), type="bind", read_only=True),
             SdkMount(target="/run", source=run_dir, type="bind", read_only=False),
         ],
-        "environment": {"HOME": "/tmp", "PYTHONUNBUFFERED": "1", "MLPERF_BERT_IN_CONTAINER": "1",
-                        "MLPERF_BERT_VERBOSITY": str(current_verbosity())},
-        "labels": {"mlperf-bert.run": layout["run_dir"].name, "mlperf-bert.target": "onnxruntime-cpu",
-                   "mlperf-bert.run-dir": run_dir},
+        "environment": {
+            "HOME": "/tmp",
+            "PYTHONUNBUFFERED": "1",
+            "MLPERF_BERT_IN_CONTAINER": "1",
+            "MLPERF_BERT_VERBOSITY": str(current_verbosity()),
+        },
+        "labels": {
+            "mlperf-bert.run": layout["run_dir"].name,
+            "mlperf-bert.target": "onnxruntime-cpu",
+            "mlperf-bert.run-dir": run_dir,
+        },
         "user": UID_GID,
         "shm_size": "1g",
     }
@@ -197,26 +223,70 @@ def test_describe_is_the_equivalent_docker_run_line(layout: dict[str, Path]) -> 
     line = runner.describe(make_spec(layout), layout["run_dir"])
     run_dir = str(layout["run_dir"])
     expected = [
-        "docker", "run", "--rm", "--init", "--network", "none", "--cap-drop", "ALL",
-        "--security-opt", "no-new-privileges", "--stop-signal", "SIGINT", "--user", UID_GID,
-        "--shm-size", "1g", "--cpuset-cpus", "0-1", "--memory", "8g",
-        "--label", f"mlperf-bert.run={layout['run_dir'].name}", "--label", "mlperf-bert.target=onnxruntime-cpu",
-        "--label", f"mlperf-bert.run-dir={run_dir}",
-        "--mount", f"type=bind,source={layout['models']},target=/models,readonly",
-        "--mount", f"type=bind,source={layout['data']},target=/data,readonly",
-        "--mount", f"type=bind,source={run_dir},target=/run",
-        "-e", "HOME=/tmp", "-e", "PYTHONUNBUFFERED=1", "-e", "MLPERF_BERT_IN_CONTAINER=1",
-        "-e", f"MLPERF_BERT_VERBOSITY={current_verbosity()}",
-        "mlperf-bert/onnxruntime-cpu:latest", "python", "-m", "orchestrator.harness", "/run",
+        "docker",
+        "run",
+        "--rm",
+        "--init",
+        "--network",
+        "none",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--stop-signal",
+        "SIGINT",
+        "--user",
+        UID_GID,
+        "--shm-size",
+        "1g",
+        "--cpuset-cpus",
+        "0-1",
+        "--memory",
+        "8g",
+        "--label",
+        f"mlperf-bert.run={layout['run_dir'].name}",
+        "--label",
+        "mlperf-bert.target=onnxruntime-cpu",
+        "--label",
+        f"mlperf-bert.run-dir={run_dir}",
+        "--mount",
+        f"type=bind,source={layout['models']},target=/models,readonly",
+        "--mount",
+        f"type=bind,source={layout['data']},target=/data,readonly",
+        "--mount",
+        f"type=bind,source={run_dir},target=/run",
+        "-e",
+        "HOME=/tmp",
+        "-e",
+        "PYTHONUNBUFFERED=1",
+        "-e",
+        "MLPERF_BERT_IN_CONTAINER=1",
+        "-e",
+        f"MLPERF_BERT_VERBOSITY={current_verbosity()}",
+        "mlperf-bert/onnxruntime-cpu:latest",
+        "python",
+        "-m",
+        "orchestrator.harness",
+        "/run",
     ]
     assert line == shlex.join(expected)
 
 
 def test_describe_and_sdk_call_agree_for_every_option() -> None:
     cs = ContainerSpec(
-        image="img:1", command=("python", "-V"), mounts=(Mount("/h/m", "/models"), Mount("/h/r", "/run", False)),
-        env={"A": "1"}, user="1000:1000", devices=("/dev/kfd:/dev/kfd:rwm",), gpus="0,1", group_add=("44",),
-        shm_size="2g", cpuset_cpus="0-3", mem_limit="4g", labels={"k": "v"}, name="n",
+        image="img:1",
+        command=("python", "-V"),
+        mounts=(Mount("/h/m", "/models"), Mount("/h/r", "/run", False)),
+        env={"A": "1"},
+        user="1000:1000",
+        devices=("/dev/kfd:/dev/kfd:rwm",),
+        gpus="0,1",
+        group_add=("44",),
+        shm_size="2g",
+        cpuset_cpus="0-3",
+        mem_limit="4g",
+        labels={"k": "v"},
+        name="n",
     )
     kw = sdk_run_kwargs(cs)
     argv = docker_run_argv(cs)
@@ -252,14 +322,23 @@ def test_rocm_target_passes_kfd_dri_and_the_groups_that_own_them(layout: dict[st
 
 def test_paths_are_mapped_and_engine_option_dirs_mounted(layout: dict[str, Path], tmp_path: Path) -> None:
     calib = tmp_path / "calib" / "table.bin"
-    spec = make_spec(layout, engine_options={"engine_cache_dir": str(tmp_path / "engines"),
-                                             "calibration_path": str(calib), "precision": "fp16"})
+    spec = make_spec(
+        layout,
+        engine_options={
+            "engine_cache_dir": str(tmp_path / "engines"),
+            "calibration_path": str(calib),
+            "precision": "fp16",
+        },
+    )
     inner, mounts = map_spec(spec, layout["run_dir"])
     assert inner.model_path == "/models/bert.onnx"
     assert inner.features_path == "/data/features.npz"
     assert inner.run_dir == "/run"
-    assert inner.engine_options == {"engine_cache_dir": "/cache/engine_cache_dir",
-                                    "calibration_path": "/inputs/calibration_path/table.bin", "precision": "fp16"}
+    assert inner.engine_options == {
+        "engine_cache_dir": "/cache/engine_cache_dir",
+        "calibration_path": "/inputs/calibration_path/table.bin",
+        "precision": "fp16",
+    }
     assert Mount(str(tmp_path / "engines"), "/cache/engine_cache_dir", False) in mounts
     assert Mount(str(calib.parent), "/inputs/calibration_path", True) in mounts
 
@@ -324,8 +403,9 @@ def test_lost_engine_mid_run_is_one_clear_error_and_cleanup_is_tried(layout: dic
 
 def test_transient_api_errors_are_retried(layout: dict[str, Path]) -> None:
     flaky = APIError("Service Unavailable", response=_response(503), explanation="engine restarting")
-    dropped = requests.exceptions.ConnectionError("('Connection aborted.', RemoteDisconnected('Remote end closed "
-                                                  "connection without response'))")
+    dropped = requests.exceptions.ConnectionError(
+        "('Connection aborted.', RemoteDisconnected('Remote end closed connection without response'))"
+    )
     client = FakeClient([flaky, dropped, FakeContainer()])
     outcome = make_runner(client=client).run(make_spec(layout), layout["run_dir"])
     assert outcome.exit_code == 0
@@ -333,8 +413,9 @@ def test_transient_api_errors_are_retried(layout: dict[str, Path]) -> None:
 
 
 def test_permanent_api_errors_are_not_retried_and_explained(layout: dict[str, Path]) -> None:
-    permanent = APIError("500", response=_response(500),
-                         explanation='could not select device driver "" with capabilities: [[gpu]]')
+    permanent = APIError(
+        "500", response=_response(500), explanation='could not select device driver "" with capabilities: [[gpu]]'
+    )
     client = FakeClient([permanent, FakeContainer()])
     with pytest.raises(PreflightError, match="NVIDIA Container Toolkit"):
         make_runner(client=client).run(make_spec(layout), layout["run_dir"])
@@ -350,8 +431,11 @@ def test_retries_give_up_with_the_engine_message(layout: dict[str, Path]) -> Non
 
 def test_an_engine_that_is_not_there_is_not_retried(layout: dict[str, Path], caplog: pytest.LogCaptureFixture) -> None:
     client = FakeClient(ping_error=requests.exceptions.ConnectionError("Connection refused"))
-    with pytest.raises(DockerError, match=r"cannot reach the Docker engine at \S+ to run the benchmark in a "
-                                          r"container \(connection refused\); start it .*--runner local") as err:
+    with pytest.raises(
+        DockerError,
+        match=r"cannot reach the Docker engine at \S+ to run the benchmark in a "
+        r"container \(connection refused\); start it .*--runner local",
+    ) as err:
         make_runner(client=client).run(make_spec(layout), layout["run_dir"])
     assert client.pings == 1
     assert "\n" not in str(err.value)
@@ -379,7 +463,9 @@ def test_image_built_for_another_target_is_refused(layout: dict[str, Path]) -> N
         make_runner(client=client, image="mlperf-bert/deepsparse-cpu:latest").run(make_spec(layout), layout["run_dir"])
 
 
-def test_gpu_target_without_gpu_fails_before_docker_is_asked(layout: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gpu_target_without_gpu_fails_before_docker_is_asked(
+    layout: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from orchestrator.runners import host_checks
 
     monkeypatch.setattr(host_checks.shutil, "which", lambda name: None)  # no nvidia-smi: no NVIDIA GPU
@@ -405,8 +491,10 @@ def _probe_container(seen: dict[str, Any]) -> FakeContainer:
 
 def test_gpu_probe_sees_no_gpu(layout: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(preflight, "check_host", lambda target: None)  # pretend the host has one
-    client = FakeClient([_probe_container({"gpus": [], "providers": ["TensorRT"], "errors": ["nvidia-smi: no devices"]})],
-                        image=FakeImage("tensorrt-cuda"))
+    client = FakeClient(
+        [_probe_container({"gpus": [], "providers": ["TensorRT"], "errors": ["nvidia-smi: no devices"]})],
+        image=FakeImage("tensorrt-cuda"),
+    )
     with pytest.raises(PreflightError, match="container sees no GPU.*NVIDIA Container Toolkit"):
         make_runner("tensorrt-cuda", client=client).run(make_spec(layout, "tensorrt-cuda"), layout["run_dir"])
     assert "device_requests" in client.containers.calls[0]
@@ -433,18 +521,48 @@ def test_gpu_probe_passes_then_the_run_starts(layout: dict[str, Path], monkeypat
 
 
 # --- messages and debug --------------------------------------------------------------------------
-@pytest.mark.parametrize(("exc", "pattern", "kind"), [
-    (requests.exceptions.ConnectionError("('Connection aborted.', FileNotFoundError(2))"),
-     "cannot reach the Docker engine", DockerError),
-    (requests.exceptions.ConnectionError("Permission denied: /var/run/docker.sock"), "docker group", DockerError),
-    (APIError("x", response=_response(500), explanation='error gathering device information while adding custom '
-              'device "/dev/kfd": no such file or directory'), "AMD GPU devices", PreflightError),
-    (APIError("x", response=_response(400), explanation="invalid mount config for type \"bind\": bind source path "
-              "does not exist: /nope"), "cannot mount a path", DockerError),
-    (APIError("x", response=_response(500), explanation="no space left on device"), "docker system prune", DockerError),
-    (APIError("x", response=_response(500), explanation="Get https://registry/v2/: dial tcp: connection refused"),
-     r"^Docker failed to start a container \(Get", DockerError),  # the engine answered: it is a registry's refusal
-])
+@pytest.mark.parametrize(
+    ("exc", "pattern", "kind"),
+    [
+        (
+            requests.exceptions.ConnectionError("('Connection aborted.', FileNotFoundError(2))"),
+            "cannot reach the Docker engine",
+            DockerError,
+        ),
+        (requests.exceptions.ConnectionError("Permission denied: /var/run/docker.sock"), "docker group", DockerError),
+        (
+            APIError(
+                "x",
+                response=_response(500),
+                explanation="error gathering device information while adding custom "
+                'device "/dev/kfd": no such file or directory',
+            ),
+            "AMD GPU devices",
+            PreflightError,
+        ),
+        (
+            APIError(
+                "x",
+                response=_response(400),
+                explanation='invalid mount config for type "bind": bind source path does not exist: /nope',
+            ),
+            "cannot mount a path",
+            DockerError,
+        ),
+        (
+            APIError("x", response=_response(500), explanation="no space left on device"),
+            "docker system prune",
+            DockerError,
+        ),
+        (
+            APIError(
+                "x", response=_response(500), explanation="Get https://registry/v2/: dial tcp: connection refused"
+            ),
+            r"^Docker failed to start a container \(Get",
+            DockerError,
+        ),  # the engine answered: it is a registry's refusal
+    ],
+)
 def test_docker_errors_become_one_sentence_with_what_to_do(exc: Exception, pattern: str, kind: type) -> None:
     err = docker_error(exc, "start a container")
     assert isinstance(err, kind)
@@ -452,8 +570,9 @@ def test_docker_errors_become_one_sentence_with_what_to_do(exc: Exception, patte
     assert "\n" not in str(err)
 
 
-def test_connect_to_a_missing_socket_fails_at_once_in_one_sentence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_connect_to_a_missing_socket_fails_at_once_in_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     from orchestrator.containers.client import connect
 
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")  # the real SDK, nothing there
@@ -461,14 +580,18 @@ def test_connect_to_a_missing_socket_fails_at_once_in_one_sentence(tmp_path: Pat
         connect("list images", otherwise=None)
     assert str(err.value) == (
         f"cannot reach the Docker engine at unix://{tmp_path}/no-engine.sock to list images (no socket there); "
-        "start it (`sudo systemctl start docker`, or `bash .ci/docker-setup.sh`)")
+        "start it (`sudo systemctl start docker`, or `bash .ci/docker-setup.sh`)"
+    )
     assert not [r for r in caplog.records if "retrying" in r.getMessage()]
 
 
 def test_transient_classification() -> None:
     assert not is_transient(requests.exceptions.ConnectionError("Connection refused"))  # nothing listens
-    assert not is_transient(requests.exceptions.ConnectionError(
-        "('Connection aborted.', FileNotFoundError(2, 'No such file or directory'))"))  # no socket file
+    assert not is_transient(
+        requests.exceptions.ConnectionError(
+            "('Connection aborted.', FileNotFoundError(2, 'No such file or directory'))"
+        )
+    )  # no socket file
     assert not is_transient(requests.exceptions.ConnectionError("Permission denied: /var/run/docker.sock"))
     assert is_transient(requests.exceptions.ConnectionError("('Connection aborted.', ConnectionResetError(104))"))
     assert is_transient(APIError("x", response=_response(503)))

@@ -29,8 +29,9 @@ def _config(tmp_path: Path, cache: Path, **kw: object) -> RunConfig:
 
 @pytest.mark.parametrize("scenario", ["Offline", "SingleStream"])
 def test_both_modes_real_loadgen(tmp_path: Path, session_cache: Path, scenario: str) -> None:
-    result = run_benchmark(_config(tmp_path, session_cache, scenario=scenario, test_query_count=40),
-                           progress=False, stream=False)
+    result = run_benchmark(
+        _config(tmp_path, session_cache, scenario=scenario, test_query_count=40), progress=False, stream=False
+    )
     assert result.succeeded and result.test_mode
     rec = RunRecord.load(result.run_dir)
     assert rec.status == "succeeded" and rec.execution_provider == "CPUExecutionProvider"
@@ -63,8 +64,23 @@ def test_reruns_make_new_directories(tmp_path: Path, session_cache: Path) -> Non
 
 
 def test_cli_json_output(tmp_path: Path, session_cache: Path) -> None:
-    res = CliRunner().invoke(app, ["run", "--runner", "local", "--mode", "accuracy", "--test-query-count", "8",
-                                   "--output-dir", str(tmp_path), "--cache-dir", str(session_cache), "--json"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--runner",
+            "local",
+            "--mode",
+            "accuracy",
+            "--test-query-count",
+            "8",
+            "--output-dir",
+            str(tmp_path),
+            "--cache-dir",
+            str(session_cache),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert data["status"] == "succeeded" and data["test_mode"] is True
@@ -73,9 +89,25 @@ def test_cli_json_output(tmp_path: Path, session_cache: Path) -> None:
 
 
 def test_cli_human_output_says_test_mode(tmp_path: Path, session_cache: Path) -> None:
-    res = CliRunner().invoke(app, ["run", "--runner", "local", "--scenario", "singlestream", "--mode", "performance",
-                                   "--test-query-count", "8", "--output-dir", str(tmp_path),
-                                   "--cache-dir", str(session_cache), "--no-progress"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--runner",
+            "local",
+            "--scenario",
+            "singlestream",
+            "--mode",
+            "performance",
+            "--test-query-count",
+            "8",
+            "--output-dir",
+            str(tmp_path),
+            "--cache-dir",
+            str(session_cache),
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "TEST MODE" in res.stdout and "latency" in res.stdout and "INVALID" in res.stdout
     assert "engine: graph as given (already quantized" in res.stdout  # the embedded model is int8
@@ -85,8 +117,18 @@ def test_run_records_what_the_engine_ran_with(tmp_path: Path, session_cache: Pat
     """Two engine instances: run.json says so, with the fusions used and each worker's pinned CPUs."""
     import os
 
-    result = run_benchmark(_config(tmp_path, session_cache, mode="performance", test_query_count=32, threads=2,
-                                   engine_options={"instances": "2"}), progress=False, stream=False)
+    result = run_benchmark(
+        _config(
+            tmp_path,
+            session_cache,
+            mode="performance",
+            test_query_count=32,
+            threads=2,
+            engine_options={"instances": "2"},
+        ),
+        progress=False,
+        stream=False,
+    )
     assert result.succeeded
     settings = RunRecord.load(result.run_dir).engine_settings
     assert settings["instances"] == "2" and settings["threads_per_instance"] == "1"
@@ -95,19 +137,26 @@ def test_run_records_what_the_engine_ran_with(tmp_path: Path, session_cache: Pat
         cpus = [set(part.split(",")) for part in settings["worker_cpus"].split(" | ")]
         assert len(cpus) == 2 and not cpus[0] & cpus[1]
     # Unset, Offline asks for instances=auto (one single-threaded instance per core); SingleStream for one.
-    offline = run_benchmark(_config(tmp_path, session_cache, mode="performance", test_query_count=16, threads=2),
-                            progress=False, stream=False)
+    offline = run_benchmark(
+        _config(tmp_path, session_cache, mode="performance", test_query_count=16, threads=2),
+        progress=False,
+        stream=False,
+    )
     assert RunRecord.load(offline.run_dir).engine_settings["instances"] == "2 (auto)"
     # ... with the target's batch size, written into the record as the batch size that ran
     assert RunRecord.load(offline.run_dir).config.batch_size == 2
     assert RunRecord.load(offline.run_dir).engine_settings["max_batch"] == "2"
-    single = run_benchmark(_config(tmp_path, session_cache, mode="performance", test_query_count=64, threads=2,
-                                   scenario="SingleStream"), progress=False, stream=False)
+    single = run_benchmark(
+        _config(tmp_path, session_cache, mode="performance", test_query_count=64, threads=2, scenario="SingleStream"),
+        progress=False,
+        stream=False,
+    )
     assert RunRecord.load(single.run_dir).engine_settings["instances"] == "1"
     assert RunRecord.load(single.run_dir).engine_settings["max_batch"] == "1"  # one sample per query
 
 
 # ---- bad input: one sentence, non-zero exit, nothing written into earlier runs ----------------------
+
 
 def _cli(args: list[str]) -> tuple[int, str]:
     res = invoke(["run", "--runner", "local", "--mode", "accuracy", "--no-progress", *args])
@@ -116,8 +165,9 @@ def _cli(args: list[str]) -> tuple[int, str]:
 
 @pytest.fixture()
 def earlier_run(tmp_path: Path, session_cache: Path) -> Path:
-    result = run_benchmark(_config(tmp_path, session_cache, mode="accuracy", test_query_count=4),
-                           progress=False, stream=False)
+    result = run_benchmark(
+        _config(tmp_path, session_cache, mode="accuracy", test_query_count=4), progress=False, stream=False
+    )
     return result.run_dir
 
 
@@ -143,8 +193,9 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     }
 
 
-def test_bad_input_is_one_sentence_and_leaves_earlier_runs(tmp_path: Path, session_cache: Path,
-                                                           earlier_run: Path) -> None:
+def test_bad_input_is_one_sentence_and_leaves_earlier_runs(
+    tmp_path: Path, session_cache: Path, earlier_run: Path
+) -> None:
     runs = earlier_run.parent
     before = _snapshot(runs)
     for label, (args, needle) in _bad_inputs(tmp_path).items():
@@ -185,8 +236,22 @@ def test_sigint_to_the_cli_marks_the_run_interrupted_and_keeps_logs(tmp_path: Pa
     import sys
     import time
 
-    cmd = [sys.executable, "-m", "orchestrator.cli", "run", "--runner", "local", "--test-query-count", "10833",
-           "--mode", "accuracy", "--output-dir", str(tmp_path / "runs"), "--cache-dir", str(session_cache)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "orchestrator.cli",
+        "run",
+        "--runner",
+        "local",
+        "--test-query-count",
+        "10833",
+        "--mode",
+        "accuracy",
+        "--output-dir",
+        str(tmp_path / "runs"),
+        "--cache-dir",
+        str(session_cache),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # Wait until the harness has started its LoadGen test (not merely its log file: on a loaded machine the
     # harness can still be importing then), then interrupt the CLI alone, as `kill -INT` would.
@@ -208,8 +273,14 @@ STUB = "zoo:nlp/question_answering/bert-base/pytorch/huggingface/squad/base-none
 
 def test_zoo_stub_offline_fails_with_what_to_do(tmp_path: Path) -> None:
     # The stub reaches DeepSparse (its own venv, the default cache), which cannot download it here.
-    cfg = RunConfig(runner="local", backend="deepsparse", model=STUB, mode="accuracy", test_query_count=4,
-                    output_dir=tmp_path / "runs")
+    cfg = RunConfig(
+        runner="local",
+        backend="deepsparse",
+        model=STUB,
+        mode="accuracy",
+        test_query_count=4,
+        output_dir=tmp_path / "runs",
+    )
     try:
         run_benchmark(cfg, progress=False, stream=False)
     except ModelError as e:
@@ -220,10 +291,13 @@ def test_zoo_stub_offline_fails_with_what_to_do(tmp_path: Path) -> None:
     assert RunRecord.load(run_dir).status == "failed"
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"model": STUB}, "only --backend deepsparse"),
-    ({"model": STUB, "backend": "deepsparse", "runner": "docker"}, "use --runner local"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"model": STUB}, "only --backend deepsparse"),
+        ({"model": STUB, "backend": "deepsparse", "runner": "docker"}, "use --runner local"),
+    ],
+)
 def test_zoo_stub_misuse_is_refused_before_a_run(tmp_path: Path, values: dict, message: str) -> None:
     cfg = RunConfig(output_dir=tmp_path / "runs", mode="accuracy", **values)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=message):

@@ -142,9 +142,16 @@ def test_other_integer_ops_are_refused(tmp_path: Path) -> None:
         helper.make_node("Identity", ["segment_ids"], ["unused_seg"]),
     ]
     graph = helper.make_graph(
-        nodes, "g",
-        [helper.make_tensor_value_info(n, TensorProto.INT64, ["b", "s"]) for n in ("input_ids", "input_mask", "segment_ids")],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["b", "s"]) for n in ("output_start_logits", "output_end_logits")],
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info(n, TensorProto.INT64, ["b", "s"])
+            for n in ("input_ids", "input_mask", "segment_ids")
+        ],
+        [
+            helper.make_tensor_value_info(n, TensorProto.FLOAT, ["b", "s"])
+            for n in ("output_start_logits", "output_end_logits")
+        ],
         [numpy_helper.from_array(np.ones((1, 1), np.uint8), "w")],
     )
     path = tmp_path / "integer.onnx"
@@ -158,7 +165,8 @@ def test_wrong_interface_is_refused(tmp_path: Path) -> None:
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["ids"], ["out"])], "g",
+        [helper.make_node("Identity", ["ids"], ["out"])],
+        "g",
         [helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", "s"])],
         [helper.make_tensor_value_info("out", TensorProto.INT64, ["b", "s"])],
     )
@@ -170,11 +178,13 @@ def test_wrong_interface_is_refused(tmp_path: Path) -> None:
 
 def test_missing_model_and_wrong_provider() -> None:
     with pytest.raises(ModelError, match="does not exist"):
-        DeepSparseEngine("/nonexistent/model.onnx", device="cpu", batch_size=4, threads=None,
-                         execution_provider=PROVIDER)
+        DeepSparseEngine(
+            "/nonexistent/model.onnx", device="cpu", batch_size=4, threads=None, execution_provider=PROVIDER
+        )
     with pytest.raises(PreflightError):
-        DeepSparseEngine(str(EMBEDDED_MODEL), device="cpu", batch_size=4, threads=None,
-                         execution_provider="CPUExecutionProvider")
+        DeepSparseEngine(
+            str(EMBEDDED_MODEL), device="cpu", batch_size=4, threads=None, execution_provider="CPUExecutionProvider"
+        )
 
 
 def test_fixed_shape_copy_leaves_the_original_alone(tiny_model: Path, tmp_path: Path) -> None:
@@ -212,8 +222,14 @@ class _EngineOverOrt(DeepSparseEngine):
 def test_every_row_is_answered_with_its_own_logits(tiny_model: Path, tiny_session) -> None:  # type: ignore[no-untyped-def]
     _EngineOverOrt.session = tiny_session
     _EngineOverOrt.calls = []
-    engine = _EngineOverOrt(str(tiny_model), device="cpu", batch_size=BATCH, threads=None,
-                            execution_provider=PROVIDER, options={"buckets": "64,128,256,384"})
+    engine = _EngineOverOrt(
+        str(tiny_model),
+        device="cpu",
+        batch_size=BATCH,
+        threads=None,
+        execution_provider=PROVIDER,
+        options={"buckets": "64,128,256,384"},
+    )
     assert engine.seq_buckets() == [64, 128, 256, 384] and engine.max_batch() == BATCH
     for seed, (rows, length) in enumerate(CASES):
         ids, mask, seg = make_inputs(rows, length, seed)
@@ -269,19 +285,33 @@ def deepsparse_python() -> Path:
 
 
 @pytest.mark.slow
-def test_real_engine_matches_onnxruntime(deepsparse_python: Path, fp32_model: Path, ort_session, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_real_engine_matches_onnxruntime(
+    deepsparse_python: Path, fp32_model: Path, ort_session, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     inputs = {}
     for seed, (rows, length) in enumerate(CASES):
         ids, mask, seg = make_inputs(rows, length, seed)
         inputs.update({f"c{seed}_ids": ids, f"c{seed}_mask": mask, f"c{seed}_seg": seg})
     np.savez(tmp_path / "in.npz", **inputs)
     before = sha256(fp32_model)
-    args = {"model": str(fp32_model), "int8": str(EMBEDDED_MODEL), "batch": BATCH, "inputs": str(tmp_path / "in.npz"),
-            "outputs": str(tmp_path / "out.npz"), "outputs_int8": str(tmp_path / "out8.npz")}
+    args = {
+        "model": str(fp32_model),
+        "int8": str(EMBEDDED_MODEL),
+        "batch": BATCH,
+        "inputs": str(tmp_path / "in.npz"),
+        "outputs": str(tmp_path / "out.npz"),
+        "outputs_int8": str(tmp_path / "out8.npz"),
+    }
     int8_before = sha256(EMBEDDED_MODEL)
     env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent))
-    proc = subprocess.run([str(deepsparse_python), "-c", PROBE, json.dumps(args)], capture_output=True, text=True,
-                          env=env, timeout=600, check=False)
+    proc = subprocess.run(
+        [str(deepsparse_python), "-c", PROBE, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     report = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("REPORT "))[7:])
     assert report["provider"] == TARGETS["deepsparse-cpu"].execution_provider
@@ -314,4 +344,3 @@ def test_real_engine_matches_onnxruntime(deepsparse_python: Path, fp32_model: Pa
         assert float(np.abs(out8[f"c{seed}_start"][real] - ref_start[real]).mean()) < 0.35
     if report["zoo"] != "downloaded":  # offline, as on these machines: a clear one-sentence ModelError
         assert "cannot be downloaded" in report["zoo"] and "local ONNX file" in report["zoo"], report["zoo"]
-

@@ -42,25 +42,44 @@ class Sample(EngineOptions):
 
 def test_defaults_and_conversions() -> None:
     assert parse_engine_options(Sample, {}, "sample") == Sample()
-    parsed = parse_engine_options(Sample, {"mode": " NONE ", "count": "auto", "level": "0", "limit": "7",
-                                           "flag": "yes", "path": "/x", "lengths": "64, 384"}, "sample")
+    parsed = parse_engine_options(
+        Sample,
+        {
+            "mode": " NONE ",
+            "count": "auto",
+            "level": "0",
+            "limit": "7",
+            "flag": "yes",
+            "path": "/x",
+            "lengths": "64, 384",
+        },
+        "sample",
+    )
     assert parsed == Sample(mode="none", count="auto", level=0, limit=7, flag=True, path="/x", lengths=(64, 384))
     assert parse_engine_options(Sample, {"count": "4", "flag": "off"}, "sample") == Sample(count=4, flag=False)
     assert parse_engine_options(Sample, {"count": "", "path": ""}, "sample") == Sample()  # empty: the default
     assert option_names(Sample) == ("mode", "count", "level", "limit", "flag", "path", "lengths")
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    ({"mdoe": "auto"},
-     "unknown sample engine option 'mdoe'; the valid ones are mode, count, level, limit, flag, path, lengths"),
-    ({"mode": "fast"}, "sample engine option mode='fast' is not one of auto, none; pass one of them"),
-    ({"count": "0"}, "sample engine option count='0' is not auto or a whole number of at least 1; pass e.g. 1 or auto"),
-    ({"count": "many"}, "count='many' is not auto or a whole number of at least 1"),
-    ({"level": "9"}, "sample engine option level='9' is not a whole number from 0 to 5; pass e.g. 3"),
-    ({"limit": "x"}, "limit='x' is not a whole number of at least 1; pass e.g. 1"),
-    ({"flag": "maybe"}, "flag='maybe' is not a yes/no value; pass 1, 0, true, false, yes, no, on or off"),
-    ({"lengths": "a,b"}, "lengths='a,b' is not a comma-separated list of whole numbers; pass e.g. 128,256,384"),
-])
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            {"mdoe": "auto"},
+            "unknown sample engine option 'mdoe'; the valid ones are mode, count, level, limit, flag, path, lengths",
+        ),
+        ({"mode": "fast"}, "sample engine option mode='fast' is not one of auto, none; pass one of them"),
+        (
+            {"count": "0"},
+            "sample engine option count='0' is not auto or a whole number of at least 1; pass e.g. 1 or auto",
+        ),
+        ({"count": "many"}, "count='many' is not auto or a whole number of at least 1"),
+        ({"level": "9"}, "sample engine option level='9' is not a whole number from 0 to 5; pass e.g. 3"),
+        ({"limit": "x"}, "limit='x' is not a whole number of at least 1; pass e.g. 1"),
+        ({"flag": "maybe"}, "flag='maybe' is not a yes/no value; pass 1, 0, true, false, yes, no, on or off"),
+        ({"lengths": "a,b"}, "lengths='a,b' is not a comma-separated list of whole numbers; pass e.g. 128,256,384"),
+    ],
+)
 def test_bad_input_is_one_sentence(raw: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_engine_options(Sample, raw, "sample")
@@ -95,18 +114,27 @@ def test_a_misspelt_option_is_refused_by_every_engine(backend: str) -> None:
     """Before the model, the engine package or a GPU is looked at: a ConfigError naming the valid options."""
     engine, options, provider = ENGINES[backend]
     with pytest.raises(ConfigError) as caught:
-        engine("/no/such/model", device="cpu", batch_size=2, threads=None, execution_provider=provider,
-               options={"optimise_typo": "1"})
+        engine(
+            "/no/such/model",
+            device="cpu",
+            batch_size=2,
+            threads=None,
+            execution_provider=provider,
+            options={"optimise_typo": "1"},
+        )
     valid = ", ".join(option_names(options))
     assert str(caught.value) == f"unknown {backend} engine option 'optimise_typo'; the valid ones are {valid}"
 
 
-@pytest.mark.parametrize(("backend", "raw", "message"), [
-    ("onnxruntime", {"optimize": "fast"}, "onnxruntime engine option optimize='fast' is not one of auto, none"),
-    ("deepsparse", {"num_streams": "two"}, "deepsparse engine option num_streams='two' is not a whole number"),
-    ("pytorch", {"compile": "maybe"}, "pytorch engine option compile='maybe' is not a yes/no value"),
-    ("tensorrt", {"precision": "fp8"}, "tensorrt engine option precision='fp8' is not one of fp16, fp32, int8"),
-])
+@pytest.mark.parametrize(
+    ("backend", "raw", "message"),
+    [
+        ("onnxruntime", {"optimize": "fast"}, "onnxruntime engine option optimize='fast' is not one of auto, none"),
+        ("deepsparse", {"num_streams": "two"}, "deepsparse engine option num_streams='two' is not a whole number"),
+        ("pytorch", {"compile": "maybe"}, "pytorch engine option compile='maybe' is not a yes/no value"),
+        ("tensorrt", {"precision": "fp8"}, "tensorrt engine option precision='fp8' is not one of fp16, fp32, int8"),
+    ],
+)
 def test_a_bad_value_is_refused_by_every_engine(backend: str, raw: dict[str, str], message: str) -> None:
     engine, _, provider = ENGINES[backend]
     with pytest.raises(ConfigError, match=message):

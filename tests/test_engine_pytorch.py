@@ -110,11 +110,16 @@ def run_probe(python: Path, checkpoint: Path, options: dict[str, str], tmp_path:
         ids, mask, seg = make_inputs(rows, length, seed)
         inputs.update({f"c{seed}_ids": ids, f"c{seed}_mask": mask, f"c{seed}_seg": seg})
     np.savez(tmp_path / "in.npz", **inputs)
-    args = {"model": str(checkpoint), "inputs": str(tmp_path / "in.npz"), "outputs": str(tmp_path / "out.npz"),
-            "options": options}
+    args = {
+        "model": str(checkpoint),
+        "inputs": str(tmp_path / "in.npz"),
+        "outputs": str(tmp_path / "out.npz"),
+        "options": options,
+    }
     env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent), HF_HUB_OFFLINE="1")
-    proc = subprocess.run([str(python), "-c", PROBE, json.dumps(args)], capture_output=True, text=True, env=env,
-                          timeout=900, check=False)
+    proc = subprocess.run(
+        [str(python), "-c", PROBE, json.dumps(args)], capture_output=True, text=True, env=env, timeout=900, check=False
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     report = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("REPORT "))[7:])
     return report, {**inputs, **dict(np.load(tmp_path / "out.npz"))}

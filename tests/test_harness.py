@@ -52,9 +52,7 @@ def _check_accuracy_log(run_dir: Path, count: int, lengths: np.ndarray | None) -
     return out
 
 
-def test_offline_optimized_accuracy_and_performance(
-    tmp_path: Path, features: Path, seq_len: np.ndarray
-) -> None:
+def test_offline_optimized_accuracy_and_performance(tmp_path: Path, features: Path, seq_len: np.ndarray) -> None:
     run_dir = tmp_path / "run"
     make_spec(run_dir, features, scenario="Offline", test_query_count=24, batch_size=8)
     code, stderr, result = run_harness(run_dir)
@@ -95,9 +93,7 @@ def test_singlestream_optimized(tmp_path: Path, features: Path, seq_len: np.ndar
 
 @pytest.mark.slow
 @pytest.mark.parametrize("scenario", ["Server", "MultiStream"])
-def test_server_and_multistream_quick_runs(
-    tmp_path: Path, features: Path, seq_len: np.ndarray, scenario: str
-) -> None:
+def test_server_and_multistream_quick_runs(tmp_path: Path, features: Path, seq_len: np.ndarray, scenario: str) -> None:
     run_dir = tmp_path / "run"
     make_spec(run_dir, features, scenario=scenario, test_query_count=16, target_qps=40.0)
     code, stderr, result = run_harness(run_dir)
@@ -138,9 +134,7 @@ def test_optimized_and_reference_logits_agree_fp32(
 
 
 @pytest.mark.slow
-def test_optimized_and_reference_predictions_agree_int8(
-    tmp_path: Path, features: Path, seq_len: np.ndarray
-) -> None:
+def test_optimized_and_reference_predictions_agree_int8(tmp_path: Path, features: Path, seq_len: np.ndarray) -> None:
     """The int8 model quantises activations per tensor at run time, so padding shifts the ranges and the
     logits move (by up to ~2 here): compare what matters downstream, the best start and end tokens."""
     logits = {}
@@ -154,9 +148,7 @@ def test_optimized_and_reference_predictions_agree_int8(
     for i in range(16):
         n = seq_len[i]
         opt, ref = logits["optimized"][i], logits["reference"][i][:n]
-        same += int(
-            np.argmax(opt[:, 0]) == np.argmax(ref[:, 0]) and np.argmax(opt[:, 1]) == np.argmax(ref[:, 1])
-        )
+        same += int(np.argmax(opt[:, 0]) == np.argmax(ref[:, 0]) and np.argmax(opt[:, 1]) == np.argmax(ref[:, 1]))
         assert np.corrcoef(opt[:, 0], ref[:, 0])[0, 1] > 0.95
     assert same >= 12
 
@@ -240,9 +232,7 @@ def test_test_query_count_larger_than_the_dataset(tmp_path: Path) -> None:
 
 
 def test_provider_that_onnxruntime_lacks(tmp_path: Path, features: Path) -> None:
-    make_spec(
-        tmp_path / "run", features, target="onnxruntime-rocm", execution_provider="ROCMExecutionProvider"
-    )
+    make_spec(tmp_path / "run", features, target="onnxruntime-rocm", execution_provider="ROCMExecutionProvider")
     _bad_input(tmp_path / "run", "ROCMExecutionProvider", "onnxruntime-rocm")
 
 

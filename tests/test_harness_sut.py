@@ -153,8 +153,9 @@ class MinimalEngine(Engine):
     def versions(self) -> dict[str, str]:
         return {}
 
-    def infer(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray, *,
-              instance: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def infer(
+        self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray, *, instance: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
         self.instances_seen.append(instance)
         logits = input_ids.astype(np.float32)
         return logits, logits
@@ -256,9 +257,17 @@ def test_server_batches_what_arrives_within_the_latency_budget(tmp_path: Path) -
     features = write_features(tmp_path / "features.npz", count=512)
     record = tmp_path / "calls.jsonl"
     run_dir = tmp_path / "run"
-    make_spec(run_dir, features, engine_class=FAKE_ENGINE, scenario="Server", modes=["performance"],
-              test_query_count=400, target_qps=400.0, batch_size=16,
-              engine_options={"delay_s": "0.01", "record": str(record)})
+    make_spec(
+        run_dir,
+        features,
+        engine_class=FAKE_ENGINE,
+        scenario="Server",
+        modes=["performance"],
+        test_query_count=400,
+        target_qps=400.0,
+        batch_size=16,
+        engine_options={"delay_s": "0.01", "record": str(record)},
+    )
     code, stderr, _ = run_harness(run_dir)
     assert code == 0, stderr
     calls = [json.loads(line) for line in record.read_text().splitlines()][1:]  # the first is the warm-up

@@ -56,8 +56,13 @@ def test_dockerfile_labels_non_root_user_and_harness_command(key: str) -> None:
     target = TARGETS[key]
     assert f'mlperf-bert.target="{key}"' in text
     assert f'mlperf-bert.backend="{target.backend}"' in text
-    for label in ("mlperf-bert.engine", "mlperf-bert.loadgen", "mlperf-bert.python", "org.opencontainers.image.version",
-                  "org.opencontainers.image.revision"):
+    for label in (
+        "mlperf-bert.engine",
+        "mlperf-bert.loadgen",
+        "mlperf-bert.python",
+        "org.opencontainers.image.version",
+        "org.opencontainers.image.revision",
+    ):
         assert label in text, f"{key}: label {label} missing"
     assert "\nUSER mlperf\n" in text
     assert 'CMD ["python", "-m", "orchestrator.harness", "/run"]' in text
@@ -179,19 +184,35 @@ def test_offline_uses_what_is_there_or_says_where_to_put_it(tmp_path: Path) -> N
 # --- the build context and the build stream -----------------------------------------------------
 def test_build_context_holds_the_harness_and_only_this_wheelhouse(tmp_path: Path) -> None:
     root = tmp_path / "repo"
-    for rel in ("orchestrator/__init__.py", "orchestrator/harness/run.py", "images/onnxruntime-cpu/Dockerfile",
-                "images/onnxruntime-cpu/requirements.txt", "images/common/harness-setup.sh",
-                "wheelhouse/onnxruntime-cpu/a.whl", "wheelhouse/deepsparse-cpu/b.whl", "embedded/models/m.onnx",
-                "tests/test_x.py", "runs/r/run.json", "orchestrator/__pycache__/x.pyc", "README.md"):
+    for rel in (
+        "orchestrator/__init__.py",
+        "orchestrator/harness/run.py",
+        "images/onnxruntime-cpu/Dockerfile",
+        "images/onnxruntime-cpu/requirements.txt",
+        "images/common/harness-setup.sh",
+        "wheelhouse/onnxruntime-cpu/a.whl",
+        "wheelhouse/deepsparse-cpu/b.whl",
+        "embedded/models/m.onnx",
+        "tests/test_x.py",
+        "runs/r/run.json",
+        "orchestrator/__pycache__/x.pyc",
+        "README.md",
+    ):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text("x")
     (root / ".dockerignore").write_text((REPO / ".dockerignore").read_text())
     recipe = images.ImageRecipe(TARGETS["onnxruntime-cpu"], root / "images" / "onnxruntime-cpu", {})
     with tarfile.open(fileobj=images.build_context(recipe, root)) as tar:
         names = {m.name for m in tar.getmembers() if m.isfile()}
-    assert names == {".dockerignore", "orchestrator/__init__.py", "orchestrator/harness/run.py", "images/onnxruntime-cpu/Dockerfile",
-                     "images/onnxruntime-cpu/requirements.txt", "images/common/harness-setup.sh",
-                     "wheelhouse/onnxruntime-cpu/a.whl"}
+    assert names == {
+        ".dockerignore",
+        "orchestrator/__init__.py",
+        "orchestrator/harness/run.py",
+        "images/onnxruntime-cpu/Dockerfile",
+        "images/onnxruntime-cpu/requirements.txt",
+        "images/common/harness-setup.sh",
+        "wheelhouse/onnxruntime-cpu/a.whl",
+    }
 
 
 STREAM_OK: list[dict[str, Any]] = [
@@ -199,7 +220,7 @@ STREAM_OK: list[dict[str, Any]] = [
     {"stream": "Step 2/4 : FROM x AS runtime\n"},
     {"stream": " ---> abc\n"},
     {"stream": "Step 3/4 : RUN sh harness-setup.sh venv\n"},
-    {"stream": "Step 4/4 : CMD [\"python\"]\n"},
+    {"stream": 'Step 4/4 : CMD ["python"]\n'},
     {"aux": {"ID": "sha256:" + "cd" * 32}},
     {"stream": "Successfully built cdcdcdcdcdcd\n"},
 ]
@@ -207,10 +228,14 @@ STREAM_FAIL: list[dict[str, Any]] = [
     {"stream": "Step 2/4 : FROM x AS runtime\n"},
     {"stream": "Step 3/4 : RUN sh /usr/local/lib/mlperf-bert/harness-setup.sh runtime\n"},
     {"stream": " ---> Running in 123\n"},
-    {"stream": "harness-setup: the base image has Python 3.12 but the wheelhouse is for 3.11; pass "
-               "--build-arg PYTHON_VERSION=3.12\n"},
-    {"error": "The command '/bin/sh -c sh harness-setup.sh runtime' returned a non-zero code: 1",
-     "errorDetail": {"message": "returned a non-zero code: 1"}},
+    {
+        "stream": "harness-setup: the base image has Python 3.12 but the wheelhouse is for 3.11; pass "
+        "--build-arg PYTHON_VERSION=3.12\n"
+    },
+    {
+        "error": "The command '/bin/sh -c sh harness-setup.sh runtime' returned a non-zero code: 1",
+        "errorDetail": {"message": "returned a non-zero code: 1"},
+    },
 ]
 
 
@@ -231,10 +256,20 @@ class FakeApi:
 class FakeBuiltImage:
     def __init__(self, key: str = "onnxruntime-cpu", digests: list[str] | None = None) -> None:
         self.id = "sha256:" + "cd" * 32
-        labels = {"mlperf-bert.target": key, "mlperf-bert.engine": "onnxruntime 1.32.0",
-                  "mlperf-bert.loadgen": "6.0.17", "mlperf-bert.python": "3.11", "mlperf-bert.numpy": "2.4.6"}
-        self.attrs = {"Id": self.id, "Size": 357_000_000, "RepoDigests": digests or [], "Created": "2026-01-01",
-                      "Config": {"Labels": labels}}
+        labels = {
+            "mlperf-bert.target": key,
+            "mlperf-bert.engine": "onnxruntime 1.32.0",
+            "mlperf-bert.loadgen": "6.0.17",
+            "mlperf-bert.python": "3.11",
+            "mlperf-bert.numpy": "2.4.6",
+        }
+        self.attrs = {
+            "Id": self.id,
+            "Size": 357_000_000,
+            "RepoDigests": digests or [],
+            "Created": "2026-01-01",
+            "Config": {"Labels": labels},
+        }
         self.labels = labels
         self.tags = [f"mlperf-bert/{key}:latest", f"mlperf-bert/{key}:0.1.0"]
 
@@ -273,15 +308,26 @@ def test_build_passes_args_offline_network_and_reports_progress(tmp_path: Path) 
     client = FakeDocker(STREAM_OK)
     steps: list[str] = []
     recipe = images.get_recipe("onnxruntime-cpu")
-    result = images.build_image(recipe, client=client, base_image="mlperf-bert/base:bookworm", offline=True,
-                                wheelhouse_root=_prepared(tmp_path), log_dir=tmp_path / "logs", on_step=steps.append)
+    result = images.build_image(
+        recipe,
+        client=client,
+        base_image="mlperf-bert/base:bookworm",
+        offline=True,
+        wheelhouse_root=_prepared(tmp_path),
+        log_dir=tmp_path / "logs",
+        on_step=steps.append,
+    )
     kw = client.api.build_kwargs
     assert kw["network_mode"] == "none" and kw["custom_context"] is True and kw["pull"] is False
     assert kw["dockerfile"] == "images/onnxruntime-cpu/Dockerfile" and kw["tag"] == "mlperf-bert/onnxruntime-cpu:latest"
     assert kw["buildargs"]["BASE_IMAGE"] == "mlperf-bert/base:bookworm"
     assert kw["buildargs"]["WHEELHOUSE"] == "wheelhouse/onnxruntime-cpu"
     assert kw["buildargs"]["ONNXRUNTIME_VERSION"] == recipe.build_args["ONNXRUNTIME_VERSION"]
-    assert steps == ["Step 2/4 : FROM x AS runtime", "Step 3/4 : RUN sh harness-setup.sh venv", 'Step 4/4 : CMD ["python"]']
+    assert steps == [
+        "Step 2/4 : FROM x AS runtime",
+        "Step 3/4 : RUN sh harness-setup.sh venv",
+        'Step 4/4 : CMD ["python"]',
+    ]
     assert client.api.tags == [("sha256:" + "cd" * 32, "mlperf-bert/onnxruntime-cpu", "0.1.0")]
     assert client.images.pruned == {"dangling": True, "label": "mlperf-bert.target=onnxruntime-cpu"}
     assert result.size_bytes == 357_000_000 and result.image_id.startswith("sha256:cdcd")
@@ -292,8 +338,14 @@ def test_build_passes_args_offline_network_and_reports_progress(tmp_path: Path) 
 def test_build_failure_names_the_step_the_reason_and_the_log(tmp_path: Path) -> None:
     client = FakeDocker(STREAM_FAIL)
     with pytest.raises(DockerError) as err:
-        images.build_image(images.get_recipe("onnxruntime-cpu"), client=client, offline=True,
-                           wheelhouse_root=_prepared(tmp_path), log_dir=tmp_path / "logs", on_step=lambda s: None)
+        images.build_image(
+            images.get_recipe("onnxruntime-cpu"),
+            client=client,
+            offline=True,
+            wheelhouse_root=_prepared(tmp_path),
+            log_dir=tmp_path / "logs",
+            on_step=lambda s: None,
+        )
     msg = str(err.value)
     assert "failed at Step 3/4 : RUN sh /usr/local/lib/mlperf-bert/harness-setup.sh runtime" in msg
     assert "pass --build-arg PYTHON_VERSION=3.12" in msg
@@ -302,25 +354,39 @@ def test_build_failure_names_the_step_the_reason_and_the_log(tmp_path: Path) -> 
 
 
 def test_missing_base_image_says_how_to_get_one(tmp_path: Path) -> None:
-    stream = [{"stream": "Step 14/47 : FROM nvcr.io/nvidia/tensorrt:24.12-py3 AS runtime\n"},
-              {"error": "Get \"https://nvcr.io/v2/\": dial tcp: lookup nvcr.io: no such host"}]
+    stream = [
+        {"stream": "Step 14/47 : FROM nvcr.io/nvidia/tensorrt:24.12-py3 AS runtime\n"},
+        {"error": 'Get "https://nvcr.io/v2/": dial tcp: lookup nvcr.io: no such host'},
+    ]
     with pytest.raises(DockerError, match=r"base image .* is not here and cannot be pulled.*--base-image"):
-        images.build_image(images.get_recipe("onnxruntime-cpu"), client=FakeDocker(stream), offline=True,
-                           wheelhouse_root=_prepared(tmp_path), log_dir=tmp_path / "logs", on_step=lambda s: None)
+        images.build_image(
+            images.get_recipe("onnxruntime-cpu"),
+            client=FakeDocker(stream),
+            offline=True,
+            wheelhouse_root=_prepared(tmp_path),
+            log_dir=tmp_path / "logs",
+            on_step=lambda s: None,
+        )
 
 
 # --- images list ------------------------------------------------------------------------------------
 def test_list_images_rows_and_not_built() -> None:
     dangling = FakeBuiltImage("deepsparse-cpu")
     dangling.tags = []
-    client = FakeDocker([], [FakeBuiltImage("onnxruntime-cpu", digests=["mlperf-bert/onnxruntime-cpu@sha256:ee"]),
-                             dangling])
+    client = FakeDocker(
+        [], [FakeBuiltImage("onnxruntime-cpu", digests=["mlperf-bert/onnxruntime-cpu@sha256:ee"]), dangling]
+    )
     rows = images.list_images(client)
     assert client.images.filters == {"label": "mlperf-bert.target"}
     built = [r for r in rows if r.reference]
     assert [r.reference for r in built] == ["mlperf-bert/onnxruntime-cpu:0.1.0", "mlperf-bert/onnxruntime-cpu:latest"]
     assert built[0].digest == "mlperf-bert/onnxruntime-cpu@sha256:ee"
-    assert built[0].versions == {"engine": "onnxruntime 1.32.0", "loadgen": "6.0.17", "python": "3.11", "numpy": "2.4.6"}
+    assert built[0].versions == {
+        "engine": "onnxruntime 1.32.0",
+        "loadgen": "6.0.17",
+        "python": "3.11",
+        "numpy": "2.4.6",
+    }
     assert {r.key for r in rows if r.reference is None} == set(images.recipes()) - {"onnxruntime-cpu"}
 
 
@@ -334,24 +400,35 @@ def test_images_list_command(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split() == ["NAME", "TAG", "DIGEST", "SIZE", "VERSIONS"]
-    assert any(ln.startswith("onnxruntime-cpu") and "mlperf-bert/onnxruntime-cpu:latest" in ln and "357 MB" in ln
-               and "onnxruntime 1.32.0, loadgen 6.0.17" in ln for ln in lines)
-    assert any(ln.startswith("deepsparse-cpu") and "not built: mlperf-bert images build deepsparse-cpu" in ln
-               for ln in lines)
+    assert any(
+        ln.startswith("onnxruntime-cpu")
+        and "mlperf-bert/onnxruntime-cpu:latest" in ln
+        and "357 MB" in ln
+        and "onnxruntime 1.32.0, loadgen 6.0.17" in ln
+        for ln in lines
+    )
+    assert any(
+        ln.startswith("deepsparse-cpu") and "not built: mlperf-bert images build deepsparse-cpu" in ln for ln in lines
+    )
     as_json = CliRunner().invoke(app, ["images", "list", "--json", "onnxruntime-cpu"])
     assert [r["reference"] for r in json.loads(as_json.output)] == [
-        "mlperf-bert/onnxruntime-cpu:0.1.0", "mlperf-bert/onnxruntime-cpu:latest"]
+        "mlperf-bert/onnxruntime-cpu:0.1.0",
+        "mlperf-bert/onnxruntime-cpu:latest",
+    ]
 
 
-def test_images_list_without_an_engine_is_one_sentence_and_no_retry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_images_list_without_an_engine_is_one_sentence_and_no_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     from cli_support import invoke
 
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")  # the real SDK, no socket there
     result = invoke(["images", "list"])
     assert result.exit_code != 0
     (line,) = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert f"cannot reach the Docker engine at unix://{tmp_path}/no-engine.sock to list images (no socket there)" in line
+    assert (
+        f"cannot reach the Docker engine at unix://{tmp_path}/no-engine.sock to list images (no socket there)" in line
+    )
     assert "start it" in line and "--runner local" not in line  # `images` has no --runner
     assert not [r for r in caplog.records if "retrying" in r.getMessage()]
 

@@ -33,7 +33,8 @@ def module_names(root: Path, package: str) -> dict[str, Path]:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
@@ -152,7 +153,9 @@ def describe(graph: dict[str, set[str]], components: list[frozenset[str]]) -> st
 def test_the_package_has_no_import_cycles() -> None:
     graph = import_graph()
     cycles = strongly_connected(graph)
-    assert not cycles, "import cycles (move the shared piece down, or import under TYPE_CHECKING):\n" + describe(graph, cycles)
+    assert not cycles, "import cycles (move the shared piece down, or import under TYPE_CHECKING):\n" + describe(
+        graph, cycles
+    )
 
 
 def test_the_graph_sees_function_level_relative_and_submodule_imports_but_not_type_checking(tmp_path: Path) -> None:
@@ -167,7 +170,8 @@ def test_the_graph_sees_function_level_relative_and_submodule_imports_but_not_ty
         "if TYPE_CHECKING:\n    from pkg.other import Thing\n"
         "else:\n    import pkg.sub\n"
         "def f():\n    from pkg.sub import leaf\n    return leaf\n"
-        "VALUE = 1\n")
+        "VALUE = 1\n"
+    )
     (pkg / "other.py").write_text("from pkg import top\nfrom pkg.sub.leaf import name\n")
     graph = import_graph(pkg, "pkg")
     assert graph == {

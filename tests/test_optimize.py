@@ -52,8 +52,7 @@ def _inputs(rows: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarra
 
 
 def _engine(model: Path, **options: str) -> OnnxRuntimeEngine:
-    return OnnxRuntimeEngine(str(model), device="cpu", batch_size=4, threads=1, execution_provider=CPU,
-                             options=options)
+    return OnnxRuntimeEngine(str(model), device="cpu", batch_size=4, threads=1, execution_provider=CPU, options=options)
 
 
 def test_detects_heads_and_hidden_size(tiny: Path) -> None:
@@ -89,7 +88,8 @@ def test_the_key_covers_model_version_and_options() -> None:
     assert base != cache_key("a" * 64, "1.20.0", OptimizeOptions(num_heads=16, hidden_size=1024))
     assert base != cache_key("a" * 64, "1.20.0", OptimizeOptions(fusions="onnxruntime"))
     assert cache_key("a" * 64, "1.20.0", OptimizeOptions(fusions="onnxruntime")) != cache_key(
-        "a" * 64, "1.20.0", OptimizeOptions(fusions="onnxruntime", provider="CUDAExecutionProvider"))
+        "a" * 64, "1.20.0", OptimizeOptions(fusions="onnxruntime", provider="CUDAExecutionProvider")
+    )
 
 
 def test_onnxruntime_recipe_saves_onnxruntimes_own_cpu_fusions(tiny: Path, tmp_path: Path) -> None:
@@ -170,8 +170,14 @@ def test_io_binding_reuses_its_output_buffers(tiny: Path, tmp_path: Path) -> Non
 
 
 def test_instances_and_options(tiny: Path, tmp_path: Path) -> None:
-    engine = OnnxRuntimeEngine(str(tiny), device="cpu", batch_size=4, threads=2, execution_provider=CPU,
-                               options={"instances": "2", "optimized_cache_dir": str(tmp_path / "o")})
+    engine = OnnxRuntimeEngine(
+        str(tiny),
+        device="cpu",
+        batch_size=4,
+        threads=2,
+        execution_provider=CPU,
+        options={"instances": "2", "optimized_cache_dir": str(tmp_path / "o")},
+    )
     assert engine.instance_count == 2 and engine.threads_per_instance == 1
     ids, mask, seg = _inputs(2, 16)
     a = engine.infer(ids, mask, seg, instance=0)[0].copy()
@@ -196,8 +202,14 @@ def test_auto_instances_one_per_thread_as_memory_allows(tiny: Path, tmp_path: Pa
     assert auto_instance_count(tiny, CPU, 4, available_bytes=0) == 1
     assert auto_instance_count(tiny, CPU, 1, available_bytes=100 * size) == 1
     assert auto_instance_count(tiny, "CUDAExecutionProvider", 4, available_bytes=100 * size) == 1
-    engine = OnnxRuntimeEngine(str(tiny), device="cpu", batch_size=4, threads=2, execution_provider=CPU,
-                               options={"instances": "auto", "optimized_cache_dir": str(tmp_path / "o")})
+    engine = OnnxRuntimeEngine(
+        str(tiny),
+        device="cpu",
+        batch_size=4,
+        threads=2,
+        execution_provider=CPU,
+        options={"instances": "auto", "optimized_cache_dir": str(tmp_path / "o")},
+    )
     assert engine.instance_count == 2 and engine.threads_per_instance == 1
     assert engine.settings()["instances"] == "2 (auto)"
 
@@ -245,8 +257,16 @@ def test_reference_raw_and_optimized_fused_logits_agree_fp32(tmp_path: Path, sha
     logits: dict[str, dict[int, np.ndarray]] = {}
     for kind, options in runs.items():
         run_dir = tmp_path / kind
-        make_spec(run_dir, features, sut=kind, modes=["accuracy"], test_query_count=24, batch_size=8,
-                  model_path=str(model), engine_options=options)
+        make_spec(
+            run_dir,
+            features,
+            sut=kind,
+            modes=["accuracy"],
+            test_query_count=24,
+            batch_size=8,
+            model_path=str(model),
+            engine_options=options,
+        )
         code, stderr, _ = run_harness(run_dir)
         assert code == 0, stderr
         entries = json.loads((run_dir / "accuracy" / "mlperf_log_accuracy.json").read_text())

@@ -46,7 +46,9 @@ def test_quantize_recipes(tiny: Path, tmp_path: Path) -> None:
     # Every weight MatMul: per layer Q, K, V, attention out, FFN in, FFN out; and the QA head.
     assert record["int8_ops"]["MatMulInteger"] == 6 * TINY.layers + 1 and record["kept_fp32"] == []
     assert record["weights"] == "int8 per channel" and record["recipe"] == "all"
-    assert json.loads((tmp_path / ("tiny.int8.onnx" + RECORD_SUFFIX)).read_text())["int8_sha256"] == record["int8_sha256"]
+    assert (
+        json.loads((tmp_path / ("tiny.int8.onnx" + RECORD_SUFFIX)).read_text())["int8_sha256"] == record["int8_sha256"]
+    )
     careful = quantize_int8(tiny, tmp_path / "careful.onnx", recipe="ffn-out-fp32")
     assert len(careful["kept_fp32"]) == TINY.layers + 1  # each FFN output and the QA head, read from the graph
     assert careful["int8_ops"]["MatMulInteger"] == 5 * TINY.layers
@@ -67,10 +69,22 @@ def test_quantize_recipes(tiny: Path, tmp_path: Path) -> None:
 
 
 def _check(int8: Path, passed: bool, sha: str) -> AccuracyCheck:
-    return AccuracyCheck(fp32_f1=80.0, int8_f1=79.5 if passed else 78.0, fp32_exact_match=70.0, int8_exact_match=69.0,
-                         ratio=0.99375 if passed else 0.975, threshold=BERT99_RATIO, passed=passed, features=100,
-                         questions=98, fp32_model="fp32.onnx", int8_model=str(int8), int8_sha256=sha, fp32_run="a",
-                         int8_run="b")
+    return AccuracyCheck(
+        fp32_f1=80.0,
+        int8_f1=79.5 if passed else 78.0,
+        fp32_exact_match=70.0,
+        int8_exact_match=69.0,
+        ratio=0.99375 if passed else 0.975,
+        threshold=BERT99_RATIO,
+        passed=passed,
+        features=100,
+        questions=98,
+        fp32_model="fp32.onnx",
+        int8_model=str(int8),
+        int8_sha256=sha,
+        fp32_run="a",
+        int8_run="b",
+    )
 
 
 def test_the_gate_hands_out_only_a_checked_and_passed_int8(tiny: Path, tmp_path: Path) -> None:
@@ -94,8 +108,9 @@ def test_the_gate_hands_out_only_a_checked_and_passed_int8(tiny: Path, tmp_path:
     assert variant_dir(tiny, cache, recipe="ffn-out-fp32") != directory
 
 
-def test_a_check_holds_for_its_batch_size_and_is_redone_at_another(tiny: Path, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_check_holds_for_its_batch_size_and_is_redone_at_another(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Dynamic int8 picks activation scales per batch: a verdict at batch 2 says nothing of batch 8. The runs
     are replaced by a stand-in here (the real ones: the slow test below)."""
     import orchestrator.workflows.int8 as quantize_module
@@ -108,7 +123,9 @@ def test_a_check_holds_for_its_batch_size_and_is_redone_at_another(tiny: Path, t
     int8.write_bytes(b"pretend int8 model")
     runs: list[tuple[int, object]] = []
 
-    def fake_check(fp32: Path, model: Path, *, batch_size: int, fp32_result: object = None, **kw: object) -> AccuracyCheck:
+    def fake_check(
+        fp32: Path, model: Path, *, batch_size: int, fp32_result: object = None, **kw: object
+    ) -> AccuracyCheck:
         runs.append((batch_size, fp32_result))
         check = _check(model, batch_size != 8, cached_sha256(model))
         check.batch_size = batch_size
@@ -116,8 +133,9 @@ def test_a_check_holds_for_its_batch_size_and_is_redone_at_another(tiny: Path, t
 
     monkeypatch.setattr(quantize_module, "check_accuracy", fake_check)
     monkeypatch.setattr(quantize_module, "quantize", lambda *a, **kw: pytest.fail("the int8 file exists"))
-    variant = make_int8_variant(tiny, cache_dir=cache, output_dir=tmp_path / "runs", samples=100, batch_size=2,
-                                recipes=("all",))
+    variant = make_int8_variant(
+        tiny, cache_dir=cache, output_dir=tmp_path / "runs", samples=100, batch_size=2, recipes=("all",)
+    )
     assert variant.approved and variant.check is not None and variant.check.batch_size == 2 and runs == [(2, None)]
     assert read_check(directory, 2) == variant.check == read_check(directory)
     assert check_at_batch(variant, tiny, 2, cache_dir=cache, output_dir=tmp_path, samples=100) is variant.check

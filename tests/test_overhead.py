@@ -61,7 +61,12 @@ def _run(tmp_path: Path, samples: int, batch: int, mode: str) -> dict:
     log_dir.mkdir()
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(features), str(samples), str(batch), str(log_dir), mode],
-        cwd=REPO, env=harness_env(), capture_output=True, text=True, timeout=120, check=False,
+        cwd=REPO,
+        env=harness_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -12,8 +12,16 @@ from orchestrator.harness.spec import HarnessSpec
 from orchestrator.runners.local import LocalRunner
 from orchestrator.runners.runner import Runner, RunnerOutcome
 
-SPEC = HarnessSpec(target="onnxruntime-cpu", engine_class="m:C", execution_provider="CPUExecutionProvider",
-                   model_path="/m.onnx", features_path="/f.npz", run_dir="/r", scenario="Offline", modes=["accuracy"])
+SPEC = HarnessSpec(
+    target="onnxruntime-cpu",
+    engine_class="m:C",
+    execution_provider="CPUExecutionProvider",
+    model_path="/m.onnx",
+    features_path="/f.npz",
+    run_dir="/r",
+    scenario="Offline",
+    modes=["accuracy"],
+)
 
 
 class BareRunner(Runner):

@@ -61,8 +61,11 @@ def test_venv_installs_exactly_the_image_pins(env: str) -> None:
 
 
 def test_pins_expand_build_args_and_drop_image_only_lines(req_dir: ReqDir) -> None:
-    req_dir.add("demo", "# requires-python: >=3.9,<3.13\n--extra-index-url https://x/${V}\npip==${P}\npkg==${V}\n",
-                "ARG V=1.2\nARG P=26.3\nFROM x\nARG V\n")
+    req_dir.add(
+        "demo",
+        "# requires-python: >=3.9,<3.13\n--extra-index-url https://x/${V}\npip==${P}\npkg==${V}\n",
+        "ARG V=1.2\nARG P=26.3\nFROM x\nARG V\n",
+    )
     assert venvs.pins("demo") == "# requires-python: >=3.9,<3.13\npkg==1.2\n"
 
 
@@ -103,8 +106,9 @@ def test_build_once_atomically_and_reuse(req_dir: ReqDir, tmp_path: Path) -> Non
     stale.mkdir()
 
     results: list[Path] = []
-    threads = [threading.Thread(target=lambda: results.append(venvs.ensure_venv("tiny", cache_dir=cache)))
-               for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: results.append(venvs.ensure_venv("tiny", cache_dir=cache))) for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -116,7 +120,9 @@ def test_build_once_atomically_and_reuse(req_dir: ReqDir, tmp_path: Path) -> Non
     assert venvs.is_complete(venv)
     marker = json.loads((venv / venvs.MARKER).read_text())
     assert marker["name"] == "tiny"
-    out = subprocess.run([str(python), "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(python), "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True, check=True
+    )
     assert Path(out.stdout.strip()) == venv  # usable after the rename from its temporary name
     assert not stale.exists() and not list(root.glob(".tiny-*"))  # no temporary dirs left
     built = (venv / venvs.MARKER).stat().st_mtime_ns

@@ -11,8 +11,19 @@ from orchestrator.submission.generate import Run, _sw_notes
 
 def _record(run_id: str) -> RunRecord:
     ref = FileRef(path="x")
-    return RunRecord(run_id=run_id, execution_mode="test", test_mode=True, scenario="Offline", modes=["accuracy"],
-                     target="onnxruntime-cpu", runner="local", config={}, model=ref, dataset=ref, vocab=ref)
+    return RunRecord(
+        run_id=run_id,
+        execution_mode="test",
+        test_mode=True,
+        scenario="Offline",
+        modes=["accuracy"],
+        target="onnxruntime-cpu",
+        runner="local",
+        config={},
+        model=ref,
+        dataset=ref,
+        vocab=ref,
+    )
 
 
 def test_new_run_dirs_are_never_reused(tmp_path: Path) -> None:
@@ -44,8 +55,14 @@ def test_unwritable_output_dir_is_one_sentence(tmp_path: Path) -> None:
 
 
 def test_config_is_the_typed_run_config(tmp_path: Path) -> None:
-    config = RunConfig(scenario="Server", sut="reference", batch_size=1, threads=4, model_path=Path("/m/x.onnx"),
-                       engine_options={"optimize": "none"})
+    config = RunConfig(
+        scenario="Server",
+        sut="reference",
+        batch_size=1,
+        threads=4,
+        model_path=Path("/m/x.onnx"),
+        engine_options={"optimize": "none"},
+    )
     rec = _record("r2").model_copy(update={"config": config})
     rec.save(tmp_path)
     stored = json.loads((tmp_path / "run.json").read_text())["config"]
@@ -58,15 +75,42 @@ def test_config_is_the_typed_run_config(tmp_path: Path) -> None:
 def test_old_run_json_still_loads(tmp_path: Path) -> None:
     """run.json written before the config was typed: the same keys, as plain JSON (some left out)."""
     old = {
-        "run_id": "old", "status": "succeeded", "execution_mode": "test", "test_mode": True, "scenario": "Offline",
-        "modes": ["accuracy", "performance"], "target": "onnxruntime-cpu", "runner": "docker",
-        "config": {"backend": "onnxruntime", "device": None, "scenario": "Offline", "mode": "both",
-                   "execution_mode": "test", "test_query_count": 100, "batch_size": 2, "threads": None,
-                   "sut": "optimized", "model": "demo-int8", "model_path": None, "dataset_path": None,
-                   "vocab_path": None, "target_qps": None, "target_latency_ms": None, "runner": "auto",
-                   "output_dir": "runs", "cache_dir": None, "image": None, "shm_size": None, "cpuset_cpus": None,
-                   "memory": None, "gpus": None, "engine_options": {}},
-        "model": {"name": "demo-int8", "path": "/m.onnx", "sha256": None}, "dataset": {"path": "/d.json"},
+        "run_id": "old",
+        "status": "succeeded",
+        "execution_mode": "test",
+        "test_mode": True,
+        "scenario": "Offline",
+        "modes": ["accuracy", "performance"],
+        "target": "onnxruntime-cpu",
+        "runner": "docker",
+        "config": {
+            "backend": "onnxruntime",
+            "device": None,
+            "scenario": "Offline",
+            "mode": "both",
+            "execution_mode": "test",
+            "test_query_count": 100,
+            "batch_size": 2,
+            "threads": None,
+            "sut": "optimized",
+            "model": "demo-int8",
+            "model_path": None,
+            "dataset_path": None,
+            "vocab_path": None,
+            "target_qps": None,
+            "target_latency_ms": None,
+            "runner": "auto",
+            "output_dir": "runs",
+            "cache_dir": None,
+            "image": None,
+            "shm_size": None,
+            "cpuset_cpus": None,
+            "memory": None,
+            "gpus": None,
+            "engine_options": {},
+        },
+        "model": {"name": "demo-int8", "path": "/m.onnx", "sha256": None},
+        "dataset": {"path": "/d.json"},
         "vocab": {"path": "/v.txt"},
     }
     (tmp_path / "run.json").write_text(json.dumps(old))

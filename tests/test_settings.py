@@ -52,9 +52,7 @@ def test_offline_test_qps_keeps_the_query_at_the_requested_count() -> None:
 
 def test_valid_mode_writes_only_what_was_given(tmp_path: Path) -> None:
     assert user_conf_entries(_spec(tmp_path, execution_mode="valid")) == {}
-    assert user_conf_entries(_spec(tmp_path, execution_mode="valid", target_qps=55.5)) == {
-        "target_qps": "55.5"
-    }
+    assert user_conf_entries(_spec(tmp_path, execution_mode="valid", target_qps=55.5)) == {"target_qps": "55.5"}
     assert user_conf_entries(
         _spec(tmp_path, execution_mode="valid", scenario="SingleStream", target_qps=3.0, target_latency_ms=12)
     ) == {"target_latency": "12"}
@@ -69,10 +67,7 @@ def test_expected_samples(tmp_path: Path) -> None:
     assert expected_samples(spec, "accuracy", 20) == 24
     valid = _spec(tmp_path, scenario="Offline", execution_mode="valid", target_qps=100)
     assert expected_samples(valid, "performance", 10833) == 66000
-    assert (
-        expected_samples(_spec(tmp_path, scenario="Server", execution_mode="valid"), "performance", 10833)
-        is None
-    )
+    assert expected_samples(_spec(tmp_path, scenario="Server", execution_mode="valid"), "performance", 10833) is None
 
 
 # What LoadGen really issues for test_query_count=20 (MultiStream issues whole queries of 8).

@@ -26,7 +26,8 @@ def _fixtures():
     name = "mlperf_bert_submission_fixtures"
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).parent / "fixtures" / "submission" / "loadgen_runs.py")
+            name, Path(__file__).parent / "fixtures" / "submission" / "loadgen_runs.py"
+        )
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
@@ -91,8 +92,9 @@ def tree(golden: Path, tmp_path: Path) -> Tree:
 def make_valid(t: Tree) -> None:
     """Edit the LoadGen values of the test-mode tree to those of a full run (see the module docstring)."""
     lr.mllog_edit(t.perf("Offline"), {"result_validity": "VALID", "effective_samples_per_query": 13200})
-    lr.mllog_edit(t.perf("SingleStream"), {"result_validity": "VALID", "effective_max_query_count": 0},
-                  drop=("error_runtime",))
+    lr.mllog_edit(
+        t.perf("SingleStream"), {"result_validity": "VALID", "effective_max_query_count": 0}, drop=("error_runtime",)
+    )
     for s in ("Offline", "SingleStream"):
         lr.mllog_edit(t.acc(s) / "mlperf_log_detail.txt", {"effective_accuracy_sample_count": 10833})
 
@@ -151,15 +153,25 @@ def _perf_line(t: Tree) -> None:
 
 def _perf_error(t: Tree) -> None:
     p = t.perf()
-    rec = {"key": "error_invalid_config", "value": "something failed", "time_ms": 1.0, "namespace": "mlperf::logging",
-           "event_type": "POINT_IN_TIME", "metadata": {"is_error": True, "is_warning": False}}
+    rec = {
+        "key": "error_invalid_config",
+        "value": "something failed",
+        "time_ms": 1.0,
+        "namespace": "mlperf::logging",
+        "event_type": "POINT_IN_TIME",
+        "metadata": {"is_error": True, "is_warning": False},
+    }
     p.write_text(p.read_text() + ":::MLLOG " + json.dumps(rec) + "\n")
 
 
 def _acc_error(t: Tree) -> None:
     p = t.acc() / "mlperf_log_detail.txt"
-    rec = {"key": "error_runtime", "value": "SUT dropped a response", "time_ms": 1.0,
-           "metadata": {"is_error": True, "is_warning": False}}
+    rec = {
+        "key": "error_runtime",
+        "value": "SUT dropped a response",
+        "time_ms": 1.0,
+        "metadata": {"is_error": True, "is_warning": False},
+    }
     p.write_text(p.read_text() + ":::MLLOG " + json.dumps(rec) + "\n")
 
 
@@ -168,6 +180,7 @@ def _acc_txt(text: str) -> Callable[[Tree], None]:
         lines = (t.acc() / "accuracy.txt").read_text().splitlines()
         hash_line = lines[-1]
         (t.acc() / "accuracy.txt").write_text(text.replace("{hash}", hash_line))
+
     return mutate
 
 
@@ -188,20 +201,26 @@ def _readme_unlabelled(t: Tree) -> None:
 MUTATIONS: dict[str, tuple[Callable[[Tree], None], str]] = {
     "root file": (_root_file, "ERROR notes.txt: only .md and .pdf files may sit next to the division folders"),
     "root dir": (lambda t: (t.root / "extra").mkdir(), "ERROR extra: is not a division folder"),
-    "division file": (lambda t: (t.root / "open" / "x.md").write_text("x"),
-                      "ERROR open/x.md: a division folder may only hold submitter folders"),
+    "division file": (
+        lambda t: (t.root / "open" / "x.md").write_text("x"),
+        "ERROR open/x.md: a division folder may only hold submitter folders",
+    ),
     "dot file": (lambda t: (t.sub / ".DS_Store").write_text("x"), "open/Community/.DS_Store: dot files"),
     "space": (lambda t: (t.sub / "src" / "my notes.md").write_text("x"), "src/my notes.md: names with spaces"),
-    "pycache": (lambda t: (t.sub / "src" / "__pycache__").mkdir() or (t.sub / "src" / "__pycache__" / "a.pyc").write_text("x"),
-                "src/__pycache__: __pycache__ folders are not allowed"),
+    "pycache": (
+        lambda t: (t.sub / "src" / "__pycache__").mkdir() or (t.sub / "src" / "__pycache__" / "a.pyc").write_text("x"),
+        "src/__pycache__: __pycache__ folders are not allowed",
+    ),
     "empty dir": (lambda t: (t.sub / "src" / "empty").mkdir(), "src/empty: is an empty folder"),
     "broken link": (_broken_link, "open/Community/dangling: is a broken symbolic link"),
     "link out": (_symlink_out, "Offline/link.txt: is a symbolic link that leads out of the submission"),
     "big file": (_big_file, "src/big.bin: is 51 MB; files over 50 MB are not allowed"),
     "no src": (lambda t: shutil.rmtree(t.sub / "src"), "open/Community/src: the src/ folder is missing"),
     "no system json": (lambda t: t.system_json.unlink(), "is missing; every results/"),
-    "system without results": (lambda t: (t.sub / "systems" / "other.json").write_text("{}"),
-                               "systems/other.json: describes a system that has no results/ folder"),
+    "system without results": (
+        lambda t: (t.sub / "systems" / "other.json").write_text("{}"),
+        "systems/other.json: describes a system that has no results/ folder",
+    ),
     "system key missing": (lambda t: t.edit_system(cooling=None), ".json: field cooling is missing"),
     "system key empty": (lambda t: t.edit_system(framework=""), ".json: field framework is empty"),
     "status": (lambda t: t.edit_system(status="ready"), "status 'ready' is not one of available, preview, rdi"),
@@ -210,57 +229,107 @@ MUTATIONS: dict[str, tuple[Callable[[Tree], None], str]] = {
     "division": (lambda t: t.edit_system(division="closed"), "division 'closed' differs from the folder name 'open'"),
     "nodes": (lambda t: t.edit_system(number_of_nodes="one"), "number_of_nodes 'one' must be an integer"),
     "is_network": (lambda t: t.edit_system(is_network="false"), "field is_network makes the official checker"),
-    "no mapping": (lambda t: (t.sub / "model_mapping.json").unlink(),
-                   "demo-int8: model 'demo-int8' is not bert-99 or bert-99.9; map it in model_mapping.json"),
-    "bad mapping": (lambda t: (t.sub / "model_mapping.json").write_text("{nope"), "model_mapping.json: is not valid JSON"),
+    "no mapping": (
+        lambda t: (t.sub / "model_mapping.json").unlink(),
+        "demo-int8: model 'demo-int8' is not bert-99 or bert-99.9; map it in model_mapping.json",
+    ),
+    "bad mapping": (
+        lambda t: (t.sub / "model_mapping.json").write_text("{nope"),
+        "model_mapping.json: is not valid JSON",
+    ),
     "scenario name": (lambda t: t.scen().rename(t.scen().with_name("offline")), "'offline' is not a scenario"),
-    "measurement field": (lambda t: t.edit_json(t.scen() / "measurements.json", retraining=None),
-                          "Offline/measurements.json: field retraining is missing"),
-    "measurement empty": (lambda t: t.edit_json(t.scen() / "measurements.json", weight_data_types=""),
-                          "Offline/measurements.json: field weight_data_types is empty"),
+    "measurement field": (
+        lambda t: t.edit_json(t.scen() / "measurements.json", retraining=None),
+        "Offline/measurements.json: field retraining is missing",
+    ),
+    "measurement empty": (
+        lambda t: t.edit_json(t.scen() / "measurements.json", weight_data_types=""),
+        "Offline/measurements.json: field weight_data_types is empty",
+    ),
     "no user.conf": (lambda t: (t.scen() / "user.conf").unlink(), "Offline/user.conf: user.conf is missing"),
     "empty README": (lambda t: (t.scen() / "README.md").write_text(""), "Offline/README.md: README.md is empty"),
-    "min_duration": (lambda t: (t.scen() / "user.conf").write_text("bert.Offline.min_duration = 10000\n"),
-                     "Offline/user.conf: line 1 lowers min_duration to 10000 ms"),
-    "seed": (lambda t: (t.scen() / "user.conf").write_text("*.*.qsl_rng_seed = 1\n"),
-             "Offline/user.conf: line 1 sets qsl_rng_seed"),
-    "sample count conf": (lambda t: (t.scen() / "user.conf").write_text("bert.*.performance_sample_count_override = 100\n"),
-                          "lowers performance_sample_count_override to 100"),
-    "perf extra file": (lambda t: (t.perf().parent / "notes.txt").write_text("x"),
-                        "performance/run_1/notes.txt: is not allowed here"),
+    "min_duration": (
+        lambda t: (t.scen() / "user.conf").write_text("bert.Offline.min_duration = 10000\n"),
+        "Offline/user.conf: line 1 lowers min_duration to 10000 ms",
+    ),
+    "seed": (
+        lambda t: (t.scen() / "user.conf").write_text("*.*.qsl_rng_seed = 1\n"),
+        "Offline/user.conf: line 1 sets qsl_rng_seed",
+    ),
+    "sample count conf": (
+        lambda t: (t.scen() / "user.conf").write_text("bert.*.performance_sample_count_override = 100\n"),
+        "lowers performance_sample_count_override to 100",
+    ),
+    "perf extra file": (
+        lambda t: (t.perf().parent / "notes.txt").write_text("x"),
+        "performance/run_1/notes.txt: is not allowed here",
+    ),
     "perf missing": (lambda t: t.perf().unlink(), "performance/run_1/mlperf_log_detail.txt: is missing"),
     "perf bad line": (_perf_line, "mlperf_log_detail.txt: line 92 starts with :::MLLOG but is not valid JSON"),
-    "perf loadgen error": (_perf_error, "performance/run_1/mlperf_log_detail.txt: LoadGen reported an error: something failed"),
-    "perf seeds": (lambda t: lr.mllog_edit(t.perf(), {"effective_qsl_rng_seed": 1}),
-                   "qsl_rng_seed is 1, the v6.1 checker expects 2085463073848966840"),
-    "perf min_duration": (lambda t: lr.mllog_edit(t.perf(), {"effective_min_duration_ms": 10000}),
-                          "min_duration is 10000 ms; it must be >= 600000"),
-    "perf sample count": (lambda t: lr.mllog_edit(t.perf(), {"effective_performance_sample_count": 100}),
-                          "performance_sample_count is 100; it must be >= 10833"),
-    "early stopping": (lambda t: lr.mllog_edit(t.perf("SingleStream"), {"early_stopping_met": False}),
-                       "SingleStream/performance/run_1/mlperf_log_detail.txt: LoadGen's early-stopping condition was not met"),
-    "perf mode": (lambda t: lr.mllog_edit(t.perf(), {"effective_test_mode": "AccuracyOnly"}),
-                  "is a AccuracyOnly log; performance/run_1 needs a PerformanceOnly run"),
-    "perf scenario": (lambda t: lr.mllog_edit(t.perf(), {"effective_scenario": "Server"}),
-                      "is a Server run but sits in the Offline folder"),
-    "perf no result": (lambda t: lr.mllog_edit(t.perf(), {}, drop=("result_samples_per_second",)),
-                       "has no numeric result for Offline"),
-    "accuracy line order": (_acc_txt('{"f1": 80.1, "exact_match": 70.2}\n{hash}\n'),
-                            "accuracy.txt: has no line the official checker can parse"),
-    "accuracy exponent": (_acc_txt('{"exact_match": 1e-05, "f1": 80.1}\n{hash}\n'),
-                          "accuracy.txt: has no line the official checker can parse"),
-    "accuracy numbers": (_acc_txt('{"exact_match": 1.2.3, "f1": 80.1}\n{hash}\n'),
-                         "accuracy.txt: the accuracy line matches the checker's pattern but its numbers do not parse"),
+    "perf loadgen error": (
+        _perf_error,
+        "performance/run_1/mlperf_log_detail.txt: LoadGen reported an error: something failed",
+    ),
+    "perf seeds": (
+        lambda t: lr.mllog_edit(t.perf(), {"effective_qsl_rng_seed": 1}),
+        "qsl_rng_seed is 1, the v6.1 checker expects 2085463073848966840",
+    ),
+    "perf min_duration": (
+        lambda t: lr.mllog_edit(t.perf(), {"effective_min_duration_ms": 10000}),
+        "min_duration is 10000 ms; it must be >= 600000",
+    ),
+    "perf sample count": (
+        lambda t: lr.mllog_edit(t.perf(), {"effective_performance_sample_count": 100}),
+        "performance_sample_count is 100; it must be >= 10833",
+    ),
+    "early stopping": (
+        lambda t: lr.mllog_edit(t.perf("SingleStream"), {"early_stopping_met": False}),
+        "SingleStream/performance/run_1/mlperf_log_detail.txt: LoadGen's early-stopping condition was not met",
+    ),
+    "perf mode": (
+        lambda t: lr.mllog_edit(t.perf(), {"effective_test_mode": "AccuracyOnly"}),
+        "is a AccuracyOnly log; performance/run_1 needs a PerformanceOnly run",
+    ),
+    "perf scenario": (
+        lambda t: lr.mllog_edit(t.perf(), {"effective_scenario": "Server"}),
+        "is a Server run but sits in the Offline folder",
+    ),
+    "perf no result": (
+        lambda t: lr.mllog_edit(t.perf(), {}, drop=("result_samples_per_second",)),
+        "has no numeric result for Offline",
+    ),
+    "accuracy line order": (
+        _acc_txt('{"f1": 80.1, "exact_match": 70.2}\n{hash}\n'),
+        "accuracy.txt: has no line the official checker can parse",
+    ),
+    "accuracy exponent": (
+        _acc_txt('{"exact_match": 1e-05, "f1": 80.1}\n{hash}\n'),
+        "accuracy.txt: has no line the official checker can parse",
+    ),
+    "accuracy numbers": (
+        _acc_txt('{"exact_match": 1.2.3, "f1": 80.1}\n{hash}\n'),
+        "accuracy.txt: the accuracy line matches the checker's pattern but its numbers do not parse",
+    ),
     "no hash": (_acc_txt('{"exact_match": 70.2, "f1": 80.1}\n'), "accuracy.txt: has no hash=<sha256"),
     "bad hash": (_acc_txt('{"exact_match": 70.2, "f1": 80.1}\nhash=xyz\n'), "accuracy.txt: hash xyz is not a sha256"),
     "not a truncation": (_not_truncation, "accuracy/mlperf_log_accuracy.json: is neither the full log"),
-    "acc loadgen error": (_acc_error, "accuracy/mlperf_log_detail.txt: LoadGen reported an error: SUT dropped a response"),
-    "acc mode": (lambda t: lr.mllog_edit(t.acc() / "mlperf_log_detail.txt", {"effective_test_mode": "PerformanceOnly"}),
-                 "accuracy/ needs an AccuracyOnly run"),
-    "acc extra file": (lambda t: (t.acc() / "predictions.json").write_text("{}"),
-                       "accuracy/predictions.json: is not allowed here"),
+    "acc loadgen error": (
+        _acc_error,
+        "accuracy/mlperf_log_detail.txt: LoadGen reported an error: SUT dropped a response",
+    ),
+    "acc mode": (
+        lambda t: lr.mllog_edit(t.acc() / "mlperf_log_detail.txt", {"effective_test_mode": "PerformanceOnly"}),
+        "accuracy/ needs an AccuracyOnly run",
+    ),
+    "acc extra file": (
+        lambda t: (t.acc() / "predictions.json").write_text("{}"),
+        "accuracy/predictions.json: is not allowed here",
+    ),
     "no accuracy dir": (lambda t: shutil.rmtree(t.acc()), "Offline/accuracy: the accuracy folder is missing"),
-    "unlabelled test mode": (_readme_unlabelled, "Offline/README.md: this is a test-mode result but README.md does not say"),
+    "unlabelled test mode": (
+        _readme_unlabelled,
+        "Offline/README.md: this is a test-mode result but README.md does not say",
+    ),
 }
 
 
@@ -349,8 +418,9 @@ def test_hash_is_verified_against_the_full_logs_of_the_runs(tree, tmp_path_facto
     txt = tree.acc() / "accuracy.txt"
     txt.write_text(txt.read_text().rsplit("hash=", 1)[0] + "hash=" + "0" * 64 + "\n")
     errors = [str(f) for f in check_submission(tree.root, "v6.1", full).errors]
-    assert any("Offline/accuracy/accuracy.txt: hash 0000" in e and "is not the sha256 of the full log" in e
-               for e in errors), errors
+    assert any(
+        "Offline/accuracy/accuracy.txt: hash 0000" in e and "is not the sha256 of the full log" in e for e in errors
+    ), errors
     # without the right run the hash cannot be verified: said as a note, not hidden
     report = check_submission(tree.root, "v6.1", full[1:])
     assert any("could not be verified" in str(f) for f in report.findings if f.kind == "note")

@@ -20,7 +20,8 @@ def _fixtures():
     name = "mlperf_bert_submission_fixtures"
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).parent / "fixtures" / "submission" / "loadgen_runs.py")
+            name, Path(__file__).parent / "fixtures" / "submission" / "loadgen_runs.py"
+        )
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
@@ -43,8 +44,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def generated(runs, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "subs"
-    res = submission("generate", str(runs["Offline"]), str(runs["SingleStream"]), "--submission-dir", str(out),
-                     "--submitter", "TeamX")
+    res = submission(
+        "generate",
+        str(runs["Offline"]),
+        str(runs["SingleStream"]),
+        "--submission-dir",
+        str(out),
+        "--submitter",
+        "TeamX",
+    )
     assert res.exit_code == 0, res.output
     assert "TEST MODE" in res.output and "mlperf_submission_short.tar.gz" in res.output
     return out
@@ -108,15 +116,36 @@ def test_run_runs_each_scenario_then_generates(runs, tmp_path, monkeypatch):
 
     monkeypatch.setattr(orchestrator.workflows.benchmark, "run_benchmark", fake_run_benchmark)
     out = tmp_path / "subs"
-    res = submission("run", "--test-query-count", "100", "--batch-size", "8", "--output-dir", str(tmp_path / "r"),
-                     "--submission-dir", str(out))
+    res = submission(
+        "run",
+        "--test-query-count",
+        "100",
+        "--batch-size",
+        "8",
+        "--output-dir",
+        str(tmp_path / "r"),
+        "--submission-dir",
+        str(out),
+    )
     assert res.exit_code == 0, res.output
     assert [c.scenario for c, _ in calls] == [Scenario.Offline, Scenario.SingleStream]
     for cfg, argv in calls:
         assert cfg.mode is Mode.both and cfg.test_query_count == 100 and cfg.batch_size == 8
         assert cfg.execution_mode is ExecutionMode.test and cfg.output_dir == tmp_path / "r"
-        assert argv == ["mlperf-bert", "run", "--scenario", cfg.scenario.value, "--mode", "both",
-                        "--test-query-count", "100", "--batch-size", "8", "--output-dir", str(tmp_path / "r")]
+        assert argv == [
+            "mlperf-bert",
+            "run",
+            "--scenario",
+            cfg.scenario.value,
+            "--mode",
+            "both",
+            "--test-query-count",
+            "100",
+            "--batch-size",
+            "8",
+            "--output-dir",
+            str(tmp_path / "r"),
+        ]
     assert (out / "mlperf_submission_short.tar.gz").is_file()
 
 
@@ -132,10 +161,22 @@ def test_run_refuses_too_few_singlestream_queries(tmp_path, monkeypatch):
 def test_run_end_to_end_on_the_embedded_model(tmp_path, session_cache):
     """The README flow for real: the embedded demo model, local runner, short runs, then the checker."""
     out = tmp_path / "subs"
-    res = submission("run", "--test-query-count", "64", "--runner", "local", "--output-dir", str(tmp_path / "runs"),
-                     "--cache-dir", str(session_cache), "--submission-dir", str(out), "--json")
+    res = submission(
+        "run",
+        "--test-query-count",
+        "64",
+        "--runner",
+        "local",
+        "--output-dir",
+        str(tmp_path / "runs"),
+        "--cache-dir",
+        str(session_cache),
+        "--submission-dir",
+        str(out),
+        "--json",
+    )
     assert res.exit_code == 0, res.output
-    data = json.loads(res.output[res.output.index("{"):])
+    data = json.loads(res.output[res.output.index("{") :])
     assert data["verdict"] == "test-mode" and data["attempt"] == "short"
     summary = json.loads((out / "mlperf_submission_short_summary.json").read_text())
     recs = {r["scenario"]: r for r in summary["results"]}
@@ -148,8 +189,15 @@ def test_run_end_to_end_on_the_embedded_model(tmp_path, session_cache):
 
 def test_check_verifies_hashes_with_run_dirs(generated, runs):
     tree = generated / "mlperf_submission_short"
-    args = ["check", str(tree), "--allow-test-mode", "--run-dir", str(runs["Offline"]),
-            "--run-dir", str(runs["SingleStream"])]
+    args = [
+        "check",
+        str(tree),
+        "--allow-test-mode",
+        "--run-dir",
+        str(runs["Offline"]),
+        "--run-dir",
+        str(runs["SingleStream"]),
+    ]
     res = submission(*args)
     assert res.exit_code == 0, res.output
     assert "could not be verified" not in res.output

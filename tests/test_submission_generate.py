@@ -20,7 +20,8 @@ def _fixtures():
     name = "mlperf_bert_submission_fixtures"
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).parent / "fixtures" / "submission" / "loadgen_runs.py")
+            name, Path(__file__).parent / "fixtures" / "submission" / "loadgen_runs.py"
+        )
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
@@ -37,8 +38,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _generate(runs: dict[str, Path], out: Path, **kw) -> object:
     options = kw.pop("options", GenerateOptions())
-    return generate_submission([runs["Offline"], runs["SingleStream"]], out, options,
-                               argv=["mlperf-bert", "submission", "generate"], **kw)
+    return generate_submission(
+        [runs["Offline"], runs["SingleStream"]], out, options, argv=["mlperf-bert", "submission", "generate"], **kw
+    )
 
 
 def _sub(result) -> Path:
@@ -62,11 +64,22 @@ def test_v61_layout_from_real_runs(runs, tmp_path):
     for scenario in ("Offline", "SingleStream"):
         d = sub / "results" / system / "demo-int8" / scenario
         assert sorted(p.name for p in d.iterdir()) == [
-            "README.md", "accuracy", "measurements.json", "performance", "user.conf"]
+            "README.md",
+            "accuracy",
+            "measurements.json",
+            "performance",
+            "user.conf",
+        ]
         assert sorted(p.name for p in (d / "performance" / "run_1").iterdir()) == [
-            "mlperf_log_detail.txt", "mlperf_log_summary.txt"]
+            "mlperf_log_detail.txt",
+            "mlperf_log_summary.txt",
+        ]
         assert sorted(p.name for p in (d / "accuracy").iterdir()) == [
-            "accuracy.txt", "mlperf_log_accuracy.json", "mlperf_log_detail.txt", "mlperf_log_summary.txt"]
+            "accuracy.txt",
+            "mlperf_log_accuracy.json",
+            "mlperf_log_detail.txt",
+            "mlperf_log_summary.txt",
+        ]
         measurements = json.loads((d / "measurements.json").read_text())
         assert all(measurements[k] for k in MEASUREMENTS_KEYS)
         assert (d / "user.conf").read_text() == (runs[scenario] / "user.conf").read_text()
@@ -215,14 +228,18 @@ def test_v5_layout(runs, tmp_path):
     assert (sub / "code" / "demo-int8" / "onnxruntime-cpu" / "SOURCE.md").is_file()
     mdir = sub / "measurements" / system / "demo-int8" / "Offline"
     assert sorted(p.name for p in mdir.iterdir()) == sorted(
-        ["README.md", "user.conf", f"{system}_onnxruntime-cpu_Offline.json"])
+        ["README.md", "user.conf", f"{system}_onnxruntime-cpu_Offline.json"]
+    )
     rdir = sub / "results" / system / "demo-int8" / "Offline"
     assert sorted(p.name for p in rdir.iterdir()) == ["accuracy", "performance"]
     assert not list((tmp_path / "out").glob("*.tar.gz"))
     # Apart from the seeds, the v5.1 tree follows the v5.1 rules.
     report = check_submission(tree, "v5.1")
     assert {f.message.split(" is ")[0] for f in report.errors} == {
-        "qsl_rng_seed", "sample_index_rng_seed", "schedule_rng_seed"}
+        "qsl_rng_seed",
+        "sample_index_rng_seed",
+        "schedule_rng_seed",
+    }
 
 
 def test_runs_that_cannot_be_paired_are_refused(runs, tmp_path):

@@ -19,7 +19,8 @@ def _fixtures():
     name = "mlperf_bert_submission_fixtures"
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).parent / "fixtures" / "submission" / "loadgen_runs.py")
+            name, Path(__file__).parent / "fixtures" / "submission" / "loadgen_runs.py"
+        )
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
@@ -48,9 +49,14 @@ def test_all_five_artifacts_per_attempt_and_nothing_else(attempts):
     names = sorted(p.name for p in out.iterdir())
     expected = []
     for n in ("1", "short"):
-        expected += [f"mlperf_submission_{n}", f"mlperf_submission_{n}.md", f"mlperf_submission_{n}.run",
-                     f"mlperf_submission_{n}.tar.gz", f"mlperf_submission_{n}.tstamps",
-                     f"mlperf_submission_{n}_summary.json"]
+        expected += [
+            f"mlperf_submission_{n}",
+            f"mlperf_submission_{n}.md",
+            f"mlperf_submission_{n}.run",
+            f"mlperf_submission_{n}.tar.gz",
+            f"mlperf_submission_{n}.tstamps",
+            f"mlperf_submission_{n}_summary.json",
+        ]
     assert names == sorted(expected + ["summary.csv"])
     assert set(first.artifacts) == {".tar.gz", "_summary.json", ".run", ".tstamps", ".md"}
     assert existing_attempts(out) == ["short", "1"]
@@ -63,11 +69,27 @@ def test_summary_json_one_record_per_result(attempts):
     recs = {r["scenario"]: r for r in data["results"]}
     assert sorted(recs) == ["Offline", "SingleStream"]
     off = recs["Offline"]
-    for key in ("submitter", "system", "model", "scenario", "metric", "units", "accuracy", "division", "framework",
-                "host_processor", "accelerator", "validity"):
+    for key in (
+        "submitter",
+        "system",
+        "model",
+        "scenario",
+        "metric",
+        "units",
+        "accuracy",
+        "division",
+        "framework",
+        "host_processor",
+        "accelerator",
+        "validity",
+    ):
         assert off[key] not in (None, ""), key
     assert (off["submitter"], off["division"], off["model"], off["mlperf_model"]) == (
-        "Community", "open", "demo-int8", "bert-99")
+        "Community",
+        "open",
+        "demo-int8",
+        "bert-99",
+    )
     assert off["metric"] == "throughput" and off["units"] == "Samples/s" and off["result"] > 0
     assert recs["SingleStream"]["metric"] == "latency_ms" and recs["SingleStream"]["units"] == "Latency (ms)"
     assert off["accuracy"] == {"exact_match": 0.0, "f1": 0.0, "samples": 50}
@@ -101,7 +123,10 @@ def test_summary_csv_covers_every_attempt(attempts):
     with (out / "summary.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [(r["Attempt"], r["Scenario"]) for r in rows] == [
-        ("short", "Offline"), ("short", "SingleStream"), ("1", "Offline")]
+        ("short", "Offline"),
+        ("short", "SingleStream"),
+        ("1", "Offline"),
+    ]
     off = rows[0]
     assert off["Organization"] == "Community" and off["Division"] == "open" and off["MlperfModel"] == "bert-99"
     assert off["Units"] == "Samples/s" and float(off["Result"]) > 0 and off["Validity"] == "test-mode"
@@ -126,6 +151,6 @@ def test_attempt_numbers(tmp_path):
 
 def test_run_claiming_valid_with_short_logs_is_refused(runs, tmp_path):
     a = lr.clone_run(runs["Offline"], tmp_path / "r", test_mode=False, execution_mode="valid")
-    with pytest.raises(SubmissionError, match="README.md does not say \"TEST MODE\""):
+    with pytest.raises(SubmissionError, match='README.md does not say "TEST MODE"'):
         generate_submission([a], tmp_path / "out", GenerateOptions())
     assert not (tmp_path / "out" / "mlperf_submission_1").exists()  # the invalid tree is removed

@@ -14,16 +14,31 @@ from orchestrator.submission.system import Overrides, describe_system, detect, s
 
 def _record(target: str, host: dict) -> RunRecord:
     return RunRecord(
-        run_id="r", status="succeeded", execution_mode="test", test_mode=True, scenario="Offline",
-        modes=["accuracy", "performance"], target=target, runner="local", config={},
-        model=FileRef(path="/m.onnx"), dataset=FileRef(path="/d.json"), vocab=FileRef(path="/v.txt"),
-        versions={"tensorrt": "10.3.0", "python": "3.11.7"}, host=host,
+        run_id="r",
+        status="succeeded",
+        execution_mode="test",
+        test_mode=True,
+        scenario="Offline",
+        modes=["accuracy", "performance"],
+        target=target,
+        runner="local",
+        config={},
+        model=FileRef(path="/m.onnx"),
+        dataset=FileRef(path="/d.json"),
+        vocab=FileRef(path="/v.txt"),
+        versions={"tensorrt": "10.3.0", "python": "3.11.7"},
+        host=host,
     )
 
 
 def test_gpus_from_the_run_record():
-    host = {"hostname": "elsewhere", "cpu_model": "AMD EPYC 9654", "cpu_count": 192, "memory_gib": 1510.0,
-            "gpus": [{"name": "NVIDIA H100 80GB HBM3", "memory": "81559 MiB"}] * 2}
+    host = {
+        "hostname": "elsewhere",
+        "cpu_model": "AMD EPYC 9654",
+        "cpu_count": 192,
+        "memory_gib": 1510.0,
+        "gpus": [{"name": "NVIDIA H100 80GB HBM3", "memory": "81559 MiB"}] * 2,
+    }
     found = detect(_record("tensorrt-cuda", host))
     assert found["accelerators_per_node"] == "2"
     assert found["accelerator_model_name"] == "NVIDIA H100 80GB HBM3"
@@ -40,7 +55,10 @@ def test_gpus_from_nvidia_smi_on_the_machine_that_ran(tmp_path, monkeypatch):
     record = _record("tensorrt-cuda", {"hostname": socket.gethostname(), "cpu_model": "Intel Xeon"})
     found = detect(record)
     assert (found["accelerators_per_node"], found["accelerator_model_name"], found["accelerator_memory_capacity"]) == (
-        "1", "NVIDIA H200", "143771 MiB")
+        "1",
+        "NVIDIA H200",
+        "143771 MiB",
+    )
     system = describe_system(record, "open", Overrides(submitter="TeamX"), "notes")
     assert system.id == "NVIDIA-H200-tensorrt-cuda"
     # what the run did not record is said to be unknown, never invented
@@ -53,7 +71,9 @@ def test_gpu_target_without_gpu_information_says_unspecified():
     assert found["accelerator_model_name"] == "unspecified NVIDIA GPU"
 
 
-@pytest.mark.parametrize(("text", "expected"), [("Intel(R) Xeon(R) Gold 6448Y", "Intel-R-Xeon-R-Gold-6448Y"),
-                                                 ("  ", "system"), ("a/b c", "a-b-c")])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("Intel(R) Xeon(R) Gold 6448Y", "Intel-R-Xeon-R-Gold-6448Y"), ("  ", "system"), ("a/b c", "a-b-c")],
+)
 def test_slug(text, expected):
     assert slug(text) == expected

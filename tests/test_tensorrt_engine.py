@@ -40,15 +40,21 @@ def test_settings_defaults_and_parsing() -> None:
     assert s.precision == "fp32" and s.opt_seq_len == 128 and s.engine_cache_dir == "/cache/e"
 
 
-@pytest.mark.parametrize(("options", "pattern"), [
-    ({"precision": "bf8"}, "precision='bf8' is not one of fp16, fp32, int8"),
-    ({"precison": "fp16"}, "unknown tensorrt engine option 'precison'; the valid ones are precision, engine_cache_dir"),
-    ({"workspace_mb": "lots"}, "workspace_mb='lots' is not a whole number of at least 16"),
-    ({"workspace_mb": "8"}, "workspace_mb='8' is not a whole number of at least 16"),
-    ({"min_seq_len": "300", "opt_seq_len": "200"}, r"1 <= min \(300\) <= opt \(200\)"),
-    ({"max_seq_len": "1024"}, "<= 512"),
-    ({"builder_optimization_level": "7"}, "from 0 to 5"),
-])
+@pytest.mark.parametrize(
+    ("options", "pattern"),
+    [
+        ({"precision": "bf8"}, "precision='bf8' is not one of fp16, fp32, int8"),
+        (
+            {"precison": "fp16"},
+            "unknown tensorrt engine option 'precison'; the valid ones are precision, engine_cache_dir",
+        ),
+        ({"workspace_mb": "lots"}, "workspace_mb='lots' is not a whole number of at least 16"),
+        ({"workspace_mb": "8"}, "workspace_mb='8' is not a whole number of at least 16"),
+        ({"min_seq_len": "300", "opt_seq_len": "200"}, r"1 <= min \(300\) <= opt \(200\)"),
+        ({"max_seq_len": "1024"}, "<= 512"),
+        ({"builder_optimization_level": "7"}, "from 0 to 5"),
+    ],
+)
 def test_bad_options_are_config_errors(options: dict[str, str], pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern):
         TensorRTSettings.from_options(options, batch_size=8)
@@ -63,16 +69,32 @@ def test_profile_covers_batch_and_sequence_length() -> None:
 
 
 def _key(**changes: Any) -> EngineKey:
-    base = EngineKey(model_sha256="ab" * 32, gpu="NVIDIA H100 80GB HBM3", compute_capability="9.0", tensorrt="10.7.0",
-                     precision="fp16", max_batch=16, min_seq_len=1, opt_seq_len=256, max_seq_len=384)
+    base = EngineKey(
+        model_sha256="ab" * 32,
+        gpu="NVIDIA H100 80GB HBM3",
+        compute_capability="9.0",
+        tensorrt="10.7.0",
+        precision="fp16",
+        max_batch=16,
+        min_seq_len=1,
+        opt_seq_len=256,
+        max_seq_len=384,
+    )
     return replace(base, **changes)
 
 
 def test_cache_key_names_model_gpu_and_tensorrt() -> None:
     name = _key().filename()
     assert name == "bert-abababababababab-nvidia-h100-80gb-hbm3-sm90-trt10.7.0-fp16-b16-s1-256-384.engine"
-    others = [_key(model_sha256="cd" * 32), _key(gpu="NVIDIA A100-SXM4-40GB"), _key(compute_capability="8.0"),
-              _key(tensorrt="10.8.0"), _key(precision="fp32"), _key(max_batch=32), _key(opt_seq_len=128)]
+    others = [
+        _key(model_sha256="cd" * 32),
+        _key(gpu="NVIDIA A100-SXM4-40GB"),
+        _key(compute_capability="8.0"),
+        _key(tensorrt="10.8.0"),
+        _key(precision="fp32"),
+        _key(max_batch=32),
+        _key(opt_seq_len=128),
+    ]
     assert len({k.filename() for k in others} | {name}) == len(others) + 1
 
 
@@ -117,8 +139,9 @@ def test_without_tensorrt_the_message_points_to_the_image() -> None:
 
 def test_missing_model_is_a_model_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="does not exist"):
-        TensorRTEngine(str(tmp_path / "nope.onnx"), device="cuda", batch_size=4, threads=None,
-                       execution_provider="TensorRT")
+        TensorRTEngine(
+            str(tmp_path / "nope.onnx"), device="cuda", batch_size=4, threads=None, execution_provider="TensorRT"
+        )
 
 
 # --- the network build, against a recording stand-in for the tensorrt module ---------------------
@@ -156,8 +179,9 @@ class _Recorder:
         FP16 = "fp16"
         INT8 = "int8"
 
-    def __init__(self, *, parse_ok: bool = True, inputs: tuple[str, ...] = trt_engine.INPUTS,
-                 serialized: bytes | None = b"plan") -> None:
+    def __init__(
+        self, *, parse_ok: bool = True, inputs: tuple[str, ...] = trt_engine.INPUTS, serialized: bytes | None = b"plan"
+    ) -> None:
         self.parse_ok, self.inputs, self.serialized = parse_ok, inputs, serialized
         self.flags: list[str] = []
         self.pool: dict[str, int] = {}
@@ -234,11 +258,14 @@ def test_build_sets_profile_precision_and_workspace() -> None:
     assert rec32.flags == []
 
 
-@pytest.mark.parametrize(("recorder", "pattern"), [
-    (_Recorder(parse_ok=False), "cannot parse .*DynamicQuantizeLinear.*fp32"),
-    (_Recorder(inputs=("ids", "mask")), "MLPerf BERT interface"),
-    (_Recorder(serialized=None), "could not build an engine"),
-])
+@pytest.mark.parametrize(
+    ("recorder", "pattern"),
+    [
+        (_Recorder(parse_ok=False), "cannot parse .*DynamicQuantizeLinear.*fp32"),
+        (_Recorder(inputs=("ids", "mask")), "MLPerf BERT interface"),
+        (_Recorder(serialized=None), "could not build an engine"),
+    ],
+)
 def test_build_failures_are_model_errors(recorder: _Recorder, pattern: str) -> None:
     with pytest.raises(ModelError, match=pattern):
         build_serialized_engine(recorder, DEMO_INT8, TensorRTSettings.from_options({}, 4), logger=None)
@@ -251,27 +278,32 @@ def _nvidia_gpu() -> bool:
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None or not _nvidia_gpu(),
-                    reason="needs TensorRT and an NVIDIA GPU (run in the tensorrt-cuda image on a GPU machine)")
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorrt") is None or not _nvidia_gpu(),
+    reason="needs TensorRT and an NVIDIA GPU (run in the tensorrt-cuda image on a GPU machine)",
+)
 def test_real_engine_matches_onnxruntime(shared_assets: Path, tmp_path: Path) -> None:
     import onnxruntime as ort
 
     model = shared_assets / "models" / "demo-minilm-l6-squad.fp32.onnx"
     options = {"precision": "fp32", "engine_cache_dir": str(tmp_path / "engines"), "max_seq_len": "128"}
-    engine = TensorRTEngine(str(model), device="cuda", batch_size=4, threads=None, execution_provider="TensorRT",
-                            options=options)
+    engine = TensorRTEngine(
+        str(model), device="cuda", batch_size=4, threads=None, execution_provider="TensorRT", options=options
+    )
     rng = np.random.default_rng(0)
     ids = rng.integers(1000, 2000, size=(3, 96), dtype=np.int64)
     mask = np.ones_like(ids)
     seg = np.zeros_like(ids)
     start, end = engine.infer(ids, mask, seg)
     ref = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(
-        None, {"input_ids": ids, "input_mask": mask, "segment_ids": seg})
+        None, {"input_ids": ids, "input_mask": mask, "segment_ids": seg}
+    )
     np.testing.assert_allclose(start, ref[0], atol=2e-2)
     np.testing.assert_allclose(end, ref[1], atol=2e-2)
     assert engine.execution_provider == "TensorRT" and "tensorrt" in engine.versions()
     engine.close()
-    again = TensorRTEngine(str(model), device="cuda", batch_size=4, threads=None, execution_provider="TensorRT",
-                           options=options)  # from the cache this time
+    again = TensorRTEngine(
+        str(model), device="cuda", batch_size=4, threads=None, execution_provider="TensorRT", options=options
+    )  # from the cache this time
     assert len(list((tmp_path / "engines").glob("*.engine"))) == 1
     again.close()

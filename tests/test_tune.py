@@ -28,8 +28,15 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _trial(batch: int, rate: float | None, threads: int | None = None, error: str | None = None) -> Trial:
-    return Trial(batch_size=batch, threads=threads, instances=None, run_dir=f"/runs/b{batch}",
-                 samples_per_second=rate, error=error, samples=64)
+    return Trial(
+        batch_size=batch,
+        threads=threads,
+        instances=None,
+        run_dir=f"/runs/b{batch}",
+        samples_per_second=rate,
+        error=error,
+        samples=64,
+    )
 
 
 def test_best_is_the_fastest_and_a_tie_goes_to_the_smaller_batch() -> None:
@@ -49,8 +56,9 @@ def test_markdown_table_marks_the_best_and_the_failures() -> None:
 
 
 def test_plot_is_a_png(tmp_path: Path) -> None:
-    path = plot_throughput([_trial(1, 10.0), _trial(4, 25.0), _trial(4, 20.0, threads=1)], tmp_path / "t.png",
-                           title="test")
+    path = plot_throughput(
+        [_trial(1, 10.0), _trial(4, 25.0), _trial(4, 20.0, threads=1)], tmp_path / "t.png", title="test"
+    )
     assert path is not None and path.read_bytes()[:8] == PNG_MAGIC
 
 
@@ -87,8 +95,13 @@ def test_a_sweep_whose_every_trial_is_turned_down_says_why(tmp_path: Path, monke
     from orchestrator.errors import RunError
 
     monkeypatch.setattr(tune_module, "run_trial", lambda base, **kw: _trial(kw["batch_size"], 5.0))
-    request = TuneRequest(base=RunConfig(output_dir=tmp_path), batch_sizes=[1, 2], samples=8, plot=False,
-                          vet=lambda t: f"int8 fails at batch {t.batch_size}")
+    request = TuneRequest(
+        base=RunConfig(output_dir=tmp_path),
+        batch_sizes=[1, 2],
+        samples=8,
+        plot=False,
+        vet=lambda t: f"int8 fails at batch {t.batch_size}",
+    )
     with pytest.raises(RunError, match="no tuning trial passed its check"):
         tune(request)
     (directory,) = tmp_path.glob("tune-*")
@@ -100,8 +113,16 @@ def test_sweep_keeps_every_trial_and_continues_after_a_failure(tmp_path: Path, m
     """The sweep's bookkeeping, with the runs replaced by a stand-in (the real runs: the slow test below)."""
     asked: list[tuple[int, int | None]] = []
 
-    def fake_trial(base: RunConfig, *, batch_size: int, threads: int | None, instances: int | None, samples: int,
-                   output_dir: Path, target_qps: float | None = None) -> Trial:
+    def fake_trial(
+        base: RunConfig,
+        *,
+        batch_size: int,
+        threads: int | None,
+        instances: int | None,
+        samples: int,
+        output_dir: Path,
+        target_qps: float | None = None,
+    ) -> Trial:
         asked.append((batch_size, threads))
         assert output_dir.name == "trials" and output_dir.is_dir() and samples == 32
         if batch_size == 4:
@@ -116,7 +137,11 @@ def test_sweep_keeps_every_trial_and_continues_after_a_failure(tmp_path: Path, m
     summary = json.loads((result.directory / "tune.json").read_text())
     assert len(summary["trials"]) == 8 and summary["best"]["batch_size"] == 16
     assert sum(1 for t in summary["trials"] if t["error"]) == 2
-    rows = [line for line in (result.directory / "tune.md").read_text().splitlines() if line.startswith("| ") and line[2].isdigit()]
+    rows = [
+        line
+        for line in (result.directory / "tune.md").read_text().splitlines()
+        if line.startswith("| ") and line[2].isdigit()
+    ]
     assert len(rows) == 8
     assert (result.directory / "throughput.png").read_bytes()[:8] == PNG_MAGIC
 
@@ -131,11 +156,27 @@ def test_option_errors_are_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_real_sweep_and_find_performance(tmp_path: Path) -> None:
-    result = invoke(["tune", "--batch-sizes", "1,8", "--samples", "24", "--runner", "local",
-                     "--output-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache"),
-                     "--find-performance", "--performance-samples", "48", "--json"])
+    result = invoke(
+        [
+            "tune",
+            "--batch-sizes",
+            "1,8",
+            "--samples",
+            "24",
+            "--runner",
+            "local",
+            "--output-dir",
+            str(tmp_path),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--find-performance",
+            "--performance-samples",
+            "48",
+            "--json",
+        ]
+    )
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output[result.output.index("{"):])
+    summary = json.loads(result.output[result.output.index("{") :])
     assert [t["batch_size"] for t in summary["trials"]] == [1, 8]
     for t in summary["trials"]:
         assert t["error"] is None and t["samples_per_second"] > 0 and t["samples"] == 24
@@ -163,10 +204,23 @@ def test_int8_tune_checks_the_best_trial_at_its_batch_size(tmp_path: Path, monke
     fp32.write_bytes(b"fp32")
 
     def check(batch: int, passed: bool) -> AccuracyCheck:
-        return AccuracyCheck(fp32_f1=80.0, int8_f1=79.9 if passed else 78.0, fp32_exact_match=70.0,
-                             int8_exact_match=69.0, ratio=0.99875 if passed else 0.975, threshold=0.99, passed=passed,
-                             features=100, questions=98, fp32_model=str(fp32), int8_model=str(int8), int8_sha256="0",
-                             fp32_run="a", int8_run="b", batch_size=batch)
+        return AccuracyCheck(
+            fp32_f1=80.0,
+            int8_f1=79.9 if passed else 78.0,
+            fp32_exact_match=70.0,
+            int8_exact_match=69.0,
+            ratio=0.99875 if passed else 0.975,
+            threshold=0.99,
+            passed=passed,
+            features=100,
+            questions=98,
+            fp32_model=str(fp32),
+            int8_model=str(int8),
+            int8_sha256="0",
+            fp32_run="a",
+            int8_run="b",
+            batch_size=batch,
+        )
 
     first_batches: list[int] = []
 
@@ -183,8 +237,19 @@ def test_int8_tune_checks_the_best_trial_at_its_batch_size(tmp_path: Path, monke
     monkeypatch.setattr(quantize_module, "make_int8_variant", fake_variant)
     monkeypatch.setattr(quantize_module, "check_at_batch", fake_check_at_batch)
     monkeypatch.setattr(tune_module, "run_trial", lambda base, **kw: _trial(kw["batch_size"], 10.0 * kw["batch_size"]))
-    result = invoke(["tune", "--int8", "--model-path", str(fp32), "--batch-sizes", "2,8,16",
-                     "--no-plot", "--output-dir", str(tmp_path / "out")])
+    result = invoke(
+        [
+            "tune",
+            "--int8",
+            "--model-path",
+            str(fp32),
+            "--batch-sizes",
+            "2,8,16",
+            "--no-plot",
+            "--output-dir",
+            str(tmp_path / "out"),
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert first_batches == [2] and checked == [16, 8]  # fastest first; 16 fails its check, 8 passes
     assert "best: batch size 8," in result.output and "at batch size 8:" in result.output
@@ -198,9 +263,27 @@ def test_real_int8_tune_refuses_an_int8_model_that_fails_its_check(tmp_path: Pat
     fp32 = shared_assets / "models" / "demo-minilm-l6-squad.fp32.onnx"
     if not fp32.is_file():
         pytest.skip(f"{fp32} is not present")
-    result = invoke(["tune", "--int8", "--model-path", str(fp32), "--int8-check-samples", "48",
-                     "--batch-sizes", "1,2", "--samples", "24", "--runner", "local", "--no-plot",
-                     "--output-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache")])
+    result = invoke(
+        [
+            "tune",
+            "--int8",
+            "--model-path",
+            str(fp32),
+            "--int8-check-samples",
+            "48",
+            "--batch-sizes",
+            "1,2",
+            "--samples",
+            "24",
+            "--runner",
+            "local",
+            "--no-plot",
+            "--output-dir",
+            str(tmp_path),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
     assert result.exit_code == 2, result.output
     assert "the int8 model failed its accuracy check" in result.output and "at batch size 2:" in result.output
     assert not list(tmp_path.glob("tune-*"))  # no sweep ran on a model that failed

@@ -27,9 +27,7 @@ def read_accuracy_log(path: Path) -> dict[int, np.ndarray]:
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
-        raise RunError(
-            f"The accuracy log {path} cannot be read ({exc.strerror}); rerun the accuracy mode."
-        ) from exc
+        raise RunError(f"The accuracy log {path} cannot be read ({exc.strerror}); rerun the accuracy mode.") from exc
     return parse_accuracy_log(raw, source=str(path))
 
 
@@ -38,9 +36,7 @@ def parse_accuracy_log(raw: bytes, *, source: str = "the accuracy log") -> dict[
     try:
         entries = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunError(
-            f"{source} is not valid JSON ({exc}); the accuracy run did not finish, rerun it."
-        ) from exc
+        raise RunError(f"{source} is not valid JSON ({exc}); the accuracy run did not finish, rerun it.") from exc
     if not isinstance(entries, list):
         raise RunError(f"{source} is not a JSON list of LoadGen responses; rerun the accuracy mode.")
 
@@ -59,8 +55,12 @@ def parse_accuracy_log(raw: bytes, *, source: str = "the accuracy log") -> dict[
         raw_data[qsl_idx] = data
         logits[qsl_idx] = _decode(data, qsl_idx, source)
     if differing_repeats:
-        log.warning("%s: %d repeated sample(s) differ from their first answer (batch-dependent int8 "
-                    "quantization); the first answer of each is scored", source, differing_repeats)
+        log.warning(
+            "%s: %d repeated sample(s) differ from their first answer (batch-dependent int8 "
+            "quantization); the first answer of each is scored",
+            source,
+            differing_repeats,
+        )
     log.debug("Read %d responses from %s", len(logits), source)
     return logits
 
@@ -72,9 +72,7 @@ def _entry_fields(entry: object, position: int, source: str) -> tuple[int, str]:
     data = entry.get("data")
     # bool is an int subclass; a qsl_idx of true is not an index.
     if not isinstance(qsl_idx, int) or isinstance(qsl_idx, bool) or qsl_idx < 0:
-        raise RunError(
-            f"{source} entry {position} has no valid qsl_idx ({qsl_idx!r}); rerun the accuracy mode."
-        )
+        raise RunError(f"{source} entry {position} has no valid qsl_idx ({qsl_idx!r}); rerun the accuracy mode.")
     if not isinstance(data, str):
         raise RunError(f"{source} entry {position} has no hex data string; rerun the accuracy mode.")
     return qsl_idx, data
@@ -84,9 +82,7 @@ def _decode(data: str, qsl_idx: int, source: str) -> np.ndarray:
     try:
         payload = bytes.fromhex(data)
     except ValueError as exc:
-        raise RunError(
-            f"{source} holds data that is not hex for qsl_idx {qsl_idx}; rerun the accuracy mode."
-        ) from exc
+        raise RunError(f"{source} holds data that is not hex for qsl_idx {qsl_idx}; rerun the accuracy mode.") from exc
     if len(payload) % BYTES_PER_TOKEN:
         raise RunError(
             f"{source} holds {len(payload)} bytes for qsl_idx {qsl_idx}, not a multiple of 8 "

@@ -189,9 +189,7 @@ def _report(
     )
 
 
-def compare_to_reference(
-    f1: float, reference_f1: float | None
-) -> tuple[float | None, bool | None, bool | None]:
+def compare_to_reference(f1: float, reference_f1: float | None) -> tuple[float | None, bool | None, bool | None]:
     """(f1 / reference, passes bert-99, passes bert-99.9); all None without a reference F1."""
     if not reference_f1:
         return None, None, None

@@ -24,8 +24,19 @@ Dtype = Literal["int32", "int64", "float16", "float32"]
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 # Fields an entry may flag as `unverified` (a value no public source confirmed).
-_FLAGGABLE = {"size", "approx_size", "md5", "sha256", "mirrors", "interface", "interface.inputs",
-              "interface.outputs", "interface.seq_len", "reference", "precision"}
+_FLAGGABLE = {
+    "size",
+    "approx_size",
+    "md5",
+    "sha256",
+    "mirrors",
+    "interface",
+    "interface.inputs",
+    "interface.outputs",
+    "interface.seq_len",
+    "reference",
+    "precision",
+}
 
 # The interface of MLPerf's BERT ONNX model (language/bert/bert_tf_to_pytorch.py in mlcommons/inference).
 MLPERF_INPUTS: dict[str, Dtype] = {"input_ids": "int64", "input_mask": "int64", "segment_ids": "int64"}

@@ -226,8 +226,9 @@ def _log_retry(name: str, url: str):  # type: ignore[no-untyped-def]
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0
-        log.warning("%s: %s: %s; retry %d in %.1f s", name, url, brief(exc) if exc else "error",
-                    state.attempt_number, wait)
+        log.warning(
+            "%s: %s: %s; retry %d in %.1f s", name, url, brief(exc) if exc else "error", state.attempt_number, wait
+        )
 
     return before_sleep
 
@@ -247,8 +248,12 @@ def _download(downloader: _Downloader, url: str, policy: RetryPolicy) -> None:
 
 def _stamped(asset: Asset, final: Path) -> bool:
     stamp = read_stamp(final.parent)
-    return stamp is not None and stamp.filename == final.name and stamp.matches(final) and not mismatches(
-        {"md5": stamp.md5, "sha256": stamp.sha256}, asset.checksums)
+    return (
+        stamp is not None
+        and stamp.filename == final.name
+        and stamp.matches(final)
+        and not mismatches({"md5": stamp.md5, "sha256": stamp.sha256}, asset.checksums)
+    )
 
 
 def _present(asset: Asset, final: Path) -> bool:
@@ -261,8 +266,19 @@ def _present(asset: Asset, final: Path) -> bool:
         return False  # nothing published to check an unstamped file against
     digests = file_digests(final)
     if not mismatches(digests, asset.checksums) and (asset.size is None or final.stat().st_size == asset.size):
-        write_stamp(final.parent, stamp_for(final, asset.name, asset.kind, digests, "found in cache",
-                                            placed_as="copy", format=asset.format, precision=asset.precision))
+        write_stamp(
+            final.parent,
+            stamp_for(
+                final,
+                asset.name,
+                asset.kind,
+                digests,
+                "found in cache",
+                placed_as="copy",
+                format=asset.format,
+                precision=asset.precision,
+            ),
+        )
         return True
     log.warning("%s: the cached file fails its checksum; moving it aside and fetching again", asset.name)
     move_aside(final)
@@ -273,8 +289,10 @@ def no_mirror_message(asset: Asset) -> str:
     if asset.synthetic:
         return f"{asset.name} is generated, not downloaded; run `mlperf-bert assets make-synthetic`"
     hint = f" (on the development machines it is {asset.import_hint})" if asset.import_hint else ""
-    return (f"{asset.name} has no download mirror; copy the file to this machine and run "
-            f"`mlperf-bert assets import FILE --as {asset.name}`{hint}")
+    return (
+        f"{asset.name} has no download mirror; copy the file to this machine and run "
+        f"`mlperf-bert assets import FILE --as {asset.name}`{hint}"
+    )
 
 
 def fetch_asset(
@@ -310,18 +328,26 @@ def fetch_asset(
             session.close()
 
 
-def _fetch_from_mirrors(asset: Asset, final: Path, part: Path, have: int, policy: RetryPolicy,
-                        progress: bool, session: requests.Session) -> FetchResult:
+def _fetch_from_mirrors(
+    asset: Asset, final: Path, part: Path, have: int, policy: RetryPolicy, progress: bool, session: requests.Session
+) -> FetchResult:
     errors: list[str] = []
     mismatched = 0
-    bar_args: dict[str, Any] = {"unit": "B", "unit_scale": True, "unit_divisor": 1024, "desc": asset.name,
-                                "disable": not progress, "file": sys.stderr, "dynamic_ncols": True, "leave": True}
+    bar_args: dict[str, Any] = {
+        "unit": "B",
+        "unit_scale": True,
+        "unit_divisor": 1024,
+        "desc": asset.name,
+        "disable": not progress,
+        "file": sys.stderr,
+        "dynamic_ncols": True,
+        "leave": True,
+    }
     for mirror in asset.mirrors:
         url = mirror.url
         for from_scratch in (False, True):
             if from_scratch:
-                log.warning("%s: the resumed file failed its checksum; downloading it again from the start",
-                            asset.name)
+                log.warning("%s: the resumed file failed its checksum; downloading it again from the start", asset.name)
             resumed_from = part.stat().st_size if part.exists() else 0
             try:
                 with tqdm(total=asset.size or asset.approx_size, **bar_args) as bar:
@@ -332,15 +358,21 @@ def _fetch_from_mirrors(asset: Asset, final: Path, part: Path, have: int, policy
                 break
             except TRANSIENT as e:  # retries exhausted; the part is kept so that a later fetch resumes
                 errors.append(f"{url}: {brief(e)}")
-                log.warning("%s: %s still failing after %d tries (%s); trying the next mirror",
-                            asset.name, url, policy.attempts, brief(e))
+                log.warning(
+                    "%s: %s still failing after %d tries (%s); trying the next mirror",
+                    asset.name,
+                    url,
+                    policy.attempts,
+                    brief(e),
+                )
                 break
             except requests.RequestException as e:  # a bad URL, too many redirects...
                 errors.append(f"{url}: {e.__class__.__name__}")
                 break
             except OSError as e:
-                raise AssetError(f"cannot write {part} ({e.strerror}); free disk space or pass another "
-                                 "--cache-dir") from None
+                raise AssetError(
+                    f"cannot write {part} ({e.strerror}); free disk space or pass another --cache-dir"
+                ) from None
             with tqdm(total=part.stat().st_size, **{**bar_args, "desc": f"{asset.name} (verify)"}) as bar:
                 digests = file_digests(part, on_bytes=bar.update)
             bad = mismatches(digests, asset.checksums)
@@ -348,9 +380,19 @@ def _fetch_from_mirrors(asset: Asset, final: Path, part: Path, have: int, policy
                 bad.insert(0, f"size {part.stat().st_size} (expected {asset.size})")
             if not bad:
                 publish(part, final)
-                write_stamp(final.parent, stamp_for(final, asset.name, asset.kind, digests, url,
-                                                    placed_as="download", format=asset.format,
-                                                    precision=asset.precision))
+                write_stamp(
+                    final.parent,
+                    stamp_for(
+                        final,
+                        asset.name,
+                        asset.kind,
+                        digests,
+                        url,
+                        placed_as="download",
+                        format=asset.format,
+                        precision=asset.precision,
+                    ),
+                )
                 log.info("%s: fetched and verified from %s -> %s", asset.name, url, final)
                 return FetchResult(asset.name, final, "fetched", url, resumed_from=have)
             part.unlink()  # wrong bytes: never resume from them
@@ -363,8 +405,10 @@ def _fetch_from_mirrors(asset: Asset, final: Path, part: Path, have: int, policy
     if mismatched == len(asset.mirrors):
         raise AssetError(
             f"every mirror of {asset.name} served a file that fails its checksum ({errors[-1]}); do not use "
-            f"these copies, and import a verified one with `mlperf-bert assets import FILE --as {asset.name}`")
+            f"these copies, and import a verified one with `mlperf-bert assets import FILE --as {asset.name}`"
+        )
     raise AssetError(
         f"could not fetch {asset.name} from any of its {len(asset.mirrors)} mirror(s) (last: {errors[-1]}); "
         f"check the network and run the fetch again (it resumes), or on an offline machine copy the file "
-        f"and run `mlperf-bert assets import FILE --as {asset.name}`")
+        f"and run `mlperf-bert assets import FILE --as {asset.name}`"
+    )

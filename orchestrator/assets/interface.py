@@ -13,8 +13,12 @@ from orchestrator.mlperf import SEQ_LEN
 
 # onnx.TensorProto.DataType numbers -> our names (only the ones a BERT interface can use).
 _DTYPES = {1: "float32", 6: "int32", 7: "int64", 10: "float16", 11: "float64", 9: "bool", 2: "uint8", 3: "int8"}
-_HF_NAMES = {"attention_mask": "input_mask", "token_type_ids": "segment_ids",
-             "start_logits": "output_start_logits", "end_logits": "output_end_logits"}
+_HF_NAMES = {
+    "attention_mask": "input_mask",
+    "token_type_ids": "segment_ids",
+    "start_logits": "output_start_logits",
+    "end_logits": "output_end_logits",
+}
 
 
 def _dims(value_info) -> list[int | str | None]:  # type: ignore[no-untyped-def]
@@ -52,8 +56,7 @@ def _check_tensor(role: str, name: str, vi, want_dtype: str, seq_len: int | None
     if isinstance(seq, int):
         allowed = seq_len or SEQ_LEN
         if seq != allowed:
-            problems.append(
-                f"{role} {name!r} has a fixed sequence length of {seq}; it must be dynamic or {allowed}")
+            problems.append(f"{role} {name!r} has a fixed sequence length of {seq}; it must be dynamic or {allowed}")
     return problems
 
 
@@ -89,11 +92,15 @@ def check_onnx_interface(path: Path, expected: Interface | None = None) -> list[
                 problems.append(f"missing {role} {name!r}{hint}; the model's {role}s are {sorted(have)}")
     for extra in sorted(set(inputs) - set(expected.inputs)):
         problems.append(f"unexpected input {extra!r}; the harness feeds only {sorted(expected.inputs)}")
-    missing_data = sorted({
-        entry.value for init in graph.initializer if init.data_location == onnx.TensorProto.EXTERNAL
-        for entry in init.external_data if entry.key == "location"
-        and not (path.parent / entry.value).is_file()
-    })
+    missing_data = sorted(
+        {
+            entry.value
+            for init in graph.initializer
+            if init.data_location == onnx.TensorProto.EXTERNAL
+            for entry in init.external_data
+            if entry.key == "location" and not (path.parent / entry.value).is_file()
+        }
+    )
     for location in missing_data:
         problems.append(f"external weight file {location!r} is missing next to {path.name}")
     return problems

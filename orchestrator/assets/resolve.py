@@ -61,12 +61,17 @@ class ResolvedModel:
 def _missing(name: str) -> AssetError:
     return AssetError(
         f"asset {name} is not in the cache; run `mlperf-bert assets fetch {name}` "
-        f"(or `mlperf-bert assets import FILE --as {name}` offline)")
+        f"(or `mlperf-bert assets import FILE --as {name}` offline)"
+    )
 
 
 def _trusted(stamp: Stamp | None, path: Path, expected: dict[str, str]) -> bool:
-    return (stamp is not None and stamp.filename == path.name and stamp.matches(path)
-            and not mismatches({"md5": stamp.md5, "sha256": stamp.sha256}, expected))
+    return (
+        stamp is not None
+        and stamp.filename == path.name
+        and stamp.matches(path)
+        and not mismatches({"md5": stamp.md5, "sha256": stamp.sha256}, expected)
+    )
 
 
 def _from_cache(name: str, path: Path, asset: Asset | None, cache_dir: Path) -> ResolvedAsset:
@@ -81,21 +86,32 @@ def _from_cache(name: str, path: Path, asset: Asset | None, cache_dir: Path) -> 
     if bad:
         raise AssetError(
             f"cached asset {name} at {path} fails verification ({'; '.join(bad)}); run "
-            f"`mlperf-bert assets fetch {name}` to replace it (the corrupt copy is moved aside)")
+            f"`mlperf-bert assets fetch {name}` to replace it (the corrupt copy is moved aside)"
+        )
     try:  # refresh the stamp so the next run need not hash again; a read-only cache is fine too
         with asset_lock(cache_dir, name):
-            write_stamp(path.parent, stamp_for(
-                path, name, asset.kind if asset else stamp.kind, digests,  # type: ignore[union-attr]
-                stamp.origin if stamp else "found in cache", placed_as=stamp.placed_as if stamp else "copy",
-                custom=asset is None, format=asset.format if asset else (stamp.format if stamp else None),
-                precision=asset.precision if asset else (stamp.precision if stamp else None)))
+            write_stamp(
+                path.parent,
+                stamp_for(
+                    path,
+                    name,
+                    asset.kind if asset else stamp.kind,  # type: ignore[union-attr]
+                    digests,
+                    stamp.origin if stamp else "found in cache",
+                    placed_as=stamp.placed_as if stamp else "copy",
+                    custom=asset is None,
+                    format=asset.format if asset else (stamp.format if stamp else None),
+                    precision=asset.precision if asset else (stamp.precision if stamp else None),
+                ),
+            )
     except (AssetError, OSError):
         pass
     return ResolvedAsset(name, path, digests["sha256"], digests["md5"], "cache", asset)
 
 
-def resolve_asset(name: str, cache_dir: Path, *, kind: Kind | None = None,
-                  catalogue: Catalogue | None = None) -> ResolvedAsset:
+def resolve_asset(
+    name: str, cache_dir: Path, *, kind: Kind | None = None, catalogue: Catalogue | None = None
+) -> ResolvedAsset:
     """A catalogue (or custom) asset by name -> its verified file."""
     catalogue = catalogue or load_catalogue()
     asset = catalogue.find(name)
@@ -109,7 +125,8 @@ def resolve_asset(name: str, cache_dir: Path, *, kind: Kind | None = None,
             if bad:
                 raise AssetError(
                     f"embedded asset {asset.name} ({emb}) is corrupt ({'; '.join(bad)}); restore it with "
-                    f"`git checkout -- embedded/{asset.embedded}`")
+                    f"`git checkout -- embedded/{asset.embedded}`"
+                )
             return ResolvedAsset(asset.name, emb, digests["sha256"], digests["md5"], "embedded", asset)
         path = cache_path(cache_dir, asset)
         if not path.is_file():
@@ -127,21 +144,30 @@ def resolve_asset(name: str, cache_dir: Path, *, kind: Kind | None = None,
     raise AssertionError("unreachable")
 
 
-def _model_from(asset: Asset | None, name: str, path: Path, sha256: str, source: Source, *,
-                custom: bool, stamp: Stamp | None = None) -> ResolvedModel:
+def _model_from(
+    asset: Asset | None, name: str, path: Path, sha256: str, source: Source, *, custom: bool, stamp: Stamp | None = None
+) -> ResolvedModel:
     ref = asset.reference if asset is not None else None
     return ResolvedModel(
-        name=name, path=path, sha256=sha256, source=source,
+        name=name,
+        path=path,
+        sha256=sha256,
+        source=source,
         format=asset.format if asset else (stamp.format if stamp else ("onnx" if path.suffix == ".onnx" else None)),
         precision=asset.precision if asset else (stamp.precision if stamp else None),
-        demo=asset.demo if asset else False, synthetic=asset.synthetic if asset else False, custom=custom,
-        reference_f1=ref.f1 if ref else None, reference_exact_match=ref.exact_match if ref else None,
+        demo=asset.demo if asset else False,
+        synthetic=asset.synthetic if asset else False,
+        custom=custom,
+        reference_f1=ref.f1 if ref else None,
+        reference_exact_match=ref.exact_match if ref else None,
         interface=(asset.interface if asset and asset.interface else MLPERF_INTERFACE),
-        vocab=asset.vocab if asset else None)
+        vocab=asset.vocab if asset else None,
+    )
 
 
-def resolve_model(name: str | None, model_path: Path | None, cache_dir: Path, *,
-                  catalogue: Catalogue | None = None) -> ResolvedModel:
+def resolve_model(
+    name: str | None, model_path: Path | None, cache_dir: Path, *, catalogue: Catalogue | None = None
+) -> ResolvedModel:
     """The model a run uses: --model-path (any compatible file) wins over a catalogue name.
 
     A file whose digest equals a catalogue model's is recognised as that model (with its reference
@@ -163,8 +189,9 @@ def resolve_model(name: str | None, model_path: Path | None, cache_dir: Path, *,
         raise ModelError("no model given; pass --model NAME (see `mlperf-bert assets list`) or --model-path FILE")
     found = resolve_asset(name, cache_dir, kind="model", catalogue=catalogue)
     stamp = read_stamp(found.path.parent) if found.source == "cache" else None
-    return _model_from(found.asset, found.name, found.path, found.sha256, found.source,
-                       custom=found.asset is None, stamp=stamp)
+    return _model_from(
+        found.asset, found.name, found.path, found.sha256, found.source, custom=found.asset is None, stamp=stamp
+    )
 
 
 CHECKPOINT_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
@@ -186,8 +213,9 @@ def _checkpoint_dir(path: Path, catalogue: Catalogue) -> ResolvedModel:
     return replace(model, format="pytorch")
 
 
-def resolve_dataset(dataset_path: Path | None, cache_dir: Path, *, name: str = DEFAULT_DATASET,
-                    catalogue: Catalogue | None = None) -> Path:
+def resolve_dataset(
+    dataset_path: Path | None, cache_dir: Path, *, name: str = DEFAULT_DATASET, catalogue: Catalogue | None = None
+) -> Path:
     """--dataset-path when given, else the catalogue's SQuAD dev set (embedded by default)."""
     if dataset_path is not None:
         path = Path(dataset_path).expanduser()
@@ -197,8 +225,9 @@ def resolve_dataset(dataset_path: Path | None, cache_dir: Path, *, name: str = D
     return resolve_asset(name, cache_dir, kind="dataset", catalogue=catalogue).path
 
 
-def resolve_vocab(vocab_path: Path | None, cache_dir: Path, *, name: str = DEFAULT_VOCAB,
-                  catalogue: Catalogue | None = None) -> Path:
+def resolve_vocab(
+    vocab_path: Path | None, cache_dir: Path, *, name: str = DEFAULT_VOCAB, catalogue: Catalogue | None = None
+) -> Path:
     """--vocab-path when given, else the catalogue's BERT uncased vocabulary (embedded by default)."""
     if vocab_path is not None:
         path = Path(vocab_path).expanduser()

@@ -96,13 +96,34 @@ def write_stamp(directory: Path, stamp: Stamp) -> None:
     os.replace(tmp, directory / STAMP_FILE)
 
 
-def stamp_for(path: Path, name: str, kind: Kind, digests: dict[str, str], origin: str, *,
-              placed_as: str, custom: bool = False, format: str | None = None,
-              precision: str | None = None) -> Stamp:
+def stamp_for(
+    path: Path,
+    name: str,
+    kind: Kind,
+    digests: dict[str, str],
+    origin: str,
+    *,
+    placed_as: str,
+    custom: bool = False,
+    format: str | None = None,
+    precision: str | None = None,
+) -> Stamp:
     st = path.stat()
-    return Stamp(name=name, filename=path.name, kind=kind, format=format, precision=precision,
-                 size=st.st_size, mtime_ns=st.st_mtime_ns, md5=digests["md5"], sha256=digests["sha256"],
-                 origin=origin, placed_as=placed_as, custom=custom, verified_at=utc_now())  # type: ignore[arg-type]
+    return Stamp(
+        name=name,
+        filename=path.name,
+        kind=kind,
+        format=format,
+        precision=precision,
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        md5=digests["md5"],
+        sha256=digests["sha256"],
+        origin=origin,
+        placed_as=placed_as,  # type: ignore[arg-type]
+        custom=custom,
+        verified_at=utc_now(),
+    )
 
 
 @contextlib.contextmanager
@@ -112,7 +133,9 @@ def asset_lock(cache_dir: Path, name: str) -> Iterator[Path]:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise AssetError(f"cannot create cache directory {directory} ({e.strerror}); pass a writable --cache-dir") from None
+        raise AssetError(
+            f"cannot create cache directory {directory} ({e.strerror}); pass a writable --cache-dir"
+        ) from None
     with open(directory / LOCK_FILE, "a+b") as lock:
         try:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -192,14 +215,25 @@ def status(asset: Asset, cache_dir: Path) -> AssetStatus:
     emb = embedded_file(asset)
     if emb is not None:
         bad = mismatches(cached_digests(emb), asset.checksums)
-        return AssetStatus(asset.name, asset.kind, "embedded", emb, emb.stat().st_size,
-                           "corrupt" if bad else "yes", detail="; ".join(bad))
+        return AssetStatus(
+            asset.name,
+            asset.kind,
+            "embedded",
+            emb,
+            emb.stat().st_size,
+            "corrupt" if bad else "yes",
+            detail="; ".join(bad),
+        )
     path = cache_path(cache_dir, asset)
     if not path.is_file():
         return AssetStatus(asset.name, asset.kind, "missing", None, None, "-")
     stamp = read_stamp(path.parent)
-    ok = stamp is not None and stamp.filename == path.name and stamp.matches(path) and not mismatches(
-        {"md5": stamp.md5, "sha256": stamp.sha256}, asset.checksums)
+    ok = (
+        stamp is not None
+        and stamp.filename == path.name
+        and stamp.matches(path)
+        and not mismatches({"md5": stamp.md5, "sha256": stamp.sha256}, asset.checksums)
+    )
     return AssetStatus(asset.name, asset.kind, "cache", path, path.stat().st_size, "yes" if ok else "no")
 
 
@@ -221,11 +255,13 @@ def custom_status(stamp: Stamp, cache_dir: Path) -> AssetStatus:
     path = asset_dir(cache_dir, stamp.name) / stamp.filename
     if not path.is_file():
         return AssetStatus(stamp.name, stamp.kind, "missing", None, None, "-", custom=True)
-    return AssetStatus(stamp.name, stamp.kind, "cache", path, path.stat().st_size,
-                       "yes" if stamp.matches(path) else "no", custom=True)
+    return AssetStatus(
+        stamp.name, stamp.kind, "cache", path, path.stat().st_size, "yes" if stamp.matches(path) else "no", custom=True
+    )
 
 
 # ---------------------------------------------------------------------------------------------- verify
+
 
 @dataclass(frozen=True)
 class VerifyResult:
@@ -260,10 +296,20 @@ def verify_cached(asset: Asset | None, stamp_name: str, cache_dir: Path, *, move
         kind: Kind = asset.kind if asset is not None else stamp.kind  # type: ignore[union-attr]
         origin = stamp.origin if stamp is not None else f"found in cache: {path}"
         placed = stamp.placed_as if stamp is not None else "copy"
-        write_stamp(directory, stamp_for(
-            path, stamp_name, kind, digests, origin, placed_as=placed, custom=custom,
-            format=asset.format if asset else (stamp.format if stamp else None),
-            precision=asset.precision if asset else (stamp.precision if stamp else None)))
+        write_stamp(
+            directory,
+            stamp_for(
+                path,
+                stamp_name,
+                kind,
+                digests,
+                origin,
+                placed_as=placed,
+                custom=custom,
+                format=asset.format if asset else (stamp.format if stamp else None),
+                precision=asset.precision if asset else (stamp.precision if stamp else None),
+            ),
+        )
     return VerifyResult(stamp_name, path, True)
 
 
@@ -291,8 +337,16 @@ def _copy_hashing(src: Path, dst: Path) -> dict[str, str]:
     return {"md5": md5.hexdigest(), "sha256": sha.hexdigest()}
 
 
-def import_file(src: Path, name: str, cache_dir: Path, catalogue: Catalogue, *, link: bool = False,
-                kind: Kind = "model", check_interface: bool = True) -> Path:
+def import_file(
+    src: Path,
+    name: str,
+    cache_dir: Path,
+    catalogue: Catalogue,
+    *,
+    link: bool = False,
+    kind: Kind = "model",
+    check_interface: bool = True,
+) -> Path:
     """Place a local file into the cache as asset `name`, after checking it.
 
     A catalogue name must match the catalogue's checksums; any other name becomes a custom asset
@@ -316,7 +370,8 @@ def import_file(src: Path, name: str, cache_dir: Path, catalogue: Catalogue, *, 
         if bad:
             raise AssetError(
                 f"{src} is not asset {canonical} ({'; '.join(bad)}); import the right file, or import it "
-                "under a new name (e.g. --as my-model) to use it as a custom asset")
+                "under a new name (e.g. --as my-model) to use it as a custom asset"
+            )
     fmt = asset.format if asset is not None else ("onnx" if src.suffix == ".onnx" else None)
     # A matching checksum already proves a catalogue file; the interface check is for everything else.
     unproven = asset is None or not asset.checksums
@@ -325,8 +380,10 @@ def import_file(src: Path, name: str, cache_dir: Path, catalogue: Catalogue, *, 
 
         problems = check_onnx_interface(src, asset.interface if asset is not None else None)
         if problems:
-            raise AssetError(f"{src} does not have the expected model interface: {'; '.join(problems)}; "
-                             "export it as described in docs/CUSTOM_MODELS.md")
+            raise AssetError(
+                f"{src} does not have the expected model interface: {'; '.join(problems)}; "
+                "export it as described in docs/CUSTOM_MODELS.md"
+            )
     filename = asset.filename if asset is not None else src.name
     with asset_lock(cache_dir, canonical) as directory:
         final = directory / filename
@@ -343,23 +400,45 @@ def import_file(src: Path, name: str, cache_dir: Path, catalogue: Catalogue, *, 
             digests = src_digests
         else:
             if shutil.disk_usage(directory).free < src.stat().st_size:
-                raise AssetError(f"not enough free space in {directory} to copy {src}; free space, "
-                                 "use --link, or pass another --cache-dir")
+                raise AssetError(
+                    f"not enough free space in {directory} to copy {src}; free space, "
+                    "use --link, or pass another --cache-dir"
+                )
             digests = _copy_hashing(src, tmp)
             if digests != src_digests:
                 tmp.unlink(missing_ok=True)
                 raise AssetError(f"{src} changed while it was copied; import it again")
         publish(tmp, final)
-        write_stamp(directory, stamp_for(
-            final, canonical, asset.kind if asset is not None else kind, digests, f"import:{src.resolve()}",
-            placed_as=placed, custom=asset is None, format=fmt,
-            precision=asset.precision if asset is not None else None))
+        write_stamp(
+            directory,
+            stamp_for(
+                final,
+                canonical,
+                asset.kind if asset is not None else kind,
+                digests,
+                f"import:{src.resolve()}",
+                placed_as=placed,
+                custom=asset is None,
+                format=fmt,
+                precision=asset.precision if asset is not None else None,
+            ),
+        )
     log.info("imported %s as %s (%s) -> %s", src, canonical, placed, final)
     return final
 
 
-def place_generated(cache_dir: Path, name: str, filename: str, writer: Callable[[Path], object], *,
-                    kind: Kind, format: str | None, precision: str | None, custom: bool, origin: str) -> Path:
+def place_generated(
+    cache_dir: Path,
+    name: str,
+    filename: str,
+    writer: Callable[[Path], object],
+    *,
+    kind: Kind,
+    format: str | None,
+    precision: str | None,
+    custom: bool,
+    origin: str,
+) -> Path:
     """Write a generated file into the cache the same way a download lands: part, hash, publish, stamp."""
     with asset_lock(cache_dir, name) as directory:
         final = directory / filename
@@ -368,6 +447,18 @@ def place_generated(cache_dir: Path, name: str, filename: str, writer: Callable[
         writer(tmp)
         digests = file_digests(tmp)
         publish(tmp, final)
-        write_stamp(directory, stamp_for(final, name, kind, digests, origin, placed_as="generated",
-                                         custom=custom, format=format, precision=precision))
+        write_stamp(
+            directory,
+            stamp_for(
+                final,
+                name,
+                kind,
+                digests,
+                origin,
+                placed_as="generated",
+                custom=custom,
+                format=format,
+                precision=precision,
+            ),
+        )
     return final

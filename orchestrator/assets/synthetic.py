@@ -113,6 +113,7 @@ def build_synthetic_bert(shape: BertShape = BERT_LARGE, seed: int = 0):  # type:
 
     g = _GraphBuilder(seed)
     h, heads, hs = shape.hidden, shape.heads, shape.head_size
+
     def i64(*v: int) -> np.ndarray:
         return np.array(v, dtype=np.int64)
 
@@ -120,12 +121,29 @@ def build_synthetic_bert(shape: BertShape = BERT_LARGE, seed: int = 0):  # type:
     word = g.weight("bert.embeddings.word_embeddings.weight", (shape.vocab, h))
     pos = g.weight("bert.embeddings.position_embeddings.weight", (shape.max_positions, h))
     typ = g.weight("bert.embeddings.token_type_embeddings.weight", (shape.type_vocab, h))
-    seq_len = g.node("Gather", [g.node("Shape", ["input_ids"], "shape"), g.const("one_idx", np.array(1, np.int64))],
-                     "seq_len", axis=0)
-    position_ids = g.node("Unsqueeze", [g.node("Range", [g.const("zero", np.array(0, np.int64)), seq_len,
-                                                          g.const("step", np.array(1, np.int64))], "range"),
-                                        g.const("axes0", i64(0))], "position_ids")
-    x = g.node("Add", [g.node("Gather", [word, "input_ids"], "word_emb"), g.node("Gather", [pos, position_ids], "pos_emb")], "emb")
+    seq_len = g.node(
+        "Gather",
+        [g.node("Shape", ["input_ids"], "shape"), g.const("one_idx", np.array(1, np.int64))],
+        "seq_len",
+        axis=0,
+    )
+    position_ids = g.node(
+        "Unsqueeze",
+        [
+            g.node(
+                "Range",
+                [g.const("zero", np.array(0, np.int64)), seq_len, g.const("step", np.array(1, np.int64))],
+                "range",
+            ),
+            g.const("axes0", i64(0)),
+        ],
+        "position_ids",
+    )
+    x = g.node(
+        "Add",
+        [g.node("Gather", [word, "input_ids"], "word_emb"), g.node("Gather", [pos, position_ids], "pos_emb")],
+        "emb",
+    )
     x = g.node("Add", [x, g.node("Gather", [typ, "segment_ids"], "type_emb")], "emb")
     x = g.layer_norm(x, h, "bert.embeddings.LayerNorm")
 
@@ -145,12 +163,24 @@ def build_synthetic_bert(shape: BertShape = BERT_LARGE, seed: int = 0):  # type:
 
     for n in range(shape.layers):
         p = f"bert.encoder.layer.{n}"
-        q = g.node("Transpose", [g.node("Reshape", [g.linear(x, h, h, f"{p}.attention.self.query"), split_heads], "q")],
-                   "qT", perm=[0, 2, 1, 3])
-        k = g.node("Transpose", [g.node("Reshape", [g.linear(x, h, h, f"{p}.attention.self.key"), split_heads], "k")],
-                   "kT", perm=[0, 2, 3, 1])
-        v = g.node("Transpose", [g.node("Reshape", [g.linear(x, h, h, f"{p}.attention.self.value"), split_heads], "v")],
-                   "vT", perm=[0, 2, 1, 3])
+        q = g.node(
+            "Transpose",
+            [g.node("Reshape", [g.linear(x, h, h, f"{p}.attention.self.query"), split_heads], "q")],
+            "qT",
+            perm=[0, 2, 1, 3],
+        )
+        k = g.node(
+            "Transpose",
+            [g.node("Reshape", [g.linear(x, h, h, f"{p}.attention.self.key"), split_heads], "k")],
+            "kT",
+            perm=[0, 2, 3, 1],
+        )
+        v = g.node(
+            "Transpose",
+            [g.node("Reshape", [g.linear(x, h, h, f"{p}.attention.self.value"), split_heads], "v")],
+            "vT",
+            perm=[0, 2, 1, 3],
+        )
         scores = g.node("Add", [g.node("Div", [g.node("MatMul", [q, k], "qk"), scale], "qk_scaled"), mask], "qk_masked")
         probs = g.node("Softmax", [scores], "probs", axis=-1)
         ctx = g.node("Transpose", [g.node("MatMul", [probs, v], "ctx")], "ctxT", perm=[0, 2, 1, 3])
@@ -170,15 +200,21 @@ def build_synthetic_bert(shape: BertShape = BERT_LARGE, seed: int = 0):  # type:
     g.nodes.append(helper.make_node("Squeeze", [end, last], ["output_end_logits"], name="squeeze_end"))
 
     dims = ["batch_size", "seq_len"]
-    inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, dims) for n in ("input_ids", "input_mask", "segment_ids")]
-    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, dims)
-               for n in ("output_start_logits", "output_end_logits")]
+    inputs = [
+        helper.make_tensor_value_info(n, TensorProto.INT64, dims) for n in ("input_ids", "input_mask", "segment_ids")
+    ]
+    outputs = [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, dims) for n in ("output_start_logits", "output_end_logits")
+    ]
     graph = helper.make_graph(g.nodes, "bert_synthetic", inputs, outputs, initializer=g.initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="mlperf-bert", producer_version=__version__)
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="mlperf-bert", producer_version=__version__
+    )
     model.ir_version = 8  # readable by every onnxruntime >= 1.10
-    model.doc_string = (f"Synthetic BERT (RANDOM weights, seed {seed}): {asdict(shape)}. For speed measurements "
-                        "only; its accuracy is meaningless.")
+    model.doc_string = (
+        f"Synthetic BERT (RANDOM weights, seed {seed}): {asdict(shape)}. For speed measurements "
+        "only; its accuracy is meaningless."
+    )
     onnx.helper.set_model_props(model, {"mlperf_bert.synthetic": "true", "mlperf_bert.seed": str(seed)})
     return model
 

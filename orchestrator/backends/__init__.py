@@ -124,8 +124,7 @@ TARGETS: dict[str, Target] = {
             cpu_flags=("avx2",),
             accepts_zoo_stubs=True,
             # DeepSparse cannot compile the dynamically quantized demo: the fp32 BERT-large, on fewer queries.
-            ci=CiJob(runs_on=_CPU_RUNNER, model="bert-large-onnx-fp32", query_count=20,
-                     container_tests=_DOCKER_TESTS),
+            ci=CiJob(runs_on=_CPU_RUNNER, model="bert-large-onnx-fp32", query_count=20, container_tests=_DOCKER_TESTS),
         ),
         Target(
             backend="pytorch",

@@ -40,9 +40,14 @@ def _cache(cache_dir: Path | None) -> Path:
 @app.callback()
 def _options(
     ctx: typer.Context,
-    catalogue: Annotated[Path | None, typer.Option(
-        "--catalogue", envvar="MLPERF_BERT_CATALOGUE", help="Use another catalogue file than configs/assets.yaml.",
-    )] = None,
+    catalogue: Annotated[
+        Path | None,
+        typer.Option(
+            "--catalogue",
+            envvar="MLPERF_BERT_CATALOGUE",
+            help="Use another catalogue file than configs/assets.yaml.",
+        ),
+    ] = None,
 ) -> None:
     ctx.obj = {"catalogue": catalogue}
 
@@ -53,8 +58,10 @@ def fetch(
     names: Annotated[list[str] | None, typer.Argument(help="Catalogue names or aliases to fetch.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Fetch every downloadable asset that is not embedded.")] = False,
     cache_dir: CacheDir = None,
-    progress: Annotated[bool | None, typer.Option(
-        "--progress/--no-progress", help="Show a progress bar [default: when stderr is a terminal].")] = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="Show a progress bar [default: when stderr is a terminal]."),
+    ] = None,
     retries: Annotated[int, typer.Option(min=1, help="Tries per mirror on transient errors.")] = 6,
 ) -> None:
     """Download assets into the cache: resumable, retried, verified before they become visible."""
@@ -80,8 +87,10 @@ def fetch(
         size = human(result.path.stat().st_size)
         typer.echo(f"{asset.name}: {result.action} ({size}, verified) {result.path}")
     if failed:
-        raise AssetError(f"{len(failed)} of {len(assets)} assets could not be fetched ({', '.join(failed)}); "
-                         "see the messages above and run the fetch again (downloads resume)")
+        raise AssetError(
+            f"{len(failed)} of {len(assets)} assets could not be fetched ({', '.join(failed)}); "
+            "see the messages above and run the fetch again (downloads resume)"
+        )
 
 
 @app.command("list")
@@ -103,20 +112,41 @@ def list_(
         if asset.aliases:
             notes.append("alias " + ",".join(asset.aliases))
         if st.where == "missing":
-            notes.append("`assets make-synthetic`" if asset.synthetic else
-                         "`assets fetch`" if asset.mirrors else "`assets import`")
+            notes.append(
+                "`assets make-synthetic`"
+                if asset.synthetic
+                else "`assets fetch`"
+                if asset.mirrors
+                else "`assets import`"
+            )
         rows.append((st, notes))
     rows += [(custom_status(s, cache), ["custom", s.sha256[:12]]) for s in custom_stamps(cache, catalogue)]
     if as_json:
-        typer.echo(json.dumps([
-            {"name": st.name, "kind": st.kind, "where": st.where, "path": str(st.path) if st.path else None,
-             "size": st.size, "verified": st.verified, "custom": st.custom, "notes": notes}
-            for st, notes in rows], indent=2))
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "name": st.name,
+                        "kind": st.kind,
+                        "where": st.where,
+                        "path": str(st.path) if st.path else None,
+                        "size": st.size,
+                        "verified": st.verified,
+                        "custom": st.custom,
+                        "notes": notes,
+                    }
+                    for st, notes in rows
+                ],
+                indent=2,
+            )
+        )
         return
     typer.echo(f"cache: {cache}")
     header = ("NAME", "KIND", "WHERE", "SIZE", "VERIFIED", "NOTES")
-    table = [header] + [(st.name, st.kind, st.where, human(st.size) if st.size else "-", st.verified,
-                         "; ".join(notes)) for st, notes in rows]
+    table = [header] + [
+        (st.name, st.kind, st.where, human(st.size) if st.size else "-", st.verified, "; ".join(notes))
+        for st, notes in rows
+    ]
     widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
     for r in table:  # every column but the last is padded
         typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
@@ -127,8 +157,12 @@ def verify(
     ctx: typer.Context,
     names: Annotated[list[str] | None, typer.Argument(help="Assets to re-hash [default: every present one].")] = None,
     cache_dir: CacheDir = None,
-    move_aside: Annotated[bool, typer.Option(
-        "--move-aside", help="Rename a corrupt cached file to <file>.corrupt-<time> (it is never deleted).")] = False,
+    move_aside: Annotated[
+        bool,
+        typer.Option(
+            "--move-aside", help="Rename a corrupt cached file to <file>.corrupt-<time> (it is never deleted)."
+        ),
+    ] = False,
 ) -> None:
     """Re-hash assets against the catalogue; report (never silently delete) a corrupt file."""
     from orchestrator.assets.store import custom_stamps, status, verify_cached, verify_embedded
@@ -153,8 +187,11 @@ def verify(
                     typer.echo(f"{name}: missing (not in {cache})", err=True)
                     bad.append(name)
                 continue
-            result = (verify_embedded(asset) if where == "embedded"
-                      else verify_cached(asset, asset.name, cache, move_corrupt=move_aside))
+            result = (
+                verify_embedded(asset)
+                if where == "embedded"
+                else verify_cached(asset, asset.name, cache, move_corrupt=move_aside)
+            )
         checked += 1
         if result.ok:
             typer.echo(f"{name}: ok {result.path}")
@@ -163,8 +200,10 @@ def verify(
         where_now = f"; moved to {result.moved_to}" if result.moved_to else f" (left in place: {result.path})"
         typer.echo(f"{name}: CORRUPT: {result.problem}{where_now}", err=True)
     if bad:
-        raise AssetError(f"{len(bad)} asset(s) failed verification ({', '.join(bad)}); replace them with "
-                         f"`mlperf-bert assets fetch {' '.join(bad)}` (or `assets import` offline)")
+        raise AssetError(
+            f"{len(bad)} asset(s) failed verification ({', '.join(bad)}); replace them with "
+            f"`mlperf-bert assets fetch {' '.join(bad)}` (or `assets import` offline)"
+        )
     typer.echo(f"{checked} asset(s) verified")
 
 
@@ -173,8 +212,10 @@ def import_(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="The file to bring into the cache.")],
     name: Annotated[str, typer.Option("--as", help="Catalogue name (checksum must match) or a new custom name.")],
-    link: Annotated[bool, typer.Option(
-        "--link", help="Hard-link the file (symbolic link across file systems) instead of copying it.")] = False,
+    link: Annotated[
+        bool,
+        typer.Option("--link", help="Hard-link the file (symbolic link across file systems) instead of copying it."),
+    ] = False,
     kind: Annotated[str, typer.Option(help="Kind of a custom asset: model, dataset or vocab.")] = "model",
     cache_dir: CacheDir = None,
 ) -> None:
@@ -226,11 +267,20 @@ def make_synthetic(
     ensure_space(directory, shape.file_bytes(), name)
     filename = asset.filename if asset is not None else f"{name}.onnx"
     final = place_generated(
-        cache, asset.name if asset else name, filename, lambda p: write_synthetic_bert(p, shape, seed),
-        kind="model", format="onnx", precision="fp32", custom=asset is None,
-        origin=f"make-synthetic layers={layers} hidden={hidden} heads={heads} ffn={ffn} seed={seed}")
-    typer.echo(f"{asset.name if asset else name}: generated ({human(final.stat().st_size)}, RANDOM weights, "
-               f"seed {seed}) {final}")
+        cache,
+        asset.name if asset else name,
+        filename,
+        lambda p: write_synthetic_bert(p, shape, seed),
+        kind="model",
+        format="onnx",
+        precision="fp32",
+        custom=asset is None,
+        origin=f"make-synthetic layers={layers} hidden={hidden} heads={heads} ffn={ffn} seed={seed}",
+    )
+    typer.echo(
+        f"{asset.name if asset else name}: generated ({human(final.stat().st_size)}, RANDOM weights, "
+        f"seed {seed}) {final}"
+    )
 
 
 @app.command()

@@ -64,23 +64,38 @@ def _progress(key: str) -> Callable[[str], None]:
 
 @app.command()
 def build(
-    names: Annotated[list[str] | None, typer.Argument(
-        help="Images to build, by key (onnxruntime-cpu) or backend (deepsparse) [default: the CPU images and "
-             "those of the GPUs present].")] = None,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Images to build, by key (onnxruntime-cpu) or backend (deepsparse) [default: the CPU images and "
+            "those of the GPUs present]."
+        ),
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Build every image, GPU ones too.")] = False,
-    build_arg: Annotated[list[str] | None, typer.Option(
-        "--build-arg", help="NAME=VALUE overriding a Dockerfile ARG (a version, PYTHON_VERSION...); repeatable.")] = None,
-    base_image: Annotated[str | None, typer.Option(
-        envvar="MLPERF_BERT_BASE_IMAGE",
-        help="Base image (the BASE_IMAGE build arg), e.g. a local mlperf-bert/base:bookworm "
-             "[default: each Dockerfile's public base].")] = None,
-    offline: Annotated[bool, typer.Option(
-        help="Never download: build from the wheelhouse already in wheelhouse/<name>/.")] = False,
+    build_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--build-arg", help="NAME=VALUE overriding a Dockerfile ARG (a version, PYTHON_VERSION...); repeatable."
+        ),
+    ] = None,
+    base_image: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MLPERF_BERT_BASE_IMAGE",
+            help="Base image (the BASE_IMAGE build arg), e.g. a local mlperf-bert/base:bookworm "
+            "[default: each Dockerfile's public base].",
+        ),
+    ] = None,
+    offline: Annotated[
+        bool, typer.Option(help="Never download: build from the wheelhouse already in wheelhouse/<name>/.")
+    ] = False,
     no_cache: Annotated[bool, typer.Option(help="Rebuild every layer.")] = False,
-    allow_network: Annotated[bool, typer.Option(
-        help="Let build steps reach the network (only for a base that lacks python3).")] = False,
-    log_dir: Annotated[Path | None, typer.Option(
-        help="Where full build logs go [default: <cache>/logs/images].")] = None,
+    allow_network: Annotated[
+        bool, typer.Option(help="Let build steps reach the network (only for a base that lacks python3).")
+    ] = False,
+    log_dir: Annotated[
+        Path | None, typer.Option(help="Where full build logs go [default: <cache>/logs/images].")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
 ) -> None:
     """Download each image's wheelhouse on this host, then build it with no network; keeps the full log."""
@@ -93,14 +108,22 @@ def build(
     for recipe in chosen:
         typer.echo(f"building {recipe.reference} ...", err=True)
         result = build_image(
-            recipe, client=client, overrides=overrides, base_image=base_image, offline=offline,
-            no_cache=no_cache, allow_network=allow_network, log_dir=log_dir,
+            recipe,
+            client=client,
+            overrides=overrides,
+            base_image=base_image,
+            offline=offline,
+            no_cache=no_cache,
+            allow_network=allow_network,
+            log_dir=log_dir,
             on_step=_progress(recipe.key),
         )
         results.append(result)
         if not as_json:
-            typer.echo(f"{result.reference}  {result.image_id[:19]}  {format_size(result.size_bytes)}  "
-                       f"{result.seconds:.0f} s  log: {result.log_path}")
+            typer.echo(
+                f"{result.reference}  {result.image_id[:19]}  {format_size(result.size_bytes)}  "
+                f"{result.seconds:.0f} s  log: {result.log_path}"
+            )
     if as_json:
         typer.echo(json.dumps([{**asdict(r), "log_path": str(r.log_path)} for r in results], indent=2))
 

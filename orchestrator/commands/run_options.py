@@ -43,56 +43,102 @@ def _option(field: str, help: str, **kwargs: Any) -> Any:
     return typer.Option(RUN_FLAGS[field], help=help, **kwargs)
 
 
-BackendOption = Annotated[str | None, _option(
-    "backend", f"Inference backend: {_choices(BACKENDS)} (default: {_default('backend')}).")]
-DeviceOption = Annotated[str | None, _option(
-    "device", f"Device: {_choices(DEVICES)} (default: the backend's first).")]
-ScenarioOption = Annotated[Scenario | None, _option(
-    "scenario", f"LoadGen scenario, any case (default: {_default('scenario')}).", case_sensitive=False)]
-ScenariosOption = Annotated[list[Scenario] | None, _option(
-    "scenario", "LoadGen scenario to run, any case; repeat it (default: Offline and SingleStream).",
-    case_sensitive=False)]
-ModeOption = Annotated[Mode | None, _option(
-    "mode", f"accuracy, performance, or both, accuracy first (default: {_default('mode')}).")]
-ExecutionModeOption = Annotated[ExecutionMode | None, _option(
-    "execution_mode", "test: a short run of --test-query-count samples, labelled a test-mode result, never valid; "
-    f"valid: the full MLPerf rules (default: {_default('execution_mode')}).")]
-TestQueryCountOption = Annotated[int | None, _option(
-    "test_query_count", f"Samples in a test-mode run (default: {_default('test_query_count')}).")]
-BatchSizeOption = Annotated[int | None, _option(
-    "batch_size", "Batch size of the optimized SUT (default: the backend's, 2 for onnxruntime on the CPU, else 16).")]
+BackendOption = Annotated[
+    str | None, _option("backend", f"Inference backend: {_choices(BACKENDS)} (default: {_default('backend')}).")
+]
+DeviceOption = Annotated[str | None, _option("device", f"Device: {_choices(DEVICES)} (default: the backend's first).")]
+ScenarioOption = Annotated[
+    Scenario | None,
+    _option("scenario", f"LoadGen scenario, any case (default: {_default('scenario')}).", case_sensitive=False),
+]
+ScenariosOption = Annotated[
+    list[Scenario] | None,
+    _option(
+        "scenario",
+        "LoadGen scenario to run, any case; repeat it (default: Offline and SingleStream).",
+        case_sensitive=False,
+    ),
+]
+ModeOption = Annotated[
+    Mode | None, _option("mode", f"accuracy, performance, or both, accuracy first (default: {_default('mode')}).")
+]
+ExecutionModeOption = Annotated[
+    ExecutionMode | None,
+    _option(
+        "execution_mode",
+        "test: a short run of --test-query-count samples, labelled a test-mode result, never valid; "
+        f"valid: the full MLPerf rules (default: {_default('execution_mode')}).",
+    ),
+]
+TestQueryCountOption = Annotated[
+    int | None, _option("test_query_count", f"Samples in a test-mode run (default: {_default('test_query_count')}).")
+]
+BatchSizeOption = Annotated[
+    int | None,
+    _option(
+        "batch_size", "Batch size of the optimized SUT (default: the backend's, 2 for onnxruntime on the CPU, else 16)."
+    ),
+]
 ThreadsOption = Annotated[int | None, _option("threads", "Intra-op threads (default: the engine's choice).")]
-SutOption = Annotated[SutKind | None, _option(
-    "sut", f"optimized, or reference: the MLPerf reference behaviour (default: {_default('sut')}).")]
-ModelOption = Annotated[str | None, _option(
-    "model", "Model name from configs/assets.yaml, or a SparseZoo stub zoo:... for deepsparse "
-    f"(default: {_default('model')}, embedded).")]
-ModelPathOption = Annotated[Path | None, _option(
-    "model_path", "Model to run instead of --model: an ONNX file, or a Hugging Face checkpoint directory for pytorch.")]
-DatasetOption = Annotated[Path | None, _option(
-    "dataset_path", "SQuAD v1.1 JSON (default: the embedded dev set).")]
-VocabOption = Annotated[Path | None, _option(
-    "vocab_path", "WordPiece vocab (default: the embedded BERT uncased vocab).")]
-TargetQpsOption = Annotated[float | None, _option(
-    "target_qps", "LoadGen target_qps, Offline and Server (default: LoadGen's).")]
-TargetLatencyOption = Annotated[float | None, _option(
-    "target_latency_ms", "Server target latency in ms (default: MLPerf's, 130).")]
-RunnerOption = Annotated[RunnerKind | None, _option(
-    "runner", "auto: docker when the engine and image are there, else local; local; or docker "
-    f"(default: {_default('runner')}).")]
+SutOption = Annotated[
+    SutKind | None,
+    _option("sut", f"optimized, or reference: the MLPerf reference behaviour (default: {_default('sut')})."),
+]
+ModelOption = Annotated[
+    str | None,
+    _option(
+        "model",
+        "Model name from configs/assets.yaml, or a SparseZoo stub zoo:... for deepsparse "
+        f"(default: {_default('model')}, embedded).",
+    ),
+]
+ModelPathOption = Annotated[
+    Path | None,
+    _option(
+        "model_path",
+        "Model to run instead of --model: an ONNX file, or a Hugging Face checkpoint directory for pytorch.",
+    ),
+]
+DatasetOption = Annotated[Path | None, _option("dataset_path", "SQuAD v1.1 JSON (default: the embedded dev set).")]
+VocabOption = Annotated[
+    Path | None, _option("vocab_path", "WordPiece vocab (default: the embedded BERT uncased vocab).")
+]
+TargetQpsOption = Annotated[
+    float | None, _option("target_qps", "LoadGen target_qps, Offline and Server (default: LoadGen's).")
+]
+TargetLatencyOption = Annotated[
+    float | None, _option("target_latency_ms", "Server target latency in ms (default: MLPerf's, 130).")
+]
+RunnerOption = Annotated[
+    RunnerKind | None,
+    _option(
+        "runner",
+        "auto: docker when the engine and image are there, else local; local; or docker "
+        f"(default: {_default('runner')}).",
+    ),
+]
 ImageOption = Annotated[str | None, _option("image", "Docker runner: the image reference to use.")]
 ShmSizeOption = Annotated[str | None, _option("shm_size", "Docker runner: shared memory size (default: 1g).")]
 CpusetCpusOption = Annotated[str | None, _option("cpuset_cpus", "Docker runner: CPUs the container may use, e.g. 0-3.")]
 MemoryOption = Annotated[str | None, _option("memory", "Docker runner: memory limit, e.g. 8g.")]
 GpusOption = Annotated[str | None, _option("gpus", "Docker runner, NVIDIA: the --gpus value (default: all).")]
-EngineOptionsOption = Annotated[list[str] | None, _option(
-    "engine_options", "KEY=VALUE passed to the engine, e.g. optimize=none; repeat it.")]
-OutputDirOption = Annotated[Path | None, _option(
-    "output_dir", f"Where run directories are made (default: ./{_default('output_dir')}).")]
-CacheDirOption = Annotated[Path | None, _option(
-    "cache_dir", "Asset and feature cache (default: $MLPERF_BERT_CACHE, else ~/.cache/mlperf-bert).")]
-ConfigFileOption = Annotated[Path | None, typer.Option(
-    CONFIG_FLAG, help="YAML file of run options, keyed by RunConfig field, e.g. batch_size: 8 (the flags given override it).")]
+EngineOptionsOption = Annotated[
+    list[str] | None, _option("engine_options", "KEY=VALUE passed to the engine, e.g. optimize=none; repeat it.")
+]
+OutputDirOption = Annotated[
+    Path | None, _option("output_dir", f"Where run directories are made (default: ./{_default('output_dir')}).")
+]
+CacheDirOption = Annotated[
+    Path | None,
+    _option("cache_dir", "Asset and feature cache (default: $MLPERF_BERT_CACHE, else ~/.cache/mlperf-bert)."),
+]
+ConfigFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        CONFIG_FLAG,
+        help="YAML file of run options, keyed by RunConfig field, e.g. batch_size: 8 (the flags given override it).",
+    ),
+]
 
 
 def parse_engine_options(items: list[str] | None) -> dict[str, str] | None:

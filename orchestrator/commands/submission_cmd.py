@@ -46,23 +46,41 @@ app = typer.Typer(
 
 EXIT_TEST_MODE = 3  # `check`: the submission follows the rules of a short run but is not a valid result
 
-SubmissionDir = Annotated[Path, typer.Option(
-    "--submission-dir", help="Folder of submission attempts (the tree, tarball and SCC files).")]
+SubmissionDir = Annotated[
+    Path, typer.Option("--submission-dir", help="Folder of submission attempts (the tree, tarball and SCC files).")
+]
 Division = Annotated[str, typer.Option(help=f"{' | '.join(SUBMITTABLE_DIVISIONS)}.")]
 Version = Annotated[str, typer.Option("--mlperf-version", help=f"Layout and rules: {' | '.join(VERSIONS)}.")]
 Benchmark = Annotated[str, typer.Option(help=f"The MLPerf model results count for: {' | '.join(MLPERF_MODELS)}.")]
 Submitter = Annotated[str | None, typer.Option(help="Submitter (organisation or team) name.")]
 HwName = Annotated[str | None, typer.Option(help="Hardware name used for the system folder and name.")]
 SystemConfig = Annotated[Path | None, typer.Option(help="YAML of system description keys overriding detection.")]
-ModelName = Annotated[str | None, typer.Option(help="Folder name of a custom (non-MLPerf) model (default: from the run).")]
-Attempt = Annotated[str | None, typer.Option(help="Attempt N ('short' or a number) (default: short for test-mode runs, else the next number).")]
+ModelName = Annotated[
+    str | None, typer.Option(help="Folder name of a custom (non-MLPerf) model (default: from the run).")
+]
+Attempt = Annotated[
+    str | None,
+    typer.Option(help="Attempt N ('short' or a number) (default: short for test-mode runs, else the next number)."),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
 
-def _options(division: str, version: str, benchmark: str, submitter: str | None, hw_name: str | None,
-             system_config: Path | None, model_name: str | None) -> GenerateOptions:
-    options = GenerateOptions(division=division, version=version, benchmark=benchmark, model_name=model_name,
-                              overrides=Overrides(submitter=submitter, hw_name=hw_name, system_config=system_config))
+def _options(
+    division: str,
+    version: str,
+    benchmark: str,
+    submitter: str | None,
+    hw_name: str | None,
+    system_config: Path | None,
+    model_name: str | None,
+) -> GenerateOptions:
+    options = GenerateOptions(
+        division=division,
+        version=version,
+        benchmark=benchmark,
+        model_name=model_name,
+        overrides=Overrides(submitter=submitter, hw_name=hw_name, system_config=system_config),
+    )
     options.validate()
     return options
 
@@ -70,11 +88,18 @@ def _options(division: str, version: str, benchmark: str, submitter: str | None,
 def _print_result(result: Any, as_json: bool) -> None:
     report = result.report
     if as_json:
-        typer.echo(json.dumps({
-            "attempt": result.attempt, "tree": str(result.tree), "verdict": report.verdict,
-            "artifacts": {k: str(v) for k, v in result.artifacts.items()},
-            "findings": [str(f) for f in report.findings],
-        }, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "attempt": result.attempt,
+                    "tree": str(result.tree),
+                    "verdict": report.verdict,
+                    "artifacts": {k: str(v) for k, v in result.artifacts.items()},
+                    "findings": [str(f) for f in report.findings],
+                },
+                indent=2,
+            )
+        )
         return
     for finding in report.findings:
         typer.echo(str(finding))
@@ -97,13 +122,22 @@ def generate(
     model_name: ModelName = None,
     attempt: Attempt = None,
     package: Annotated[bool, typer.Option(help="Write the tarball and the SCC artifacts after the check.")] = True,
-    keep_invalid: Annotated[bool, typer.Option("--keep-invalid", help="Keep a tree that fails the check, for inspection.")] = False,
+    keep_invalid: Annotated[
+        bool, typer.Option("--keep-invalid", help="Keep a tree that fails the check, for inspection.")
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
     """Assemble attempt N from run directories, check it, and package it with the SCC artifacts."""
     options = _options(division, mlperf_version, benchmark, submitter, hw_name, system_config, model_name)
-    result = generate_submission(list(run_dirs), submission_dir, options, attempt=attempt, package=package,
-                                 keep_invalid=keep_invalid, argv=sys.argv)
+    result = generate_submission(
+        list(run_dirs),
+        submission_dir,
+        options,
+        attempt=attempt,
+        package=package,
+        keep_invalid=keep_invalid,
+        argv=sys.argv,
+    )
     _print_result(result, as_json)
 
 
@@ -113,8 +147,10 @@ def _extract(archive: Path, dest: Path) -> Path:
         with tarfile.open(archive) as tar:
             for member in tar.getmembers():
                 if not (member.isfile() or member.isdir()):
-                    raise ConfigError(f"{archive} holds {member.name}, which is not a plain file or folder; "
-                                      "a submission tarball must hold only the tree")
+                    raise ConfigError(
+                        f"{archive} holds {member.name}, which is not a plain file or folder; "
+                        "a submission tarball must hold only the tree"
+                    )
             tar.extractall(dest, filter="data")
     except (tarfile.TarError, OSError) as e:
         raise ConfigError(f"{archive} cannot be read as a tar.gz ({e}); pass a submission folder or tarball") from None
@@ -125,10 +161,19 @@ def _extract(archive: Path, dest: Path) -> Path:
 def check(
     path: Annotated[Path, typer.Argument(help="A submission root (holding open/ or closed/) or its .tar.gz.")],
     mlperf_version: Version = DEFAULT_VERSION,
-    run_dir: Annotated[list[Path] | None, typer.Option(
-        help="Run directory holding a full accuracy log, to verify the hashes in accuracy.txt (repeat it).")] = None,
-    allow_test_mode: Annotated[bool, typer.Option(
-        "--allow-test-mode", help=f"Exit 0 for a test-mode submission (default: exit {EXIT_TEST_MODE}, it is not a valid result).")] = False,
+    run_dir: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Run directory holding a full accuracy log, to verify the hashes in accuracy.txt (repeat it)."
+        ),
+    ] = None,
+    allow_test_mode: Annotated[
+        bool,
+        typer.Option(
+            "--allow-test-mode",
+            help=f"Exit 0 for a test-mode submission (default: exit {EXIT_TEST_MODE}, it is not a valid result).",
+        ),
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
     """Check a submission against the MLPerf rules: one line per problem, naming the file."""
@@ -137,12 +182,29 @@ def check(
         full_logs = [d / "accuracy" / "mlperf_log_accuracy.json" for d in run_dir or []]
         report = check_submission(root, mlperf_version, full_logs)
     if as_json:
-        typer.echo(json.dumps({
-            "root": str(path), "version": report.version, "verdict": report.verdict,
-            "findings": [{"kind": f.kind, "path": f.path, "message": f.message} for f in report.findings],
-            "results": [{"system": r.system, "model": r.model, "scenario": r.scenario, "result": r.result,
-                         "units": r.units, "f1": r.f1, "test_mode": r.test_mode} for r in report.results],
-        }, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "root": str(path),
+                    "version": report.version,
+                    "verdict": report.verdict,
+                    "findings": [{"kind": f.kind, "path": f.path, "message": f.message} for f in report.findings],
+                    "results": [
+                        {
+                            "system": r.system,
+                            "model": r.model,
+                            "scenario": r.scenario,
+                            "result": r.result,
+                            "units": r.units,
+                            "f1": r.f1,
+                            "test_mode": r.test_mode,
+                        }
+                        for r in report.results
+                    ],
+                },
+                indent=2,
+            )
+        )
     else:
         for finding in report.findings:
             typer.echo(str(finding))
@@ -183,11 +245,29 @@ def run(
 ) -> None:
     """Accuracy + performance for each scenario, then generate, check and package one attempt."""
     overrides = RunOverrides(
-        backend=backend, device=device, execution_mode=execution_mode, test_query_count=test_query_count,
-        batch_size=batch_size, threads=threads, sut=sut, model=model, model_path=model_path, target_qps=target_qps,
-        runner=runner, output_dir=output_dir, cache_dir=cache_dir,
+        backend=backend,
+        device=device,
+        execution_mode=execution_mode,
+        test_query_count=test_query_count,
+        batch_size=batch_size,
+        threads=threads,
+        sut=sut,
+        model=model,
+        model_path=model_path,
+        target_qps=target_qps,
+        runner=runner,
+        output_dir=output_dir,
+        cache_dir=cache_dir,
     )
     options = _options(division, mlperf_version, benchmark, submitter, hw_name, system_config, model_name)
-    result = run_and_submit(overrides, config, list(scenario or []), submission_dir, options,
-                            attempt=attempt, argv=sys.argv, progress=not as_json)
+    result = run_and_submit(
+        overrides,
+        config,
+        list(scenario or []),
+        submission_dir,
+        options,
+        attempt=attempt,
+        argv=sys.argv,
+        progress=not as_json,
+    )
     _print_result(result, as_json)

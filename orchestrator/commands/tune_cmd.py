@@ -41,7 +41,9 @@ def _int_list(text: str, what: str) -> list[int]:
     try:
         values = [int(x) for x in text.replace(" ", "").split(",") if x]
     except ValueError:
-        raise ConfigError(f"--{what} {text!r} is not a comma-separated list of whole numbers; pass e.g. 1,4,16") from None
+        raise ConfigError(
+            f"--{what} {text!r} is not a comma-separated list of whole numbers; pass e.g. 1,4,16"
+        ) from None
     if not values or min(values) < 1:
         raise ConfigError(f"--{what} needs whole numbers >= 1; pass e.g. 1,4,16")
     return values
@@ -50,8 +52,10 @@ def _int_list(text: str, what: str) -> list[int]:
 def command(
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes to try.")] = "1,2,4,8,16,32,64",
     # A sweep of run's --threads: the same flag, a list of values (not the RunConfig field itself).
-    thread_counts: Annotated[str | None, typer.Option(
-        "--threads", help="Comma-separated intra-op thread counts (default: the engine's choice).")] = None,
+    thread_counts: Annotated[
+        str | None,
+        typer.Option("--threads", help="Comma-separated intra-op thread counts (default: the engine's choice)."),
+    ] = None,
     instances: Annotated[str | None, typer.Option(help="Comma-separated engine instance counts (onnxruntime).")] = None,
     samples: Annotated[int, typer.Option(min=1, help="Samples per trial (short test-mode performance runs).")] = 512,
     scenario: ScenarioOption = None,
@@ -64,33 +68,82 @@ def command(
     output_dir: OutputDirOption = None,
     cache_dir: CacheDirOption = None,
     config: ConfigFileOption = None,
-    find_performance: Annotated[bool, typer.Option(
-        "--find-performance", help="After the sweep, a short run at the best setting sets target_qps (Offline, "
-        "Server) or target_latency (SingleStream, MultiStream) for a valid run: writes user.conf and config.yaml.")] = False,
-    performance_samples: Annotated[int | None, typer.Option(
-        min=1, help="Samples of the --find-performance run (default: about 20 s of work at the best rate).")] = None,
-    int8: Annotated[bool, typer.Option(
-        "--int8", help="Quantize the fp32 model (--model-path) to int8, check its F1 against the fp32 model on the "
-        "same questions (bert-99: >= 0.99x), and tune the int8 model only if it passes.")] = False,
-    int8_check_samples: Annotated[int | None, typer.Option(
-        min=1, help="Features for the int8 accuracy check (default: the full dev set).")] = None,
-    plot: Annotated[bool, typer.Option(help="Write throughput.png (needs matplotlib: pip install 'mlperf-bert[plot]').")] = True,
+    find_performance: Annotated[
+        bool,
+        typer.Option(
+            "--find-performance",
+            help="After the sweep, a short run at the best setting sets target_qps (Offline, "
+            "Server) or target_latency (SingleStream, MultiStream) for a valid run: writes user.conf and config.yaml.",
+        ),
+    ] = False,
+    performance_samples: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Samples of the --find-performance run (default: about 20 s of work at the best rate)."
+        ),
+    ] = None,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="Quantize the fp32 model (--model-path) to int8, check its F1 against the fp32 model on the "
+            "same questions (bert-99: >= 0.99x), and tune the int8 model only if it passes.",
+        ),
+    ] = False,
+    int8_check_samples: Annotated[
+        int | None, typer.Option(min=1, help="Features for the int8 accuracy check (default: the full dev set).")
+    ] = None,
+    plot: Annotated[
+        bool, typer.Option(help="Write throughput.png (needs matplotlib: pip install 'mlperf-bert[plot]').")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Sweep batch size (and threads/instances) with short performance runs; keep every trial, pick the best.
 
     The trials and their records go into a tune-<time> folder under --output-dir.
     """
-    overrides = RunOverrides(scenario=scenario, backend=backend, device=device, model=model, model_path=model_path,
-                             sut=sut, runner=runner, output_dir=output_dir, cache_dir=cache_dir)
-    _tune(overrides, config, batch_sizes=batch_sizes, threads=thread_counts, instances=instances, samples=samples,
-          find_performance=find_performance, performance_samples=performance_samples, int8=int8,
-          int8_check_samples=int8_check_samples, plot=plot, as_json=as_json)
+    overrides = RunOverrides(
+        scenario=scenario,
+        backend=backend,
+        device=device,
+        model=model,
+        model_path=model_path,
+        sut=sut,
+        runner=runner,
+        output_dir=output_dir,
+        cache_dir=cache_dir,
+    )
+    _tune(
+        overrides,
+        config,
+        batch_sizes=batch_sizes,
+        threads=thread_counts,
+        instances=instances,
+        samples=samples,
+        find_performance=find_performance,
+        performance_samples=performance_samples,
+        int8=int8,
+        int8_check_samples=int8_check_samples,
+        plot=plot,
+        as_json=as_json,
+    )
 
 
-def _tune(overrides: RunOverrides, config: Path | None, *, batch_sizes: str, threads: str | None,
-          instances: str | None, samples: int, find_performance: bool, performance_samples: int | None, int8: bool,
-          int8_check_samples: int | None, plot: bool, as_json: bool) -> None:
+def _tune(
+    overrides: RunOverrides,
+    config: Path | None,
+    *,
+    batch_sizes: str,
+    threads: str | None,
+    instances: str | None,
+    samples: int,
+    find_performance: bool,
+    performance_samples: int | None,
+    int8: bool,
+    int8_check_samples: int | None,
+    plot: bool,
+    as_json: bool,
+) -> None:
     base = resolve_config(overrides, config)
     notes: list[str] = []
     vet = None
@@ -101,18 +154,22 @@ def _tune(overrides: RunOverrides, config: Path | None, *, batch_sizes: str, thr
         fp32_path, check_dir = base.model_path, Path(base.output_dir) / "int8-check"
         # First checked at the batch size a plain `run` would use; the best trial is checked at its own.
         first_batch = effective_batch_size(base, get_target(base.backend, base.device))
-        variant = int8_checks.make_int8_variant(fp32_path, cache_dir=cache, output_dir=check_dir, samples=int8_check_samples,
-                                                batch_size=first_batch)
+        variant = int8_checks.make_int8_variant(
+            fp32_path, cache_dir=cache, output_dir=check_dir, samples=int8_check_samples, batch_size=first_batch
+        )
         assert variant.check is not None
         notes.append(variant.check.summary())
         if not variant.approved:
-            raise ConfigError(f"the int8 model failed its accuracy check ({variant.check.summary()}); "
-                              "tune the fp32 model instead (drop --int8)")
+            raise ConfigError(
+                f"the int8 model failed its accuracy check ({variant.check.summary()}); "
+                "tune the fp32 model instead (drop --int8)"
+            )
         base = resolve_config(replace(overrides, model_path=variant.path), config)
 
         def int8_holds(trial: Trial) -> str | None:
-            check = int8_checks.check_at_batch(variant, fp32_path, trial.batch_size, cache_dir=cache,
-                                               output_dir=check_dir, samples=int8_check_samples)
+            check = int8_checks.check_at_batch(
+                variant, fp32_path, trial.batch_size, cache_dir=cache, output_dir=check_dir, samples=int8_check_samples
+            )
             if check is not variant.check:
                 notes.append(check.summary())
             return None if check.passed else f"int8 F1 ratio {check.ratio:.4f} < {check.threshold} at this batch size"
@@ -138,10 +195,14 @@ def _tune(overrides: RunOverrides, config: Path | None, *, batch_sizes: str, thr
     typer.echo(markdown_table(result.trials, result.best))
     best = result.best
     if best is not None:
-        typer.echo(f"best: batch size {best.batch_size}, threads {best.threads or 'auto'}, instances {best.instances or 'default'}, "
-                   f"{best.samples_per_second:.2f} samples/s (test mode)")
+        typer.echo(
+            f"best: batch size {best.batch_size}, threads {best.threads or 'auto'}, instances {best.instances or 'default'}, "
+            f"{best.samples_per_second:.2f} samples/s (test mode)"
+        )
     if result.performance:
         target = result.performance.get("target_qps", result.performance.get("target_latency_ms"))
-        typer.echo(f"valid-run target: {target} -> {result.files.get('config')} "
-                   f"(mlperf-bert run --config {result.files.get('config')})")
+        typer.echo(
+            f"valid-run target: {target} -> {result.files.get('config')} "
+            f"(mlperf-bert run --config {result.files.get('config')})"
+        )
     typer.echo(f"records: {result.directory}")

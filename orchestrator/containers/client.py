@@ -58,12 +58,20 @@ def is_connection_error(exc: BaseException) -> bool:
 
     if isinstance(exc, APIError):  # the engine answered (its text may still say "connection refused": a registry's)
         return False
-    if any(isinstance(e, (requests.exceptions.ConnectionError, ConnectionError, FileNotFoundError))
-           for e in _chain(exc)):
+    if any(
+        isinstance(e, (requests.exceptions.ConnectionError, ConnectionError, FileNotFoundError)) for e in _chain(exc)
+    ):
         return True
     text = str(exc).lower()
-    return any(s in text for s in ("connection refused", "connection aborted", "connection reset",
-                                   "error while fetching server api version"))
+    return any(
+        s in text
+        for s in (
+            "connection refused",
+            "connection aborted",
+            "connection reset",
+            "error while fetching server api version",
+        )
+    )
 
 
 def _unreachable_reason(exc: BaseException) -> str | None:
@@ -77,8 +85,12 @@ def _unreachable_reason(exc: BaseException) -> str | None:
         if isinstance(e, PermissionError):
             return "permission denied"
     text = str(exc).lower()
-    for marker, reason in (("no such file or directory", "no socket there"), ("filenotfounderror", "no socket there"),
-                           ("connection refused", "connection refused"), ("permission denied", "permission denied")):
+    for marker, reason in (
+        ("no such file or directory", "no socket there"),
+        ("filenotfounderror", "no socket there"),
+        ("connection refused", "connection refused"),
+        ("permission denied", "permission denied"),
+    ):
         if marker in text:
             return reason
     return None
@@ -88,9 +100,18 @@ def engine_address() -> str:
     return os.environ.get("DOCKER_HOST") or DEFAULT_ENGINE
 
 
-_PERMANENT = ("could not select device driver", "no such file or directory", "bind source path does not exist",
-              "invalid", "not found", "no such image", "permission denied", "unknown runtime", "conflict",
-              "no space left")
+_PERMANENT = (
+    "could not select device driver",
+    "no such file or directory",
+    "bind source path does not exist",
+    "invalid",
+    "not found",
+    "no such image",
+    "permission denied",
+    "unknown runtime",
+    "conflict",
+    "no space left",
+)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -123,7 +144,9 @@ def docker_error(exc: BaseException, action: str, *, otherwise: str | None = USE
     low = text.lower()
     or_else = f" or {otherwise}" if otherwise else ""
     unreachable = _unreachable_reason(exc) if is_connection_error(exc) else None
-    if ("permission denied" in low and ("docker.sock" in low or "connect" in low)) or unreachable == "permission denied":
+    if (
+        "permission denied" in low and ("docker.sock" in low or "connect" in low)
+    ) or unreachable == "permission denied":
         return DockerError(
             f"permission denied on the Docker socket while trying to {action}; add your user to the docker group "
             f"(`sudo usermod -aG docker $USER`, then log in again){or_else}"
@@ -166,8 +189,13 @@ class RetryPolicy:
     wait: wait_base = field(default_factory=_default_wait)
 
     def retrying(self) -> Retrying:
-        return Retrying(retry=retry_if_exception(is_transient), stop=stop_after_attempt(self.attempts),
-                        wait=self.wait, reraise=True, before_sleep=_log_retry)
+        return Retrying(
+            retry=retry_if_exception(is_transient),
+            stop=stop_after_attempt(self.attempts),
+            wait=self.wait,
+            reraise=True,
+            before_sleep=_log_retry,
+        )
 
 
 DEFAULT_RETRY = RetryPolicy()
@@ -180,8 +208,12 @@ def _log_retry(state: RetryCallState) -> None:
 
 
 def call(
-    action: str, fn: Callable[[], T], *, retry: RetryPolicy = DEFAULT_RETRY,
-    missing_image: Callable[[], MlperfBertError] | None = None, otherwise: str | None = USE_LOCAL,
+    action: str,
+    fn: Callable[[], T],
+    *,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    missing_image: Callable[[], MlperfBertError] | None = None,
+    otherwise: str | None = USE_LOCAL,
 ) -> T:
     """fn() with retries for transient Docker API errors; any other failure becomes one sentence
     (`missing_image()` for an image the engine does not have, when given)."""
@@ -200,7 +232,10 @@ def call(
 
 # --- connecting ----------------------------------------------------------------------------------------
 def connect(
-    action: str, *, retry: RetryPolicy = DEFAULT_RETRY, timeout: float | None = None,
+    action: str,
+    *,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    timeout: float | None = None,
     otherwise: str | None = USE_LOCAL,
 ) -> Any:
     """A docker client (from DOCKER_HOST, else the local socket) whose engine has answered a ping."""

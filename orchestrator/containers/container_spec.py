@@ -76,8 +76,9 @@ def gpu_access(target: Target, gpus: str = "all", dev_root: Path = Path("/dev"))
     if target.gpu == "nvidia":
         return GpuAccess(gpus=gpus)
     if target.gpu == "amd":
-        return GpuAccess(devices=(f"{dev_root}/kfd:/dev/kfd:rwm", f"{dev_root}/dri:/dev/dri:rwm"),
-                         group_add=amd_gpu_groups(dev_root))
+        return GpuAccess(
+            devices=(f"{dev_root}/kfd:/dev/kfd:rwm", f"{dev_root}/dri:/dev/dri:rwm"), group_add=amd_gpu_groups(dev_root)
+        )
     return GpuAccess()
 
 
@@ -102,15 +103,19 @@ def sdk_run_kwargs(cs: ContainerSpec) -> dict[str, Any]:
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
         "stop_signal": cs.stop_signal,
-        "mounts": [SdkMount(target=m.target, source=m.source, type="bind", read_only=m.read_only)
-                   for m in cs.mounts],
+        "mounts": [SdkMount(target=m.target, source=m.source, type="bind", read_only=m.read_only) for m in cs.mounts],
         "environment": dict(cs.env),
         "labels": dict(cs.labels),
     }
     optional = {
-        "name": cs.name, "user": cs.user, "shm_size": cs.shm_size, "cpuset_cpus": cs.cpuset_cpus,
-        "mem_limit": cs.mem_limit, "working_dir": cs.workdir,
-        "devices": list(cs.devices) or None, "group_add": list(cs.group_add) or None,
+        "name": cs.name,
+        "user": cs.user,
+        "shm_size": cs.shm_size,
+        "cpuset_cpus": cs.cpuset_cpus,
+        "mem_limit": cs.mem_limit,
+        "working_dir": cs.workdir,
+        "devices": list(cs.devices) or None,
+        "group_add": list(cs.group_add) or None,
         "device_requests": [_device_request(cs.gpus)] if cs.gpus else None,
     }
     kwargs.update({k: v for k, v in optional.items() if v is not None})
@@ -118,15 +123,29 @@ def sdk_run_kwargs(cs: ContainerSpec) -> dict[str, Any]:
 
 
 def docker_run_argv(
-    cs: ContainerSpec, *, docker: str = "docker", interactive: bool = False, tty: bool = False,
-    command: tuple[str, ...] | None = None, with_name: bool = False,
+    cs: ContainerSpec,
+    *,
+    docker: str = "docker",
+    interactive: bool = False,
+    tty: bool = False,
+    command: tuple[str, ...] | None = None,
+    with_name: bool = False,
 ) -> list[str]:
     """The `docker run` command line equivalent to `sdk_run_kwargs(cs)`."""
     argv = [docker, "run", "--rm"]
     if interactive:
         argv.append("-it" if tty else "-i")
-    argv += ["--init", "--network", cs.network, "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-             "--stop-signal", cs.stop_signal]
+    argv += [
+        "--init",
+        "--network",
+        cs.network,
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--stop-signal",
+        cs.stop_signal,
+    ]
     if with_name and cs.name:
         argv += ["--name", cs.name]
     if cs.user:

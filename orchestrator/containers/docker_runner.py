@@ -90,12 +90,14 @@ def map_spec(spec: HarnessSpec, run_dir: Path) -> tuple[HarnessSpec, tuple[Mount
             host = Path(value)
             mounts.append(Mount(str(host.parent), f"{INPUTS_DIR}/{key}", True))
             options[key] = f"{INPUTS_DIR}/{key}/{host.name}"
-    inner = spec.model_copy(update={
-        "model_path": str(PurePosixPath(MODELS_DIR) / model.name),
-        "features_path": str(PurePosixPath(DATA_DIR) / features.name),
-        "run_dir": RUN_DIR,
-        "engine_options": options,
-    })
+    inner = spec.model_copy(
+        update={
+            "model_path": str(PurePosixPath(MODELS_DIR) / model.name),
+            "features_path": str(PurePosixPath(DATA_DIR) / features.name),
+            "run_dir": RUN_DIR,
+            "engine_options": options,
+        }
+    )
     return inner, tuple(mounts)
 
 
@@ -107,8 +109,10 @@ def _container_name(run_dir: Path) -> str:
 def exit_message(exit_code: int, oom_killed: bool, interrupted: bool) -> str | None:
     """The runner's own explanation of how the container ended, when the harness could not say."""
     if oom_killed:
-        return ("the container ran out of memory and the kernel killed it; lower --batch-size or give the "
-                "container more memory")
+        return (
+            "the container ran out of memory and the kernel killed it; lower --batch-size or give the "
+            "container more memory"
+        )
     if interrupted or exit_code == EXIT_INTERRUPTED:
         return "the run was interrupted (Ctrl-C or `docker stop`); its partial logs are kept"
     if exit_code > 128:
@@ -116,8 +120,10 @@ def exit_message(exit_code: int, oom_killed: bool, interrupted: bool) -> str | N
             name = signal.Signals(exit_code - 128).name
         except ValueError:
             name = f"signal {exit_code - 128}"
-        return (f"the container was killed by {name} (exit {exit_code}) before the harness finished, e.g. by "
-                "`docker kill` or the engine stopping; rerun it")
+        return (
+            f"the container was killed by {name} (exit {exit_code}) before the harness finished, e.g. by "
+            "`docker kill` or the engine stopping; rerun it"
+        )
     return None
 
 
@@ -174,8 +180,11 @@ class DockerRunner(Runner):
             shm_size=self.shm_size,
             cpuset_cpus=self.cpuset_cpus,
             mem_limit=self.memory,
-            labels={"mlperf-bert.run": Path(run_dir).name, "mlperf-bert.target": self.target.key,
-                    "mlperf-bert.run-dir": str(Path(run_dir).absolute())},
+            labels={
+                "mlperf-bert.run": Path(run_dir).name,
+                "mlperf-bert.target": self.target.key,
+                "mlperf-bert.run-dir": str(Path(run_dir).absolute()),
+            },
             name=_container_name(run_dir),
         )
         return cs, inner
@@ -187,8 +196,9 @@ class DockerRunner(Runner):
     # --- talking to the engine ---------------------------------------------------------------
     def call(self, action: str, fn: Callable[[], Any]) -> Any:
         """fn() under the one retry policy; other errors become one sentence."""
-        return call(action, fn, retry=self.retry,
-                    missing_image=lambda: missing_image_error(self.target, self.image_ref))
+        return call(
+            action, fn, retry=self.retry, missing_image=lambda: missing_image_error(self.target, self.image_ref)
+        )
 
     @property
     def client(self) -> Any:
@@ -201,8 +211,13 @@ class DockerRunner(Runner):
         self._checked_image()
 
     def _checked_image(self) -> ImageFacts:
-        self._facts = run_preflight(self.target, self.image_ref, lambda: self.client,
-                                    access=gpu_access(self.target, self.gpus, self.dev_root), retry=self.retry)
+        self._facts = run_preflight(
+            self.target,
+            self.image_ref,
+            lambda: self.client,
+            access=gpu_access(self.target, self.gpus, self.dev_root),
+            retry=self.retry,
+        )
         return self._facts
 
     # --- running -------------------------------------------------------------------------------
@@ -246,8 +261,13 @@ class DockerRunner(Runner):
         assert exit_code is not None
         interrupted = interrupted or exit_code == EXIT_INTERRUPTED
         return RunnerOutcome(
-            exit_code=exit_code, log_path=log_path, image=self.image_ref, image_digest=facts.digest,
-            oom_killed=oom, interrupted=interrupted, message=exit_message(exit_code, oom, interrupted),
+            exit_code=exit_code,
+            log_path=log_path,
+            image=self.image_ref,
+            image_digest=facts.digest,
+            oom_killed=oom,
+            interrupted=interrupted,
+            message=exit_message(exit_code, oom, interrupted),
             extra={"container": cs.name or "", "image_id": facts.image_id},
         )
 
@@ -320,8 +340,9 @@ class DockerRunner(Runner):
             if is_not_found(exc):
                 return
             name = getattr(container, "name", None) or getattr(container, "id", "?")
-            log.warning("could not remove container %s (%s); remove it with `docker rm -f %s`",
-                        name, explanation(exc), name)
+            log.warning(
+                "could not remove container %s (%s); remove it with `docker rm -f %s`", name, explanation(exc), name
+            )
 
     # --- debugging -----------------------------------------------------------------------------
     def debug(self, spec: HarnessSpec, output_dir: Path) -> str:
@@ -340,8 +361,10 @@ class DockerRunner(Runner):
         log.info("run directory %s; inside the container the run is: %s", run_dir, harness)
         log.info("opening a shell: %s", shlex.join(argv))
         code = (self._exec or self._exec_cli)(argv)
-        return (f"debug shell closed (exit {code}); the run directory is {run_dir}; inside the container the "
-                f"harness runs as: {harness}")
+        return (
+            f"debug shell closed (exit {code}); the run directory is {run_dir}; inside the container the "
+            f"harness runs as: {harness}"
+        )
 
     def _exec_cli(self, argv: list[str]) -> int:
         if shutil.which(argv[0]) is None:

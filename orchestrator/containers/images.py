@@ -107,9 +107,7 @@ def get_recipe(key: str, images_dir: Path = IMAGES_DIR) -> ImageRecipe:
     known = recipes(images_dir)
     if key not in known:
         if not images_dir.is_dir():
-            raise ConfigError(
-                f"no image recipes at {images_dir}; build images from a clone of the repository"
-            )
+            raise ConfigError(f"no image recipes at {images_dir}; build images from a clone of the repository")
         raise ConfigError(f"unknown image {key!r}; choose one of {', '.join(known)}")
     return known[key]
 
@@ -119,9 +117,7 @@ def effective_build_args(recipe: ImageRecipe, overrides: dict[str, str] | None =
     args = dict(recipe.build_args)
     for name, value in (overrides or {}).items():
         if name not in args:
-            raise ConfigError(
-                f"{recipe.key} has no build arg {name}; choose one of {', '.join(sorted(args))}"
-            )
+            raise ConfigError(f"{recipe.key} has no build arg {name}; choose one of {', '.join(sorted(args))}")
         args[name] = value
     return args
 
@@ -178,13 +174,29 @@ def pip_platforms(glibc: str, arch: str | None = None) -> list[str]:
 
 
 def pip_download_command(
-    requirements_file: Path, dest: Path, python_version: str, glibc: str, *, arch: str | None = None,
+    requirements_file: Path,
+    dest: Path,
+    python_version: str,
+    glibc: str,
+    *,
+    arch: str | None = None,
     python: str = sys.executable,
 ) -> list[str]:
     cmd = [
-        python, "-m", "pip", "download", "--dest", str(dest), "--only-binary=:all:",
-        "--implementation", "cp", "--python-version", python_version,
-        "--progress-bar", "off", "--disable-pip-version-check",
+        python,
+        "-m",
+        "pip",
+        "download",
+        "--dest",
+        str(dest),
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        python_version,
+        "--progress-bar",
+        "off",
+        "--disable-pip-version-check",
     ]
     for tag in pip_platforms(glibc, arch):
         cmd += ["--platform", tag]
@@ -233,20 +245,29 @@ def prepare_wheelhouse(
         return dest
     for name in ("PYTHON_VERSION", "GLIBC_VERSION"):
         if not args.get(name):
-            raise ConfigError(f"{recipe.dockerfile} declares no {name}; add `ARG {name}=...` so the wheels match the base")
+            raise ConfigError(
+                f"{recipe.dockerfile} declares no {name}; add `ARG {name}=...` so the wheels match the base"
+            )
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{recipe.key}.", dir=root))
     try:
         req = tmp / "requirements.txt"
         req.write_text("\n".join(stamp["requirements"]) + "\n")
         cmd = pip_download_command(req, tmp, args["PYTHON_VERSION"], args["GLIBC_VERSION"], arch=arch)
-        log.info("downloading the wheels for %s (Python %s, glibc %s, %s) into %s",
-                 recipe.key, args["PYTHON_VERSION"], args["GLIBC_VERSION"], arch, dest)
+        log.info(
+            "downloading the wheels for %s (Python %s, glibc %s, %s) into %s",
+            recipe.key,
+            args["PYTHON_VERSION"],
+            args["GLIBC_VERSION"],
+            arch,
+            dest,
+        )
         started = time.monotonic()
         proc = run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            lines = [ln for ln in (proc.stderr or proc.stdout or "").splitlines()
-                     if ln.strip() and "Location" not in ln]
+            lines = [
+                ln for ln in (proc.stderr or proc.stdout or "").splitlines() if ln.strip() and "Location" not in ln
+            ]
             reason = lines[-1].strip() if lines else f"pip exited with {proc.returncode}"
             raise DockerError(
                 f"pip could not download the wheels for {recipe.key} ({reason}); check the versions and the "
@@ -260,8 +281,13 @@ def prepare_wheelhouse(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     size = sum(p.stat().st_size for p in dest.glob("*.whl"))
-    log.info("wheelhouse %s: %d wheels, %.0f MB, %.1f s", dest, len(list(dest.glob("*.whl"))),
-             size / 1e6, time.monotonic() - started)
+    log.info(
+        "wheelhouse %s: %d wheels, %.0f MB, %.1f s",
+        dest,
+        len(list(dest.glob("*.whl"))),
+        size / 1e6,
+        time.monotonic() - started,
+    )
     return dest
 
 
@@ -374,16 +400,25 @@ def build_image(
     reference = recipe.reference
     step_cb = on_step or (lambda line: log.info("%s: %s", recipe.key, line))
     started = time.monotonic()
-    log.info("building %s from %s (base %s); full log: %s", reference, recipe.dockerfile, args.get("BASE_IMAGE"), log_path)
+    log.info(
+        "building %s from %s (base %s); full log: %s", reference, recipe.dockerfile, args.get("BASE_IMAGE"), log_path
+    )
     with log_path.open("w") as sink:
         sink.write(f"# mlperf-bert images build {recipe.key}\n# build args: {json.dumps(args, sort_keys=True)}\n")
         follow = _BuildLog(sink, step_cb)
         context = build_context(recipe, repo_root)
         try:
             stream = client.api.build(
-                fileobj=context, custom_context=True, tag=reference,
-                dockerfile=recipe.dockerfile.relative_to(repo_root).as_posix(), buildargs=args,
-                decode=True, rm=True, forcerm=True, nocache=no_cache, pull=False,
+                fileobj=context,
+                custom_context=True,
+                tag=reference,
+                dockerfile=recipe.dockerfile.relative_to(repo_root).as_posix(),
+                buildargs=args,
+                decode=True,
+                rm=True,
+                forcerm=True,
+                nocache=no_cache,
+                pull=False,
                 network_mode=None if allow_network else "none",
             )
             for item in stream:
@@ -396,14 +431,23 @@ def build_image(
         raise DockerError(_explain_build_failure(follow, reference, log_path, args))
     version_tag = f"{recipe.repository}:{__version__}"
     image_id = follow.image_id
-    call(f"tag {reference} as {version_tag}", lambda: client.api.tag(image_id, recipe.repository, __version__),
-         otherwise=None)
+    call(
+        f"tag {reference} as {version_tag}",
+        lambda: client.api.tag(image_id, recipe.repository, __version__),
+        otherwise=None,
+    )
     image = call(f"inspect the image {reference}", lambda: client.images.get(reference), otherwise=None)
     _prune_replaced(client, recipe.key)
     seconds = time.monotonic() - started
     result = BuildResult(
-        key=recipe.key, reference=reference, image_id=image.id, tags=[reference, version_tag],
-        size_bytes=int(image.attrs.get("Size", 0)), seconds=seconds, log_path=log_path, build_args=args,
+        key=recipe.key,
+        reference=reference,
+        image_id=image.id,
+        tags=[reference, version_tag],
+        size_bytes=int(image.attrs.get("Size", 0)),
+        seconds=seconds,
+        log_path=log_path,
+        build_args=args,
     )
     log.info("built %s (%s, %.0f MB) in %.0f s", reference, image.id[:19], result.size_bytes / 1e6, seconds)
     return result
@@ -424,8 +468,10 @@ def _prune_replaced(client: Any, key: str) -> None:
 def _explain_build_failure(follow: _BuildLog, reference: str, log_path: Path, args: dict[str, str]) -> str:
     error = (follow.error or "").lower()
     base = args.get("BASE_IMAGE", "")
-    if follow.step and " FROM " in f" {follow.step.split(' : ', 1)[-1]} ".upper() and (
-        "pull access denied" in error or "not found" in error or "dial tcp" in error or "lookup" in error
+    if (
+        follow.step
+        and " FROM " in f" {follow.step.split(' : ', 1)[-1]} ".upper()
+        and ("pull access denied" in error or "not found" in error or "dial tcp" in error or "lookup" in error)
     ):
         return (
             f"the base image {base} is not here and cannot be pulled ({follow.error}); pull it on a connected "
@@ -473,11 +519,18 @@ def list_images(client: Any, keys: Sequence[str] | None = None) -> list[ImageInf
         seen.add(key)
         tags = sorted(image.tags)
         for tag in tags:
-            rows.append(ImageInfo(
-                key=key, reference=tag, image_id=image.id, digest=image_digest(image.attrs),
-                size_bytes=int(image.attrs.get("Size", 0)), created=image.attrs.get("Created"),
-                tags=tags, versions=image_versions(labels),
-            ))
+            rows.append(
+                ImageInfo(
+                    key=key,
+                    reference=tag,
+                    image_id=image.id,
+                    digest=image_digest(image.attrs),
+                    size_bytes=int(image.attrs.get("Size", 0)),
+                    created=image.attrs.get("Created"),
+                    tags=tags,
+                    versions=image_versions(labels),
+                )
+            )
     rows += [ImageInfo(key=k, reference=None) for k in wanted if k not in seen]
     order = {k: i for i, k in enumerate(wanted)}
     rows.sort(key=lambda r: (order.get(r.key, 99), r.reference or ""))
@@ -493,4 +546,3 @@ def format_size(size: int | None) -> str:
 def format_table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows)
-

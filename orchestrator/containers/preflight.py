@@ -77,8 +77,12 @@ def check_engine(connect: Callable[[], Any], retry: RetryPolicy = DEFAULT_RETRY)
 
 
 def check_image(client: Any, target: Target, image_ref: str, retry: RetryPolicy = DEFAULT_RETRY) -> ImageFacts:
-    image = call(f"inspect the image {image_ref}", lambda: client.images.get(image_ref), retry=retry,
-                 missing_image=lambda: missing_image_error(target, image_ref))
+    image = call(
+        f"inspect the image {image_ref}",
+        lambda: client.images.get(image_ref),
+        retry=retry,
+        missing_image=lambda: missing_image_error(target, image_ref),
+    )
     labels = dict(image.attrs.get("Config", {}).get("Labels") or {})
     built_for = labels.get(LABEL_TARGET)
     if built_for and built_for != target.key:
@@ -92,8 +96,13 @@ def check_image(client: Any, target: Target, image_ref: str, retry: RetryPolicy 
 def probe_spec(target: Target, image_ref: str, access: GpuAccess) -> ContainerSpec:
     """The run's image, user, environment and GPU access, nothing mounted, the probe script as the command."""
     return ContainerSpec(
-        image=image_ref, command=("python", "-c", PROBE_SCRIPT), env=dict(CONTAINER_ENV), user=caller_user(),
-        devices=access.devices, gpus=access.gpus, group_add=access.group_add,
+        image=image_ref,
+        command=("python", "-c", PROBE_SCRIPT),
+        env=dict(CONTAINER_ENV),
+        user=caller_user(),
+        devices=access.devices,
+        gpus=access.gpus,
+        group_add=access.group_add,
         labels={"mlperf-bert.probe": target.key},
     )
 
@@ -101,22 +110,27 @@ def probe_spec(target: Target, image_ref: str, access: GpuAccess) -> ContainerSp
 def parse_probe(output: str) -> dict[str, Any]:
     for line in output.splitlines():
         if line.startswith(PROBE_MARK):
-            return dict(json.loads(line[len(PROBE_MARK):]))
+            return dict(json.loads(line[len(PROBE_MARK) :]))
     raise PreflightError(
         "the GPU probe in the container printed no result; run `mlperf-bert run --debug` to inspect the image"
     )
 
 
-def check_gpu_in_container(client: Any, target: Target, image_ref: str, access: GpuAccess,
-                           retry: RetryPolicy = DEFAULT_RETRY) -> dict[str, Any]:
+def check_gpu_in_container(
+    client: Any, target: Target, image_ref: str, access: GpuAccess, retry: RetryPolicy = DEFAULT_RETRY
+) -> dict[str, Any]:
     """Start the image with the run's devices and ask it what it sees."""
     cs = probe_spec(target, image_ref, access)
 
     def missing() -> PreflightError:
         return missing_image_error(target, image_ref)
 
-    container = call(f"start a GPU probe container from {image_ref}",
-                     lambda: client.containers.run(**sdk_run_kwargs(cs)), retry=retry, missing_image=missing)
+    container = call(
+        f"start a GPU probe container from {image_ref}",
+        lambda: client.containers.run(**sdk_run_kwargs(cs)),
+        retry=retry,
+        missing_image=missing,
+    )
     try:
         status = call("wait for the GPU probe", lambda: container.wait(timeout=300), retry=retry)
         output = container.logs().decode("utf-8", "replace")
@@ -134,11 +148,12 @@ def check_gpu_in_container(client: Any, target: Target, image_ref: str, access: 
     seen = parse_probe(output)
     if not seen.get("gpus"):
         why = "; ".join(seen.get("errors", [])[:2]) or "no device"
-        hint = ("install the NVIDIA Container Toolkit and restart Docker" if target.gpu == "nvidia"
-                else "make /dev/kfd and /dev/dri readable by your user (groups video and render)")
-        raise PreflightError(
-            f"the {target.key} container sees no GPU ({why}); {hint}, or choose --device cpu"
+        hint = (
+            "install the NVIDIA Container Toolkit and restart Docker"
+            if target.gpu == "nvidia"
+            else "make /dev/kfd and /dev/dri readable by your user (groups video and render)"
         )
+        raise PreflightError(f"the {target.key} container sees no GPU ({why}); {hint}, or choose --device cpu")
     if target.execution_provider not in seen.get("providers", []):
         raise PreflightError(
             f"the image {image_ref} offers {', '.join(seen.get('providers', [])) or 'no provider'} but not "
@@ -148,8 +163,9 @@ def check_gpu_in_container(client: Any, target: Target, image_ref: str, access: 
     return seen
 
 
-def run_preflight(target: Target, image_ref: str, connect: Callable[[], Any], *, access: GpuAccess,
-                  retry: RetryPolicy = DEFAULT_RETRY) -> ImageFacts:
+def run_preflight(
+    target: Target, image_ref: str, connect: Callable[[], Any], *, access: GpuAccess, retry: RetryPolicy = DEFAULT_RETRY
+) -> ImageFacts:
     """The checks in order; `connect` is only called once the host has what the target needs."""
     check_host(target)
     client = check_engine(connect, retry)

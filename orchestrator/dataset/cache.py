@@ -34,7 +34,6 @@ logger = logging.getLogger(__name__)
 FEATURES_FORMAT_VERSION = 1
 
 
-
 def build_features(
     dataset: Path,
     vocab: Path,
@@ -171,8 +170,7 @@ def _write_atomically(path: Path, features: Features, meta: dict[str, Any]) -> N
 
 def _unwritable(path: Path, exc: OSError) -> DatasetError:
     return DatasetError(
-        f"Features file {path} cannot be written ({exc.strerror}); "
-        "free some disk space or pass another --cache-dir."
+        f"Features file {path} cannot be written ({exc.strerror}); free some disk space or pass another --cache-dir."
     )
 
 

@@ -209,6 +209,4 @@ def _tokenize_paragraph(example: Example, tokenizer: BertUncasedTokenizer) -> _P
     ids_per_word = tokenizer.encode_many(example.doc_tokens)
     ids = [i for word_ids in ids_per_word for i in word_ids]
     words = [w for w, word_ids in enumerate(ids_per_word) for _ in word_ids]
-    return _Paragraph(
-        sub_token_ids=np.array(ids, dtype=np.int32), sub_token_to_word=np.array(words, dtype=np.int32)
-    )
+    return _Paragraph(sub_token_ids=np.array(ids, dtype=np.int32), sub_token_to_word=np.array(words, dtype=np.int32))

@@ -60,9 +60,7 @@ def load_examples(path: Path) -> list[Example]:
             f"SQuAD file {path} does not exist; pass the path of a SQuAD v1.1 JSON file (e.g. dev-v1.1.json)."
         ) from None
     except OSError as exc:
-        raise DatasetError(
-            f"SQuAD file {path} cannot be read ({exc.strerror}); check its permissions."
-        ) from exc
+        raise DatasetError(f"SQuAD file {path} cannot be read ({exc.strerror}); check its permissions.") from exc
     return parse_examples(data, path)
 
 
@@ -138,9 +136,7 @@ def _examples_from_document(document: Any, source: Path) -> list[Example]:
             paragraph_index += 1
 
     if not examples:
-        raise DatasetError(
-            f"SQuAD file {source} contains no questions; pass a SQuAD v1.1 file such as dev-v1.1.json."
-        )
+        raise DatasetError(f"SQuAD file {source} contains no questions; pass a SQuAD v1.1 file such as dev-v1.1.json.")
     logger.debug("Read %d questions in %d paragraphs from %s", len(examples), paragraph_index, source)
     return examples
 

@@ -19,9 +19,7 @@ def load_vocab(path: Path) -> list[str]:
             f"Vocabulary {path} does not exist; pass the BERT vocab.txt that matches the model."
         ) from None
     except OSError as exc:
-        raise DatasetError(
-            f"Vocabulary {path} cannot be read ({exc.strerror}); check its permissions."
-        ) from exc
+        raise DatasetError(f"Vocabulary {path} cannot be read ({exc.strerror}); check its permissions.") from exc
     return parse_vocab(data, path)
 
 

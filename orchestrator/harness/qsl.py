@@ -22,7 +22,6 @@ from orchestrator.mlperf import DATASET_SIZE, SEQ_LEN, Pass
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class FeatureArrays:
     """The model inputs of every feature, as stored (small integer dtypes), [N, 384] and seq_len [N]."""
@@ -55,9 +54,7 @@ def load_feature_arrays(path: Path) -> FeatureArrays:
 
 def _check_arrays(path: Path, a: dict[str, np.ndarray]) -> None:
     def bad(what: str) -> DatasetError:
-        return DatasetError(
-            f"The features file {path} is malformed: {what}; rebuild it with the dataset step."
-        )
+        return DatasetError(f"The features file {path} is malformed: {what}; rebuild it with the dataset step.")
 
     ids = a["input_ids"]
     if ids.ndim != 2 or ids.shape[1] != SEQ_LEN or ids.shape[0] == 0:
@@ -138,9 +135,7 @@ class SampleLibrary:
         """Register with LoadGen; pair with destroy()."""
         import mlperf_loadgen as lg
 
-        self._handle = lg.ConstructQSL(
-            self.total_count, self.performance_count, self.load_samples, self.unload_samples
-        )
+        self._handle = lg.ConstructQSL(self.total_count, self.performance_count, self.load_samples, self.unload_samples)
         return self._handle
 
     def destroy(self) -> None:

@@ -117,9 +117,7 @@ def base_versions() -> dict[str, str]:
 def load_engine_class(engine_class: str) -> type[Engine]:
     module_name, _, class_name = engine_class.partition(":")
     if not module_name or not class_name:
-        raise ConfigError(
-            f"engine_class {engine_class!r} is not 'module:Class'; fix the backend registry entry."
-        )
+        raise ConfigError(f"engine_class {engine_class!r} is not 'module:Class'; fix the backend registry entry.")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -238,7 +236,8 @@ class _RunState:
         self.result.engine_settings["max_batch"] = str(sut.batch_size)
         if sut.worker_cpus:
             self.result.engine_settings["worker_cpus"] = " | ".join(
-                ",".join(str(c) for c in sorted(cpus)) for cpus in sut.worker_cpus)
+                ",".join(str(c) for c in sorted(cpus)) for cpus in sut.worker_cpus
+            )
         failure: list[BaseException] = []
 
         def start_test() -> None:
@@ -284,9 +283,7 @@ class _RunState:
 def read_spec(run_dir: Path) -> HarnessSpec:
     path = run_dir / SPEC_FILE
     if not path.is_file():
-        raise ConfigError(
-            f"{path} does not exist; the runner must write the harness spec before starting the harness."
-        )
+        raise ConfigError(f"{path} does not exist; the runner must write the harness spec before starting the harness.")
     try:
         return HarnessSpec.read(run_dir)
     except ValidationError as exc:
@@ -311,9 +308,7 @@ def check_provider(spec: HarnessSpec, engine: Engine) -> None:
 def main(argv: list[str] | None = None) -> int:
     from orchestrator.logs import setup_logging
 
-    parser = argparse.ArgumentParser(
-        prog="python -m orchestrator.harness", description=__doc__.splitlines()[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.harness", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="the run directory holding harness.json")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")

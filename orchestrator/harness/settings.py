@@ -32,6 +32,7 @@ MULTISTREAM_SAMPLES_PER_QUERY = 8  # mlperf.conf; a checker rule, so never chang
 # Server test runs without a target_qps spread their arrivals over about this many seconds.
 SERVER_TEST_SPREAD_S = 10.0
 
+
 def _fmt(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.6f}".rstrip("0")
 
@@ -58,9 +59,7 @@ def user_conf_entries(spec: HarnessSpec) -> dict[str, str]:
     if spec.execution_mode == "test":
         if scenario == Scenario.Offline:
             if spec.target_qps is not None:
-                log.warning(
-                    "target_qps is ignored in an Offline test run: the query holds test_query_count samples"
-                )
+                log.warning("target_qps is ignored in an Offline test run: the query holds test_query_count samples")
             entries["min_query_count"] = str(n)
             entries["target_qps"] = _fmt(offline_test_qps(n))
         elif scenario == Scenario.SingleStream:
@@ -134,9 +133,7 @@ def build_test_settings(user_conf: Path, scenario: Scenario) -> mlperf_loadgen.T
     settings = lg.TestSettings()
     rc = settings.FromConfig(str(user_conf), MODEL_NAME, scenario)
     if rc != 0:
-        raise ConfigError(
-            f"LoadGen rejected {user_conf} (code {rc}); check its `bert.<Scenario>.<key> = value` lines."
-        )
+        raise ConfigError(f"LoadGen rejected {user_conf} (code {rc}); check its `bert.<Scenario>.<key> = value` lines.")
     settings.scenario = getattr(lg.TestScenario, scenario)
     return settings
 

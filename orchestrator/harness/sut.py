@@ -172,8 +172,11 @@ class BertSUT:
         # Several engine instances: each worker thread on its own cores (None: not pinned).
         self.worker_cpus = worker_cpu_sets(self.instances) if pin_workers and self.instances > 1 else None
         if self.worker_cpus:
-            log.info("%d SUT workers pinned to CPUs %s", self.instances, "; ".join(
-                ",".join(str(c) for c in sorted(cpus)) for cpus in self.worker_cpus))
+            log.info(
+                "%d SUT workers pinned to CPUs %s",
+                self.instances,
+                "; ".join(",".join(str(c) for c in sorted(cpus)) for cpus in self.worker_cpus),
+            )
         self.latency_bound_s = latency_bound_s or SERVER_LATENCY_BOUND_S
         self.cost = CostModel()
         self._count_lock = threading.Lock()  # short: never held across inference (Server issues meanwhile)
@@ -217,8 +220,9 @@ class BertSUT:
         if self.scenario == Scenario.Server:
             self._queue = queue.Queue()
             for worker in self._workers:
-                t = threading.Thread(target=self._serve, args=(worker,), name=f"sut-server-{worker.instance}",
-                                     daemon=True)
+                t = threading.Thread(
+                    target=self._serve, args=(worker,), name=f"sut-server-{worker.instance}", daemon=True
+                )
                 t.start()
                 self._threads.append(t)
         self._handle = lg.ConstructFastSUT(self.issue_fast, self.flush_queries)
@@ -282,8 +286,10 @@ class BertSUT:
                         return
                     self._run_batch(worker, ids[positions], indices[positions])
 
-        helpers = [threading.Thread(target=drain, args=(w,), name=f"sut-offline-{w.instance}", daemon=True)
-                   for w in self._workers[1:]]
+        helpers = [
+            threading.Thread(target=drain, args=(w,), name=f"sut-offline-{w.instance}", daemon=True)
+            for w in self._workers[1:]
+        ]
         for t in helpers:
             t.start()
         drain(self._workers[0])
@@ -341,8 +347,11 @@ class BertSUT:
                     stop = True
                     break
                 batch.append(nxt)
-            self._run_batch(worker, np.array([w.rid for w in batch], dtype=np.uint64),
-                            np.array([w.index for w in batch], dtype=np.int64))
+            self._run_batch(
+                worker,
+                np.array([w.rid for w in batch], dtype=np.uint64),
+                np.array([w.index for w in batch], dtype=np.int64),
+            )
             if stop:
                 return
 
@@ -440,6 +449,13 @@ def expected_batches(sample_count: int, batch_size: int) -> int:
     return math.ceil(sample_count / max(1, batch_size))
 
 
-__all__ = ["BertSUT", "CostModel", "Item", "SutKind", "expected_batches", "order_batches", "pick_length",
-           "plan_batches"]
-
+__all__ = [
+    "BertSUT",
+    "CostModel",
+    "Item",
+    "SutKind",
+    "expected_batches",
+    "order_batches",
+    "pick_length",
+    "plan_batches",
+]

@@ -97,6 +97,4 @@ class LocalRunner(Runner):
                 except KeyboardInterrupt:
                     interrupted = True
                     proc.terminate()
-        return RunnerOutcome(
-            exit_code=code, log_path=log_path, interrupted=interrupted or code == EXIT_INTERRUPTED
-        )
+        return RunnerOutcome(exit_code=code, log_path=log_path, interrupted=interrupted or code == EXIT_INTERRUPTED)

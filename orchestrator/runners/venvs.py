@@ -83,8 +83,11 @@ def pins(name: str) -> str:
     dockerfile = path.parent / "Dockerfile"
     args = parse_build_args(dockerfile.read_text()) if dockerfile.is_file() else {}
     header = [line for line in text.splitlines() if _REQUIRES_PYTHON.match(line)]
-    lines = [line for line in expand_requirements(text, args, str(path))
-             if not line.startswith("-") and not _PIP_PIN.match(line)]
+    lines = [
+        line
+        for line in expand_requirements(text, args, str(path))
+        if not line.startswith("-") and not _PIP_PIN.match(line)
+    ]
     return "\n".join(header + lines) + "\n"
 
 
@@ -108,7 +111,10 @@ def _python_version(python: str) -> tuple[int, int] | None:
     try:
         out = subprocess.run(
             [python, "-c", "import sys; print(sys.version_info[0], sys.version_info[1])"],
-            capture_output=True, text=True, timeout=30, check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
         ).stdout.split()
         return int(out[0]), int(out[1])
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
@@ -200,8 +206,12 @@ def _build(name: str, python: str, requirements: str, root: Path, final: Path) -
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
     build_log = root / f"{final.name}.log"
-    log.info("Creating the %s environment in %s (once; pip installs the pins of images/%s, this can take "
-             "minutes).", name, final, name)
+    log.info(
+        "Creating the %s environment in %s (once; pip installs the pins of images/%s, this can take minutes).",
+        name,
+        final,
+        name,
+    )
     started = time.monotonic()
     try:
         with build_log.open("w") as sink:
@@ -215,8 +225,12 @@ def _build(name: str, python: str, requirements: str, root: Path, final: Path) -
         marker = {
             "name": name,
             "requirements": requirements,
-            "python": subprocess.run([tmp_python, "-c", "import platform; print(platform.python_version())"],
-                                     capture_output=True, text=True, check=False).stdout.strip(),
+            "python": subprocess.run(
+                [tmp_python, "-c", "import platform; print(platform.python_version())"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.strip(),
             "installed": frozen.split(),
             "built_seconds": round(time.monotonic() - started, 1),
         }

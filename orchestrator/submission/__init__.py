@@ -1,6 +1,6 @@
 """Submissions: the MLPerf tree from run directories, the project's own checker, and the SCC artifacts.
 
-    from orchestrator.submission import GenerateOptions, generate_submission, check_submission
+from orchestrator.submission import GenerateOptions, generate_submission, check_submission
 """
 
 from orchestrator.submission.checker import check_submission

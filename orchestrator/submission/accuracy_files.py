@@ -45,13 +45,18 @@ def truncated_bytes(path: Path) -> bytes:
 
 
 def is_truncated_form(data: bytes) -> bool:
-    return len(data) == TRUNCATED_SIZE and data[TRUNCATE_KEEP:TRUNCATE_KEEP + len(TRUNCATE_SEPARATOR)] == TRUNCATE_SEPARATOR
+    return (
+        len(data) == TRUNCATED_SIZE
+        and data[TRUNCATE_KEEP : TRUNCATE_KEEP + len(TRUNCATE_SEPARATOR)] == TRUNCATE_SEPARATOR
+    )
 
 
 def plain_decimal(value: float) -> str:
     """A number as the checker's regex wants it: digits and a dot, never an exponent or a sign."""
     if value < 0:
-        raise SubmissionError(f"accuracy value {value} is negative; the accuracy scorer produced a bad result, rerun it")
+        raise SubmissionError(
+            f"accuracy value {value} is negative; the accuracy scorer produced a bad result, rerun it"
+        )
     text = format(Decimal(repr(float(value))), "f")
     return text
 

@@ -51,8 +51,16 @@ USER_CONF_LINE = re.compile(r"^([\w.*-]+)\.([\w*]+)\.(\w+)\s*=\s*(\S+)\s*$")
 
 
 class ScenarioCheck:
-    def __init__(self, c: Collector, lay: Layout, system: str, model: str, mlperf_model: str, scenario: str,
-                 system_json: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        c: Collector,
+        lay: Layout,
+        system: str,
+        model: str,
+        mlperf_model: str,
+        scenario: str,
+        system_json: dict[str, Any],
+    ) -> None:
         self.c, self.lay = c, lay
         self.system, self.model, self.mlperf_model, self.scenario = system, model, mlperf_model, scenario
         self.system_json = system_json
@@ -75,27 +83,42 @@ class ScenarioCheck:
         acc = self.check_accuracy()
         self.check_compliance()
         readme = self.lay.measurements_dir(self.system, self.model, self.scenario) / README
-        if self.test_mode_reasons and readme.is_file() and not TEST_MODE_MARK.search(readme.read_text(errors="replace")):
-            self.c.error(readme, "this is a test-mode result but README.md does not say \"TEST MODE\"; label it")
+        if (
+            self.test_mode_reasons
+            and readme.is_file()
+            and not TEST_MODE_MARK.search(readme.read_text(errors="replace"))
+        ):
+            self.c.error(readme, 'this is a test-mode result but README.md does not say "TEST MODE"; label it')
         if perf is None:
             return None
         value, unit = result_metric(perf, self.scenario)
         em_f1, samples = acc if acc else (None, None)
         return ResultRow(
-            division=self.lay.division, submitter=self.lay.submitter, system=self.system, model=self.model,
-            mlperf_model=self.mlperf_model, scenario=self.scenario, result=value, units=unit,
-            exact_match=em_f1[0] if em_f1 else None, f1=em_f1[1] if em_f1 else None, accuracy_samples=samples,
-            test_mode=self.test_mode_reasons > 0, system_json=self.system_json,
+            division=self.lay.division,
+            submitter=self.lay.submitter,
+            system=self.system,
+            model=self.model,
+            mlperf_model=self.mlperf_model,
+            scenario=self.scenario,
+            result=value,
+            units=unit,
+            exact_match=em_f1[0] if em_f1 else None,
+            f1=em_f1[1] if em_f1 else None,
+            accuracy_samples=samples,
+            test_mode=self.test_mode_reasons > 0,
+            system_json=self.system_json,
             weight_data_types=str(self.measurements.get("weight_data_types", "")),
-            location=self.c.rel(result_dir), version=self.lay.version,
+            location=self.c.rel(result_dir),
+            version=self.lay.version,
         )
 
     # --- measurements, user.conf, README -------------------------------------------------------------
     def check_measurements(self) -> None:
         mdir = self.lay.measurements_dir(self.system, self.model, self.scenario)
         if not mdir.is_dir():
-            self.c.error(mdir, "the measurements folder is missing; it must hold user.conf, README.md and the "
-                               "measurements JSON")
+            self.c.error(
+                mdir, "the measurements folder is missing; it must hold user.conf, README.md and the measurements JSON"
+            )
             return
         for name in (USER_CONF, README):
             path = mdir / name
@@ -111,8 +134,12 @@ class ScenarioCheck:
             if mjson is not None:
                 self.check_v5_code_dir(mjson)
         if mjson is None or not mjson.is_file():
-            self.c.error(mjson or mdir, "the measurements JSON is missing (" +
-                         ("measurements.json" if self.lay.v6 else f"{self.system}_<impl>_{self.scenario}.json") + ")")
+            self.c.error(
+                mjson or mdir,
+                "the measurements JSON is missing ("
+                + ("measurements.json" if self.lay.v6 else f"{self.system}_<impl>_{self.scenario}.json")
+                + ")",
+            )
         else:
             try:
                 data = json.loads(mjson.read_text())
@@ -132,7 +159,7 @@ class ScenarioCheck:
 
     def check_v5_code_dir(self, mjson: Path) -> None:
         name = mjson.name.removesuffix(".json")
-        impl = name[len(self.system) + 1:].removesuffix("_" + self.scenario)
+        impl = name[len(self.system) + 1 :].removesuffix("_" + self.scenario)
         code = self.lay.submitter_dir / "code" / self.model
         if not (code / impl).exists() and not code.exists():
             self.c.error(code / impl, "the v5.x checker looks for the code of this implementation here; it is missing")
@@ -150,12 +177,17 @@ class ScenarioCheck:
             if key.endswith("_rng_seed"):
                 self.c.error(path, f"line {lineno} sets {key}; the seeds are fixed by LoadGen for the round, remove it")
             elif key == "min_duration" and _num(value) is not None and _num(value) < MIN_DURATION_MS:  # type: ignore[operator]
-                self.c.error(path, f"line {lineno} lowers min_duration to {value} ms; MLPerf needs >= {MIN_DURATION_MS}, "
-                                   "shorten test runs with min/max_query_count or target_qps instead")
-            elif (key == "performance_sample_count_override" and _num(value) is not None
-                  and 0 < _num(value) < PERFORMANCE_SAMPLE_COUNT):  # type: ignore[operator]
-                self.c.error(path, f"line {lineno} lowers performance_sample_count_override to {value}; MLPerf needs "
-                                   f">= {PERFORMANCE_SAMPLE_COUNT}")
+                self.c.error(
+                    path,
+                    f"line {lineno} lowers min_duration to {value} ms; MLPerf needs >= {MIN_DURATION_MS}, "
+                    "shorten test runs with min/max_query_count or target_qps instead",
+                )
+            elif key == "performance_sample_count_override" and 0 < (_num(value) or 0) < PERFORMANCE_SAMPLE_COUNT:
+                self.c.error(
+                    path,
+                    f"line {lineno} lowers performance_sample_count_override to {value}; MLPerf needs "
+                    f">= {PERFORMANCE_SAMPLE_COUNT}",
+                )
 
     # --- performance --------------------------------------------------------------------------------
     def _file_set(self, folder: Path, required: frozenset[str], optional: frozenset[str]) -> None:
@@ -170,8 +202,9 @@ class ScenarioCheck:
             return None
         log = read_detail_log(path)
         for lineno in log.bad_lines[:5]:
-            self.c.error(path, f"line {lineno} starts with :::MLLOG but is not valid JSON; the official checker "
-                               "stops on it")
+            self.c.error(
+                path, f"line {lineno} starts with :::MLLOG but is not valid JSON; the official checker stops on it"
+            )
         if not log.records:
             self.c.error(path, "holds no :::MLLOG records; it is not a LoadGen detail log")
             return None
@@ -191,7 +224,9 @@ class ScenarioCheck:
         if log is None:
             return None
         if log.get("effective_test_mode") != "PerformanceOnly":
-            self.c.error(path, f"is a {log.get('effective_test_mode')} log; performance/run_1 needs a PerformanceOnly run")
+            self.c.error(
+                path, f"is a {log.get('effective_test_mode')} log; performance/run_1 needs a PerformanceOnly run"
+            )
         if log.get("effective_scenario") != self.scenario:
             self.c.error(path, f"is a {log.get('effective_scenario')} run but sits in the {self.scenario} folder")
         capped = (_num(log.get("effective_max_query_count")) or 0) > 0
@@ -202,18 +237,27 @@ class ScenarioCheck:
                 self.c.error(path, f"LoadGen reported an error: {err.strip()}")
         psc = _num(log.get("effective_performance_sample_count"))
         if psc is None or psc < PERFORMANCE_SAMPLE_COUNT:
-            self.c.error(path, f"performance_sample_count is {_show(psc)}; it must be >= {PERFORMANCE_SAMPLE_COUNT} "
-                               "(never lower it, shorten a run with min/max_query_count or target_qps)")
+            self.c.error(
+                path,
+                f"performance_sample_count is {_show(psc)}; it must be >= {PERFORMANCE_SAMPLE_COUNT} "
+                "(never lower it, shorten a run with min/max_query_count or target_qps)",
+            )
         seeds = SEEDS[self.lay.version]
         for name, expected in seeds.items():
             found = log.get(f"effective_{name}")
             if found != expected:
-                self.c.error(path, f"{name} is {found}, the {self.lay.version} checker expects {expected} "
-                                   "(use the LoadGen of that round, or --mlperf-version of the round the LoadGen carries)")
+                self.c.error(
+                    path,
+                    f"{name} is {found}, the {self.lay.version} checker expects {expected} "
+                    "(use the LoadGen of that round, or --mlperf-version of the round the LoadGen carries)",
+                )
         min_duration = _num(log.get("effective_min_duration_ms"))
         if min_duration is None or min_duration < MIN_DURATION_MS:
-            self.c.error(path, f"min_duration is {_show(min_duration)} ms; it must be >= {MIN_DURATION_MS} "
-                               "(shorten test runs with min/max_query_count or target_qps instead)")
+            self.c.error(
+                path,
+                f"min_duration is {_show(min_duration)} ms; it must be >= {MIN_DURATION_MS} "
+                "(shorten test runs with min/max_query_count or target_qps instead)",
+            )
         if self.scenario in EARLY_STOPPING_SCENARIOS:
             if log.get("early_stopping_met") is not True:
                 self.c.error(path, "LoadGen's early-stopping condition was not met (too few queries); run more queries")
@@ -225,8 +269,11 @@ class ScenarioCheck:
         if self.scenario == "Offline":
             spq = _num(log.get("effective_samples_per_query"))
             if spq is None or spq < OFFLINE_MIN_SAMPLES_PER_QUERY:
-                self.short_run(path, f"Offline issued {_show(spq)} samples per query; a full run issues >= "
-                                     f"{OFFLINE_MIN_SAMPLES_PER_QUERY}")
+                self.short_run(
+                    path,
+                    f"Offline issued {_show(spq)} samples per query; a full run issues >= "
+                    f"{OFFLINE_MIN_SAMPLES_PER_QUERY}",
+                )
         validity = log.get("result_validity")
         if validity != "VALID":
             reason = str(log.get("result_invalid_reason") or "").strip()
@@ -257,8 +304,11 @@ class ScenarioCheck:
             raw = log.get("effective_accuracy_sample_count", log.get("qsl_reported_total_count"))
             samples = int(raw) if _num(raw) is not None else None
             if samples != DATASET_SIZE:
-                self.short_run(path, f"the accuracy run covered {samples} of {DATASET_SIZE} samples (the official "
-                                     "checker accepts it only with --skip-dataset-size-check)")
+                self.short_run(
+                    path,
+                    f"the accuracy run covered {samples} of {DATASET_SIZE} samples (the official "
+                    "checker accepts it only with --skip-dataset-size-check)",
+                )
         if scores is not None:
             target = ACCURACY_TARGET_F1[self.mlperf_model]
             if scores[1] < target:
@@ -279,8 +329,11 @@ class ScenarioCheck:
             if any(ACCURACY_LINE_RE.match(ln) for ln in lines):
                 self.c.error(path, "the accuracy line matches the checker's pattern but its numbers do not parse")
             else:
-                self.c.error(path, 'has no line the official checker can parse; it needs a line starting with '
-                                   '{"exact_match": <number>, "f1": <number>} (exact_match first, plain decimals)')
+                self.c.error(
+                    path,
+                    "has no line the official checker can parse; it needs a line starting with "
+                    '{"exact_match": <number>, "f1": <number>} (exact_match first, plain decimals)',
+                )
         recorded = parse_hash_line(lines)
         log_path = folder / ACCURACY_LOG
         if recorded is None:
@@ -291,21 +344,33 @@ class ScenarioCheck:
             size = log_path.stat().st_size
             data = log_path.read_bytes() if size <= MAX_ACCURACY_LOG_BYTES else b""
             if size > MAX_ACCURACY_LOG_BYTES:
-                self.c.error(log_path, f"is {size} bytes; truncate it to 4096 + '\\n\\n...\\n\\n' + 4096 characters "
-                                       f"(<= {MAX_ACCURACY_LOG_BYTES} bytes) and keep the full log")
+                self.c.error(
+                    log_path,
+                    f"is {size} bytes; truncate it to 4096 + '\\n\\n...\\n\\n' + 4096 characters "
+                    f"(<= {MAX_ACCURACY_LOG_BYTES} bytes) and keep the full log",
+                )
             elif not is_truncated_form(data) and recorded and recorded != sha256_file(log_path):
-                self.c.error(log_path, "is neither the full log the hash in accuracy.txt names nor its "
-                                       "4096 + '\\n\\n...\\n\\n' + 4096 truncation; regenerate the submission")
+                self.c.error(
+                    log_path,
+                    "is neither the full log the hash in accuracy.txt names nor its "
+                    "4096 + '\\n\\n...\\n\\n' + 4096 truncation; regenerate the submission",
+                )
             elif not data.lstrip().startswith(b"["):
                 self.c.error(log_path, "does not start like a LoadGen accuracy log (a JSON list)")
             elif recorded and self.c.full_logs.paths:
                 full = self.c.full_logs.find(data)
                 if full is None:
-                    self.c.note(log_path, "none of the given run directories holds the full log it was cut from; "
-                                          "the hash in accuracy.txt could not be verified")
+                    self.c.note(
+                        log_path,
+                        "none of the given run directories holds the full log it was cut from; "
+                        "the hash in accuracy.txt could not be verified",
+                    )
                 elif sha256_file(full) != recorded:
-                    self.c.error(path, f"hash {recorded} is not the sha256 of the full log {full}; regenerate "
-                                       "the submission from that run")
+                    self.c.error(
+                        path,
+                        f"hash {recorded} is not the sha256 of the full log {full}; regenerate "
+                        "the submission from that run",
+                    )
         return scores
 
     # --- compliance ---------------------------------------------------------------------------------
@@ -314,8 +379,11 @@ class ScenarioCheck:
             return
         test01 = self.lay.compliance_dir(self.system, self.model, self.scenario, "TEST01")
         if not test01.is_dir():
-            self.c.error(test01, "the closed division needs the TEST01 compliance run for bert; this tool does not "
-                                 "produce it yet, so submit in the open division")
+            self.c.error(
+                test01,
+                "the closed division needs the TEST01 compliance run for bert; this tool does not "
+                "produce it yet, so submit in the open division",
+            )
 
 
 def _show(value: float | None) -> str:

@@ -99,8 +99,11 @@ def load_model_mapping(c: Collector, lay: Layout) -> dict[str, str]:
     if not path.exists():
         return {}
     if lay.division != "open":
-        c.error(path, "model_mapping.json is only read in the open division; the closed division needs "
-                      f"the official model names ({', '.join(MLPERF_MODELS)})")
+        c.error(
+            path,
+            "model_mapping.json is only read in the open division; the closed division needs "
+            f"the official model names ({', '.join(MLPERF_MODELS)})",
+        )
         return {}
     try:
         data = json.loads(path.read_text())
@@ -130,8 +133,11 @@ def check_system_json(c: Collector, lay: Layout, path: Path) -> dict[str, Any]:
     for key in sorted(set(data) - set(SYSTEM_KEYS) - {SYSTEM_NETWORK_KEY}):
         c.note(path, f"field {key} is not one of the 35 system keys (the official checker warns about it)")
     if SYSTEM_NETWORK_KEY in data and lay.division != "network":
-        c.error(path, f"field {SYSTEM_NETWORK_KEY} makes the official checker require the network-division fields; "
-                      "remove it outside the network division")
+        c.error(
+            path,
+            f"field {SYSTEM_NETWORK_KEY} makes the official checker require the network-division fields; "
+            "remove it outside the network division",
+        )
     status = str(data.get("status", "")).lower()
     if status not in STATUSES:
         c.error(path, f"status {data.get('status')!r} is not one of {', '.join(STATUSES)}")
@@ -139,15 +145,18 @@ def check_system_json(c: Collector, lay: Layout, path: Path) -> dict[str, Any]:
     if system_type not in SYSTEM_TYPES:
         c.error(path, f"system_type {system_type!r} is not one of {', '.join(SYSTEM_TYPES)}")
     elif system_type not in SYSTEM_TYPES_WITH_EDGE:
-        c.error(path, f"system_type {system_type!r} has no bert results since v5.0 (bert is an edge benchmark); "
-                      "use edge or datacenter,edge")
+        c.error(
+            path,
+            f"system_type {system_type!r} has no bert results since v5.0 (bert is an edge benchmark); "
+            "use edge or datacenter,edge",
+        )
     if str(data.get("submitter", "")).lower() != lay.submitter.lower():
         c.error(path, f"submitter {data.get('submitter')!r} differs from the folder name {lay.submitter!r}")
     if data.get("division") != lay.division:
         c.error(path, f"division {data.get('division')!r} differs from the folder name {lay.division!r}")
     for key in SYSTEM_INTEGER_KEYS:
         if key in data and not str(data[key]).isdigit():
-            c.error(path, f"{key} {data[key]!r} must be an integer written as a string, e.g. \"1\"")
+            c.error(path, f'{key} {data[key]!r} must be an integer written as a string, e.g. "1"')
     return data
 
 
@@ -156,8 +165,11 @@ def check_submitter(c: Collector, lay: Layout) -> list[ResultRow]:
     check_hygiene(c, sub)
     src, other = ("src", "code") if lay.v6 else ("code", "src")
     if not (sub / src).is_dir():
-        hint = f" (this looks like the {'v5.x' if lay.v6 else 'v6.x'} layout; check with the matching --mlperf-version)" \
-            if (sub / other).is_dir() else ""
+        hint = (
+            f" (this looks like the {'v5.x' if lay.v6 else 'v6.x'} layout; check with the matching --mlperf-version)"
+            if (sub / other).is_dir()
+            else ""
+        )
         c.error(sub / src, f"the {src}/ folder is missing; {lay.version} submissions must include their source{hint}")
     systems_dir, results_dir = sub / "systems", sub / "results"
     for d in (systems_dir, results_dir):
@@ -184,16 +196,22 @@ def check_submitter(c: Collector, lay: Layout) -> list[ResultRow]:
     return rows
 
 
-def check_model(c: Collector, lay: Layout, system: str, model_dir: Path, mapping: dict[str, str],
-                system_json: dict[str, Any]) -> list[ResultRow]:
+def check_model(
+    c: Collector, lay: Layout, system: str, model_dir: Path, mapping: dict[str, str], system_json: dict[str, Any]
+) -> list[ResultRow]:
     model = model_dir.name
     mlperf_model = model if model in MLPERF_MODELS else mapping.get(model)
     if mlperf_model not in MLPERF_MODELS:
         if lay.division == "open":
-            c.error(model_dir, f"model {model!r} is not {' or '.join(MLPERF_MODELS)}; map it in "
-                               f"{MODEL_MAPPING} (e.g. {{\"{model}\": \"bert-99\"}})")
+            c.error(
+                model_dir,
+                f"model {model!r} is not {' or '.join(MLPERF_MODELS)}; map it in "
+                f'{MODEL_MAPPING} (e.g. {{"{model}": "bert-99"}})',
+            )
         else:
-            c.error(model_dir, f"model {model!r} is not allowed in the closed division; use {' or '.join(MLPERF_MODELS)}")
+            c.error(
+                model_dir, f"model {model!r} is not allowed in the closed division; use {' or '.join(MLPERF_MODELS)}"
+            )
         return []
     assert mlperf_model is not None
     scenarios = sorted(p.name for p in model_dir.iterdir() if p.is_dir())
@@ -203,8 +221,11 @@ def check_model(c: Collector, lay: Layout, system: str, model_dir: Path, mapping
             c.error(model_dir / scenario, f"{scenario!r} is not a scenario ({', '.join(SCENARIOS)})")
             continue
         if lay.division == "closed" and scenario not in CLOSED_REQUIRED_SCENARIOS:
-            c.error(model_dir / scenario, f"bert is an edge benchmark: the closed division accepts only "
-                                          f"{' and '.join(CLOSED_REQUIRED_SCENARIOS)}")
+            c.error(
+                model_dir / scenario,
+                f"bert is an edge benchmark: the closed division accepts only "
+                f"{' and '.join(CLOSED_REQUIRED_SCENARIOS)}",
+            )
             continue
         row = ScenarioCheck(c, lay, system, model, mlperf_model, scenario, system_json).run()
         if row is not None:
@@ -212,6 +233,9 @@ def check_model(c: Collector, lay: Layout, system: str, model_dir: Path, mapping
     if lay.division == "closed":
         for scenario in CLOSED_REQUIRED_SCENARIOS:
             if scenario not in scenarios:
-                c.error(model_dir / scenario, f"the closed division needs both {' and '.join(CLOSED_REQUIRED_SCENARIOS)} "
-                                              f"for bert; {scenario} is missing")
+                c.error(
+                    model_dir / scenario,
+                    f"the closed division needs both {' and '.join(CLOSED_REQUIRED_SCENARIOS)} "
+                    f"for bert; {scenario} is missing",
+                )
     return rows

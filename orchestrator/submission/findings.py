@@ -108,6 +108,8 @@ class CheckReport:
         if self.verdict == "invalid":
             return f"INVALID: {len(self.errors)} problem(s) in {self.root} (checked as {self.version})"
         if self.verdict == "test-mode":
-            return (f"TEST MODE: {n} result(s) follow the {self.version} rules for a short run, but a test-mode "
-                    "submission is NOT a valid MLPerf result")
+            return (
+                f"TEST MODE: {n} result(s) follow the {self.version} rules for a short run, but a test-mode "
+                "submission is NOT a valid MLPerf result"
+            )
         return f"VALID: {n} result(s) follow the {self.version} rules"

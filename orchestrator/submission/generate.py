@@ -45,11 +45,15 @@ class GenerateOptions:
 
     def validate(self) -> None:
         if self.division not in SUBMITTABLE_DIVISIONS:
-            raise ConfigError(f"--division {self.division!r} is not supported; choose one of {', '.join(SUBMITTABLE_DIVISIONS)}")
+            raise ConfigError(
+                f"--division {self.division!r} is not supported; choose one of {', '.join(SUBMITTABLE_DIVISIONS)}"
+            )
         if self.version not in VERSIONS:
             raise ConfigError(f"--mlperf-version {self.version!r} is not known; choose one of {', '.join(VERSIONS)}")
         if self.benchmark not in MLPERF_MODELS:
-            raise ConfigError(f"--benchmark {self.benchmark!r} is not a BERT benchmark; choose one of {', '.join(MLPERF_MODELS)}")
+            raise ConfigError(
+                f"--benchmark {self.benchmark!r} is not a BERT benchmark; choose one of {', '.join(MLPERF_MODELS)}"
+            )
 
 
 @dataclass
@@ -223,14 +227,15 @@ def _measurements(entry: Entry) -> dict[str, str]:
     rec = entry.performance.record
     precision = str(rec.model_meta.get("precision") or "unspecified")
     if entry.demo_model:
-        retraining = ("yes: a demo model (MiniLM-L6 fine-tuned on SQuAD v1.1), not the MLPerf BERT-large "
-                      "checkpoint; open division only")
+        retraining = (
+            "yes: a demo model (MiniLM-L6 fine-tuned on SQuAD v1.1), not the MLPerf BERT-large "
+            "checkpoint; open division only"
+        )
     elif entry.custom_model:
         retraining = "unspecified: a custom model, not the MLPerf BERT-large checkpoint; open division only"
     else:
         retraining = "no"
-    transformations = {"int8": "int8 quantization of the fp32 weights", "fp32": "none"}.get(
-        precision, "unspecified")
+    transformations = {"int8": "int8 quantization of the fp32 weights", "fp32": "none"}.get(precision, "unspecified")
     return {
         "input_data_types": "int64",
         "retraining": retraining,
@@ -252,8 +257,9 @@ def _copy_logs(src: Path, dst: Path, names: tuple[str, ...]) -> None:
 
 def write_tree(plan: Plan, dest_root: Path) -> None:
     """Write the whole tree under dest_root (the submission root, holding <division>/)."""
-    lay = Layout(root=dest_root, division=plan.layout.division, submitter=plan.layout.submitter,
-                 version=plan.layout.version)
+    lay = Layout(
+        root=dest_root, division=plan.layout.division, submitter=plan.layout.submitter, version=plan.layout.version
+    )
     files, note = collect_source([r.record.git_sha for r in plan.runs])
     if lay.v6:
         write_source(lay.source_dir("", ""), files, note)
@@ -278,7 +284,8 @@ def write_tree(plan: Plan, dest_root: Path) -> None:
             raise SubmissionError(f"{full_log} is missing; the accuracy run did not finish, rerun it")
         (acc_dst / ACCURACY_LOG).write_bytes(truncated_bytes(full_log))
         (acc_dst / ACCURACY_TXT).write_text(
-            submission_accuracy_txt(acc_src / ACCURACY_TXT, e.accuracy.record.results, full_log))
+            submission_accuracy_txt(acc_src / ACCURACY_TXT, e.accuracy.record.results, full_log)
+        )
         mdir = lay.measurements_dir(sid, e.model_dir, e.scenario)
         mdir.mkdir(parents=True, exist_ok=True)
         user_conf = e.performance.dir / USER_CONF

@@ -46,7 +46,7 @@ def read_detail_log(path: Path) -> DetailLog:
             if not line.startswith(MARKER):
                 continue
             try:
-                rec = json.loads(line[len(MARKER):])
+                rec = json.loads(line[len(MARKER) :])
                 key = rec["key"]
             except (ValueError, KeyError, TypeError):
                 log.bad_lines.append(lineno)

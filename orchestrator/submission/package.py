@@ -34,11 +34,37 @@ ATTEMPT_RE = re.compile(r"^(short|[1-9][0-9]*)$")
 ENTRY_RE = re.compile(rf"^{PREFIX}(short|[1-9][0-9]*)(\.tar\.gz|_summary\.json|\.run|\.tstamps|\.md)?$")
 SUMMARY_CSV = "summary.csv"
 CSV_HEAD = [
-    "Attempt", "Organization", "Availability", "Division", "SystemType", "SystemName", "Platform", "Model",
-    "MlperfModel", "Scenario", "Result", "Accuracy", "number_of_nodes", "host_processor_model_name",
-    "host_processors_per_node", "host_processor_core_count", "accelerator_model_name", "accelerators_per_node",
-    "total_accelerators", "Location", "framework", "operating_system", "notes", "compliance", "errors", "version",
-    "inferred", "has_power", "Units", "weight_data_types", "Validity",
+    "Attempt",
+    "Organization",
+    "Availability",
+    "Division",
+    "SystemType",
+    "SystemName",
+    "Platform",
+    "Model",
+    "MlperfModel",
+    "Scenario",
+    "Result",
+    "Accuracy",
+    "number_of_nodes",
+    "host_processor_model_name",
+    "host_processors_per_node",
+    "host_processor_core_count",
+    "accelerator_model_name",
+    "accelerators_per_node",
+    "total_accelerators",
+    "Location",
+    "framework",
+    "operating_system",
+    "notes",
+    "compliance",
+    "errors",
+    "version",
+    "inferred",
+    "has_power",
+    "Units",
+    "weight_data_types",
+    "Validity",
 ]
 
 
@@ -73,8 +99,11 @@ def check_output_dir(output_dir: Path) -> None:
         raise SubmissionError(f"{output_dir} is a file; pass a folder to --submission-dir")
     if not output_dir.is_dir():
         return
-    foreign = sorted(p.name for p in output_dir.iterdir()
-                     if not ENTRY_RE.match(p.name) and p.name != SUMMARY_CSV and not p.name.startswith(".tmp-" + PREFIX))
+    foreign = sorted(
+        p.name
+        for p in output_dir.iterdir()
+        if not ENTRY_RE.match(p.name) and p.name != SUMMARY_CSV and not p.name.startswith(".tmp-" + PREFIX)
+    )
     if foreign:
         raise SubmissionError(
             f"{output_dir} holds things that are not submission attempts ({', '.join(foreign[:5])}); "
@@ -130,28 +159,30 @@ def summary_records(report: CheckReport, attempt: str, demo: dict[str, bool]) ->
     out = []
     for row in report.results:
         sj = row.system_json
-        out.append({
-            "attempt": attempt,
-            "submitter": row.submitter,
-            "division": row.division,
-            "system": row.system,
-            "system_name": sj.get("system_name", ""),
-            "model": row.model,
-            "mlperf_model": row.mlperf_model,
-            "demo_model": demo.get(row.model, False),
-            "scenario": row.scenario,
-            "metric": "latency_ms" if row.units.startswith("Latency") else "throughput",
-            "result": row.result,
-            "units": row.units,
-            "accuracy": {"exact_match": row.exact_match, "f1": row.f1, "samples": row.accuracy_samples},
-            "framework": sj.get("framework", ""),
-            "host_processor": sj.get("host_processor_model_name", ""),
-            "accelerator": sj.get("accelerator_model_name", ""),
-            "mlperf_version": row.version,
-            "validity": "test-mode" if row.test_mode else ("valid" if row.valid else "invalid"),
-            "label": TEST_MODE_LABEL if row.test_mode else "",
-            "location": row.location,
-        })
+        out.append(
+            {
+                "attempt": attempt,
+                "submitter": row.submitter,
+                "division": row.division,
+                "system": row.system,
+                "system_name": sj.get("system_name", ""),
+                "model": row.model,
+                "mlperf_model": row.mlperf_model,
+                "demo_model": demo.get(row.model, False),
+                "scenario": row.scenario,
+                "metric": "latency_ms" if row.units.startswith("Latency") else "throughput",
+                "result": row.result,
+                "units": row.units,
+                "accuracy": {"exact_match": row.exact_match, "f1": row.f1, "samples": row.accuracy_samples},
+                "framework": sj.get("framework", ""),
+                "host_processor": sj.get("host_processor_model_name", ""),
+                "accelerator": sj.get("accelerator_model_name", ""),
+                "mlperf_version": row.version,
+                "validity": "test-mode" if row.test_mode else ("valid" if row.valid else "invalid"),
+                "label": TEST_MODE_LABEL if row.test_mode else "",
+                "location": row.location,
+            }
+        )
     return out
 
 
@@ -164,20 +195,37 @@ def csv_rows(records: list[dict[str, Any]], systems: dict[str, dict[str, Any]]) 
         notes = "; ".join(n for n in (sj.get("hw_notes", ""), sj.get("sw_notes", "")) if n)
         acc = rec["accuracy"]
         values = {
-            "Attempt": rec["attempt"], "Organization": rec["submitter"], "Availability": sj.get("status", ""),
-            "Division": rec["division"], "SystemType": sj.get("system_type", ""), "SystemName": rec["system_name"],
-            "Platform": rec["system"], "Model": rec["model"], "MlperfModel": rec["mlperf_model"],
-            "Scenario": rec["scenario"], "Result": "" if rec["result"] is None else rec["result"],
+            "Attempt": rec["attempt"],
+            "Organization": rec["submitter"],
+            "Availability": sj.get("status", ""),
+            "Division": rec["division"],
+            "SystemType": sj.get("system_type", ""),
+            "SystemName": rec["system_name"],
+            "Platform": rec["system"],
+            "Model": rec["model"],
+            "MlperfModel": rec["mlperf_model"],
+            "Scenario": rec["scenario"],
+            "Result": "" if rec["result"] is None else rec["result"],
             "Accuracy": f"F1: {acc['f1']} EM: {acc['exact_match']}" if acc.get("f1") is not None else "",
-            "number_of_nodes": nodes, "host_processor_model_name": sj.get("host_processor_model_name", ""),
+            "number_of_nodes": nodes,
+            "host_processor_model_name": sj.get("host_processor_model_name", ""),
             "host_processors_per_node": sj.get("host_processors_per_node", ""),
             "host_processor_core_count": sj.get("host_processor_core_count", ""),
-            "accelerator_model_name": sj.get("accelerator_model_name", ""), "accelerators_per_node": accels,
-            "total_accelerators": total, "Location": rec["location"], "framework": rec["framework"],
-            "operating_system": sj.get("operating_system", ""), "notes": notes,
-            "compliance": 0 if rec["division"] == "closed" else 1, "errors": 0 if rec["validity"] != "invalid" else 1,
-            "version": rec["mlperf_version"], "inferred": 0, "has_power": False, "Units": rec["units"],
-            "weight_data_types": rec.get("weight_data_types", ""), "Validity": rec["validity"],
+            "accelerator_model_name": sj.get("accelerator_model_name", ""),
+            "accelerators_per_node": accels,
+            "total_accelerators": total,
+            "Location": rec["location"],
+            "framework": rec["framework"],
+            "operating_system": sj.get("operating_system", ""),
+            "notes": notes,
+            "compliance": 0 if rec["division"] == "closed" else 1,
+            "errors": 0 if rec["validity"] != "invalid" else 1,
+            "version": rec["mlperf_version"],
+            "inferred": 0,
+            "has_power": False,
+            "Units": rec["units"],
+            "weight_data_types": rec.get("weight_data_types", ""),
+            "Validity": rec["validity"],
         }
         rows.append([str(values[h]) for h in CSV_HEAD])
     return rows
@@ -205,9 +253,17 @@ def write_summary_csv(output_dir: Path) -> Path:
     return dest
 
 
-def write_artifacts(output_dir: Path, attempt: str, tree: Path, report: CheckReport, steps: list[Step],
-                    systems: dict[str, dict[str, Any]], demo: dict[str, bool], highlights: list[str],
-                    weight_types: dict[str, str]) -> dict[str, Path]:
+def write_artifacts(
+    output_dir: Path,
+    attempt: str,
+    tree: Path,
+    report: CheckReport,
+    steps: list[Step],
+    systems: dict[str, dict[str, Any]],
+    demo: dict[str, bool],
+    highlights: list[str],
+    weight_types: dict[str, str],
+) -> dict[str, Path]:
     paths = attempt_paths(output_dir, attempt)
     write_tarball(tree, paths[".tar.gz"])
     records = summary_records(report, attempt, demo)
@@ -236,30 +292,57 @@ def write_artifacts(output_dir: Path, attempt: str, tree: Path, report: CheckRep
     return {k: v for k, v in paths.items() if k != "tree"}
 
 
-def attempt_markdown(attempt: str, report: CheckReport, records: list[dict[str, Any]],
-                     systems: dict[str, dict[str, Any]], demo: dict[str, bool], highlights: list[str]) -> str:
+def attempt_markdown(
+    attempt: str,
+    report: CheckReport,
+    records: list[dict[str, Any]],
+    systems: dict[str, dict[str, Any]],
+    demo: dict[str, bool],
+    highlights: list[str],
+) -> str:
     lines = [f"# MLPerf Inference BERT submission, attempt {attempt}", ""]
     if report.verdict == "test-mode":
         lines += [f"> **{TEST_MODE_LABEL}.** Every result below comes from a shortened run.", ""]
     if any(demo.values()):
         lines += [f"> **{DEMO_MODEL_LABEL}.** Submitted in the open division under a custom model name.", ""]
-    lines += [f"Checked by `mlperf-bert submission check` as {report.version}: **{report.verdict}**.", "", "## Platform", ""]
+    lines += [
+        f"Checked by `mlperf-bert submission check` as {report.version}: **{report.verdict}**.",
+        "",
+        "## Platform",
+        "",
+    ]
     for sid, sj in sorted(systems.items()):
-        lines += [f"### {sid}", "",
-                  f"- System: {sj.get('system_name', '')} ({sj.get('system_type', '')}, {sj.get('status', '')})",
-                  (f"- Host: {sj.get('host_processors_per_node', '')} x {sj.get('host_processor_model_name', '')}, "
-                  f"{sj.get('host_processor_core_count', '')} cores, {sj.get('host_memory_capacity', '')} memory"),
-                  f"- Accelerators: {sj.get('accelerators_per_node', '')} x {sj.get('accelerator_model_name', '')}",
-                  f"- OS: {sj.get('operating_system', '')}",
-                  f"- Framework: {sj.get('framework', '')}",
-                  f"- Software: {sj.get('other_software_stack', '')}", ""]
-    lines += ["## Highlights", ""] + [f"- {h}" for h in highlights] + ["", "## Results", "",
-              "| System | Model | Scenario | Result | Units | Accuracy (F1 / EM) | Validity |",
-              "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### {sid}",
+            "",
+            f"- System: {sj.get('system_name', '')} ({sj.get('system_type', '')}, {sj.get('status', '')})",
+            (
+                f"- Host: {sj.get('host_processors_per_node', '')} x {sj.get('host_processor_model_name', '')}, "
+                f"{sj.get('host_processor_core_count', '')} cores, {sj.get('host_memory_capacity', '')} memory"
+            ),
+            f"- Accelerators: {sj.get('accelerators_per_node', '')} x {sj.get('accelerator_model_name', '')}",
+            f"- OS: {sj.get('operating_system', '')}",
+            f"- Framework: {sj.get('framework', '')}",
+            f"- Software: {sj.get('other_software_stack', '')}",
+            "",
+        ]
+    lines += (
+        ["## Highlights", ""]
+        + [f"- {h}" for h in highlights]
+        + [
+            "",
+            "## Results",
+            "",
+            "| System | Model | Scenario | Result | Units | Accuracy (F1 / EM) | Validity |",
+            "|---|---|---|---|---|---|---|",
+        ]
+    )
     for rec in records:
         acc = rec["accuracy"]
         acc_text = f"{acc['f1']:.3f} / {acc['exact_match']:.3f}" if acc.get("f1") is not None else "n/a"
         result = "n/a" if rec["result"] is None else f"{rec['result']:.3f}"
-        lines.append(f"| {rec['system']} | {rec['model']} ({rec['mlperf_model']}) | {rec['scenario']} | {result} | "
-                     f"{rec['units']} | {acc_text} | {rec['validity']} |")
+        lines.append(
+            f"| {rec['system']} | {rec['model']} ({rec['mlperf_model']}) | {rec['scenario']} | {result} | "
+            f"{rec['units']} | {acc_text} | {rec['validity']} |"
+        )
     return "\n".join(lines) + "\n"

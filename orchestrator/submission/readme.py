@@ -42,29 +42,44 @@ def scenario_readme(e: Entry, lay: Layout) -> str:
     cfg = perf.config
     lines = [f"# {e.model_dir} {e.scenario} on {e.system.id}", ""]
     if e.test_mode:
-        lines += [(f"> **{TEST_MODE_LABEL}.** The runs were shortened (LoadGen `min_query_count` / "
-                  "`max_query_count` / `target_qps` in user.conf) and do not meet MLPerf's 600 s minimum "
-                  "duration or full-dataset accuracy; the official checker accepts this only in the open "
-                  "division (accuracy with `--skip-dataset-size-check`)."), ""]
+        lines += [
+            (
+                f"> **{TEST_MODE_LABEL}.** The runs were shortened (LoadGen `min_query_count` / "
+                "`max_query_count` / `target_qps` in user.conf) and do not meet MLPerf's 600 s minimum "
+                "duration or full-dataset accuracy; the official checker accepts this only in the open "
+                "division (accuracy with `--skip-dataset-size-check`)."
+            ),
+            "",
+        ]
     if e.demo_model:
-        lines += [(f"> **{DEMO_MODEL_LABEL}.** It is submitted in the open division as the custom model "
-                  f"`{e.model_dir}`, mapped to `{e.benchmark}` in "
-                  "model_mapping.json so the results are grouped with BERT; its accuracy is not comparable "
-                  "with BERT-large."), ""]
+        lines += [
+            (
+                f"> **{DEMO_MODEL_LABEL}.** It is submitted in the open division as the custom model "
+                f"`{e.model_dir}`, mapped to `{e.benchmark}` in "
+                "model_mapping.json so the results are grouped with BERT; its accuracy is not comparable "
+                "with BERT-large."
+            ),
+            "",
+        ]
     elif e.custom_model:
-        lines += [f"> Custom model `{e.model_dir}` (open division), mapped to `{e.benchmark}` in model_mapping.json.", ""]
+        lines += [
+            f"> Custom model `{e.model_dir}` (open division), mapped to `{e.benchmark}` in model_mapping.json.",
+            "",
+        ]
     lines += [
         "| | |",
         "|---|---|",
-        (f"| Model | `{perf.model.name or perf.model.path}` ({perf.model_meta.get('precision') or 'precision unspecified'}), "
-        f"sha256 `{perf.model.sha256 or 'unknown'}` |"),
+        (
+            f"| Model | `{perf.model.name or perf.model.path}` ({perf.model_meta.get('precision') or 'precision unspecified'}), "
+            f"sha256 `{perf.model.sha256 or 'unknown'}` |"
+        ),
         f"| Target | `{perf.target}`, execution provider `{perf.execution_provider or 'unknown'}` |",
-        (f"| SUT | {cfg.sut.value}, batch size {cfg.batch_size or 'n/a'}, "
-        f"threads {cfg.threads or 'default'} |"),
+        (f"| SUT | {cfg.sut.value}, batch size {cfg.batch_size or 'n/a'}, threads {cfg.threads or 'default'} |"),
         f"| Execution mode | {f'test ({cfg.test_query_count} queries)' if e.test_mode else 'valid'} |",
         f"| LoadGen | {perf_log.get('loadgen_version', 'unknown')}, result {perf_log.get('result_validity', 'unknown')} |",
         f"| Performance | {_fmt(value)} {unit} |",
-        "| Accuracy | " + (f"EM {scores[0]:.3f}, F1 {scores[1]:.3f}" if scores else "n/a")
+        "| Accuracy | "
+        + (f"EM {scores[0]:.3f}, F1 {scores[1]:.3f}" if scores else "n/a")
         + f" over {samples if samples is not None else 'n/a'} of {DATASET_SIZE} samples |",
         f"| Runs | accuracy `{e.accuracy.name}`, performance `{e.performance.name}` |",
         "",

@@ -22,14 +22,26 @@ MLPERF_MODELS: Final = ("bert-99", "bert-99.9")
 # LoadGen RNG seeds per round. The checker compares the effective_*_rng_seed of every performance log.
 # mlcommons-loadgen 6.0.17 (pinned in pyproject.toml) compiles in the v6.1 set.
 SEEDS: Final[dict[str, dict[str, int]]] = {
-    "v6.1": {"qsl_rng_seed": 2085463073848966840, "sample_index_rng_seed": 2747215439041700203,
-             "schedule_rng_seed": 16159082839903944936},
-    "v6.0": {"qsl_rng_seed": 2465351861681999779, "sample_index_rng_seed": 14276810075590677512,
-             "schedule_rng_seed": 3936089224930324775},
-    "v5.1": {"qsl_rng_seed": 1780908523862526354, "sample_index_rng_seed": 14771362308971278857,
-             "schedule_rng_seed": 18209322760996052031},
-    "v5.0": {"qsl_rng_seed": 6023615788873153749, "sample_index_rng_seed": 15036839855038426416,
-             "schedule_rng_seed": 9933818062894767841},
+    "v6.1": {
+        "qsl_rng_seed": 2085463073848966840,
+        "sample_index_rng_seed": 2747215439041700203,
+        "schedule_rng_seed": 16159082839903944936,
+    },
+    "v6.0": {
+        "qsl_rng_seed": 2465351861681999779,
+        "sample_index_rng_seed": 14276810075590677512,
+        "schedule_rng_seed": 3936089224930324775,
+    },
+    "v5.1": {
+        "qsl_rng_seed": 1780908523862526354,
+        "sample_index_rng_seed": 14771362308971278857,
+        "schedule_rng_seed": 18209322760996052031,
+    },
+    "v5.0": {
+        "qsl_rng_seed": 6023615788873153749,
+        "sample_index_rng_seed": 15036839855038426416,
+        "schedule_rng_seed": 9933818062894767841,
+    },
 }
 
 
@@ -42,7 +54,9 @@ def is_v6(version: str) -> bool:
 OFFLINE_MIN_SAMPLES_PER_QUERY: Final = DATASET_SIZE  # closed division only in the v6 checker
 MIN_DURATION_MS: Final = 600_000
 ACCURACY_TARGET_F1: Final = {"bert-99": REFERENCE_F1 * 0.99, "bert-99.9": REFERENCE_F1 * 0.999}
-MIN_QUERY_COUNT: Final[dict[str, int]] = {Scenario.Offline: 1}  # SingleStream/Server/MultiStream use early stopping instead
+MIN_QUERY_COUNT: Final[dict[str, int]] = {
+    Scenario.Offline: 1
+}  # SingleStream/Server/MultiStream use early stopping instead
 EARLY_STOPPING_SCENARIOS: Final = (Scenario.SingleStream, Scenario.MultiStream, Scenario.Server)
 # LoadGen 6.0.17 logs early_stopping_met=false below this many SingleStream queries (measured: 63 no, 64 yes),
 # and the v6 checker rejects such a result in every division.
@@ -91,27 +105,65 @@ SHA256_RE: Final = re.compile(r"^[0-9a-f]{64}$")
 
 # systems/<system>.json: all 35 keys must be present; these must also be non-empty.
 SYSTEM_KEYS: Final = (
-    "division", "submitter", "status", "system_name", "system_type", "system_type_detail",
-    "number_of_nodes", "host_processors_per_node", "host_processor_model_name", "host_processor_core_count",
-    "host_processor_frequency", "host_processor_caches", "host_processor_interconnect",
-    "host_memory_capacity", "host_memory_configuration", "host_storage_type", "host_storage_capacity",
-    "host_networking", "host_networking_topology", "host_network_card_count", "accelerators_per_node",
-    "accelerator_model_name", "accelerator_frequency", "accelerator_host_interconnect",
-    "accelerator_interconnect", "accelerator_interconnect_topology", "accelerator_memory_capacity",
-    "accelerator_memory_configuration", "accelerator_on-chip_memories", "cooling", "framework",
-    "operating_system", "other_software_stack", "hw_notes", "sw_notes",
+    "division",
+    "submitter",
+    "status",
+    "system_name",
+    "system_type",
+    "system_type_detail",
+    "number_of_nodes",
+    "host_processors_per_node",
+    "host_processor_model_name",
+    "host_processor_core_count",
+    "host_processor_frequency",
+    "host_processor_caches",
+    "host_processor_interconnect",
+    "host_memory_capacity",
+    "host_memory_configuration",
+    "host_storage_type",
+    "host_storage_capacity",
+    "host_networking",
+    "host_networking_topology",
+    "host_network_card_count",
+    "accelerators_per_node",
+    "accelerator_model_name",
+    "accelerator_frequency",
+    "accelerator_host_interconnect",
+    "accelerator_interconnect",
+    "accelerator_interconnect_topology",
+    "accelerator_memory_capacity",
+    "accelerator_memory_configuration",
+    "accelerator_on-chip_memories",
+    "cooling",
+    "framework",
+    "operating_system",
+    "other_software_stack",
+    "hw_notes",
+    "sw_notes",
 )
-SYSTEM_OPTIONAL_EMPTY: Final = frozenset({
-    "system_type_detail", "host_processor_frequency", "host_processor_caches", "host_processor_interconnect",
-    "accelerator_frequency", "accelerator_interconnect_topology", "accelerator_on-chip_memories",
-    "hw_notes", "sw_notes",
-})
+SYSTEM_OPTIONAL_EMPTY: Final = frozenset(
+    {
+        "system_type_detail",
+        "host_processor_frequency",
+        "host_processor_caches",
+        "host_processor_interconnect",
+        "accelerator_frequency",
+        "accelerator_interconnect_topology",
+        "accelerator_on-chip_memories",
+        "hw_notes",
+        "sw_notes",
+    }
+)
 SYSTEM_INTEGER_KEYS: Final = ("number_of_nodes", "accelerators_per_node")
 # The checker adds 13 network fields to the required list whenever this key is present at all.
 SYSTEM_NETWORK_KEY: Final = "is_network"
 
 MEASUREMENTS_KEYS: Final = (
-    "input_data_types", "retraining", "starting_weights_filename", "weight_data_types", "weight_transformations",
+    "input_data_types",
+    "retraining",
+    "starting_weights_filename",
+    "weight_data_types",
+    "weight_transformations",
 )
 
 # Shown wherever a test-mode result appears.

@@ -90,8 +90,9 @@ def collect_source(git_shas: list[str | None]) -> tuple[dict[str, bytes], str]:
                 )
             return files, note
     if len(clean) > 1:
-        log.warning("the runs recorded different git commits (%s); src/ holds the installed package instead",
-                    ", ".join(clean))
+        log.warning(
+            "the runs recorded different git commits (%s); src/ holds the installed package instead", ", ".join(clean)
+        )
     files = _files_from_package()
     note = (
         f"mlperf-bert {__version__}: the installed package's files at the time the submission was generated "

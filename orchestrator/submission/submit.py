@@ -48,13 +48,17 @@ class SubmissionResult:
 
 def _steps(plan: Plan, generate_cmd: str, started: str) -> list[Step]:
     steps = [
-        Step(name=f"run {r.name} ({r.record.scenario}, {'+'.join(r.record.modes)})",
-             command=shlex.join(r.record.command) if r.record.command else "(not recorded)",
-             started_at=r.record.started_at, finished_at=r.record.finished_at)
+        Step(
+            name=f"run {r.name} ({r.record.scenario}, {'+'.join(r.record.modes)})",
+            command=shlex.join(r.record.command) if r.record.command else "(not recorded)",
+            started_at=r.record.started_at,
+            finished_at=r.record.finished_at,
+        )
         for r in sorted(plan.runs, key=lambda r: (r.record.started_at or "", r.name))
     ]
-    steps.append(Step(name="generate + check + package", command=generate_cmd, started_at=started,
-                      finished_at=utc_now()))
+    steps.append(
+        Step(name="generate + check + package", command=generate_cmd, started_at=started, finished_at=utc_now())
+    )
     return steps
 
 
@@ -133,7 +137,16 @@ def generate_submission(
         systems = {sid: s.description for sid, s in plan.systems.items()}
         demo = {e.model_dir: e.demo_model for e in plan.entries}
         weights = {e.model_dir: str(e.performance.record.model_meta.get("precision") or "") for e in plan.entries}
-        result.artifacts = write_artifacts(output_dir, attempt, tree, report, _steps(plan, cmd, started), systems,
-                                           demo, _highlights(plan, report), weights)
+        result.artifacts = write_artifacts(
+            output_dir,
+            attempt,
+            tree,
+            report,
+            _steps(plan, cmd, started),
+            systems,
+            demo,
+            _highlights(plan, report),
+            weights,
+        )
     log.info("attempt %s: %s", attempt, report.summary_line())
     return result

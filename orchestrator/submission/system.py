@@ -98,7 +98,10 @@ def _local_nvidia_gpus() -> list[dict[str, str]]:
     try:
         res = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         )
     except (OSError, subprocess.SubprocessError):
         return []
@@ -231,13 +234,18 @@ def describe_system(record: RunRecord, division: str, overrides: Overrides, sw_n
     sid = system_id(hw, record.target)
     desc["division"] = division
     if "system_name" not in user:
-        desc["system_name"] = f"{overrides.hw_name or detected.get('host_processor_model_name') or hw} ({record.target})"
+        desc["system_name"] = (
+            f"{overrides.hw_name or detected.get('host_processor_model_name') or hw} ({record.target})"
+        )
     notes = [n for n in (desc.get("sw_notes", ""), sw_notes) if n]
     desc["sw_notes"] = "; ".join(notes)
     ordered = {k: desc.get(k, "") for k in SYSTEM_KEYS}
     validate(ordered, f"system {sid}")
     unknown_values = [k for k, v in ordered.items() if v == "unspecified"]
     if unknown_values:
-        log.warning("system %s: %s not detected; give the real values in a --system-config YAML before a real "
-                    "submission", sid, ", ".join(unknown_values))
+        log.warning(
+            "system %s: %s not detected; give the real values in a --system-config YAML before a real submission",
+            sid,
+            ", ".join(unknown_values),
+        )
     return System(id=sid, description=ordered)

@@ -141,9 +141,19 @@ def _zoo_stub(config: RunConfig, target: Target) -> ResolvedModel:
             "cannot do; use --runner local, or download the ONNX file and pass --model-path"
         )
     return ResolvedModel(
-        name=config.model, path=Path(config.model), sha256="", source="path", format="onnx", precision=None,
-        demo=False, synthetic=False, custom=True, reference_f1=None, reference_exact_match=None,
-        interface=MLPERF_INTERFACE, vocab=None,
+        name=config.model,
+        path=Path(config.model),
+        sha256="",
+        source="path",
+        format="onnx",
+        precision=None,
+        demo=False,
+        synthetic=False,
+        custom=True,
+        reference_f1=None,
+        reference_exact_match=None,
+        interface=MLPERF_INTERFACE,
+        vocab=None,
     )
 
 
@@ -174,8 +184,13 @@ def make_runner(config: RunConfig, target: Target, *, stream: bool = True, cache
         from orchestrator.containers.docker_runner import DockerRunner
 
         return DockerRunner(
-            target, image=config.image, stream=stream, gpus=config.gpus or "all",
-            shm_size=config.shm_size or "1g", cpuset_cpus=config.cpuset_cpus, memory=config.memory,
+            target,
+            image=config.image,
+            stream=stream,
+            gpus=config.gpus or "all",
+            shm_size=config.shm_size or "1g",
+            cpuset_cpus=config.cpuset_cpus,
+            memory=config.memory,
         )
     check_host(target)
     return LocalRunner(local_env=target.local_env, stream=stream, cache_dir=cache_dir)
@@ -196,8 +211,9 @@ def with_default_batch_size(config: RunConfig, target: Target) -> RunConfig:
     return config.model_copy(update={"batch_size": effective_batch_size(config, target)})
 
 
-def build_spec(config: RunConfig, target: Target, inputs: Inputs, run_dir: Path, *, progress: bool,
-               cache_dir: Path | None = None) -> HarnessSpec:
+def build_spec(
+    config: RunConfig, target: Target, inputs: Inputs, run_dir: Path, *, progress: bool, cache_dir: Path | None = None
+) -> HarnessSpec:
     engine_options = dict(config.engine_options)
     if config.sut is SutKind.reference:
         for key, value in target.reference_options:
@@ -230,8 +246,9 @@ def build_spec(config: RunConfig, target: Target, inputs: Inputs, run_dir: Path,
     )
 
 
-def _new_record(config: RunConfig, target: Target, inputs: Inputs, run_dir: Path, runner: Runner,
-                argv: list[str] | None) -> RunRecord:
+def _new_record(
+    config: RunConfig, target: Target, inputs: Inputs, run_dir: Path, runner: Runner, argv: list[str] | None
+) -> RunRecord:
     model = inputs.model
     return RunRecord(
         run_id=run_dir.name,
@@ -284,8 +301,15 @@ def run_benchmark(
     run_dir = new_run_dir(config.output_dir, label)
     record = _new_record(config, target, inputs, run_dir, runner, argv)
     record.save(run_dir)
-    log.info("run %s: %s %s %s (%s), runner %s", run_dir, target.key, config.scenario.value,
-             config.mode.value, "TEST MODE" if record.test_mode else "valid", runner.name)
+    log.info(
+        "run %s: %s %s %s (%s), runner %s",
+        run_dir,
+        target.key,
+        config.scenario.value,
+        config.mode.value,
+        "TEST MODE" if record.test_mode else "valid",
+        runner.name,
+    )
     spec = build_spec(config, target, inputs, run_dir, progress=progress, cache_dir=cache_dir)
     try:
         outcome = runner.run(spec, run_dir)
@@ -305,8 +329,10 @@ def run_benchmark(
         _finish(record, run_dir, "interrupted", "interrupted by the user (Ctrl-C)")
         raise RunInterrupted(f"run interrupted; its logs are kept in {run_dir}")
     if outcome.exit_code != 0:
-        reason = (harness.error if harness and harness.error else None) or outcome.message or (
-            f"the harness exited with code {outcome.exit_code}"
+        reason = (
+            (harness.error if harness and harness.error else None)
+            or outcome.message
+            or (f"the harness exited with code {outcome.exit_code}")
         )
         if outcome.oom_killed:
             reason = "the container was killed for running out of memory; lower --batch-size or give it more memory"
@@ -315,8 +341,10 @@ def run_benchmark(
         raise err(f"{reason.rstrip('.')} (run {run_dir} marked failed; see harness.log there)")
     if harness is None or harness.execution_provider != target.execution_provider:
         got = harness.execution_provider if harness else "nothing (no harness_result.json)"
-        reason = (f"the run asked for {target.execution_provider} but {got} ran; a fallback is never a valid result, "
-                  "fix the image or drivers and rerun")
+        reason = (
+            f"the run asked for {target.execution_provider} but {got} ran; a fallback is never a valid result, "
+            "fix the image or drivers and rerun"
+        )
         _finish(record, run_dir, "failed", reason)
         raise PreflightError(f"{reason} (run {run_dir} marked failed)")
     result = RunResult(run_dir=run_dir, record=record)
@@ -335,8 +363,9 @@ def _collect(result: RunResult, inputs: Inputs) -> None:
     if "accuracy" in record.modes:
         from orchestrator.accuracy import score_run  # numpy: only once there is a log to score
 
-        report = score_run(run_dir / "accuracy", inputs.features, inputs.dataset, inputs.vocab,
-                           record.model_meta.get("reference_f1"))
+        report = score_run(
+            run_dir / "accuracy", inputs.features, inputs.dataset, inputs.vocab, record.model_meta.get("reference_f1")
+        )
         result.accuracy = report
         record.results["accuracy"] = dataclasses.asdict(report)
     if "performance" in record.modes:

@@ -68,9 +68,11 @@ class AccuracyCheck:
 
     def summary(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
-        return (f"int8 ({self.recipe}) F1 {self.int8_f1:.3f} vs fp32 F1 {self.fp32_f1:.3f} on {self.questions} questions "
-                f"at batch size {self.batch_size}: "
-                f"ratio {self.ratio:.4f} (bert-99 needs >= {self.threshold}) {verdict}")
+        return (
+            f"int8 ({self.recipe}) F1 {self.int8_f1:.3f} vs fp32 F1 {self.fp32_f1:.3f} on {self.questions} questions "
+            f"at batch size {self.batch_size}: "
+            f"ratio {self.ratio:.4f} (bert-99 needs >= {self.threshold}) {verdict}"
+        )
 
 
 @dataclass
@@ -98,9 +100,18 @@ def engine_version() -> str:
 
 
 def variant_dir(model_path: Path, cache_dir: Path, *, per_channel: bool = True, recipe: str = "all") -> Path:
-    key = hashlib.sha256(json.dumps({"sha256": _sha256(model_path), "onnxruntime": engine_version(),
-                                     "version": RECIPE, "recipe": recipe, "per_channel": per_channel},
-                                    sort_keys=True).encode())
+    key = hashlib.sha256(
+        json.dumps(
+            {
+                "sha256": _sha256(model_path),
+                "onnxruntime": engine_version(),
+                "version": RECIPE,
+                "recipe": recipe,
+                "per_channel": per_channel,
+            },
+            sort_keys=True,
+        ).encode()
+    )
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_path.stem)[:60]
     return cache_dir / "quantized" / f"{stem}-{key.hexdigest()[:20]}"
 
@@ -127,8 +138,12 @@ def _write_check(directory: Path, check: AccuracyCheck, *names: str) -> None:
 
 def _usable(check: AccuracyCheck | None, int8: Path, features: int, batch_size: int | None) -> bool:
     """A recorded check still answers the question: same int8 file, at least as many features, same batch."""
-    return (check is not None and check.int8_sha256 == _sha256(int8) and check.features >= features
-            and (batch_size is None or check.batch_size == batch_size))
+    return (
+        check is not None
+        and check.int8_sha256 == _sha256(int8)
+        and check.features >= features
+        and (batch_size is None or check.batch_size == batch_size)
+    )
 
 
 def approved_int8(model_path: Path, cache_dir: Path, *, per_channel: bool = True) -> Path | None:
@@ -146,13 +161,28 @@ def approved_int8(model_path: Path, cache_dir: Path, *, per_channel: bool = True
     return None
 
 
-def quantize(model_path: Path, destination: Path, *, per_channel: bool = True, recipe: str = "all",
-             optimized_cache_dir: Path | None = None, python: str | None = None) -> dict[str, object]:
+def quantize(
+    model_path: Path,
+    destination: Path,
+    *,
+    per_channel: bool = True,
+    recipe: str = "all",
+    optimized_cache_dir: Path | None = None,
+    python: str | None = None,
+) -> dict[str, object]:
     """Run the quantization in a child process (the harness side owns onnxruntime)."""
     from orchestrator.paths import PACKAGE_DIR
 
-    cmd = [python or sys.executable, "-m", "orchestrator.harness.engines.onnxruntime_int8", str(model_path), str(destination), "-q",
-           "--recipe", recipe]
+    cmd = [
+        python or sys.executable,
+        "-m",
+        "orchestrator.harness.engines.onnxruntime_int8",
+        str(model_path),
+        str(destination),
+        "-q",
+        "--recipe",
+        recipe,
+    ]
     if not per_channel:
         cmd.append("--per-tensor")
     if optimized_cache_dir is not None:
@@ -166,9 +196,18 @@ def quantize(model_path: Path, destination: Path, *, per_channel: bool = True, r
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
-def check_accuracy(fp32: Path, int8: Path, *, samples: int | None, output_dir: Path, cache_dir: Path,
-                   batch_size: int = 32, threads: int | None = None, recipe: str = "all",
-                   fp32_result: Any = None) -> AccuracyCheck:
+def check_accuracy(
+    fp32: Path,
+    int8: Path,
+    *,
+    samples: int | None,
+    output_dir: Path,
+    cache_dir: Path,
+    batch_size: int = 32,
+    threads: int | None = None,
+    recipe: str = "all",
+    fp32_result: Any = None,
+) -> AccuracyCheck:
     """Real accuracy runs of both models on the same features; the bert-99 verdict."""
     from orchestrator.config import ExecutionMode, Mode, RunConfig, RunnerKind
     from orchestrator.workflows.benchmark import run_benchmark
@@ -181,10 +220,15 @@ def check_accuracy(fp32: Path, int8: Path, *, samples: int | None, output_dir: P
         if name in reports:
             continue
         config = RunConfig(
-            model_path=model, mode=Mode.accuracy, runner=RunnerKind.local, batch_size=batch_size, threads=threads,
+            model_path=model,
+            mode=Mode.accuracy,
+            runner=RunnerKind.local,
+            batch_size=batch_size,
+            threads=threads,
             execution_mode=ExecutionMode.valid if samples is None else ExecutionMode.test,
             test_query_count=samples or 100,
-            output_dir=output_dir, cache_dir=cache_dir,
+            output_dir=output_dir,
+            cache_dir=cache_dir,
         )
         log.info("accuracy check: %s model on %s features", name, "all" if samples is None else samples)
         result = run_benchmark(config, progress=False, stream=False)
@@ -196,17 +240,37 @@ def check_accuracy(fp32: Path, int8: Path, *, samples: int | None, output_dir: P
         raise RunError("the fp32 and int8 accuracy runs did not answer the same questions; rerun the check")
     ratio = q.f1 / fp.f1 if fp.f1 > 0 else 0.0
     return AccuracyCheck(
-        fp32_f1=round(fp.f1, 4), int8_f1=round(q.f1, 4), fp32_exact_match=round(fp.exact_match, 4),
-        int8_exact_match=round(q.exact_match, 4), ratio=round(ratio, 5), threshold=BERT99_RATIO,
-        passed=ratio >= BERT99_RATIO, features=fp.features_answered, questions=fp.questions_scored,
-        fp32_model=str(fp32), int8_model=str(int8), int8_sha256=_sha256(int8),
-        fp32_run=str(runs["fp32"]), int8_run=str(runs["int8"]), recipe=recipe, batch_size=batch_size,
+        fp32_f1=round(fp.f1, 4),
+        int8_f1=round(q.f1, 4),
+        fp32_exact_match=round(fp.exact_match, 4),
+        int8_exact_match=round(q.exact_match, 4),
+        ratio=round(ratio, 5),
+        threshold=BERT99_RATIO,
+        passed=ratio >= BERT99_RATIO,
+        features=fp.features_answered,
+        questions=fp.questions_scored,
+        fp32_model=str(fp32),
+        int8_model=str(int8),
+        int8_sha256=_sha256(int8),
+        fp32_run=str(runs["fp32"]),
+        int8_run=str(runs["int8"]),
+        recipe=recipe,
+        batch_size=batch_size,
     )
 
 
-def make_int8_variant(model_path: Path, *, cache_dir: Path, output_dir: Path, samples: int | None = None,
-                      per_channel: bool = True, batch_size: int = 32, threads: int | None = None,
-                      recheck: bool = False, recipes: tuple[str, ...] = RECIPES) -> Int8Variant:
+def make_int8_variant(
+    model_path: Path,
+    *,
+    cache_dir: Path,
+    output_dir: Path,
+    samples: int | None = None,
+    per_channel: bool = True,
+    batch_size: int = 32,
+    threads: int | None = None,
+    recheck: bool = False,
+    recipes: tuple[str, ...] = RECIPES,
+) -> Int8Variant:
     """Quantize (once per recipe) and check (once, unless recheck) until a recipe passes; the first that
     passes, or the last tried when none does (check.passed tells)."""
     model_path = Path(model_path).resolve()
@@ -221,8 +285,13 @@ def make_int8_variant(model_path: Path, *, cache_dir: Path, output_dir: Path, sa
         if not path.is_file():
             directory.mkdir(parents=True, exist_ok=True)
             try:
-                quantize(model_path, path, per_channel=per_channel, recipe=recipe,
-                         optimized_cache_dir=cache_dir / "optimized")
+                quantize(
+                    model_path,
+                    path,
+                    per_channel=per_channel,
+                    recipe=recipe,
+                    optimized_cache_dir=cache_dir / "optimized",
+                )
             except ModelError:
                 if not any(directory.iterdir()):
                     directory.rmdir()  # leave the cache as it was: no empty variant for a model that failed
@@ -231,8 +300,17 @@ def make_int8_variant(model_path: Path, *, cache_dir: Path, output_dir: Path, sa
         if not _usable(check, path, wanted, batch_size):
             check = None  # made for another file, on fewer features or at another batch size: run it again
         if check is None:
-            check = check_accuracy(model_path, path, samples=samples, output_dir=output_dir, cache_dir=cache_dir,
-                                   batch_size=batch_size, threads=threads, recipe=recipe, fp32_result=fp32_result)
+            check = check_accuracy(
+                model_path,
+                path,
+                samples=samples,
+                output_dir=output_dir,
+                cache_dir=cache_dir,
+                batch_size=batch_size,
+                threads=threads,
+                recipe=recipe,
+                fp32_result=fp32_result,
+            )
             _write_check(directory, check, CHECK_FILE, batch_check_file(batch_size))
             fp32_result = _fp32_side(check)
         log.info("%s", check.summary())
@@ -243,8 +321,16 @@ def make_int8_variant(model_path: Path, *, cache_dir: Path, output_dir: Path, sa
     return variant
 
 
-def check_at_batch(variant: Int8Variant, model_path: Path, batch_size: int, *, cache_dir: Path, output_dir: Path,
-                   samples: int | None = None, threads: int | None = None) -> AccuracyCheck:
+def check_at_batch(
+    variant: Int8Variant,
+    model_path: Path,
+    batch_size: int,
+    *,
+    cache_dir: Path,
+    output_dir: Path,
+    samples: int | None = None,
+    threads: int | None = None,
+) -> AccuracyCheck:
     """The variant's bert-99 verdict at another batch size than its first check's: the int8 model runs the
     same features again at that batch size (recorded beside the first check and reused while it holds). The
     fp32 side is the first check's: fp32 logits do not depend on the batch beyond float rounding (tested)."""
@@ -257,9 +343,17 @@ def check_at_batch(variant: Int8Variant, model_path: Path, batch_size: int, *, c
     wanted = samples if samples is not None else DATASET_SIZE
     check = read_check(directory, batch_size)
     if not _usable(check, variant.path, wanted, batch_size):
-        check = check_accuracy(Path(model_path).resolve(), variant.path, samples=samples, output_dir=output_dir,
-                               cache_dir=cache_dir, batch_size=batch_size, threads=threads, recipe=first.recipe,
-                               fp32_result=_fp32_side(first))
+        check = check_accuracy(
+            Path(model_path).resolve(),
+            variant.path,
+            samples=samples,
+            output_dir=output_dir,
+            cache_dir=cache_dir,
+            batch_size=batch_size,
+            threads=threads,
+            recipe=first.recipe,
+            fp32_result=_fp32_side(first),
+        )
         _write_check(directory, check, batch_check_file(batch_size))
     assert check is not None
     log.info("%s", check.summary())

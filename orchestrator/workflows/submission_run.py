@@ -41,8 +41,9 @@ def run_command(step: RunOverrides, config_file: Path | None) -> list[str]:
     return argv
 
 
-def scenario_steps(overrides: RunOverrides, config_file: Path | None,
-                   scenarios: list[Scenario]) -> list[tuple[RunOverrides, RunConfig]]:
+def scenario_steps(
+    overrides: RunOverrides, config_file: Path | None, scenarios: list[Scenario]
+) -> list[tuple[RunOverrides, RunConfig]]:
     """One step per scenario, accuracy then performance: what was asked of it, and its resolved config."""
     if not scenarios:
         scenarios = list(DEFAULT_SCENARIOS)
@@ -51,8 +52,11 @@ def scenario_steps(overrides: RunOverrides, config_file: Path | None,
     steps = [replace(overrides, scenario=s, mode=Mode.both) for s in scenarios]
     configs = [resolve_config(step, config_file) for step in steps]
     for cfg in configs:
-        if (cfg.execution_mode is ExecutionMode.test and cfg.scenario is Scenario.SingleStream
-                and cfg.test_query_count < SINGLESTREAM_MIN_QUERIES):
+        if (
+            cfg.execution_mode is ExecutionMode.test
+            and cfg.scenario is Scenario.SingleStream
+            and cfg.test_query_count < SINGLESTREAM_MIN_QUERIES
+        ):
             raise ConfigError(
                 f"--test-query-count {cfg.test_query_count} is too few for SingleStream: LoadGen's early-stopping "
                 f"estimate, which the checker requires, needs at least {SINGLESTREAM_MIN_QUERIES} queries; "

@@ -106,17 +106,33 @@ def _engine_options(base: RunConfig, instances: int | None) -> dict[str, Any]:
     return {"engine_options": options}
 
 
-def run_trial(base: RunConfig, *, batch_size: int, threads: int | None, instances: int | None, samples: int,
-              output_dir: Path, target_qps: float | None = None) -> Trial:
+def run_trial(
+    base: RunConfig,
+    *,
+    batch_size: int,
+    threads: int | None,
+    instances: int | None,
+    samples: int,
+    output_dir: Path,
+    target_qps: float | None = None,
+) -> Trial:
     """One short performance run; never raises for a failed run (the error is recorded)."""
     from orchestrator.workflows.benchmark import run_benchmark
 
     trial = Trial(batch_size=batch_size, threads=threads, instances=instances, run_dir=None)
     started = time.perf_counter()
     try:
-        config = _config(base, mode="performance", execution_mode="test", test_query_count=samples,
-                         batch_size=batch_size, threads=threads, output_dir=output_dir, target_qps=target_qps,
-                         **_engine_options(base, instances))
+        config = _config(
+            base,
+            mode="performance",
+            execution_mode="test",
+            test_query_count=samples,
+            batch_size=batch_size,
+            threads=threads,
+            output_dir=output_dir,
+            target_qps=target_qps,
+            **_engine_options(base, instances),
+        )
         result = run_benchmark(config, progress=False, stream=False)
         trial.run_dir = str(result.run_dir)
         perf = result.performance
@@ -130,8 +146,13 @@ def run_trial(base: RunConfig, *, batch_size: int, threads: int | None, instance
         trial.error = str(exc)
         log.warning("trial batch %d threads %s failed: %s", batch_size, threads, exc)
     trial.seconds = round(time.perf_counter() - started, 2)
-    log.info("trial batch %d threads %s instances %s: %s samples/s", batch_size, threads or "auto",
-             instances or 'default', f"{trial.samples_per_second:.2f}" if trial.ok else "failed")
+    log.info(
+        "trial batch %d threads %s instances %s: %s samples/s",
+        batch_size,
+        threads or "auto",
+        instances or "default",
+        f"{trial.samples_per_second:.2f}" if trial.ok else "failed",
+    )
     return trial
 
 
@@ -142,15 +163,21 @@ def best_trial(trials: list[Trial]) -> Trial | None:
 
 def vetted_best(trials: list[Trial], vet: Callable[[Trial], str | None] | None) -> Trial | None:
     """The fastest successful trial that `vet` accepts; the ones it turns down are marked with its reason."""
-    ranked = sorted((t for t in trials if t.ok), key=lambda t: (t.samples_per_second or 0.0, -t.batch_size),
-                    reverse=True)
+    ranked = sorted(
+        (t for t in trials if t.ok), key=lambda t: (t.samples_per_second or 0.0, -t.batch_size), reverse=True
+    )
     for trial in ranked:
         reason = vet(trial) if vet is not None else None
         if reason is None:
             return trial
         trial.rejected = reason
-        log.warning("trial batch %d threads %s instances %s not taken: %s", trial.batch_size,
-                    trial.threads or "auto", trial.instances or "default", reason)
+        log.warning(
+            "trial batch %d threads %s instances %s not taken: %s",
+            trial.batch_size,
+            trial.threads or "auto",
+            trial.instances or "default",
+            reason,
+        )
     return None
 
 
@@ -174,15 +201,25 @@ def tune(request: TuneRequest) -> TuneResult:
     for threads in request.threads:
         for instances in request.instances:
             for batch in sorted(set(request.batch_sizes)):
-                result.trials.append(run_trial(base, batch_size=batch, threads=threads, instances=instances,
-                                               samples=request.samples, output_dir=trials_dir))
+                result.trials.append(
+                    run_trial(
+                        base,
+                        batch_size=batch,
+                        threads=threads,
+                        instances=instances,
+                        samples=request.samples,
+                        output_dir=trials_dir,
+                    )
+                )
                 write_summary(result, request)  # a sweep stopped half-way still leaves its record
     result.best = vetted_best(result.trials, request.vet)
     if result.best is None:
         write_summary(result, request)
         if any(t.rejected for t in result.trials):
-            raise RunError(f"no tuning trial passed its check ({next(t.rejected for t in result.trials if t.rejected)}); "
-                           f"see tune.json in {directory}")
+            raise RunError(
+                f"no tuning trial passed its check ({next(t.rejected for t in result.trials if t.rejected)}); "
+                f"see tune.json in {directory}"
+            )
         raise RunError(f"every tuning trial failed; see tune.json in {directory}")
     if request.find_performance:
         result.performance = find_performance(base, result.best, request, trials_dir)
@@ -208,8 +245,14 @@ def find_performance(base: RunConfig, best: Trial, request: TuneRequest, trials_
     samples = request.performance_samples or max(request.samples, int(math.ceil(rate * 20)))
     if scenario == Scenario.Server:
         return _find_server_qps(base, best, request, trials_dir, rate, samples)
-    short = run_trial(base, batch_size=best.batch_size, threads=best.threads, instances=best.instances,
-                      samples=samples, output_dir=trials_dir)
+    short = run_trial(
+        base,
+        batch_size=best.batch_size,
+        threads=best.threads,
+        instances=best.instances,
+        samples=samples,
+        output_dir=trials_dir,
+    )
     if not short.ok:
         raise RunError(f"the find-performance run failed: {short.error}")
     outcome: dict[str, Any] = {"scenario": scenario, "short_run": asdict(short)}
@@ -221,21 +264,31 @@ def find_performance(base: RunConfig, best: Trial, request: TuneRequest, trials_
     return outcome
 
 
-def _find_server_qps(base: RunConfig, best: Trial, request: TuneRequest, trials_dir: Path,
-                     offline_rate: float, samples: int) -> dict[str, Any]:
+def _find_server_qps(
+    base: RunConfig, best: Trial, request: TuneRequest, trials_dir: Path, offline_rate: float, samples: int
+) -> dict[str, Any]:
     """Short Server runs at falling rates until LoadGen reports the latency bound kept."""
     qps = offline_rate * SERVER_START_SHARE
     tries: list[dict[str, Any]] = []
     for _ in range(SERVER_TRIES):
-        trial = run_trial(base, batch_size=best.batch_size, threads=best.threads, instances=best.instances,
-                          samples=max(samples, int(qps * 20)), output_dir=trials_dir, target_qps=round(qps, 3))
+        trial = run_trial(
+            base,
+            batch_size=best.batch_size,
+            threads=best.threads,
+            instances=best.instances,
+            samples=max(samples, int(qps * 20)),
+            output_dir=trials_dir,
+            target_qps=round(qps, 3),
+        )
         met = _constraints_met(trial)
         tries.append({"target_qps": round(qps, 3), "constraints_met": met, **asdict(trial)})
         if met:
             return {"scenario": Scenario.Server, "target_qps": round(qps, 3), "tries": tries}
         qps *= SERVER_STEP
-    raise RunError(f"no Server rate down to {qps / SERVER_STEP:.2f} qps kept the latency bound in a short run; "
-                   "check the system's load or tune a smaller batch size")
+    raise RunError(
+        f"no Server rate down to {qps / SERVER_STEP:.2f} qps kept the latency bound in a short run; "
+        "check the system's load or tune a smaller batch size"
+    )
 
 
 def _constraints_met(trial: Trial) -> bool:
@@ -250,11 +303,17 @@ def _constraints_met(trial: Trial) -> bool:
 def write_performance_config(directory: Path, base: RunConfig, best: Trial, perf: dict[str, Any]) -> dict[str, str]:
     """user.conf lines and a run config YAML for a valid run at the found target."""
     scenario = base.scenario.value
-    lines = [f"# mlperf-bert tune --find-performance ({time.strftime('%Y-%m-%d %H:%M:%S')}); "
-             "the harness writes these keys itself from --target-qps / --target-latency-ms."]
+    lines = [
+        f"# mlperf-bert tune --find-performance ({time.strftime('%Y-%m-%d %H:%M:%S')}); "
+        "the harness writes these keys itself from --target-qps / --target-latency-ms."
+    ]
     config: dict[str, Any] = {
-        "backend": base.backend, "device": base.resolved_device, "scenario": scenario,
-        "execution_mode": "valid", "mode": "both", "batch_size": best.batch_size,
+        "backend": base.backend,
+        "device": base.resolved_device,
+        "scenario": scenario,
+        "execution_mode": "valid",
+        "mode": "both",
+        "batch_size": best.batch_size,
     }
     if base.model_path is not None:
         config["model_path"] = str(base.model_path)
@@ -279,14 +338,18 @@ def write_performance_config(directory: Path, base: RunConfig, best: Trial, perf
 
 # ---- records -------------------------------------------------------------------------------------------
 def markdown_table(trials: list[Trial], best: Trial | None) -> str:
-    rows = ["| batch size | threads | instances | samples/s | p99 latency (ms) | run directory |",
-            "|---:|---:|---:|---:|---:|---|"]
+    rows = [
+        "| batch size | threads | instances | samples/s | p99 latency (ms) | run directory |",
+        "|---:|---:|---:|---:|---:|---|",
+    ]
     for t in trials:
         rate = f"{t.samples_per_second:.2f}" if t.ok else f"failed: {t.error}"
         mark = " **best**" if t is best else f" (not taken: {t.rejected})" if t.rejected else ""
         p99 = f"{t.p99_latency_ms:.1f}" if t.p99_latency_ms is not None else "-"
-        rows.append(f"| {t.batch_size} | {t.threads or 'auto'} | {t.instances or 'default'} | {rate}{mark} | {p99} | "
-                    f"{Path(t.run_dir).name if t.run_dir else '-'} |")
+        rows.append(
+            f"| {t.batch_size} | {t.threads or 'auto'} | {t.instances or 'default'} | {rate}{mark} | {p99} | "
+            f"{Path(t.run_dir).name if t.run_dir else '-'} |"
+        )
     return "\n".join(rows) + "\n"
 
 

@@ -93,12 +93,18 @@ def load_model(onnx_path: str) -> Any:
     try:
         model = onnx.load(onnx_path)  # external data too: the fixed-shape copies need the weights
     except Exception as exc:
-        raise ModelError(f"{onnx_path} cannot be read as an ONNX model ({type(exc).__name__}); check the file.") from exc
+        raise ModelError(
+            f"{onnx_path} cannot be read as an ONNX model ({type(exc).__name__}); check the file."
+        ) from exc
     rewritten = dequantize_dynamic_matmuls(model)
     if rewritten:
         # Correct but not fast: deepsparse runs these in float (and DynamicQuantizeLinear in its fallback).
-        log.info("deepsparse: %s: %d dynamically quantized MatMuls compiled in their DequantizeLinear form; for "
-                 "speed, use the fp32 model or a statically quantized (QDQ) int8 one", name, rewritten)
+        log.info(
+            "deepsparse: %s: %d dynamically quantized MatMuls compiled in their DequantizeLinear form; for "
+            "speed, use the fp32 model or a statically quantized (QDQ) int8 one",
+            name,
+            rewritten,
+        )
     dynamic = sorted({n.op_type for n in model.graph.node} & (DYNAMIC_QUANT_OPS - {"DynamicQuantizeLinear"}))
     if dynamic:
         raise ModelError(
@@ -162,8 +168,13 @@ def dequantize_dynamic_matmuls(model: Any) -> int:
         stem = n.output[0]
         replace[id(mul)] = [
             helper.make_node("DequantizeLinear", [a_q, a_scale, a_zp], [stem + "/a_dq"], name=stem + "/a_dq"),
-            helper.make_node("DequantizeLinear", [b_q, b_scale, b_zp], [stem + "/b_dq"], name=stem + "/b_dq",
-                             axis=1 if per_column else 0),  # a scalar scale ignores axis
+            helper.make_node(
+                "DequantizeLinear",
+                [b_q, b_scale, b_zp],
+                [stem + "/b_dq"],
+                name=stem + "/b_dq",
+                axis=1 if per_column else 0,
+            ),  # a scalar scale ignores axis
             helper.make_node("MatMul", [stem + "/a_dq", stem + "/b_dq"], list(mul.output), name=stem + "/matmul"),
         ]
         drop.update({id(n), id(cast)})
@@ -238,7 +249,10 @@ class DeepSparseEngine(Engine):
         self._compiled = self._compile_all()
         log.info(
             "deepsparse %s: %s compiled for batch %d at lengths %s (cores=%s)",
-            self.versions().get("deepsparse", "?"), Path(self._onnx_path).name, self.batch_size, self._buckets,
+            self.versions().get("deepsparse", "?"),
+            Path(self._onnx_path).name,
+            self.batch_size,
+            self._buckets,
             threads or "all",
         )
 
@@ -278,7 +292,9 @@ class DeepSparseEngine(Engine):
                 "download the model where there is internet access and pass the local ONNX file instead."
             ) from exc
         except Exception as exc:
-            raise ModelError(f"The SparseZoo stub {stub} cannot be resolved ({type(exc).__name__}: {exc}); check it.") from exc
+            raise ModelError(
+                f"The SparseZoo stub {stub} cannot be resolved ({type(exc).__name__}: {exc}); check it."
+            ) from exc
 
     def _compile_all(self) -> dict[int, Compiled]:
         model = load_model(self._onnx_path)

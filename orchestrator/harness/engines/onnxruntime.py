@@ -57,7 +57,6 @@ OUTPUT_TYPE = "tensor(float)"
 CPU = "CPUExecutionProvider"
 
 
-
 @dataclass(frozen=True)
 class OnnxRuntimeOptions(EngineOptions):
     """The engine options (see the module docstring)."""
@@ -87,8 +86,7 @@ SESSION_MEMORY_FACTOR = 2.5
 MEMORY_SHARE = 0.8  # of the memory available when the engine starts
 
 
-def auto_instance_count(model: Path, provider: str, threads: int | None,
-                        available_bytes: int | None = None) -> int:
+def auto_instance_count(model: Path, provider: str, threads: int | None, available_bytes: int | None = None) -> int:
     """instances=auto: one single-threaded session per thread on the CPU provider (two single-threaded
     instances measured 15-20% faster than one two-threaded one for both the demo MiniLM and BERT-large's
     shapes in Offline, benchmarks/RESULTS.md), no more than MEMORY_SHARE of the available memory holds at
@@ -101,7 +99,9 @@ def auto_instance_count(model: Path, provider: str, threads: int | None,
     if available is not None:
         count = min(count, max(1, int(available * MEMORY_SHARE // (model_bytes * SESSION_MEMORY_FACTOR))))
     if count < threads:
-        log.info("instances=auto: %d instance(s), not %d: memory for %d copies of %s", count, threads, count, model.name)
+        log.info(
+            "instances=auto: %d instance(s), not %d: memory for %d copies of %s", count, threads, count, model.name
+        )
     return count
 
 
@@ -161,9 +161,7 @@ class OnnxRuntimeEngine(Engine):
             raise ModelError(f"The model file {path} does not exist; fetch or import the model first.")
         available = ort.get_available_providers()
         if execution_provider not in available:
-            need = _PROVIDER_PACKAGES.get(
-                execution_provider, f"an onnxruntime build with {execution_provider}"
-            )
+            need = _PROVIDER_PACKAGES.get(execution_provider, f"an onnxruntime build with {execution_provider}")
             raise PreflightError(
                 f"onnxruntime {ort.__version__} here offers {', '.join(available)} but not {execution_provider}; "
                 f"install {need} in place of the onnxruntime package."
@@ -187,7 +185,12 @@ class OnnxRuntimeEngine(Engine):
         fusions = self.optimization.fusions if self.optimization is not None and self.optimization.changed else "none"
         log.info(
             "onnxruntime %s on %s: %s (fusions: %s), %d instance(s) x %s threads%s",
-            ort.__version__, self.execution_provider, run_path.name, fusions, instances, per_instance or "default",
+            ort.__version__,
+            self.execution_provider,
+            run_path.name,
+            fusions,
+            instances,
+            per_instance or "default",
             ", IOBinding" if self._bound else "",
         )
 
@@ -202,8 +205,13 @@ class OnnxRuntimeEngine(Engine):
             cache_dir = Path(cache)
         o = self.opts
         fusions = default_fusions(provider) if o.fusions == "auto" else o.fusions
-        options = OptimizeOptions(fusions=fusions, model_type=o.model_type, num_heads=o.num_heads,
-                                  hidden_size=o.hidden_size, provider=provider)
+        options = OptimizeOptions(
+            fusions=fusions,
+            model_type=o.model_type,
+            num_heads=o.num_heads,
+            hidden_size=o.hidden_size,
+            provider=provider,
+        )
         self.optimization = optimize_cached(path, cache_dir, options)
         return self.optimization.path
 

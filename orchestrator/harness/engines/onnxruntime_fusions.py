@@ -53,13 +53,32 @@ MODEL_FILE = "model.onnx"
 # Protobuf cannot hold more than 2 GiB in one message: larger graphs keep their weights beside them.
 EXTERNAL_DATA_ABOVE = 1_800_000_000
 # Operators that mark a model as already quantized: the fusions do not apply to them.
-QUANTIZED_OPS = frozenset({
-    "DynamicQuantizeLinear", "MatMulInteger", "QLinearMatMul", "QuantizeLinear", "DequantizeLinear",
-    "QAttention", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QGemm", "MatMulNBits",
-})
+QUANTIZED_OPS = frozenset(
+    {
+        "DynamicQuantizeLinear",
+        "MatMulInteger",
+        "QLinearMatMul",
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "QAttention",
+        "DynamicQuantizeMatMul",
+        "MatMulIntegerToFloat",
+        "QGemm",
+        "MatMulNBits",
+    }
+)
 # The fused operators worth counting in the record.
-FUSED_OPS = ("Attention", "MultiHeadAttention", "EmbedLayerNormalization", "SkipLayerNormalization",
-             "LayerNormalization", "BiasGelu", "Gelu", "FastGelu", "FusedMatMul")
+FUSED_OPS = (
+    "Attention",
+    "MultiHeadAttention",
+    "EmbedLayerNormalization",
+    "SkipLayerNormalization",
+    "LayerNormalization",
+    "BiasGelu",
+    "Gelu",
+    "FastGelu",
+    "FusedMatMul",
+)
 FUSIONS = ("onnxruntime", "transformers")
 CPU = "CPUExecutionProvider"
 
@@ -116,8 +135,9 @@ def file_sha256(path: Path, memo_dir: Path | None = None) -> str:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
     if memo is not None:
         try:
-            _atomic_write_text(memo, json.dumps(
-                {"path": str(real), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}))
+            _atomic_write_text(
+                memo, json.dumps({"path": str(real), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest})
+            )
         except OSError as exc:  # a read-only cache only costs the re-hash next time
             log.debug("cannot write the sha256 memo %s: %s", memo, exc)
     return digest
@@ -137,8 +157,10 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def cache_key(source_sha256: str, ort_version: str, options: OptimizeOptions) -> str:
-    payload = json.dumps({"sha256": source_sha256, "onnxruntime": ort_version, "recipe": RECIPE_VERSION,
-                          "options": asdict(options)}, sort_keys=True)
+    payload = json.dumps(
+        {"sha256": source_sha256, "onnxruntime": ort_version, "recipe": RECIPE_VERSION, "options": asdict(options)},
+        sort_keys=True,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
@@ -253,8 +275,14 @@ def optimize_cached(model_path: Path, cache_dir: Path, options: OptimizeOptions 
     if result is None:
         raise ModelError(f"The optimized-model cache entry {entry} is incomplete; delete it and run again.")
     result.seconds = record["seconds"]
-    log.info("optimized %s in %.1f s (%s fusions): %s %s", model_path.name, result.seconds, options.fusions, result.reason,
-             ", ".join(f"{k} {v}" for k, v in result.fused.items() if v))
+    log.info(
+        "optimized %s in %.1f s (%s fusions): %s %s",
+        model_path.name,
+        result.seconds,
+        options.fusions,
+        result.reason,
+        ", ".join(f"{k} {v}" for k, v in result.fused.items() if v),
+    )
     return result
 
 
@@ -273,17 +301,30 @@ def _read_entry(entry: Path, source: Path, sha: str) -> OptimizedModel | None:
     path = entry / MODEL_FILE if changed else source
     if changed and not path.is_file():
         return None
-    return OptimizedModel(path=path, source=source, source_sha256=sha, changed=changed,
-                          reason=str(record.get("reason", "")), fused=dict(record.get("fused", {})),
-                          fusions=str(record.get("fusions", "")))
+    return OptimizedModel(
+        path=path,
+        source=source,
+        source_sha256=sha,
+        changed=changed,
+        reason=str(record.get("reason", "")),
+        fused=dict(record.get("fused", {})),
+        fusions=str(record.get("fusions", "")),
+    )
 
 
-def _optimize_into(model_path: Path, sha: str, out_dir: Path, options: OptimizeOptions,
-                   ort_version: str) -> dict[str, Any]:
+def _optimize_into(
+    model_path: Path, sha: str, out_dir: Path, options: OptimizeOptions, ort_version: str
+) -> dict[str, Any]:
     import onnx
 
-    record: dict[str, Any] = {"source": str(model_path), "source_sha256": sha, "onnxruntime": ort_version,
-                              "recipe": RECIPE_VERSION, "options": asdict(options), "changed": False}
+    record: dict[str, Any] = {
+        "source": str(model_path),
+        "source_sha256": sha,
+        "onnxruntime": ort_version,
+        "recipe": RECIPE_VERSION,
+        "options": asdict(options),
+        "changed": False,
+    }
     try:
         model = onnx.load(str(model_path))
     except Exception as exc:  # any parse failure means the same thing to the user
@@ -319,8 +360,12 @@ def _optimize_into(model_path: Path, sha: str, out_dir: Path, options: OptimizeO
     except ModelError:
         raise
     except Exception as exc:  # noqa: BLE001 - the unfused model still gives the same answers, only slower
-        log.warning("the transformer optimizer failed on %s (%s: %s); running the model unfused",
-                    model_path.name, type(exc).__name__, exc)
+        log.warning(
+            "the transformer optimizer failed on %s (%s: %s); running the model unfused",
+            model_path.name,
+            type(exc).__name__,
+            exc,
+        )
         record["reason"] = f"the optimizer failed ({type(exc).__name__}: {str(exc)[:200]})"
         return record
     after = Counter(n.op_type for n in optimizer.model.graph.node)
@@ -386,19 +431,25 @@ def _run_optimizer(model: Any, model_type: str, num_heads: int, hidden: int) -> 
         from onnxruntime.transformers.optimizer import optimize_model
 
         with _quiet_optimizer_logs():
-            return optimize_model(model, model_type=model_type, num_heads=num_heads, hidden_size=hidden,
-                                  opt_level=0, use_gpu=False)
+            return optimize_model(
+                model, model_type=model_type, num_heads=num_heads, hidden_size=hidden, opt_level=0, use_gpu=False
+            )
     except ImportError as exc:
-        raise ModelError(f"onnxruntime's transformer optimizer cannot run here ({exc}); install the package "
-                         "it names, or pass the engine option optimize=none.") from exc
+        raise ModelError(
+            f"onnxruntime's transformer optimizer cannot run here ({exc}); install the package "
+            "it names, or pass the engine option optimize=none."
+        ) from exc
 
 
 @contextmanager
 def _quiet_optimizer_logs() -> Iterator[None]:
     """The optimizer's modules log every fusion attempt (and every miss) at INFO/WARNING under their bare
     module names; keep the harness log to our own one-line summary."""
-    names = [n for n in list(logging.root.manager.loggerDict)
-             if n.startswith(("onnxruntime.transformers", "onnx_model", "fusion_", "shape_infer", "symbolic_shape"))]
+    names = [
+        n
+        for n in list(logging.root.manager.loggerDict)
+        if n.startswith(("onnxruntime.transformers", "onnx_model", "fusion_", "shape_infer", "symbolic_shape"))
+    ]
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:

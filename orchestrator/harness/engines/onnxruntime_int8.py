@@ -127,8 +127,18 @@ def quantize_int8(
         "activations": "uint8 per tensor, ranges computed at run time",
         "fused_first": fuse,
         "fused": fused,
-        "int8_ops": {op: n for op, n in sorted(ops.items()) if op in ("QAttention", "MatMulInteger",
-                     "QEmbedLayerNormalization", "DynamicQuantizeLinear", "DynamicQuantizeMatMul")},
+        "int8_ops": {
+            op: n
+            for op, n in sorted(ops.items())
+            if op
+            in (
+                "QAttention",
+                "MatMulInteger",
+                "QEmbedLayerNormalization",
+                "DynamicQuantizeLinear",
+                "DynamicQuantizeMatMul",
+            )
+        },
         "onnxruntime": ort.__version__,
         "seconds": round(time.perf_counter() - started, 2),
     }
@@ -141,8 +151,10 @@ def quantize_int8(
 def main(argv: list[str] | None = None) -> int:
     from orchestrator.logs import setup_logging
 
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.harness.engines.onnxruntime_int8",
-                                     description="int8 dynamic quantization of an fp32 MLPerf BERT ONNX model.")
+    parser = argparse.ArgumentParser(
+        prog="python -m orchestrator.harness.engines.onnxruntime_int8",
+        description="int8 dynamic quantization of an fp32 MLPerf BERT ONNX model.",
+    )
     parser.add_argument("source", type=Path)
     parser.add_argument("destination", type=Path)
     parser.add_argument("--per-tensor", action="store_true", help="one scale per weight tensor (default: per channel)")
@@ -153,8 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(-1 if args.quiet else 0)
     try:
-        record = quantize_int8(args.source, args.destination, per_channel=not args.per_tensor, recipe=args.recipe,
-                               fuse=args.fuse, optimized_cache_dir=args.optimized_cache_dir)
+        record = quantize_int8(
+            args.source,
+            args.destination,
+            per_channel=not args.per_tensor,
+            recipe=args.recipe,
+            fuse=args.fuse,
+            optimized_cache_dir=args.optimized_cache_dir,
+        )
     except MlperfBertError as exc:
         log.error("%s", exc)
         return exc.exit_code

@@ -75,8 +75,10 @@ def _convert(engine: str, name: str, text: str, kind: Any, meta: Mapping[str, An
         converted = _convert_other(text, other)
         if converted is not None:
             return converted
-    raise ConfigError(f"{engine} engine option {name}={text!r} is not {_accepted(words, number, other, meta)}; "
-                      f"pass {_example(words, number, other, meta, default)}")
+    raise ConfigError(
+        f"{engine} engine option {name}={text!r} is not {_accepted(words, number, other, meta)}; "
+        f"pass {_example(words, number, other, meta, default)}"
+    )
 
 
 def _parts(kind: Any) -> tuple[tuple[str, ...], bool, Any]:

@@ -52,8 +52,10 @@ def checkpoint_dir(path: Path) -> Path:
     if not path.is_dir():
         raise ModelError(f"The checkpoint directory {path} does not exist; fetch or import the model first.")
     if not (path / "config.json").is_file():
-        raise ModelError(f"{path} has no config.json, so it is not a Hugging Face checkpoint; pass the directory "
-                         "that holds config.json and the weights.")
+        raise ModelError(
+            f"{path} has no config.json, so it is not a Hugging Face checkpoint; pass the directory "
+            "that holds config.json and the weights."
+        )
     if not any((path / name).is_file() for name in WEIGHT_FILES):
         raise ModelError(f"{path} has no weights ({' or '.join(WEIGHT_FILES)}); copy the complete checkpoint.")
     return path
@@ -112,7 +114,11 @@ class PyTorchEngine(Engine):
             self._forward = model
         log.info(
             "pytorch %s: %s on %s (threads=%s, compile=%s)",
-            torch.__version__, path.name, self.execution_provider, torch.get_num_threads(), self._compiled,
+            torch.__version__,
+            path.name,
+            self.execution_provider,
+            torch.get_num_threads(),
+            self._compiled,
         )
 
     @staticmethod
@@ -145,8 +151,10 @@ class PyTorchEngine(Engine):
     ) -> tuple[np.ndarray, np.ndarray]:
         torch = self._torch
         with torch.inference_mode():
-            ids, mask, seg = (torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(self._device)
-                              for a in (input_ids, input_mask, segment_ids))
+            ids, mask, seg = (
+                torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(self._device)
+                for a in (input_ids, input_mask, segment_ids)
+            )
             out = self._forward(input_ids=ids, attention_mask=mask, token_type_ids=seg)
             start = out.start_logits.float().cpu().numpy()
             end = out.end_logits.float().cpu().numpy()

@@ -95,8 +95,9 @@ class TensorRTSettings:
         return settings
 
     def profile(self) -> dict[str, tuple[Shape, Shape, Shape]]:
-        return profile_shapes(self.max_batch, min_seq=self.min_seq_len, opt_seq=self.opt_seq_len,
-                              max_seq=self.max_seq_len)
+        return profile_shapes(
+            self.max_batch, min_seq=self.min_seq_len, opt_seq=self.opt_seq_len, max_seq=self.max_seq_len
+        )
 
 
 def profile_shapes(
@@ -130,9 +131,11 @@ class EngineKey:
 
     def filename(self) -> str:
         gpu = re.sub(r"[^a-z0-9]+", "-", self.gpu.lower()).strip("-") or "gpu"
-        return (f"bert-{self.model_sha256[:16]}-{gpu}-sm{self.compute_capability.replace('.', '')}"
-                f"-trt{self.tensorrt}-{self.precision}-b{self.max_batch}"
-                f"-s{self.min_seq_len}-{self.opt_seq_len}-{self.max_seq_len}.engine")
+        return (
+            f"bert-{self.model_sha256[:16]}-{gpu}-sm{self.compute_capability.replace('.', '')}"
+            f"-trt{self.tensorrt}-{self.precision}-b{self.max_batch}"
+            f"-s{self.min_seq_len}-{self.opt_seq_len}-{self.max_seq_len}.engine"
+        )
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -205,6 +208,7 @@ class EngineCache:
 
 # --- the parts that need TensorRT and a GPU ---------------------------------------------------------
 
+
 def _import_tensorrt() -> Any:
     try:
         import tensorrt
@@ -234,8 +238,10 @@ def _cuda(cudart: Any, result: Any, what: str) -> Any:
     err, *values = result if isinstance(result, tuple) else (result,)
     if int(err) != 0:
         _, name = cudart.cudaGetErrorName(err)
-        raise RunError(f"CUDA {what} failed ({name.decode() if isinstance(name, bytes) else name}); "
-                       "check the GPU with nvidia-smi and rerun")
+        raise RunError(
+            f"CUDA {what} failed ({name.decode() if isinstance(name, bytes) else name}); "
+            "check the GPU with nvidia-smi and rerun"
+        )
     return values[0] if len(values) == 1 else tuple(values)
 
 
@@ -268,9 +274,15 @@ def build_serialized_engine(trt: Any, model_path: Path, settings: TensorRTSettin
     for name, (lo, opt, hi) in settings.profile().items():
         profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
-    log.info("building a TensorRT %s engine for %s (batch 1..%d, seq %d..%d, opt %d); this takes a while",
-             settings.precision, model_path.name, settings.max_batch, settings.min_seq_len, settings.max_seq_len,
-             settings.opt_seq_len)
+    log.info(
+        "building a TensorRT %s engine for %s (batch 1..%d, seq %d..%d, opt %d); this takes a while",
+        settings.precision,
+        model_path.name,
+        settings.max_batch,
+        settings.min_seq_len,
+        settings.max_seq_len,
+        settings.opt_seq_len,
+    )
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ModelError(
@@ -293,8 +305,14 @@ class TensorRTEngine(Engine):
         execution_provider: str,
         options: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(model_path, device=device, batch_size=batch_size, threads=threads,
-                         execution_provider=execution_provider, options=options)
+        super().__init__(
+            model_path,
+            device=device,
+            batch_size=batch_size,
+            threads=threads,
+            execution_provider=execution_provider,
+            options=options,
+        )
         self.profile_settings = TensorRTSettings.from_options(self.options, batch_size)
         path = Path(model_path)
         if not path.is_file():
@@ -314,20 +332,31 @@ class TensorRTEngine(Engine):
         gpu_name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
         self.gpu = gpu_name.strip("\x00 ")
         key = EngineKey(
-            model_sha256=sha256_file(path), gpu=self.gpu, compute_capability=f"{props.major}.{props.minor}",
-            tensorrt=str(trt.__version__), precision=self.profile_settings.precision, max_batch=self.profile_settings.max_batch,
-            min_seq_len=self.profile_settings.min_seq_len, opt_seq_len=self.profile_settings.opt_seq_len,
+            model_sha256=sha256_file(path),
+            gpu=self.gpu,
+            compute_capability=f"{props.major}.{props.minor}",
+            tensorrt=str(trt.__version__),
+            precision=self.profile_settings.precision,
+            max_batch=self.profile_settings.max_batch,
+            min_seq_len=self.profile_settings.min_seq_len,
+            opt_seq_len=self.profile_settings.opt_seq_len,
             max_seq_len=self.profile_settings.max_seq_len,
         )
         self._logger = trt.Logger(trt.Logger.WARNING)
-        cache = EngineCache(Path(self.profile_settings.engine_cache_dir) if self.profile_settings.engine_cache_dir else None)
-        data, from_cache = cache.get_or_build(key, lambda: build_serialized_engine(trt, path, self.profile_settings, self._logger))
+        cache = EngineCache(
+            Path(self.profile_settings.engine_cache_dir) if self.profile_settings.engine_cache_dir else None
+        )
+        data, from_cache = cache.get_or_build(
+            key, lambda: build_serialized_engine(trt, path, self.profile_settings, self._logger)
+        )
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(data)
         if self._engine is None and from_cache:
             log.warning("the cached TensorRT engine %s does not load; rebuilding it", cache.path(key))
             cache.discard(key)
-            data, from_cache = cache.get_or_build(key, lambda: build_serialized_engine(trt, path, self.profile_settings, self._logger))
+            data, from_cache = cache.get_or_build(
+                key, lambda: build_serialized_engine(trt, path, self.profile_settings, self._logger)
+            )
             self._engine = self._runtime.deserialize_cuda_engine(data)
         self._from_cache = from_cache
         if self._engine is None:
@@ -341,8 +370,13 @@ class TensorRTEngine(Engine):
             self._dtypes[name] = dtype
             self._buffers[name] = int(_cuda(cudart, cudart.cudaMalloc(elements * dtype.itemsize), f"malloc {name}"))
             self._context.set_tensor_address(name, self._buffers[name])
-        log.info("TensorRT %s engine on %s (sm %s), %s", trt.__version__, self.gpu, key.compute_capability,
-                 "from the cache" if from_cache else "built for this run")
+        log.info(
+            "TensorRT %s engine on %s (sm %s), %s",
+            trt.__version__,
+            self.gpu,
+            key.compute_capability,
+            "from the cache" if from_cache else "built for this run",
+        )
 
     @property
     def execution_provider(self) -> str:
@@ -352,13 +386,20 @@ class TensorRTEngine(Engine):
         cudart = self._cudart
         runtime = _cuda(cudart, cudart.cudaRuntimeGetVersion(), "runtime version")
         driver = _cuda(cudart, cudart.cudaDriverGetVersion(), "driver version")
-        return {"tensorrt": str(self._trt.__version__), "cuda_runtime": _cuda_version(int(runtime)),
-                "cuda_driver": _cuda_version(int(driver)), "gpu": self.gpu}
+        return {
+            "tensorrt": str(self._trt.__version__),
+            "cuda_runtime": _cuda_version(int(runtime)),
+            "cuda_driver": _cuda_version(int(driver)),
+            "gpu": self.gpu,
+        }
 
     def settings(self) -> dict[str, str]:
         p = self.profile_settings
-        return {"engine": f"TensorRT {p.precision}, " + ("from the engine cache" if self._from_cache else "built for this run"),
-                "profile": f"batch 1-{p.max_batch}, sequence {p.min_seq_len}-{p.opt_seq_len}-{p.max_seq_len}"}
+        return {
+            "engine": f"TensorRT {p.precision}, "
+            + ("from the engine cache" if self._from_cache else "built for this run"),
+            "profile": f"batch 1-{p.max_batch}, sequence {p.min_seq_len}-{p.opt_seq_len}-{p.max_seq_len}",
+        }
 
     def max_batch(self) -> int | None:
         return self.profile_settings.max_batch
@@ -374,7 +415,10 @@ class TensorRTEngine(Engine):
     ) -> tuple[np.ndarray, np.ndarray]:
         cudart = self._cudart
         batch, seq = input_ids.shape
-        if batch > self.profile_settings.max_batch or not self.profile_settings.min_seq_len <= seq <= self.profile_settings.max_seq_len:
+        if (
+            batch > self.profile_settings.max_batch
+            or not self.profile_settings.min_seq_len <= seq <= self.profile_settings.max_seq_len
+        ):
             raise RunError(
                 f"a batch of shape [{batch}, {seq}] is outside the TensorRT profile (batch <= {self.profile_settings.max_batch}, "
                 f"seq {self.profile_settings.min_seq_len}..{self.profile_settings.max_seq_len}); rebuild with a larger --batch-size"
@@ -386,15 +430,21 @@ class TensorRTEngine(Engine):
             host = np.ascontiguousarray(array, dtype=self._dtypes[name])
             keep.append(host)
             self._context.set_input_shape(name, (batch, seq))
-            _cuda(cudart, cudart.cudaMemcpyAsync(self._buffers[name], host.ctypes.data, host.nbytes, h2d,
-                                                 self._stream), f"copy {name} to the GPU")
+            _cuda(
+                cudart,
+                cudart.cudaMemcpyAsync(self._buffers[name], host.ctypes.data, host.nbytes, h2d, self._stream),
+                f"copy {name} to the GPU",
+            )
         if not self._context.execute_async_v3(self._stream):
             raise RunError("TensorRT failed to run a batch (see harness.log); rerun with -vv to see its messages")
         outs = []
         for name in OUTPUTS:
             host = np.empty((batch, seq), dtype=self._dtypes[name])
-            _cuda(cudart, cudart.cudaMemcpyAsync(host.ctypes.data, self._buffers[name], host.nbytes, d2h,
-                                                 self._stream), f"copy {name} from the GPU")
+            _cuda(
+                cudart,
+                cudart.cudaMemcpyAsync(host.ctypes.data, self._buffers[name], host.nbytes, d2h, self._stream),
+                f"copy {name} from the GPU",
+            )
             outs.append(host)
         _cuda(cudart, cudart.cudaStreamSynchronize(self._stream), "stream synchronize")
         del keep

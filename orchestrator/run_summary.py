@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.accuracy import format_report
 from orchestrator.mlperf import Scenario
 from orchestrator.workflows.benchmark import RunResult
 
@@ -51,8 +52,6 @@ def format_result(result: RunResult) -> str:
         if rec.test_mode and not getattr(result.performance, "result_valid", False):
             lines.append("    (INVALID is expected in test mode: the run is shorter than MLPerf's 600 s minimum)")
     if result.accuracy is not None:
-        from orchestrator.accuracy import format_report
-
         lines.append("  accuracy: " + format_report(result.accuracy).replace("\n", "\n    "))
     files = ["run.json"]
     if result.accuracy is not None:

@@ -37,7 +37,7 @@ def test_deepsparse_venv_and_image_pin_the_same_versions() -> None:
     image_dir = REPO_ROOT / "images" / "deepsparse-cpu"
     if not (image_dir / "Dockerfile").is_file():
         pytest.skip(f"{image_dir} has no Dockerfile yet")
-    from orchestrator.containers.images import expand_requirements, parse_build_args
+    from orchestrator.backends.pins import expand_requirements, parse_build_args
 
     args = parse_build_args((image_dir / "Dockerfile").read_text())
     image = _pins(expand_requirements((image_dir / "requirements.txt").read_text(), args))
@@ -51,7 +51,7 @@ def test_pytorch_venv_and_image_use_the_same_torch() -> None:
     image_dir = REPO_ROOT / "images" / "pytorch-cpu"
     if not (image_dir / "Dockerfile").is_file():
         pytest.skip(f"{image_dir} has no Dockerfile")
-    from orchestrator.containers.images import expand_requirements, parse_build_args
+    from orchestrator.backends.pins import expand_requirements, parse_build_args
 
     args = parse_build_args((image_dir / "Dockerfile").read_text())
     image = _pins(expand_requirements((image_dir / "requirements.txt").read_text(), args))

@@ -15,7 +15,8 @@ import yaml
 
 from orchestrator.backends import render
 from orchestrator.containers import images
-from orchestrator.containers.docker_runner import CONTAINER_ENV, HARNESS_COMMAND
+from orchestrator.containers.container_spec import CONTAINER_ENV
+from orchestrator.containers.docker_runner import HARNESS_COMMAND
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "compose" / "docker-compose.yml"

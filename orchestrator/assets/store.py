@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from orchestrator.assets.catalogue import NAME_PATTERN, Asset, Catalogue, Kind
 from orchestrator.assets.hashing import CHUNK, cached_digests, file_digests, mismatches
+from orchestrator.assets.interface import check_onnx_interface
 from orchestrator.errors import AssetError
 
 log = logging.getLogger(__name__)
@@ -376,8 +377,6 @@ def import_file(
     # A matching checksum already proves a catalogue file; the interface check is for everything else.
     unproven = asset is None or not asset.checksums
     if check_interface and unproven and fmt == "onnx" and (asset is None or asset.kind == "model"):
-        from orchestrator.assets.interface import check_onnx_interface
-
         problems = check_onnx_interface(src, asset.interface if asset is not None else None)
         if problems:
             raise AssetError(

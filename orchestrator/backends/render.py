@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from orchestrator import __version__
+from orchestrator.assets.catalogue import load_catalogue
 from orchestrator.backends import TARGETS, Target
 from orchestrator.errors import ConfigError
 from orchestrator.paths import REPO_ROOT
@@ -194,7 +195,6 @@ def render_compose_services(keys: Iterable[str]) -> str:
 
 def _fetch_needed(model: str) -> bool:
     """Whether CI must download the model (an embedded one is in the checkout)."""
-    from orchestrator.assets.catalogue import load_catalogue
 
     return load_catalogue().get(model, "model").embedded is None
 

@@ -13,6 +13,19 @@ from typing import Annotated
 import typer
 
 from orchestrator.assets.catalogue import Catalogue, load_catalogue
+from orchestrator.assets.download import RetryPolicy, ensure_space, fetch_asset, human
+from orchestrator.assets.resolve import resolve_asset
+from orchestrator.assets.store import (
+    asset_dir,
+    custom_stamps,
+    custom_status,
+    import_file,
+    place_generated,
+    status,
+    verify_cached,
+    verify_embedded,
+)
+from orchestrator.assets.synthetic import BERT_LARGE, BertShape, write_synthetic_bert
 from orchestrator.errors import AssetError
 from orchestrator.paths import default_cache_dir
 
@@ -65,7 +78,6 @@ def fetch(
     retries: Annotated[int, typer.Option(min=1, help="Tries per mirror on transient errors.")] = 6,
 ) -> None:
     """Download assets into the cache: resumable, retried, verified before they become visible."""
-    from orchestrator.assets.download import RetryPolicy, fetch_asset, human
 
     catalogue = _catalogue(ctx)
     if not names and not all_:
@@ -100,8 +112,6 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Every catalogue asset (and custom import): where it is, its size, and whether it is verified."""
-    from orchestrator.assets.download import human
-    from orchestrator.assets.store import custom_stamps, custom_status, status
 
     catalogue = _catalogue(ctx)
     cache = _cache(cache_dir)
@@ -165,7 +175,6 @@ def verify(
     ] = False,
 ) -> None:
     """Re-hash assets against the catalogue; report (never silently delete) a corrupt file."""
-    from orchestrator.assets.store import custom_stamps, status, verify_cached, verify_embedded
 
     catalogue = _catalogue(ctx)
     cache = _cache(cache_dir)
@@ -220,7 +229,6 @@ def import_(
     cache_dir: CacheDir = None,
 ) -> None:
     """Bring a local file into the cache (for machines without internet): checks it, then copies or links."""
-    from orchestrator.assets.store import import_file
 
     if kind not in ("model", "dataset", "vocab"):
         raise typer.BadParameter("--kind must be model, dataset or vocab")
@@ -241,9 +249,6 @@ def make_synthetic(
     cache_dir: CacheDir = None,
 ) -> None:
     """Generate a BERT-shaped ONNX model with RANDOM weights (BERT-large by default) for speed tests."""
-    from orchestrator.assets.download import ensure_space, human
-    from orchestrator.assets.store import asset_dir, place_generated
-    from orchestrator.assets.synthetic import BERT_LARGE, BertShape, write_synthetic_bert
 
     try:
         shape = BertShape(layers=layers, hidden=hidden, heads=heads, ffn=ffn)
@@ -290,6 +295,5 @@ def path(
     cache_dir: CacheDir = None,
 ) -> None:
     """Print the verified file of an asset (embedded or cached), e.g. for scripts."""
-    from orchestrator.assets.resolve import resolve_asset
 
     typer.echo(str(resolve_asset(name, _cache(cache_dir), catalogue=_catalogue(ctx)).path))

@@ -30,6 +30,7 @@ from typing import IO, Any
 
 from orchestrator import __version__
 from orchestrator.backends import TARGETS, Target
+from orchestrator.backends.pins import expand_requirements, parse_build_args
 from orchestrator.containers.client import call, docker_error
 from orchestrator.errors import ConfigError, DockerError
 from orchestrator.paths import REPO_ROOT, default_cache_dir
@@ -45,8 +46,6 @@ LABEL_TARGET = "mlperf-bert.target"
 # Labels shown by `images list`, in this order.
 VERSION_LABELS = ("engine", "loadgen", "python", "numpy")
 
-_ARG_RE = re.compile(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(.*))?\s*$")
-_VAR_RE = re.compile(r"\$\{([A-Z0-9_]+)\}")
 _STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -80,16 +79,6 @@ class ImageRecipe:
     @property
     def reference(self) -> str:
         return f"{self.repository}:latest"
-
-
-def parse_build_args(dockerfile_text: str) -> dict[str, str]:
-    """The `ARG NAME=default` declarations (the first one with a value wins; quotes stripped)."""
-    args: dict[str, str] = {}
-    for line in dockerfile_text.splitlines():
-        m = _ARG_RE.match(line)
-        if m and m.group(2) is not None and m.group(1) not in args:
-            args[m.group(1)] = m.group(2).strip().strip('"').strip("'")
-    return args
 
 
 def recipes(images_dir: Path = IMAGES_DIR) -> dict[str, ImageRecipe]:
@@ -131,26 +120,6 @@ def parse_build_arg_options(values: Iterable[str]) -> dict[str, str]:
             raise ConfigError(f"--build-arg {item!r} is not NAME=VALUE; write it as e.g. NUMPY_VERSION=1.26.4")
         out[name.strip()] = value.strip()
     return out
-
-
-def expand_requirements(text: str, args: dict[str, str], source: str = "requirements.txt") -> list[str]:
-    """Requirement lines with `${NAME}` replaced by the build args, comments and blanks dropped."""
-    lines: list[str] = []
-    for raw in text.splitlines():
-        line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
-        if not line:
-            continue
-
-        def sub(m: re.Match[str]) -> str:
-            name = m.group(1)
-            if name not in args:
-                raise ConfigError(
-                    f"{source} uses ${{{name}}} but the Dockerfile declares no such build arg; add `ARG {name}=...`"
-                )
-            return args[name]
-
-        lines.append(_VAR_RE.sub(sub, line))
-    return lines
 
 
 def pip_platforms(glibc: str, arch: str | None = None) -> list[str]:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from orchestrator.backends import TARGETS
 from orchestrator.errors import ConfigError, MlperfBertError, PreflightError, RunError
 from orchestrator.harness.engines.engine import Engine
 from orchestrator.harness.qsl import FeatureArrays, SampleLibrary, check_counts, load_feature_arrays
@@ -52,6 +53,7 @@ from orchestrator.harness.spec import (
     ModeResult,
 )
 from orchestrator.harness.sut import BertSUT
+from orchestrator.logs import setup_logging
 from orchestrator.mlperf import Pass
 
 log = logging.getLogger(__name__)
@@ -132,7 +134,6 @@ def load_engine_class(engine_class: str) -> type[Engine]:
 
 
 def target_device(target: str) -> str:
-    from orchestrator.backends import TARGETS
 
     known = TARGETS.get(target)
     return known.device if known is not None else target.rsplit("-", 1)[-1]
@@ -306,7 +307,6 @@ def check_provider(spec: HarnessSpec, engine: Engine) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from orchestrator.logs import setup_logging
 
     parser = argparse.ArgumentParser(prog="python -m orchestrator.harness", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="the run directory holding harness.json")

@@ -20,6 +20,7 @@ from orchestrator.errors import RunError
 from orchestrator.harness.spec import EXIT_INTERRUPTED, HarnessSpec
 from orchestrator.logs import current_verbosity
 from orchestrator.paths import PACKAGE_DIR
+from orchestrator.runners import venvs
 from orchestrator.runners.runner import Runner, RunnerOutcome
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,6 @@ def harness_python(local_env: str, cache_dir: Path | None = None) -> str:
     """The interpreter that runs the harness: this one, or a managed venv for backends with their own pins."""
     if local_env == "main":
         return sys.executable
-    from orchestrator.runners import venvs  # only backends with their own environment need it
 
     return str(venvs.ensure_venv(local_env, cache_dir=cache_dir))
 

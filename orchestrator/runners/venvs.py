@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import IO
 
 from orchestrator.backends import TARGETS
-from orchestrator.containers.images import expand_requirements, parse_build_args
+from orchestrator.backends.pins import expand_requirements, parse_build_args
 from orchestrator.errors import PreflightError
 from orchestrator.paths import REPO_ROOT, default_cache_dir
 

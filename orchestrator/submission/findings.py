@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from orchestrator.submission.accuracy_files import truncated_bytes
+
 Kind = Literal["error", "test-mode", "note"]
 
 
@@ -52,8 +54,6 @@ class FullLogs:
 
     def find(self, truncated: bytes) -> Path | None:
         if self._by_cut is None:
-            from orchestrator.submission.accuracy_files import truncated_bytes
-
             self._by_cut = {truncated_bytes(p): p for p in self.paths if p.is_file()}
         return self._by_cut.get(truncated)
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.submission.rules import RESULT_METRIC
+
 MARKER = ":::MLLOG"
 
 
@@ -57,7 +59,6 @@ def read_detail_log(path: Path) -> DetailLog:
 
 def result_metric(log: DetailLog, scenario: str) -> tuple[float | None, str]:
     """The scenario's headline metric as summary.csv reports it: (value, unit); value None when absent."""
-    from orchestrator.submission.rules import RESULT_METRIC
 
     key, divisor, unit = RESULT_METRIC[scenario]
     raw = log.get(key)

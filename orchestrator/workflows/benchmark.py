@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator import __version__
+from orchestrator.accuracy import score_run
 from orchestrator.assets import (
     MLPERF_INTERFACE,
     ResolvedModel,
@@ -32,6 +33,9 @@ from orchestrator.assets import (
 from orchestrator.assets.hashing import cached_digests, mismatches
 from orchestrator.backends import Target, get_target
 from orchestrator.config import ExecutionMode, RunConfig, RunnerKind, SutKind
+from orchestrator.containers.client import docker_available
+from orchestrator.containers.docker_runner import DockerRunner
+from orchestrator.dataset import build_features, load_features
 from orchestrator.errors import (
     ConfigError,
     DatasetError,
@@ -116,7 +120,6 @@ def _check_model_format(model: ResolvedModel, target: Target) -> None:
 
 
 def _with_features(config: RunConfig, model: ResolvedModel, dataset: Path, vocab: Path, cache_dir: Path) -> Inputs:
-    from orchestrator.dataset import build_features, load_features  # numpy: not for `--help`
 
     features = build_features(dataset, vocab, cache_dir / "features")
     num_features = int(load_features(features).input_ids.shape[0])
@@ -176,13 +179,9 @@ def _check_vocab_matches_model(model: ResolvedModel, vocab: Path) -> None:
 def make_runner(config: RunConfig, target: Target, *, stream: bool = True, cache_dir: Path | None = None) -> Runner:
     kind = config.runner
     if kind is RunnerKind.auto:
-        from orchestrator.containers.client import docker_available
-
         stub = config.model_path is None and config.model.startswith(ZOO_PREFIX)
         kind = RunnerKind.docker if not stub and docker_available(target) else RunnerKind.local
     if kind is RunnerKind.docker:
-        from orchestrator.containers.docker_runner import DockerRunner
-
         return DockerRunner(
             target,
             image=config.image,
@@ -361,8 +360,6 @@ def _collect(result: RunResult, inputs: Inputs) -> None:
     """Score the accuracy log and read the performance log into the record."""
     record, run_dir = result.record, result.run_dir
     if "accuracy" in record.modes:
-        from orchestrator.accuracy import score_run  # numpy: only once there is a log to score
-
         report = score_run(
             run_dir / "accuracy", inputs.features, inputs.dataset, inputs.vocab, record.model_meta.get("reference_f1")
         )

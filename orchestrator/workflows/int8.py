@@ -32,8 +32,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.assets.hashing import cached_sha256
+from orchestrator.config import ExecutionMode, Mode, RunConfig, RunnerKind
 from orchestrator.errors import ModelError, RunError
 from orchestrator.mlperf import DATASET_SIZE
+from orchestrator.paths import PACKAGE_DIR
+from orchestrator.workflows.benchmark import run_benchmark
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +90,6 @@ class Int8Variant:
 
 
 def _sha256(path: Path) -> str:
-    from orchestrator.assets.hashing import cached_sha256
 
     return cached_sha256(path)
 
@@ -171,7 +174,6 @@ def quantize(
     python: str | None = None,
 ) -> dict[str, object]:
     """Run the quantization in a child process (the harness side owns onnxruntime)."""
-    from orchestrator.paths import PACKAGE_DIR
 
     cmd = [
         python or sys.executable,
@@ -209,8 +211,6 @@ def check_accuracy(
     fp32_result: Any = None,
 ) -> AccuracyCheck:
     """Real accuracy runs of both models on the same features; the bert-99 verdict."""
-    from orchestrator.config import ExecutionMode, Mode, RunConfig, RunnerKind
-    from orchestrator.workflows.benchmark import run_benchmark
 
     reports: dict[str, Any] = {}
     runs: dict[str, Any] = {}

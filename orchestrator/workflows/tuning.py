@@ -30,7 +30,9 @@ import yaml
 
 from orchestrator.config import RunConfig
 from orchestrator.errors import ConfigError, MlperfBertError, RunError
+from orchestrator.loadgen_logs import parse_performance
 from orchestrator.mlperf import Scenario
+from orchestrator.workflows.benchmark import run_benchmark
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +119,6 @@ def run_trial(
     target_qps: float | None = None,
 ) -> Trial:
     """One short performance run; never raises for a failed run (the error is recorded)."""
-    from orchestrator.workflows.benchmark import run_benchmark
 
     trial = Trial(batch_size=batch_size, threads=threads, instances=instances, run_dir=None)
     started = time.perf_counter()
@@ -294,7 +295,6 @@ def _find_server_qps(
 def _constraints_met(trial: Trial) -> bool:
     if not trial.ok or trial.run_dir is None:
         return False
-    from orchestrator.loadgen_logs import parse_performance
 
     perf = parse_performance(Path(trial.run_dir) / "performance" / "run_1")
     return bool(perf.perf_constraints_met)

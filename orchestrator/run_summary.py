@@ -49,7 +49,7 @@ def format_result(result: RunResult) -> str:
         lines.append("  engine: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in rec.engine_settings.items()))
     if result.performance is not None:
         lines.append(f"  performance: {format_performance(result.performance, rec.scenario)}")
-        if rec.test_mode and not getattr(result.performance, "result_valid", False):
+        if rec.test_mode and not result.performance.result_valid:
             lines.append("    (INVALID is expected in test mode: the run is shorter than MLPerf's 600 s minimum)")
     if result.accuracy is not None:
         lines.append("  accuracy: " + format_report(result.accuracy).replace("\n", "\n    "))

@@ -103,7 +103,7 @@ def _engine_options(base: RunConfig, instances: int | None) -> dict[str, Any]:
         return {}
     if "engine_options" not in RunConfig.model_fields:
         raise ConfigError("this version's run configuration has no engine_options; sweep without --instances")
-    options = dict(getattr(base, "engine_options", None) or {})
+    options = dict(base.engine_options)
     options["instances"] = str(instances)
     return {"engine_options": options}
 

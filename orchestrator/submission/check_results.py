@@ -416,7 +416,7 @@ class ScenarioCheck:
         if verify_perf.is_file():
             text = verify_perf.read_text(errors="replace")
             if TEST_PASS not in text:
-                said = next((ln.strip() for ln in text.splitlines() if ln.startswith("TEST")), "no TEST line")
+                said = next((ln.strip() for ln in text.splitlines() if ln.startswith("TEST FAIL")), "no TEST line")
                 self.c.error(verify_perf, f"the TEST01 performance check did not pass ({said})")
 
     def check_audit_applied(self, log: DetailLog) -> None:

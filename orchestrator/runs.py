@@ -73,6 +73,8 @@ class RunRecord(BaseModel):
     finished_at: str | None = None
     error: str | None = None
     results: dict[str, Any] = Field(default_factory=dict)
+    compliance_test: str | None = None  # a compliance run (e.g. TEST01): the test it ran
+    verified_run: str | None = None  # ...and the run directory it verifies
 
     def save(self, run_dir: Path) -> None:
         tmp = run_dir / (RUN_FILE + ".tmp")

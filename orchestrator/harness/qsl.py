@@ -113,6 +113,10 @@ class SampleLibrary:
         if mode == "accuracy":
             count = accuracy_sample_count(spec, features.count)
             return cls(features, count, count)
+        if spec.audit_config is not None and spec.execution_mode == "test":
+            # A test-mode accuracy run covered only the first test_query_count features; its compliance pass
+            # draws from the same ones, so the responses it logs can be compared (a valid run uses them all).
+            return cls(features, accuracy_sample_count(spec, features.count), DATASET_SIZE)
         return cls(features, features.count, DATASET_SIZE)
 
     def load_samples(self, indices: list[int]) -> None:

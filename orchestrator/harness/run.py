@@ -168,6 +168,12 @@ class _RunState:
         modes = [m for m in MODE_ORDER if m in spec.modes]
         if not modes:
             raise ConfigError("harness.json asks for no mode; ask for accuracy and/or performance.")
+        if (spec.audit_config is None) != (spec.compliance_test is None):
+            raise ConfigError("harness.json sets only one of compliance_test and audit_config; set both or neither.")
+        if spec.audit_config is not None and modes != ["performance"]:
+            raise ConfigError(
+                f"a {spec.compliance_test} compliance run is a performance pass only; ask for mode performance."
+            )
         user_conf = write_user_conf(spec, run_dir)
         self.result.user_conf = USER_CONF_FILE
         features = load_feature_arrays(Path(spec.features_path))
@@ -208,7 +214,7 @@ class _RunState:
         import mlperf_loadgen as lg
         from tqdm import tqdm
 
-        log_dir = run_dir / LOG_DIRS[mode]
+        log_dir = run_dir.resolve() / LOG_DIRS[mode]  # absolute: a compliance pass changes the cwd
         log_dir.mkdir(parents=True, exist_ok=True)
         log_settings = lg.LogSettings()
         log_settings.log_output.outdir = str(log_dir)
@@ -240,13 +246,14 @@ class _RunState:
                 ",".join(str(c) for c in sorted(cpus)) for cpus in sut.worker_cpus
             )
         failure: list[BaseException] = []
+        # LoadGen applies an audit.config (compliance tests) it finds at the path it is given, "audit.config"
+        # in the working directory by default. A normal pass is given no path at all, so no audit.config
+        # anywhere can change it; a compliance pass gets its own fresh working directory holding the file.
+        audit_path = write_audit_config(spec, run_dir)
 
         def start_test() -> None:
             try:
-                # An audit.config (compliance tests) is read only from the run directory, never from the cwd.
-                lg.StartTestWithLogSettings(
-                    sut_handle, qsl_handle, settings, log_settings, str(run_dir / "audit.config")
-                )
+                lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings, log_settings, audit_path)
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread
                 failure.append(exc)
 
@@ -255,7 +262,10 @@ class _RunState:
         started = time.perf_counter()
         thread = threading.Thread(target=start_test, name=f"loadgen-{mode}", daemon=True)
         self.loadgen_running = True
+        previous_cwd = os.getcwd()
         try:
+            if audit_path:
+                os.chdir(Path(audit_path).parent)  # as MLPerf runs it: audit.config in the working directory
             thread.start()
             failed_at: float | None = None
             while thread.is_alive():
@@ -266,6 +276,7 @@ class _RunState:
                         raise RunError(f"Inference failed during the {mode} run: {sut.error}")
             self.loadgen_running = False
         finally:
+            os.chdir(previous_cwd)
             bar.close()
             if not self.loadgen_running:
                 sut.close()
@@ -279,6 +290,23 @@ class _RunState:
         return ModeResult(
             mode=mode, log_dir=LOG_DIRS[mode], samples_issued=sut.samples_issued, wall_seconds=round(wall, 3)
         )
+
+
+AUDIT_DIR = "audit"  # the compliance pass's working directory, inside its own run directory
+AUDIT_CONFIG_FILE = "audit.config"
+
+
+def write_audit_config(spec: HarnessSpec, run_dir: Path) -> str:
+    """The audit.config path to hand LoadGen: "" (none) for a normal pass; for a compliance pass the file,
+    written into a fresh working directory of this run's own, where no later run looks."""
+    if spec.audit_config is None:
+        return ""
+    workdir = run_dir.resolve() / AUDIT_DIR
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / AUDIT_CONFIG_FILE
+    path.write_text(spec.audit_config)
+    log.info("%s: LoadGen runs in %s with its audit.config", spec.compliance_test, workdir)
+    return str(path)
 
 
 def read_spec(run_dir: Path) -> HarnessSpec:

@@ -46,6 +46,10 @@ class HarnessSpec(BaseModel):
     target_latency_ms: float | None = None
     engine_options: dict[str, str] = Field(default_factory=dict)
     progress: bool = True  # a progress bar on stderr while samples complete
+    # A compliance pass (e.g. TEST01): the test's name and the text of its audit.config. The harness writes
+    # the file into a working directory of this run's own and runs LoadGen's performance pass there.
+    compliance_test: str | None = None
+    audit_config: str | None = None
 
     def write(self, run_dir: Path) -> Path:
         path = run_dir / SPEC_FILE

@@ -19,6 +19,7 @@ from orchestrator.submission.accuracy_files import (
     parse_hash_line,
     sha256_file,
 )
+from orchestrator.submission.compliance import AUDITED_KEYS, delta_percent, fallback_passes, load_audit_config
 from orchestrator.submission.findings import Collector, ResultRow
 from orchestrator.submission.layout import Layout
 from orchestrator.submission.mllog import DetailLog, read_detail_log, result_metric
@@ -29,20 +30,28 @@ from orchestrator.submission.rules import (
     ACCURACY_LOG,
     ACCURACY_TARGET_F1,
     ACCURACY_TXT,
+    BASELINE_ACCURACY_TXT,
+    CLOSED_MINIMUMS,
+    COMPLIANCE_ACCURACY_TXT,
+    COMPLIANCE_DELTA_PERCENT,
+    COMPLIANCE_TESTS,
     DETAIL_LOG,
     EARLY_STOPPING_SCENARIOS,
     MAX_ACCURACY_LOG_BYTES,
     MEASUREMENTS_KEYS,
-    MIN_DURATION_MS,
-    MIN_QUERY_COUNT,
-    OFFLINE_MIN_SAMPLES_PER_QUERY,
     PERF_FILES,
     PERF_OPTIONAL,
     README,
     SEEDS,
     SHA256_RE,
     SUMMARY_LOG,
+    TEST01,
+    TEST01_ACC_FILES,
+    TEST_PASS,
+    TRACE_LOG,
     USER_CONF,
+    VERIFY_ACCURACY_TXT,
+    VERIFY_PERFORMANCE_TXT,
 )
 
 MAX_QUERY_ERROR = "Max query count reached"
@@ -67,6 +76,7 @@ class ScenarioCheck:
         self.closed = lay.division != "open"
         self.test_mode_reasons = 0
         self.measurements: dict[str, Any] = {}
+        self.minimums = CLOSED_MINIMUMS[lay.version]
 
     # A rule the open division waives for a short run: test-mode there, an error in closed.
     def short_run(self, path: Path, message: str) -> None:
@@ -176,10 +186,10 @@ class ScenarioCheck:
             key, value = m.group(3), m.group(4)
             if key.endswith("_rng_seed"):
                 self.c.error(path, f"line {lineno} sets {key}; the seeds are fixed by LoadGen for the round, remove it")
-            elif key == "min_duration" and _num(value) is not None and _num(value) < MIN_DURATION_MS:  # type: ignore[operator]
+            elif key == "min_duration" and _num(value) is not None and _num(value) < self.minimums.min_duration_ms:  # type: ignore[operator]
                 self.c.error(
                     path,
-                    f"line {lineno} lowers min_duration to {value} ms; MLPerf needs >= {MIN_DURATION_MS}, "
+                    f"line {lineno} lowers min_duration to {value} ms; MLPerf needs >= {self.minimums.min_duration_ms}, "
                     "shorten test runs with min/max_query_count or target_qps instead",
                 )
             elif key == "performance_sample_count_override" and 0 < (_num(value) or 0) < PERFORMANCE_SAMPLE_COUNT:
@@ -210,8 +220,9 @@ class ScenarioCheck:
             return None
         return log
 
-    def check_performance(self) -> DetailLog | None:
-        folder = self.lay.performance_dir(self.system, self.model, self.scenario)
+    def check_performance(self, folder: Path | None = None) -> DetailLog | None:
+        """performance/run_1, or (folder given) a compliance test's performance/run_1, checked alike."""
+        folder = folder or self.lay.performance_dir(self.system, self.model, self.scenario)
         if not folder.is_dir():
             self.c.error(folder, "the performance run folder is missing")
             return None
@@ -252,27 +263,28 @@ class ScenarioCheck:
                     "(use the LoadGen of that round, or --mlperf-version of the round the LoadGen carries)",
                 )
         min_duration = _num(log.get("effective_min_duration_ms"))
-        if min_duration is None or min_duration < MIN_DURATION_MS:
+        if min_duration is None or min_duration < self.minimums.min_duration_ms:
             self.c.error(
                 path,
-                f"min_duration is {_show(min_duration)} ms; it must be >= {MIN_DURATION_MS} "
+                f"min_duration is {_show(min_duration)} ms; it must be >= {self.minimums.min_duration_ms} "
                 "(shorten test runs with min/max_query_count or target_qps instead)",
             )
         if self.scenario in EARLY_STOPPING_SCENARIOS:
             if log.get("early_stopping_met") is not True:
                 self.c.error(path, "LoadGen's early-stopping condition was not met (too few queries); run more queries")
         else:
-            required = MIN_QUERY_COUNT.get(self.scenario, 0)
+            # The round's min-queries table applies only without early stopping (see rules.ClosedMinimums).
+            required = self.minimums.min_queries.get(self.scenario, 0)
             mqc = _num(log.get("effective_min_query_count"))
             if mqc is None or mqc < required:
                 self.c.error(path, f"min_query_count is {_show(mqc)}; it must be >= {required}")
         if self.scenario == "Offline":
             spq = _num(log.get("effective_samples_per_query"))
-            if spq is None or spq < OFFLINE_MIN_SAMPLES_PER_QUERY:
+            if spq is None or spq < self.minimums.offline_samples_per_query:
                 self.short_run(
                     path,
                     f"Offline issued {_show(spq)} samples per query; a full run issues >= "
-                    f"{OFFLINE_MIN_SAMPLES_PER_QUERY}",
+                    f"{self.minimums.offline_samples_per_query}",
                 )
         validity = log.get("result_validity")
         if validity != "VALID":
@@ -375,15 +387,81 @@ class ScenarioCheck:
 
     # --- compliance ---------------------------------------------------------------------------------
     def check_compliance(self) -> None:
+        """The closed division's compliance tests (checks/compliance_check.py); the open one needs none."""
         if not self.closed:
             return
-        test01 = self.lay.compliance_dir(self.system, self.model, self.scenario, "TEST01")
-        if not test01.is_dir():
+        for test in COMPLIANCE_TESTS[self.mlperf_model]:
+            folder = self.lay.compliance_dir(self.system, self.model, self.scenario, test)
+            if not folder.is_dir():
+                self.c.error(
+                    folder,
+                    f"the closed division needs the {test} compliance run for bert; make it with "
+                    f"`mlperf-bert compliance run --test {test} RUN_DIR` (or `submission run --division closed`)",
+                )
+                continue
+            self.check_test01(folder)
+
+    def check_test01(self, folder: Path) -> None:
+        verify_acc, verify_perf = folder / VERIFY_ACCURACY_TXT, folder / VERIFY_PERFORMANCE_TXT
+        for path in (verify_acc, verify_perf):
+            if not path.is_file():
+                self.c.error(path, f"is missing; TEST01 needs MLPerf's {path.name}")
+        log = self.check_performance(folder / "performance" / "run_1")
+        if log is not None:
+            self.check_audit_applied(log)
+        if verify_acc.is_file():
+            lines = [ln.strip() for ln in verify_acc.read_text(errors="replace").splitlines()]
+            if TEST_PASS not in lines:  # the checker's "deterministic mode" test failed: the fallback decides
+                self.check_test01_fallback(folder / "accuracy")
+        if verify_perf.is_file():
+            text = verify_perf.read_text(errors="replace")
+            if TEST_PASS not in text:
+                said = next((ln.strip() for ln in text.splitlines() if ln.startswith("TEST FAIL")), "no TEST line")
+                self.c.error(verify_perf, f"the TEST01 performance check did not pass ({said})")
+
+    def check_audit_applied(self, log: DetailLog) -> None:
+        """Stricter than the checker: the compliance run must have run with MLPerf's audit.config."""
+        audit = load_audit_config(TEST01)
+        for key in AUDITED_KEYS:
+            found = log.get(f"effective_{key}")
+            if found != audit.expected(key):
+                self.c.error(
+                    log.path,
+                    f"{key} is {found}, MLPerf's TEST01 audit.config sets {audit.expected(key)}; the run did not "
+                    "use it, rerun `mlperf-bert compliance run --test TEST01`",
+                )
+
+    def check_test01_fallback(self, folder: Path) -> None:
+        if not folder.is_dir():
             self.c.error(
-                test01,
-                "the closed division needs the TEST01 compliance run for bert; this tool does not "
-                "produce it yet, so submit in the open division",
+                folder, "verify_accuracy.txt does not say TEST PASS and the fallback's accuracy folder is missing"
             )
+            return
+        present = {p.name for p in folder.iterdir() if p.is_file()}
+        for name in sorted(TEST01_ACC_FILES - present):
+            self.c.error(
+                folder / name, "is missing; verify_accuracy.txt does not say TEST PASS, so the fallback needs it"
+            )
+        for name in sorted(present - TEST01_ACC_FILES - {TRACE_LOG}):
+            self.c.error(folder / name, "is not allowed here (the checker wants exactly the fallback's files)")
+        scores = {}
+        for name in (BASELINE_ACCURACY_TXT, COMPLIANCE_ACCURACY_TXT):
+            path = folder / name
+            if path.is_file():
+                parsed = parse_accuracy_line(path.read_text(errors="replace").splitlines())
+                if parsed is None or parsed[1] == 0:
+                    self.c.error(path, 'has no non-zero F1 line like {"exact_match": 80.1, "f1": 87.2}; rescore it')
+                else:
+                    scores[name] = parsed[1]
+        if len(scores) == 2:
+            baseline, compliance = scores[BASELINE_ACCURACY_TXT], scores[COMPLIANCE_ACCURACY_TXT]
+            margin = COMPLIANCE_DELTA_PERCENT[self.mlperf_model]
+            if not fallback_passes(self.mlperf_model, baseline, compliance):
+                self.c.error(
+                    folder / COMPLIANCE_ACCURACY_TXT,
+                    f"F1 {compliance} differs from the baseline's {baseline} by "
+                    f"{delta_percent(baseline, compliance):.3f}%, more than the {margin:g}% {self.mlperf_model} allows",
+                )
 
 
 def _show(value: float | None) -> str:

@@ -21,12 +21,14 @@ from orchestrator.submission.layout import Layout
 from orchestrator.submission.rules import (
     ACCURACY_LOG,
     ACCURACY_TXT,
+    COMPLIANCE_TESTS,
     DEFAULT_VERSION,
     DETAIL_LOG,
     MLPERF_MODELS,
     SUBMITTABLE_DIVISIONS,
     SUMMARY_LOG,
     USER_CONF,
+    VERIFY_ACCURACY_TXT,
     VERSIONS,
 )
 from orchestrator.submission.source import collect_source, write_source
@@ -77,6 +79,7 @@ class Entry:
     scenario: str
     accuracy: Run
     performance: Run
+    compliance: dict[str, Run] = field(default_factory=dict)  # test name -> its compliance run
 
     @property
     def test_mode(self) -> bool:
@@ -168,8 +171,11 @@ def plan_submission(runs: list[Run], options: GenerateOptions, root: Path) -> Pl
     mapping: dict[str, str] = {}
     custom: dict[tuple[str, str], bool] = {}
     submitter: str | None = None
+    compliance_runs = [r for r in runs if r.record.compliance_test]
     for run in runs:
         rec = run.record
+        if rec.compliance_test:
+            continue  # placed with the run it verifies, below
         system = describe_system(rec, options.division, options.overrides, _sw_notes(run))
         prev = systems.get(system.id)
         if prev is not None and host_of[system.id] != str(rec.host.get("hostname")):
@@ -217,7 +223,24 @@ def plan_submission(runs: list[Run], options: GenerateOptions, root: Path) -> Pl
                 f"the accuracy run {acc.name} and the performance run {perf.name} of {scenario} used different "
                 "models; both must come from the same model"
             )
-        entries.append(Entry(systems[sid], model_dir, options.benchmark, custom[(sid, model_dir)], scenario, acc, perf))
+        entry = Entry(systems[sid], model_dir, options.benchmark, custom[(sid, model_dir)], scenario, acc, perf)
+        for crun in compliance_runs:
+            if Path(crun.record.verified_run or "").resolve() in (acc.dir, perf.dir):
+                entry.compliance[str(crun.record.compliance_test)] = crun
+        missing = [t for t in COMPLIANCE_TESTS[options.benchmark] if t not in entry.compliance]
+        if options.division == "closed" and missing:
+            raise SubmissionError(
+                f"the closed division needs {', '.join(missing)} for {scenario} on {sid}; run "
+                f"`mlperf-bert compliance run --test {missing[0]} {perf.dir}` and add its run directory"
+            )
+        entries.append(entry)
+    placed = {id(r) for e in entries for r in e.compliance.values()}
+    for crun in compliance_runs:
+        if id(crun) not in placed:
+            raise SubmissionError(
+                f"compliance run {crun.name} verifies {crun.record.verified_run}, which is not among the inputs; "
+                "pass the run it verifies too"
+            )
     assert submitter is not None
     layout = Layout(root=root, division=options.division, submitter=submitter, version=options.version)
     return Plan(layout=layout, entries=entries, systems=systems, model_mapping=mapping, runs=runs)
@@ -294,3 +317,16 @@ def write_tree(plan: Plan, dest_root: Path) -> None:
         shutil.copyfile(user_conf, mdir / USER_CONF)
         lay.measurements_json(sid, e.model_dir, e.scenario, e.impl).write_text(dumps_json(_measurements(e)))
         (mdir / "README.md").write_text(readme.scenario_readme(e, lay))
+        for test, crun in sorted(e.compliance.items()):
+            _copy_compliance(crun.dir / test, lay.compliance_dir(sid, e.model_dir, e.scenario, test))
+
+
+def _copy_compliance(src: Path, dst: Path) -> None:
+    """A compliance run's <test>/ folder (MLPerf's layout already), its accuracy log truncated like the
+    results' (the truncation tool does the same for TEST01, tied to the full log by accuracy.txt's hash)."""
+    if not (src / VERIFY_ACCURACY_TXT).is_file():
+        raise SubmissionError(f"{src} holds no {VERIFY_ACCURACY_TXT}; rerun `mlperf-bert compliance run`")
+    shutil.copytree(src, dst)
+    log_path = dst / "accuracy" / ACCURACY_LOG
+    if log_path.is_file():
+        log_path.write_bytes(truncated_bytes(src / "accuracy" / ACCURACY_LOG))

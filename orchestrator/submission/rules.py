@@ -8,6 +8,7 @@ and from the logs of the pinned LoadGen (mlcommons-loadgen 6.0.17), never copied
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Final
 
 from orchestrator.mlperf import DATASET_SIZE, REFERENCE_F1, Scenario
@@ -51,16 +52,38 @@ def is_v6(version: str) -> bool:
 
 
 # Benchmark constants (bert-99 / bert-99.9 are the same task with two accuracy targets).
-OFFLINE_MIN_SAMPLES_PER_QUERY: Final = DATASET_SIZE  # closed division only in the v6 checker
-MIN_DURATION_MS: Final = 600_000
 ACCURACY_TARGET_F1: Final = {"bert-99": REFERENCE_F1 * 0.99, "bert-99.9": REFERENCE_F1 * 0.999}
-MIN_QUERY_COUNT: Final[dict[str, int]] = {
-    Scenario.Offline: 1
-}  # SingleStream/Server/MultiStream use early stopping instead
 EARLY_STOPPING_SCENARIOS: Final = (Scenario.SingleStream, Scenario.MultiStream, Scenario.Server)
 # LoadGen 6.0.17 logs early_stopping_met=false below this many SingleStream queries (measured: 63 no, 64 yes),
 # and the v6 checker rejects such a result in every division.
 SINGLESTREAM_MIN_QUERIES: Final = 64
+
+
+@dataclass(frozen=True)
+class ClosedMinimums:
+    """What a closed-division bert result must reach, as one round's checker states it."""
+
+    min_duration_ms: int
+    offline_samples_per_query: int  # OFFLINE_MIN_SPQ_SINCE_V4["bert-99"]
+    # The checker's "min-queries" table. It is read ONLY for scenarios without early stopping
+    # (config.uses_early_stopping: Server, SingleStream, MultiStream use it), so for bert only Offline's 1
+    # applies; SingleStream's 1,024 is never consulted. SingleStream instead needs early_stopping_met, which
+    # LoadGen 6.0.17 reaches from SINGLESTREAM_MIN_QUERIES (64) queries; a VALID closed run (>= 600 s)
+    # issues far more anyway (BERT-large at ~0.5 s per query: ~1,200).
+    min_queries: dict[str, int]
+
+
+# One table per round (tools/submission/submission_checker/constants.py "min-queries",
+# OFFLINE_MIN_SPQ_SINCE_V4, TEST_DURATION_MS); the same values in v5.0 to v6.1 for bert.
+CLOSED_MINIMUMS: Final[dict[str, ClosedMinimums]] = {
+    version: ClosedMinimums(
+        min_duration_ms=600_000,
+        offline_samples_per_query=DATASET_SIZE,
+        min_queries={Scenario.SingleStream: 1024, Scenario.Offline: 1},
+    )
+    for version in ("v6.1", "v6.0", "v5.1", "v5.0")
+}
+
 # Since v5.0 bert is an edge benchmark: these are the closed division's required scenarios, and an edge
 # system may not submit any other scenario for it in the closed division.
 CLOSED_REQUIRED_SCENARIOS: Final = (Scenario.SingleStream, Scenario.Offline)
@@ -169,3 +192,20 @@ MEASUREMENTS_KEYS: Final = (
 # Shown wherever a test-mode result appears.
 TEST_MODE_LABEL: Final = "TEST MODE: a short run, not a valid MLPerf result"
 DEMO_MODEL_LABEL: Final = "DEMO MODEL: not the MLPerf BERT-large model"
+
+# --- compliance (mlcommons/inference compliance/TEST01 and checks/compliance_check.py) ------------------
+TEST01: Final = "TEST01"
+COMPLIANCE_TESTS: Final[dict[str, tuple[str, ...]]] = {"bert-99": (TEST01,), "bert-99.9": (TEST01,)}
+VERIFY_ACCURACY_TXT: Final = "verify_accuracy.txt"
+VERIFY_PERFORMANCE_TXT: Final = "verify_performance.txt"
+BASELINE_ACCURACY_TXT: Final = "baseline_accuracy.txt"
+COMPLIANCE_ACCURACY_TXT: Final = "compliance_accuracy.txt"
+TEST_PASS: Final = "TEST PASS"
+# TEST01/accuracy/ when verify_accuracy.txt does not say TEST PASS (REQUIRED_TEST01_ACC_FILES).
+TEST01_ACC_FILES: Final = frozenset({ACCURACY_LOG, ACCURACY_TXT, BASELINE_ACCURACY_TXT, COMPLIANCE_ACCURACY_TXT})
+# The fallback's F1 delta |1 - baseline / compliance| in percent (config.get_delta_perc: 0.1 for *99.9*).
+COMPLIANCE_DELTA_PERCENT: Final = {"bert-99": 1.0, "bert-99.9": 0.1}
+# verify_performance.py: within 10%, 20% for a SingleStream result <= 200,000 ns (0.2 ms).
+PERFORMANCE_TOLERANCE: Final = 0.10
+SMALL_LATENCY_TOLERANCE: Final = 0.20
+SMALL_SINGLESTREAM_LATENCY_NS: Final = 200_000

@@ -77,6 +77,15 @@ class RunResult:
 
 
 @dataclass(frozen=True)
+class AuditRequest:
+    """A compliance run: the performance pass of a verified run again, with a test's audit.config."""
+
+    test: str  # e.g. "TEST01"
+    audit_config: str  # the audit.config text (kept as data in configs/compliance/)
+    verified_run: Path
+
+
+@dataclass(frozen=True)
 class Inputs:
     """Everything a run reads, resolved and checked before a run directory is made."""
 
@@ -211,7 +220,14 @@ def with_default_batch_size(config: RunConfig, target: Target) -> RunConfig:
 
 
 def build_spec(
-    config: RunConfig, target: Target, inputs: Inputs, run_dir: Path, *, progress: bool, cache_dir: Path | None = None
+    config: RunConfig,
+    target: Target,
+    inputs: Inputs,
+    run_dir: Path,
+    *,
+    progress: bool,
+    cache_dir: Path | None = None,
+    audit: AuditRequest | None = None,
 ) -> HarnessSpec:
     engine_options = dict(config.engine_options)
     if config.sut is SutKind.reference:
@@ -242,6 +258,8 @@ def build_spec(
         target_latency_ms=config.target_latency_ms,
         engine_options=engine_options,
         progress=progress,
+        compliance_test=audit.test if audit else None,
+        audit_config=audit.audit_config if audit else None,
     )
 
 
@@ -285,20 +303,30 @@ def _finish(record: RunRecord, run_dir: Path, status: str, error: str | None = N
 
 
 def run_benchmark(
-    config: RunConfig, *, progress: bool = True, stream: bool = True, argv: list[str] | None = None
+    config: RunConfig,
+    *,
+    progress: bool = True,
+    stream: bool = True,
+    argv: list[str] | None = None,
+    audit: AuditRequest | None = None,
 ) -> RunResult:
     """Run the benchmark as configured; returns the result or raises an MlperfBertError.
 
+    audit: make this a compliance run (a performance pass with the test's audit.config).
     A failed run raises after its run.json is marked failed (the error names the run directory)."""
+    if audit is not None and config.mode.modes() != ["performance"]:
+        raise ConfigError(f"a {audit.test} compliance run is a performance pass only; use --mode performance")
     target = get_target(config.backend, config.device)
     config = with_default_batch_size(config, target)
     cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
     inputs = resolve_inputs(config, cache_dir)
     runner = make_runner(config, target, stream=stream, cache_dir=cache_dir)
     runner.preflight()  # venv, engine, image, GPU: fail before a run directory exists
-    label = f"{target.key}-{config.scenario.value}-{config.mode.value}"
+    label = f"{target.key}-{config.scenario.value}-{audit.test if audit else config.mode.value}"
     run_dir = new_run_dir(config.output_dir, label)
     record = _new_record(config, target, inputs, run_dir, runner, argv)
+    if audit is not None:
+        record.compliance_test, record.verified_run = audit.test, str(audit.verified_run)
     record.save(run_dir)
     log.info(
         "run %s: %s %s %s (%s), runner %s",
@@ -309,7 +337,7 @@ def run_benchmark(
         "TEST MODE" if record.test_mode else "valid",
         runner.name,
     )
-    spec = build_spec(config, target, inputs, run_dir, progress=progress, cache_dir=cache_dir)
+    spec = build_spec(config, target, inputs, run_dir, progress=progress, cache_dir=cache_dir, audit=audit)
     try:
         outcome = runner.run(spec, run_dir)
     except KeyboardInterrupt:

@@ -26,7 +26,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.submission.generate import GenerateOptions
 from orchestrator.submission.rules import SINGLESTREAM_MIN_QUERIES
 from orchestrator.submission.submit import SubmissionResult, generate_submission
-from orchestrator.workflows import benchmark
+from orchestrator.workflows import benchmark, compliance
 
 log = logging.getLogger(__name__)
 
@@ -88,4 +88,10 @@ def run_and_submit(
         log.info("submission run: %s (accuracy + performance)", cfg.scenario.value)
         result = run_benchmark(cfg, progress=progress, argv=run_command(step, config_file))
         run_dirs.append(Path(result.run_dir))
+        if options.division == "closed":  # the closed division also needs TEST01 for each scenario
+            outcome = compliance.run_compliance(
+                Path(result.run_dir), benchmark_model=options.benchmark, progress=progress, run_benchmark=run_benchmark
+            )
+            log.info("%s", outcome.verdict_line())
+            run_dirs.append(outcome.run_dir)
     return generate_submission(run_dirs, submission_dir, options, attempt=attempt, argv=argv)

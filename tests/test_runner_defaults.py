@@ -10,7 +10,7 @@ import pytest
 from orchestrator.errors import ConfigError
 from orchestrator.harness.spec import HarnessSpec
 from orchestrator.runners.local import LocalRunner
-from orchestrator.runners.runner import Runner, RunnerOutcome
+from orchestrator.runners.runner import Runner, RunnerOutcome, StartHook
 
 SPEC = HarnessSpec(
     target="onnxruntime-cpu",
@@ -27,7 +27,7 @@ SPEC = HarnessSpec(
 class BareRunner(Runner):
     name = "bare"
 
-    def run(self, spec: HarnessSpec, run_dir: Path) -> RunnerOutcome:
+    def run(self, spec: HarnessSpec, run_dir: Path, *, on_start: StartHook | None = None) -> RunnerOutcome:
         return RunnerOutcome(exit_code=0, log_path=run_dir / "harness.log")
 
 

@@ -121,6 +121,7 @@ class LocalRunner(Runner):
             if not chunk:
                 return
             sink.write(chunk)
+            sink.flush()  # harness.log is what `tail -f` and a later look read while it runs
             if self.stream:
                 sys.stderr.buffer.write(chunk)
                 sys.stderr.buffer.flush()

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from orchestrator import __version__
-from orchestrator.commands import assets_cmd, images_cmd, submission_cmd, tune_cmd
+from orchestrator.commands import assets_cmd, images_cmd, runs_cmd, submission_cmd, tune_cmd
 from orchestrator.commands.run_options import (
     BackendOption,
     BatchSizeOption,
@@ -63,6 +63,7 @@ app = typer.Typer(
 
 app.add_typer(assets_cmd.app, name="assets")
 app.add_typer(images_cmd.app, name="images")
+app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(submission_cmd.app, name="submission")
 app.command(name="tune")(tune_cmd.command)
 

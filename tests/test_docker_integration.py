@@ -291,6 +291,19 @@ def test_ctrl_c_interrupts_the_container_run(
 
 
 @pytest.mark.docker
+def test_a_build_leaves_no_dangling_stage_image(client: Any, ort_image: images.BuildResult) -> None:
+    import re
+
+    built = set(re.findall(r"^ ---> ([0-9a-f]{12})$", ort_image.log_path.read_text(), re.MULTILINE))
+    dangling = {i.id.removeprefix("sha256:")[:12] for i in client.images.list(filters={"dangling": True})}
+    assert built and not built & dangling  # no `<none>` image from this build's stages
+    ours = client.images.list(filters={"dangling": True, "label": "mlperf-bert.target=onnxruntime-cpu"})
+    assert ours == []
+    venv = client.images.get("mlperf-bert/onnxruntime-cpu:cache-venv")  # kept for the next build's cache
+    assert venv.id.removeprefix("sha256:")[:12] in built
+
+
+@pytest.mark.docker
 @pytest.mark.parametrize(("signame", "code"), [("SIGTERM", 143), ("SIGHUP", 129)])
 def test_sigterm_or_sighup_to_the_cli_stops_the_container_and_marks_the_run(
     client: Any, ort_image: images.BuildResult, tmp_path: Path, session_cache: Path, signame: str, code: int

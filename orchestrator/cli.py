@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from orchestrator import __version__
-from orchestrator.commands import assets_cmd, compliance_cmd, images_cmd, submission_cmd, tune_cmd
+from orchestrator.commands import assets_cmd, compliance_cmd, images_cmd, runs_cmd, submission_cmd, tune_cmd
 from orchestrator.commands.run_options import (
     BackendOption,
     BatchSizeOption,
@@ -48,6 +48,7 @@ from orchestrator.config import RunOverrides, resolve_config
 from orchestrator.errors import MlperfBertError
 from orchestrator.logs import setup_logging
 from orchestrator.run_summary import format_result, result_json
+from orchestrator.stop_signals import Terminated, exit_code_for, signal_name, signal_of, stop_signals_interrupt
 from orchestrator.workflows.benchmark import prepare_only, run_benchmark
 
 log = logging.getLogger("mlperf-bert")
@@ -62,6 +63,7 @@ app = typer.Typer(
 
 app.add_typer(assets_cmd.app, name="assets")
 app.add_typer(images_cmd.app, name="images")
+app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(submission_cmd.app, name="submission")
 app.add_typer(compliance_cmd.app, name="compliance")
 app.command(name="tune")(tune_cmd.command)
@@ -161,20 +163,22 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     """Run one command line (default: this process's) and return its exit code.
 
     The one place errors meet the user, for every sub-command: ours become `error: <message>` on stderr and
-    their exit code, Ctrl-C `interrupted` and 130, a bad flag or value one `error:` line and 2. Typer's own
+    their exit code, Ctrl-C `interrupted` and 130 (SIGTERM and SIGHUP, made interrupts here, 143 and 129),
+    a bad flag or value one `error:` line and 2. Typer's own
     main() is not used: it turns Ctrl-C into a silent exit 130 before a handler here could see it.
     """
     command = typer.main.get_command(app)
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        with command.make_context("mlperf-bert", args) as ctx:
+        with stop_signals_interrupt(), command.make_context("mlperf-bert", args) as ctx:
             command.invoke(ctx)
     except MlperfBertError as exc:
         typer.echo(f"error: {exc}", err=True)
         return exc.exit_code
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (Terminated) outside a run
+        signum = signal_of(exc)
+        typer.echo(f"interrupted by {signal_name(signum)}" if isinstance(exc, Terminated) else "interrupted", err=True)
+        return exit_code_for(signum)
     except typer.Exit as exc:  # --help, --version, `submission check`'s verdicts
         return exc.exit_code
     except _UsageError as exc:

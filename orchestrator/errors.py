@@ -39,9 +39,16 @@ class RunError(MlperfBertError):
 
 
 class RunInterrupted(RunError):
-    """The user interrupted the run (Ctrl-C); its directory is marked interrupted and keeps its logs."""
+    """The run was interrupted (Ctrl-C, SIGTERM, SIGHUP); its directory is marked interrupted and keeps its logs.
+
+    The exit code is the shell's for the signal: 128 + its number (130 for SIGINT, 143 SIGTERM, 129 SIGHUP)."""
 
     exit_code = 130
+
+    def __init__(self, message: str, *, signum: int = 2) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
 
 
 class DockerError(MlperfBertError):

@@ -41,6 +41,23 @@ class FileRef(BaseModel):
     sha256: str | None = None
 
 
+class RunProcess(BaseModel):
+    """Who runs a run, kept so that a later look can tell a live run from an abandoned one (run_status.py).
+
+    A pid alone could be reused by another process: the start times (clock ticks since boot, from
+    /proc/<pid>/stat) and the boot id tell them apart."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hostname: str
+    boot_id: str | None = None
+    cli_pid: int
+    cli_started: int | None = None
+    harness_pid: int | None = None  # the local runner's harness process
+    harness_started: int | None = None
+    container_id: str | None = None  # the Docker runner's container
+
+
 class RunRecord(BaseModel):
     """The self-describing record of one run (run.json)."""
 
@@ -68,6 +85,7 @@ class RunRecord(BaseModel):
     host: dict[str, Any] = Field(default_factory=dict)
     git_sha: str | None = None
     command: list[str] = Field(default_factory=list)
+    process: RunProcess | None = None  # set while it runs; None in records written before it existed
     created_at: str = Field(default_factory=utc_now)
     started_at: str | None = None
     finished_at: str | None = None

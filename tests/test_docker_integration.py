@@ -291,6 +291,49 @@ def test_ctrl_c_interrupts_the_container_run(
 
 
 @pytest.mark.docker
+def test_a_build_leaves_no_dangling_stage_image(client: Any, ort_image: images.BuildResult) -> None:
+    import re
+
+    built = set(re.findall(r"^ ---> ([0-9a-f]{12})$", ort_image.log_path.read_text(), re.MULTILINE))
+    dangling = {i.id.removeprefix("sha256:")[:12] for i in client.images.list(filters={"dangling": True})}
+    assert built and not built & dangling  # no `<none>` image from this build's stages
+    ours = client.images.list(filters={"dangling": True, "label": "mlperf-bert.target=onnxruntime-cpu"})
+    assert ours == []
+    venv = client.images.get("mlperf-bert/onnxruntime-cpu:cache-venv")  # kept for the next build's cache
+    assert venv.id.removeprefix("sha256:")[:12] in built
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(("signame", "code"), [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_sigterm_or_sighup_to_the_cli_stops_the_container_and_marks_the_run(
+    client: Any, ort_image: images.BuildResult, tmp_path: Path, session_cache: Path, signame: str, code: int
+) -> None:
+    import sys
+
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "orchestrator.cli", "run", "--runner", "docker", "--image", ort_image.reference]
+    cmd += ["--mode", "performance", "--test-query-count", "5000", "--output-dir", str(runs)]
+    cmd += ["--cache-dir", str(session_cache)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_for_running_container(client, tmp_path, timeout=180)
+        wait_for_harness_line(runs, "QSL samples", timeout=120)  # LoadGen is starting, not Python
+        time.sleep(0.5)
+        proc.send_signal(getattr(signal, signame))  # Slurm's time limit, `timeout`, a closed terminal
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, err
+    (run_dir,) = list(runs.iterdir())
+    record = RunRecord.load(run_dir)
+    assert record.status == "interrupted" and record.error == f"interrupted by {signame}"
+    assert record.process is not None and record.process.container_id
+    assert json.loads((run_dir / "harness_result.json").read_text())["status"] == "interrupted"
+    assert _our_containers(client, tmp_path) == []  # nothing keeps running
+
+
+@pytest.mark.docker
 def test_compose_service_runs_a_prepared_run_directory(
     client: Any, ort_image: images.BuildResult, tmp_path: Path, features: Path
 ) -> None:

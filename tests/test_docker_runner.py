@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import shlex
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,8 @@ from orchestrator.errors import DockerError, PreflightError
 from orchestrator.harness.spec import HarnessSpec
 from orchestrator.logs import current_verbosity
 from orchestrator.runners import host_checks
+from orchestrator.runners.runner import Started
+from orchestrator.stop_signals import Terminated
 
 UID_GID = f"{os.getuid()}:{os.getgid()}"
 
@@ -46,6 +50,7 @@ class FakeContainer:
         interrupt_after: int | None = None,
         wait_error: Exception | None = None,
         status_after_interrupt: int = 130,
+        interrupt_with: BaseException | None = None,
     ) -> None:
         self.chunks = chunks if chunks is not None else [b"harness says hello\n", b"done\n"]
         self.status = status
@@ -53,6 +58,7 @@ class FakeContainer:
         self.interrupt_after = interrupt_after
         self.wait_error = wait_error
         self.status_after_interrupt = status_after_interrupt
+        self.interrupt_with = interrupt_with if interrupt_with is not None else KeyboardInterrupt()
         self.killed: list[str | None] = []
         self.removed: list[bool] = []
         self.name = "fake-container"
@@ -65,7 +71,7 @@ class FakeContainer:
         def gen() -> Any:
             for i, chunk in enumerate(self.chunks):
                 if self.interrupt_after is not None and i == self.interrupt_after:
-                    raise KeyboardInterrupt
+                    raise self.interrupt_with
                 yield chunk
 
         return gen()
@@ -390,6 +396,63 @@ def test_ctrl_c_interrupts_the_harness_keeps_its_last_words_and_removes(layout: 
     log = (layout["run_dir"] / "harness.log").read_bytes()
     assert log == b"working\nmore\ninterrupted, status saved\n"  # caught up after the cut stream
     assert container.removed == [True]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_or_sighup_stops_the_container_with_sigterm_and_names_the_signal(
+    layout: dict[str, Path], signum: int
+) -> None:
+    container = FakeContainer([b"working\n", b"more\n"], interrupt_after=1, interrupt_with=Terminated(signum))
+    started: list[Started] = []
+    outcome = make_runner(client=FakeClient([container])).run(
+        make_spec(layout), layout["run_dir"], on_start=started.append
+    )
+    assert started == [Started(container_id="c0ffee")]  # told before the run, for run.json
+    assert container.killed == ["SIGTERM"]  # the harness records SIGTERM as interrupted
+    assert outcome.interrupted and outcome.signal == signum and outcome.exit_code == 130
+    assert container.removed == [True]
+
+
+def test_a_second_signal_while_stopping_kills_the_container(layout: dict[str, Path]) -> None:
+    class Stubborn(FakeContainer):
+        def wait(self, timeout: float | None = None) -> dict[str, int]:
+            if self.killed == ["SIGTERM"]:
+                raise Terminated(signal.SIGTERM)  # the second signal arrives during the grace time
+            return super().wait(timeout)
+
+    container = Stubborn([b"working\n", b"more\n"], interrupt_after=1, interrupt_with=Terminated(signal.SIGTERM))
+    outcome = make_runner(client=FakeClient([container])).run(make_spec(layout), layout["run_dir"])
+    assert container.killed == ["SIGTERM", None]  # None: docker's default, SIGKILL
+    assert outcome.interrupted and outcome.signal == signal.SIGTERM
+    assert container.removed == [True]
+
+
+def test_an_interrupt_while_the_container_starts_removes_it_by_name(layout: dict[str, Path]) -> None:
+    made = FakeContainer()
+
+    class Containers(FakeContainers):
+        def get(self, name: str) -> Any:
+            if not self.calls:  # asked before the start: none of that name yet
+                return super().get(name)
+            self.asked = name
+            return made
+
+    client = FakeClient([Terminated(signal.SIGTERM)])
+    client.containers = Containers([Terminated(signal.SIGTERM)])
+    with pytest.raises(Terminated):
+        make_runner(client=client).run(make_spec(layout), layout["run_dir"])
+    assert client.containers.asked.startswith("mlperf-bert-") and made.removed == [True]
+
+
+def test_the_docker_run_line_is_debug_and_info_names_the_container(
+    layout: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="orchestrator.containers.docker_runner"):
+        make_runner(client=FakeClient([FakeContainer()])).run(make_spec(layout), layout["run_dir"])
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert len(info) == 1 and "docker run " not in info[0] and "mlperf-bert/onnxruntime-cpu:latest" in info[0]
+    assert any(m.startswith("docker runner: docker run ") for m in debug)
 
 
 def test_lost_engine_mid_run_is_one_clear_error_and_cleanup_is_tried(layout: dict[str, Path]) -> None:

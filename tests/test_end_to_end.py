@@ -230,11 +230,16 @@ def test_api_errors_are_typed(tmp_path: Path, session_cache: Path) -> None:
         run_benchmark(_config(tmp_path, session_cache, dataset_path=bad), progress=False, stream=False)
 
 
-def test_sigint_to_the_cli_marks_the_run_interrupted_and_keeps_logs(tmp_path: Path, session_cache: Path) -> None:
+@pytest.mark.parametrize(("signame", "code"), [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)])
+def test_a_signal_to_the_cli_marks_the_run_interrupted_and_leaves_nothing_running(
+    tmp_path: Path, session_cache: Path, signame: str, code: int
+) -> None:
     import signal
     import subprocess
     import sys
     import time
+
+    from orchestrator.run_status import is_alive
 
     cmd = [
         sys.executable,
@@ -254,18 +259,22 @@ def test_sigint_to_the_cli_marks_the_run_interrupted_and_keeps_logs(tmp_path: Pa
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # Wait until the harness has started its LoadGen test (not merely its log file: on a loaded machine the
-    # harness can still be importing then), then interrupt the CLI alone, as `kill -INT` would.
+    # harness can still be importing then), then signal the CLI alone, as `kill -INT`, Slurm's time limit
+    # (SIGTERM) or a closed terminal's shell (SIGHUP) would.
     wait_for_harness_line(tmp_path / "runs", "QSL samples", timeout=120)
     time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signame))
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     (run_dir,) = list((tmp_path / "runs").iterdir())
     rec = RunRecord.load(run_dir)
     assert rec.status == "interrupted" and rec.finished_at
+    assert rec.error == ("interrupted by the user (Ctrl-C)" if signame == "SIGINT" else f"interrupted by {signame}")
     assert json.loads((run_dir / "harness_result.json").read_text())["status"] == "interrupted"
     assert (run_dir / "harness.log").stat().st_size > 0
     assert b"run interrupted" in err
+    assert rec.process is not None and rec.process.cli_pid == proc.pid and rec.process.harness_pid
+    assert not is_alive(rec.process.harness_pid, rec.process.harness_started)  # nothing keeps running
 
 
 STUB = "zoo:nlp/question_answering/bert-base/pytorch/huggingface/squad/base-none"

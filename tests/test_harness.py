@@ -276,7 +276,7 @@ def test_engine_failure_mid_run_exits_1_with_the_error(tmp_path: Path, features:
     assert (run_dir / "accuracy" / "mlperf_log_detail.txt").is_file()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signal_interrupts_with_130_and_keeps_logs(tmp_path: Path, features: Path, signum: int) -> None:
     run_dir = tmp_path / "run"
     make_spec(

@@ -335,6 +335,55 @@ def test_build_passes_args_offline_network_and_reports_progress(tmp_path: Path) 
     assert "Step 3/4 : RUN sh harness-setup.sh venv" in log and '"BASE_IMAGE": "mlperf-bert/base:bookworm"' in log
 
 
+STREAM_STAGES: list[dict[str, Any]] = [
+    {"stream": "Step 1/6 : ARG BASE_IMAGE=x\n"},
+    {"stream": "Step 2/6 : FROM x AS runtime\n"},
+    {"stream": " ---> 0000000000aa\n"},
+    {"stream": "Step 3/6 : RUN setup runtime\n"},
+    {"stream": " ---> Running in 5555\n"},
+    {"stream": " ---> 1111111111aa\n"},
+    {"stream": "Step 4/6 : FROM runtime AS venv\n"},
+    {"stream": " ---> 1111111111aa\n"},
+    {"stream": "Step 5/6 : RUN setup venv\n"},
+    {"stream": " ---> Using cache\n"},
+    {"stream": " ---> 2222222222aa\n"},
+    {"stream": "Step 6/6 : FROM runtime\n"},
+    {"stream": " ---> 1111111111aa\n"},
+    {"aux": {"ID": "sha256:" + "cd" * 32}},
+]
+
+
+def test_build_stages_stay_tagged_for_the_cache_and_the_stage_images_they_replace_go(tmp_path: Path) -> None:
+    class Images(FakeImagesApi):
+        removed: list[str] = []
+
+        def get(self, ref: str) -> Any:
+            if ref == "mlperf-bert/onnxruntime-cpu:cache-venv":  # an earlier build's venv stage
+                return type("Img", (), {"id": "sha256:" + "99" * 32})()
+            if ref.endswith(":cache-runtime"):
+                raise LookupError(ref)  # the SDK raises ImageNotFound: any error means none
+            return super().get(ref)
+
+        def remove(self, image: str) -> None:
+            self.removed.append(image)
+
+    client = FakeDocker(STREAM_STAGES)
+    client.images = Images([FakeBuiltImage()])
+    images.build_image(
+        images.get_recipe("onnxruntime-cpu"),
+        client=client,
+        offline=True,
+        wheelhouse_root=_prepared(tmp_path),
+        log_dir=tmp_path / "logs",
+        on_step=lambda line: None,
+    )
+    assert client.api.tags[1:] == [
+        ("1111111111aa", "mlperf-bert/onnxruntime-cpu", "cache-runtime"),
+        ("2222222222aa", "mlperf-bert/onnxruntime-cpu", "cache-venv"),
+    ]
+    assert client.images.removed == ["sha256:" + "99" * 32]  # the venv stage the tag moved from
+
+
 def test_build_failure_names_the_step_the_reason_and_the_log(tmp_path: Path) -> None:
     client = FakeDocker(STREAM_FAIL)
     with pytest.raises(DockerError) as err:

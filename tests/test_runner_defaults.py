@@ -3,6 +3,7 @@ container runner (the local runner keeps both; the Docker runner overrides both,
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from orchestrator.errors import ConfigError
 from orchestrator.harness.spec import HarnessSpec
 from orchestrator.runners.local import LocalRunner
-from orchestrator.runners.runner import Runner, RunnerOutcome
+from orchestrator.runners.runner import Runner, RunnerOutcome, StartHook
 
 SPEC = HarnessSpec(
     target="onnxruntime-cpu",
@@ -27,7 +28,7 @@ SPEC = HarnessSpec(
 class BareRunner(Runner):
     name = "bare"
 
-    def run(self, spec: HarnessSpec, run_dir: Path) -> RunnerOutcome:
+    def run(self, spec: HarnessSpec, run_dir: Path, *, on_start: StartHook | None = None) -> RunnerOutcome:
         return RunnerOutcome(exit_code=0, log_path=run_dir / "harness.log")
 
 
@@ -45,3 +46,34 @@ def test_debug_needs_a_container_runner(runner: Runner, tmp_path: Path) -> None:
 
 def test_local_preflight_uses_this_interpreter_for_the_main_environment() -> None:
     assert LocalRunner(local_env="main").preflight() is None  # nothing to build
+
+
+@pytest.mark.parametrize(
+    ("unusable", "chosen", "says"),
+    [
+        (
+            None,
+            "docker",
+            "runner docker (auto: the image mlperf-bert/onnxruntime-cpu:latest is present; --runner local",
+        ),
+        (
+            "no Docker engine answers",
+            "local",
+            "runner local (auto: no Docker engine answers; `mlperf-bert images build",
+        ),
+    ],
+)
+def test_the_auto_runner_says_which_runner_it_chose_and_why_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, unusable: str | None, chosen: str, says: str
+) -> None:
+    from orchestrator.backends import TARGETS
+    from orchestrator.config import RunConfig
+    from orchestrator.containers import client
+    from orchestrator.workflows import benchmark
+
+    monkeypatch.setattr(client, "docker_unusable", lambda target: unusable)
+    with caplog.at_level(logging.INFO, logger="orchestrator.workflows.benchmark"):
+        runner = benchmark.make_runner(RunConfig(runner="auto"), TARGETS["onnxruntime-cpu"])
+    assert runner.name == chosen
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert line.startswith(says) and "\n" not in line

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import socket
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -250,7 +252,12 @@ def test_runs_that_cannot_be_paired_are_refused(runs, tmp_path):
     with pytest.raises(SubmissionError, match="no accuracy run for SingleStream"):
         generate_submission([perf_only], tmp_path / "out", GenerateOptions())
     failed = lr.clone_run(runs["Offline"], tmp_path / "f", status="failed")
-    with pytest.raises(SubmissionError, match="status 'failed'"):
+    with pytest.raises(SubmissionError, match=f"run {failed} failed"):
         generate_submission([failed], tmp_path / "out", GenerateOptions())
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    process = {"hostname": socket.gethostname(), "cli_pid": int(gone.stdout), "cli_started": 1}
+    abandoned = lr.clone_run(runs["Offline"], tmp_path / "a", status="running", process=process)
+    with pytest.raises(SubmissionError, match=f"run {abandoned} was abandoned .the process that ran it .pid"):
+        generate_submission([abandoned], tmp_path / "out", GenerateOptions())
     with pytest.raises(ConfigError, match="not a run directory"):
         generate_submission([tmp_path], tmp_path / "out", GenerateOptions())

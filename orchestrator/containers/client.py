@@ -250,11 +250,20 @@ def connect(
     return call(action, attempt, retry=retry, otherwise=otherwise)
 
 
-def docker_available(target: Target) -> bool:
-    """True when a Docker engine answers and the target's image is present (the auto runner choice)."""
+def docker_unusable(target: Target) -> str | None:
+    """Why the auto runner cannot use Docker for this target (no engine, no image), or None when it can."""
     try:
         client = connect("choose the runner", timeout=3)
-        call("inspect the image", lambda: client.images.get(f"{target.image}:latest"))
-        return True
-    except MlperfBertError:  # any failure means "not usable", and auto falls back to local
-        return False
+    except MlperfBertError:
+        return "no Docker engine answers"
+    image = f"{target.image}:latest"
+    try:
+        call("inspect the image", lambda: client.images.get(image))
+    except MlperfBertError:  # missing, or any other failure: not usable, and auto falls back to local
+        return f"no image {image}"
+    return None
+
+
+def docker_available(target: Target) -> bool:
+    """True when a Docker engine answers and the target's image is present (the auto runner choice)."""
+    return docker_unusable(target) is None

@@ -27,6 +27,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from signal import SIGINT
 from typing import IO, Any
 
 from orchestrator.backends import Target
@@ -55,8 +56,9 @@ from orchestrator.containers.preflight import ImageFacts, missing_image_error, r
 from orchestrator.errors import DockerError, MlperfBertError
 from orchestrator.harness.spec import EXIT_INTERRUPTED, HarnessSpec
 from orchestrator.logs import current_verbosity
-from orchestrator.runners.runner import Runner, RunnerOutcome
+from orchestrator.runners.runner import Runner, RunnerOutcome, Started, StartHook
 from orchestrator.runs import new_run_dir
+from orchestrator.stop_signals import signal_name, signal_of
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +223,7 @@ class DockerRunner(Runner):
         return self._facts
 
     # --- running -------------------------------------------------------------------------------
-    def run(self, spec: HarnessSpec, run_dir: Path) -> RunnerOutcome:
+    def run(self, spec: HarnessSpec, run_dir: Path, *, on_start: StartHook | None = None) -> RunnerOutcome:
         facts = self._facts if self._facts is not None else self._checked_image()
         cs, inner = self.container_spec(spec, run_dir)
         for m in cs.mounts:
@@ -229,21 +231,28 @@ class DockerRunner(Runner):
                 Path(m.source).mkdir(parents=True, exist_ok=True)
         inner.write(Path(run_dir))
         log_path = Path(run_dir) / "harness.log"
-        log.info("docker runner: %s", shlex.join(docker_run_argv(cs, docker=self.docker_cli)))
+        log.info("docker runner: container %s from %s", cs.name, self.image_ref)
+        log.debug("docker runner: %s", shlex.join(docker_run_argv(cs, docker=self.docker_cli)))
         container = None
-        interrupted = False
+        signum: int | None = None
         exit_code: int | None = None
         oom = False
         with log_path.open("wb") as sink:
             try:
-                container = self.call(f"start a container from {self.image_ref}", lambda: self._start(cs))
+                try:
+                    container = self.call(f"start a container from {self.image_ref}", lambda: self._start(cs))
+                except KeyboardInterrupt:
+                    self._remove_named(cs.name)  # the engine may have made it before the interrupt landed
+                    raise
                 written = [0]  # bytes of log already copied, kept even when Ctrl-C cuts the stream
                 try:
+                    if on_start is not None:
+                        on_start(Started(container_id=str(container.id)))
                     self._follow(container, sink, written)
                     exit_code = self._wait(container)
-                except KeyboardInterrupt:
-                    interrupted = True
-                    exit_code = self._interrupt(container)
+                except KeyboardInterrupt as exc:
+                    signum = signal_of(exc)
+                    exit_code = self._interrupt(container, signum)
                     self._catch_up(container, sink, written[0])
                 oom = self._oom_killed(container)
             except MlperfBertError:
@@ -259,7 +268,9 @@ class DockerRunner(Runner):
                 if container is not None:
                     self._remove(container)
         assert exit_code is not None
-        interrupted = interrupted or exit_code == EXIT_INTERRUPTED
+        if signum is None and exit_code == EXIT_INTERRUPTED:  # `docker stop`, or a SIGINT sent to the container
+            signum = SIGINT
+        interrupted = signum is not None
         return RunnerOutcome(
             exit_code=exit_code,
             log_path=log_path,
@@ -267,6 +278,7 @@ class DockerRunner(Runner):
             image_digest=facts.digest,
             oom_killed=oom,
             interrupted=interrupted,
+            signal=signum,
             message=exit_message(exit_code, oom, interrupted),
             extra={"container": cs.name or "", "image_id": facts.image_id},
         )
@@ -310,16 +322,22 @@ class DockerRunner(Runner):
         result = container.wait(timeout=timeout) if timeout is not None else container.wait()
         return int(result.get("StatusCode", 1))
 
-    def _interrupt(self, container: Any) -> int:
-        """Ctrl-C: SIGINT lets the harness record an interrupted run; a second Ctrl-C or a hang kills it."""
-        log.warning("interrupting the container (Ctrl-C again to kill it)")
+    def _interrupt(self, container: Any, signum: int) -> int:
+        """Ctrl-C, SIGTERM or SIGHUP: the harness is told to stop (SIGINT for Ctrl-C, else SIGTERM; both let
+        it record an interrupted run), given stop_timeout to do so, and killed on a second one or a hang."""
+        if signum == SIGINT:
+            log.warning("interrupting the container (Ctrl-C again to kill it)")
+        else:
+            log.warning("%s: stopping the container (again to kill it)", signal_name(signum))
         try:
-            container.kill(signal="SIGINT")
+            container.kill(signal="SIGINT" if signum == SIGINT else "SIGTERM")
             return self._wait(container, timeout=self.stop_timeout)
         except KeyboardInterrupt:
             log.warning("killing the container")
         except Exception as exc:  # noqa: BLE001 - timeout or already gone: kill below
-            log.warning("the container did not stop after SIGINT (%s); killing it", explanation(exc))
+            log.warning(
+                "the container did not stop within %.0f s (%s); killing it", self.stop_timeout, explanation(exc)
+            )
         try:
             container.kill()
             return self._wait(container, timeout=self.stop_timeout)
@@ -332,6 +350,14 @@ class DockerRunner(Runner):
         except Exception:  # noqa: BLE001 - gone already: no verdict
             return False
         return bool(container.attrs.get("State", {}).get("OOMKilled", False))
+
+    def _remove_named(self, name: str | None) -> None:
+        if not name:
+            return
+        try:
+            self._remove(self.client.containers.get(name))
+        except Exception:  # noqa: BLE001 - never made, or gone: nothing to remove
+            return
 
     def _remove(self, container: Any) -> None:
         try:

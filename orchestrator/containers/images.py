@@ -47,6 +47,9 @@ LABEL_TARGET = "mlperf-bert.target"
 VERSION_LABELS = ("engine", "loadgen", "python", "numpy")
 
 _STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_FROM_RE = re.compile(r"^FROM\s+(?:--\S+\s+)*\S+(?:\s+AS\s+(\S+))?\s*$", re.IGNORECASE)
+_LAYER_RE = re.compile(r"^ ---> ([0-9a-f]{12,64})$")
+CACHE_TAG_PREFIX = "cache-"  # mlperf-bert/<key>:cache-<stage>: a build stage kept tagged for the layer cache
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
@@ -299,6 +302,23 @@ class _BuildLog:
         self.step_output: list[str] = []
         self.image_id: str | None = None
         self.error: str | None = None
+        # The image each named build stage ended with (all but the last stage): the legacy builder leaves
+        # them untagged, `<none>` images a rebuild's cache still wants.
+        self.stage_images: dict[str, str] = {}
+        self._stage: str | None = None
+        self._layer: str | None = None
+
+    def _follow_stages(self, line: str, instruction: str | None) -> None:
+        if instruction is not None:
+            m = _FROM_RE.match(instruction)
+            if m:
+                if self._stage and self._layer:
+                    self.stage_images[self._stage] = self._layer
+                self._stage, self._layer = m.group(1), None
+            return
+        m = _LAYER_RE.match(line)
+        if m:
+            self._layer = m.group(1)
 
     def feed(self, item: dict[str, Any]) -> None:
         if "stream" in item:
@@ -307,6 +327,7 @@ class _BuildLog:
             for line in text.splitlines():
                 line = _ANSI_RE.sub("", line).rstrip()
                 m = _STEP_RE.match(line)
+                self._follow_stages(line, m.group(3) if m else None)
                 if m:
                     self.step, self.step_output = line, []
                     if not m.group(3).upper().startswith("ARG "):
@@ -406,7 +427,8 @@ def build_image(
         otherwise=None,
     )
     image = call(f"inspect the image {reference}", lambda: client.images.get(reference), otherwise=None)
-    _prune_replaced(client, recipe.key)
+    _prune_replaced(client, recipe.key)  # first: an earlier image may hold an earlier stage as its parent
+    _keep_stages_tagged(client, recipe.repository, follow.stage_images)
     seconds = time.monotonic() - started
     result = BuildResult(
         key=recipe.key,
@@ -420,6 +442,32 @@ def build_image(
     )
     log.info("built %s (%s, %.0f MB) in %.0f s", reference, image.id[:19], result.size_bytes / 1e6, seconds)
     return result
+
+
+def _keep_stages_tagged(client: Any, repository: str, stage_images: dict[str, str]) -> None:
+    """Tag each build stage this build ended with `<repository>:cache-<stage>`, so none is left a dangling
+    `<none>` image while the next build still finds its layers; the stage image a tag moved away from (an
+    earlier build's, ours by that tag) is removed."""
+    for stage, layer in stage_images.items():
+        tag = CACHE_TAG_PREFIX + stage
+        earlier = _image_id(client, f"{repository}:{tag}")
+        try:
+            client.api.tag(layer, repository, tag)
+        except Exception as exc:  # noqa: BLE001 - housekeeping only; the build itself succeeded
+            log.debug("could not tag the %s stage of %s: %s", stage, repository, exc)
+            continue
+        if earlier and not earlier.removeprefix("sha256:").startswith(layer):
+            try:
+                client.images.remove(earlier)
+            except Exception as exc:  # noqa: BLE001 - still a parent of another image: it stays, tagged by none
+                log.debug("kept the earlier %s stage of %s (%s)", stage, repository, exc)
+
+
+def _image_id(client: Any, reference: str) -> str | None:
+    try:
+        return str(client.images.get(reference).id)
+    except Exception:  # noqa: BLE001 - none yet
+        return None
 
 
 def _prune_replaced(client: Any, key: str) -> None:

@@ -5,7 +5,7 @@ the engine named by `spec.engine_class`, runs LoadGen for each mode (accuracy fi
 into `<run_dir>/accuracy` and `<run_dir>/performance/run_1`, and always writes `harness_result.json`.
 
 LoadGen's StartTest blocks in C++ and cannot be cancelled, so it runs in a worker thread while the main
-thread waits on it: that keeps SIGINT/SIGTERM and SUT failures observable. When a test has to be
+thread waits on it: that keeps SIGINT/SIGTERM/SIGHUP and SUT failures observable. When a test has to be
 abandoned (a signal, or a failed SUT whose test does not end within a grace period), `run_harness`
 writes the result and reports `abandoned`; `main` then ends the process with os._exit, the only way to
 leave while LoadGen's threads still run. The logs LoadGen has written so far stay in the run directory.
@@ -149,7 +149,7 @@ class _RunState:
     def install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self._old_handlers[signum] = signal.signal(signum, self._on_signal)
 
     def restore_signals(self) -> None:

@@ -10,26 +10,36 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from signal import SIGINT, SIGTERM
+from typing import IO
 
 from orchestrator.errors import RunError
 from orchestrator.harness.spec import EXIT_INTERRUPTED, HarnessSpec
 from orchestrator.logs import current_verbosity
 from orchestrator.paths import PACKAGE_DIR
 from orchestrator.runners import venvs
-from orchestrator.runners.runner import Runner, RunnerOutcome
+from orchestrator.runners.runner import Runner, RunnerOutcome, Started, StartHook
+from orchestrator.stop_signals import Terminated, signal_name, signal_of
 
 log = logging.getLogger(__name__)
-INTERRUPT_GRACE_S = 2.0
+INTERRUPT_GRACE_S = 2.0  # a terminal's Ctrl-C reaches the harness itself; pass it on only after this
+STOP_GRACE_S = 30.0  # how long a stopped harness may take to record its ending before it is killed
 
 
-def _forward_sigint(proc: subprocess.Popen[bytes]) -> None:
+def _send(proc: subprocess.Popen[bytes], signum: int) -> None:
     if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
+
+
+def _kill_if_running(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+    if proc.poll() is None:
+        log.warning("the harness did not stop within %.0f s; killing it", grace_s)
+        proc.kill()
 
 
 def harness_python(local_env: str, cache_dir: Path | None = None) -> str:
@@ -43,10 +53,18 @@ def harness_python(local_env: str, cache_dir: Path | None = None) -> str:
 class LocalRunner(Runner):
     name = "local"
 
-    def __init__(self, *, local_env: str = "main", stream: bool = True, cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        local_env: str = "main",
+        stream: bool = True,
+        cache_dir: Path | None = None,
+        stop_grace_s: float = STOP_GRACE_S,
+    ) -> None:
         self.local_env = local_env
         self.stream = stream
         self.cache_dir = cache_dir
+        self.stop_grace_s = stop_grace_s
 
     def preflight(self) -> None:
         """Build the backend's venv (once) before a run directory exists, so a failed build leaves none."""
@@ -58,7 +76,7 @@ class LocalRunner(Runner):
     def describe(self, spec: HarnessSpec, run_dir: Path) -> str:
         return shlex.join(["python", "-m", "orchestrator.harness", str(run_dir)])
 
-    def run(self, spec: HarnessSpec, run_dir: Path) -> RunnerOutcome:
+    def run(self, spec: HarnessSpec, run_dir: Path, *, on_start: StartHook | None = None) -> RunnerOutcome:
         spec.write(run_dir)
         log_path = run_dir / "harness.log"
         cmd = self.command(run_dir)
@@ -66,35 +84,82 @@ class LocalRunner(Runner):
         # The package is importable from any interpreter (a backend venv too) through its source dir.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_DIR.parent), env.get("PYTHONPATH")]))
         log.debug("local runner: %s", shlex.join(cmd))
-        interrupted = False
         try:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         except OSError as e:
             raise RunError(f"cannot start the harness ({e.strerror}); check that {cmd[0]} exists") from None
-        with log_path.open("wb") as sink:
-            assert proc.stdout is not None
-            while True:
-                try:
-                    chunk = proc.stdout.read1(65536)  # type: ignore[attr-defined]
-                except KeyboardInterrupt:
-                    # A Ctrl-C at the terminal reaches the child too, which records its interrupted status
-                    # and exits; a SIGINT sent to this process alone does not, so pass it on if the child
-                    # is still running a moment later.
-                    if not interrupted:
-                        threading.Timer(INTERRUPT_GRACE_S, _forward_sigint, args=(proc,)).start()
-                    interrupted = True
-                    continue
-                if not chunk:
-                    break
-                sink.write(chunk)
-                if self.stream:
-                    sys.stderr.buffer.write(chunk)
-                    sys.stderr.buffer.flush()
+        stopper = _Stopper(proc, self.stop_grace_s)
+        try:
+            if on_start is not None:
+                on_start(Started(pid=proc.pid))
+            with log_path.open("wb") as sink:
+                self._follow(proc, sink, stopper)
             while True:
                 try:
                     code = proc.wait()
                     break
-                except KeyboardInterrupt:
-                    interrupted = True
-                    proc.terminate()
-        return RunnerOutcome(exit_code=code, log_path=log_path, interrupted=interrupted or code == EXIT_INTERRUPTED)
+                except KeyboardInterrupt as exc:
+                    stopper.interrupt(exc)
+        except BaseException:  # whatever cut the follow short, the harness must not outlive this process
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            raise
+        finally:
+            stopper.cancel()
+        signum = stopper.signum if stopper.signum is not None else (SIGINT if code == EXIT_INTERRUPTED else None)
+        return RunnerOutcome(exit_code=code, log_path=log_path, interrupted=signum is not None, signal=signum)
+
+    def _follow(self, proc: subprocess.Popen[bytes], sink: IO[bytes], stopper: _Stopper) -> None:
+        assert proc.stdout is not None
+        while True:
+            try:
+                chunk = proc.stdout.read1(65536)  # type: ignore[attr-defined]
+            except KeyboardInterrupt as exc:
+                stopper.interrupt(exc)
+                continue
+            if not chunk:
+                return
+            sink.write(chunk)
+            sink.flush()  # harness.log is what `tail -f` and a later look read while it runs
+            if self.stream:
+                sys.stderr.buffer.write(chunk)
+                sys.stderr.buffer.flush()
+
+
+class _Stopper:
+    """Ends the harness after an interrupt: told to stop, given a grace time to record it, then killed.
+
+    Ctrl-C at a terminal reaches the harness itself, so SIGINT is passed on only if it still runs a moment
+    later (a `kill -INT` of this process alone); SIGTERM and SIGHUP reach this process alone, so SIGTERM
+    (which every harness records as interrupted) is sent at once. A second interrupt kills it at once."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], grace_s: float) -> None:
+        self.proc = proc
+        self.grace_s = grace_s
+        self.signum: int | None = None
+        self._timers: list[threading.Timer] = []
+
+    def interrupt(self, exc: KeyboardInterrupt) -> None:
+        if self.signum is not None:
+            log.warning("interrupted again: killing the harness")
+            if self.proc.poll() is None:
+                self.proc.kill()
+            return
+        self.signum = signal_of(exc)
+        if isinstance(exc, Terminated):
+            log.warning("%s: stopping the harness (again to kill it)", signal_name(self.signum))
+            _send(self.proc, SIGTERM)
+        else:
+            self._later(INTERRUPT_GRACE_S, _send, self.proc, SIGINT)
+        self._later(self.grace_s, _kill_if_running, self.proc, self.grace_s)
+
+    def _later(self, seconds: float, fn: Callable[..., None], *args: object) -> None:
+        timer = threading.Timer(seconds, fn, args=args)
+        timer.daemon = True
+        timer.start()
+        self._timers.append(timer)
+
+    def cancel(self) -> None:
+        for timer in self._timers:
+            timer.cancel()

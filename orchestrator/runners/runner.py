@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,8 +19,20 @@ class RunnerOutcome:
     image_digest: str | None = None
     oom_killed: bool = False
     interrupted: bool = False
+    signal: int | None = None  # what interrupted it: SIGINT (Ctrl-C), SIGTERM, SIGHUP; None when not
     message: str | None = None  # the runner's own explanation when the harness could not say
     extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Started:
+    """What a runner started, told the moment it runs: the harness's pid here, or its container."""
+
+    pid: int | None = None
+    container_id: str | None = None
+
+
+StartHook = Callable[[Started], None]
 
 
 class Runner(ABC):
@@ -29,11 +42,14 @@ class Runner(ABC):
         """Check (and prepare) what the run needs, before a run directory exists, so a failure leaves none."""
 
     @abstractmethod
-    def run(self, spec: HarnessSpec, run_dir: Path) -> RunnerOutcome:
+    def run(self, spec: HarnessSpec, run_dir: Path, *, on_start: StartHook | None = None) -> RunnerOutcome:
         """spec holds HOST paths; the runner maps them as its harness sees them, writes
         run_dir/harness.json and runs `python -m orchestrator.harness <run_dir>` to completion,
-        streaming output to the console and run_dir/harness.log. Never raises for a harness
-        failure (returns its exit code); raises DockerError/RunError when it cannot run at all."""
+        streaming output to the console and run_dir/harness.log, and calls on_start with what it started
+        (so run.json can tell a later look whether it still runs). Never raises for a harness failure
+        (returns its exit code); raises DockerError/RunError when it cannot run at all. An interrupt (Ctrl-C,
+        or SIGTERM/SIGHUP as stop_signals.Terminated) stops the harness within a grace time, kills it on a
+        second one, and returns an outcome with interrupted and signal set."""
 
     def describe(self, spec: HarnessSpec, run_dir: Path) -> str:
         """The equivalent command line (for --dry-run and the SCC .run artifact)."""

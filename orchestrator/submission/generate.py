@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.errors import ConfigError, SubmissionError
+from orchestrator.run_status import shown_status
 from orchestrator.runs import RunRecord
 from orchestrator.submission import readme
 from orchestrator.submission.accuracy_files import dumps_json, submission_accuracy_txt, truncated_bytes
@@ -107,6 +108,16 @@ class Plan:
         return any(e.test_mode for e in self.entries)
 
 
+_ENDED = {
+    "failed": "failed",
+    "interrupted": "was interrupted",
+    "abandoned": "was abandoned",
+    "running": "is still running",
+    "unknown": "has not recorded its end",
+    "succeeded": "succeeded",
+}
+
+
 def load_runs(run_dirs: list[Path]) -> list[Run]:
     if not run_dirs:
         raise ConfigError("no run directories given; pass one or more directories made by `mlperf-bert run`")
@@ -119,8 +130,9 @@ def load_runs(run_dirs: list[Path]) -> list[Run]:
         seen.add(path)
         record = RunRecord.load(d)
         if record.status != "succeeded":
+            status, why = shown_status(record)  # `running` may be a run whose process is gone: abandoned
             raise SubmissionError(
-                f"run {d} has status {record.status!r}; only succeeded runs can be submitted, rerun it"
+                f"run {d} {_ENDED[status]}{f' ({why})' if why else ''}; only succeeded runs can be submitted, rerun it"
             )
         runs.append(Run(dir=path, record=record))
     return sorted(runs, key=lambda r: r.name)

@@ -17,6 +17,7 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from signal import SIGINT
 from typing import TYPE_CHECKING
 
 from orchestrator import __version__
@@ -33,7 +34,7 @@ from orchestrator.assets import (
 from orchestrator.assets.hashing import cached_digests, mismatches
 from orchestrator.backends import Target, get_target
 from orchestrator.config import ExecutionMode, RunConfig, RunnerKind, SutKind
-from orchestrator.containers.client import docker_available
+from orchestrator.containers.client import docker_unusable
 from orchestrator.containers.docker_runner import DockerRunner
 from orchestrator.dataset import build_features, load_features
 from orchestrator.errors import (
@@ -49,10 +50,12 @@ from orchestrator.harness.spec import EXIT_BAD_INPUT, HarnessResult, HarnessSpec
 from orchestrator.loadgen_logs import PerfSummary, parse_performance
 from orchestrator.mlperf import Scenario
 from orchestrator.paths import REPO_ROOT, default_cache_dir
+from orchestrator.run_status import process_start, this_process
 from orchestrator.runners.host_checks import check_host
 from orchestrator.runners.local import LocalRunner
-from orchestrator.runners.runner import Runner
+from orchestrator.runners.runner import Runner, Started, StartHook
 from orchestrator.runs import FileRef, RunRecord, git_sha, host_info, new_run_dir, utc_now
+from orchestrator.stop_signals import signal_name, signal_of
 
 if TYPE_CHECKING:  # the accuracy package pulls in numpy, which `mlperf-bert --help` does not need
     from orchestrator.accuracy import AccuracyReport
@@ -188,8 +191,8 @@ def _check_vocab_matches_model(model: ResolvedModel, vocab: Path) -> None:
 def make_runner(config: RunConfig, target: Target, *, stream: bool = True, cache_dir: Path | None = None) -> Runner:
     kind = config.runner
     if kind is RunnerKind.auto:
-        stub = config.model_path is None and config.model.startswith(ZOO_PREFIX)
-        kind = RunnerKind.docker if not stub and docker_available(target) else RunnerKind.local
+        kind, why = _auto_runner(config, target)
+        log.info("runner %s (auto: %s)", kind.value, why)
     if kind is RunnerKind.docker:
         return DockerRunner(
             target,
@@ -202,6 +205,17 @@ def make_runner(config: RunConfig, target: Target, *, stream: bool = True, cache
         )
     check_host(target)
     return LocalRunner(local_env=target.local_env, stream=stream, cache_dir=cache_dir)
+
+
+def _auto_runner(config: RunConfig, target: Target) -> tuple[RunnerKind, str]:
+    """The runner `auto` picks, and why in a few words: the container once the target's image exists."""
+    if config.model_path is None and config.model.startswith(ZOO_PREFIX):
+        return RunnerKind.local, "a zoo: stub is downloaded while the run starts, which needs this machine"
+
+    reason = docker_unusable(target)
+    if reason is None:
+        return RunnerKind.docker, f"the image {target.image}:latest is present; --runner local runs here instead"
+    return RunnerKind.local, f"{reason}; `mlperf-bert images build {target.key}` makes the container runner usable"
 
 
 def effective_batch_size(config: RunConfig, target: Target) -> int:
@@ -289,6 +303,7 @@ def _new_record(
         },
         versions={"mlperf-bert": __version__},
         host=host_info(),
+        process=this_process(),
         git_sha=git_sha(REPO_ROOT),
         command=list(argv) if argv is not None else list(sys.argv),
         started_at=utc_now(),
@@ -339,10 +354,43 @@ def run_benchmark(
     )
     spec = build_spec(config, target, inputs, run_dir, progress=progress, cache_dir=cache_dir, audit=audit)
     try:
-        outcome = runner.run(spec, run_dir)
-    except KeyboardInterrupt:
-        _finish(record, run_dir, "interrupted", "interrupted by the user (Ctrl-C)")
-        raise RunInterrupted(f"run interrupted; its logs are kept in {run_dir}") from None
+        return _run_and_record(runner, spec, record, run_dir, target, inputs)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (stop_signals), anywhere once the run exists
+        signum = signal_of(exc)
+        _finish(record, run_dir, "interrupted", interrupted_by(signum))
+        raise _interrupted(signum, run_dir) from None
+
+
+def interrupted_by(signum: int) -> str:
+    """run.json's error for an interrupted run: the signal named."""
+    return "interrupted by the user (Ctrl-C)" if signum == SIGINT else f"interrupted by {signal_name(signum)}"
+
+
+def _interrupted(signum: int, run_dir: Path) -> RunInterrupted:
+    how = "(Ctrl-C)" if signum == SIGINT else f"by {signal_name(signum)}"
+    return RunInterrupted(f"run interrupted {how}; its logs are kept in {run_dir}", signum=signum)
+
+
+def _harness_started(record: RunRecord, run_dir: Path) -> StartHook:
+    """Keeps what the runner started in run.json, so a later look can tell whether it still runs."""
+
+    def started(what: Started) -> None:
+        if record.process is None:
+            return
+        update: dict[str, object] = {"container_id": what.container_id}
+        if what.pid is not None:
+            update |= {"harness_pid": what.pid, "harness_started": process_start(what.pid)}
+        record.process = record.process.model_copy(update=update)
+        record.save(run_dir)
+
+    return started
+
+
+def _run_and_record(
+    runner: Runner, spec: HarnessSpec, record: RunRecord, run_dir: Path, target: Target, inputs: Inputs
+) -> RunResult:
+    try:
+        outcome = runner.run(spec, run_dir, on_start=_harness_started(record, run_dir))
     except MlperfBertError as e:
         _finish(record, run_dir, "failed", str(e))
         raise
@@ -353,8 +401,9 @@ def run_benchmark(
         record.engine_settings = dict(harness.engine_settings)
         record.versions.update(harness.versions)
     if outcome.interrupted:
-        _finish(record, run_dir, "interrupted", "interrupted by the user (Ctrl-C)")
-        raise RunInterrupted(f"run interrupted; its logs are kept in {run_dir}")
+        signum = outcome.signal if outcome.signal is not None else SIGINT
+        _finish(record, run_dir, "interrupted", interrupted_by(signum))
+        raise _interrupted(signum, run_dir)
     if outcome.exit_code != 0:
         reason = (
             (harness.error if harness and harness.error else None)

@@ -16,6 +16,7 @@ import typer
 
 from orchestrator import __version__
 from orchestrator.commands import assets_cmd, images_cmd, submission_cmd, tune_cmd
+from orchestrator.commands.help_format import Command
 from orchestrator.commands.run_options import (
     BackendOption,
     BatchSizeOption,
@@ -54,6 +55,7 @@ log = logging.getLogger("mlperf-bert")
 
 app = typer.Typer(
     add_completion=False,
+    rich_markup_mode=None,
     no_args_is_help=True,
     invoke_without_command=True,
     help="Run, optimize and submit the MLPerf Inference BERT benchmark (one container per backend).",
@@ -63,7 +65,7 @@ app = typer.Typer(
 app.add_typer(assets_cmd.app, name="assets")
 app.add_typer(images_cmd.app, name="images")
 app.add_typer(submission_cmd.app, name="submission")
-app.command(name="tune")(tune_cmd.command)
+app.command(name="tune", cls=Command)(tune_cmd.command)
 
 
 @app.callback()
@@ -79,7 +81,7 @@ def _root(
     setup_logging(-1 if quiet else verbose)
 
 
-@app.command()
+@app.command(cls=Command)
 def run(
     backend: BackendOption = None,
     device: DeviceOption = None,

@@ -45,6 +45,7 @@ from orchestrator.commands.run_options import (
     VocabOption,
     parse_engine_options,
 )
+from orchestrator.commands.verbosity import QuietOption, VerboseOption, apply_verbosity
 from orchestrator.config import RunOverrides, resolve_config
 from orchestrator.errors import MlperfBertError
 from orchestrator.logs import setup_logging
@@ -72,8 +73,8 @@ app.command(name="tune", cls=Command)(tune_cmd.command)
 def _root(
     ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv for debug).")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and the final summary.")] = False,
+    verbose: VerboseOption = 0,
+    quiet: QuietOption = False,
 ) -> None:
     if version:
         typer.echo(f"mlperf-bert {__version__}")
@@ -114,8 +115,11 @@ def run(
         bool, typer.Option(help="Docker runner: open a shell in the container with everything mounted.")
     ] = False,
     progress: Annotated[bool, typer.Option(help="Progress bar while samples complete.")] = True,
+    verbose: VerboseOption = 0,
+    quiet: QuietOption = False,
 ) -> None:
     """Run the MLPerf BERT benchmark (default: the embedded demo model, Offline, accuracy + performance, test mode)."""
+    apply_verbosity(verbose, quiet)
     overrides = RunOverrides(
         backend=backend,
         device=device,

@@ -32,6 +32,11 @@ def setup_logging(verbosity: int = 0) -> None:
     root.setLevel(level)
 
 
+def progress_wanted() -> bool:
+    """False under -q (only warnings and the final summary): progress bars and step lines stay hidden."""
+    return _verbosity >= 0
+
+
 def current_verbosity() -> int:
     """The verbosity last given to setup_logging (0 when never called), for the harness child process."""
     return _verbosity

@@ -43,6 +43,7 @@ from orchestrator.assets.store import (
     write_stamp,
 )
 from orchestrator.errors import AssetError
+from orchestrator.logs import progress_wanted
 
 log = logging.getLogger(__name__)
 
@@ -311,7 +312,7 @@ def fetch_asset(
         raise AssetError(no_mirror_message(asset))
     part = part_path(final)
     if progress is None:
-        progress = sys.stderr.isatty()
+        progress = sys.stderr.isatty() and progress_wanted()  # never under -q
     own_session = session is None
     session = session or requests.Session()
     session.headers.setdefault("User-Agent", f"mlperf-bert/{__version__}")

@@ -14,6 +14,7 @@ import typer
 
 from orchestrator.assets.catalogue import Catalogue, load_catalogue
 from orchestrator.commands.help_format import Command
+from orchestrator.commands.verbosity import QuietOption, VerboseOption, apply_verbosity
 from orchestrator.errors import AssetError
 from orchestrator.paths import default_cache_dir
 
@@ -67,10 +68,13 @@ def fetch(
         typer.Option("--progress/--no-progress", help="Show a progress bar [default: when stderr is a terminal]."),
     ] = None,
     retries: Annotated[int, typer.Option(min=1, metavar="<n>", help="Tries per mirror on transient errors.")] = 6,
+    verbose: VerboseOption = 0,
+    quiet: QuietOption = False,
 ) -> None:
     """Download assets into the cache: resumable, retried, verified before they become visible."""
     from orchestrator.assets.download import RetryPolicy, fetch_asset, human
 
+    apply_verbosity(verbose, quiet)
     catalogue = _catalogue(ctx)
     if not names and not all_:
         raise typer.BadParameter("name at least one asset (see `mlperf-bert assets list`), or pass --all")

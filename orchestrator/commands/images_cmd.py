@@ -16,6 +16,7 @@ import typer
 
 from orchestrator.backends import BACKENDS, TARGETS, Target, default_device
 from orchestrator.commands.help_format import Command
+from orchestrator.commands.verbosity import QuietOption, VerboseOption, apply_verbosity
 from orchestrator.containers.client import connect
 from orchestrator.containers.images import (
     build_image,
@@ -27,6 +28,7 @@ from orchestrator.containers.images import (
     recipes,
 )
 from orchestrator.errors import PreflightError
+from orchestrator.logs import progress_wanted
 from orchestrator.runners.host_checks import check_gpu_visible_locally
 
 app = typer.Typer(
@@ -59,7 +61,8 @@ def default_images() -> list[str]:
 
 def _progress(key: str) -> Callable[[str], None]:
     def show(line: str) -> None:
-        typer.echo(f"  [{key}] {line}", err=True)
+        if progress_wanted():  # -q: only warnings and the final summary
+            typer.echo(f"  [{key}] {line}", err=True)
 
     return show
 
@@ -103,8 +106,11 @@ def build(
         Path | None, typer.Option(help="Where full build logs go [default: <cache>/logs/images].")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+    verbose: VerboseOption = 0,
+    quiet: QuietOption = False,
 ) -> None:
     """Download each image's wheelhouse on this host, then build it with no network; keeps the full log."""
+    apply_verbosity(verbose, quiet)
 
     keys = list(recipes()) if all_ else [resolve_name(n) for n in names] if names else default_images()
     chosen = [get_recipe(k) for k in keys]
@@ -112,7 +118,8 @@ def build(
     client = connect("build images", otherwise=None)
     results = []
     for recipe in chosen:
-        typer.echo(f"building {recipe.reference} ...", err=True)
+        if progress_wanted():
+            typer.echo(f"building {recipe.reference} ...", err=True)
         result = build_image(
             recipe,
             client=client,

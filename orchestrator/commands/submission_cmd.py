@@ -33,6 +33,7 @@ from orchestrator.commands.run_options import (
     TestQueryCountOption,
     ThreadsOption,
 )
+from orchestrator.commands.verbosity import QuietOption, VerboseOption, apply_verbosity
 from orchestrator.config import RunOverrides
 from orchestrator.errors import ConfigError
 from orchestrator.submission import GenerateOptions, Overrides, check_submission, generate_submission
@@ -259,8 +260,11 @@ def run(
     model_name: ModelName = None,
     attempt: Attempt = None,
     as_json: AsJson = False,
+    verbose: VerboseOption = 0,
+    quiet: QuietOption = False,
 ) -> None:
     """Accuracy + performance for each scenario, then generate, check and package one attempt."""
+    apply_verbosity(verbose, quiet)
     overrides = RunOverrides(
         backend=backend,
         device=device,

@@ -27,6 +27,7 @@ from orchestrator.commands.run_options import (
     ScenarioOption,
     SutOption,
 )
+from orchestrator.commands.verbosity import QuietOption, VerboseOption, apply_verbosity
 from orchestrator.config import RunOverrides, resolve_config
 from orchestrator.errors import ConfigError
 from orchestrator.paths import default_cache_dir
@@ -108,11 +109,14 @@ def command(
         bool, typer.Option(help="Write throughput.png (needs matplotlib: pip install 'mlperf-bert[plot]').")
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    verbose: VerboseOption = 0,
+    quiet: QuietOption = False,
 ) -> None:
     """Sweep batch size (and threads/instances) with short performance runs; keep every trial, pick the best.
 
     The trials and their records go into a tune-<time> folder under --output-dir.
     """
+    apply_verbosity(verbose, quiet)
     overrides = RunOverrides(
         scenario=scenario,
         backend=backend,

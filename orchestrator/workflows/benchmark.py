@@ -43,6 +43,7 @@ from orchestrator.errors import (
 )
 from orchestrator.harness.spec import EXIT_BAD_INPUT, HarnessResult, HarnessSpec
 from orchestrator.loadgen_logs import PerfSummary, parse_performance
+from orchestrator.logs import progress_wanted
 from orchestrator.mlperf import Scenario
 from orchestrator.paths import REPO_ROOT, default_cache_dir
 from orchestrator.runners.host_checks import check_host
@@ -242,7 +243,7 @@ def build_spec(
         target_qps=config.target_qps,
         target_latency_ms=config.target_latency_ms,
         engine_options=engine_options,
-        progress=progress,
+        progress=progress and progress_wanted(),  # -q: no bar
     )
 
 

@@ -29,7 +29,7 @@ from orchestrator.assets import (
     resolve_model,
     resolve_vocab,
 )
-from orchestrator.assets.hashing import cached_digests, mismatches
+from orchestrator.assets.hashing import cached_digests, cached_sha256, mismatches
 from orchestrator.backends import Target, get_target
 from orchestrator.config import ExecutionMode, RunConfig, RunnerKind, SutKind
 from orchestrator.errors import (
@@ -262,9 +262,10 @@ def _new_record(
         runner=runner.name,
         config=config,
         model=FileRef(name=model.name, path=str(model.path), sha256=model.sha256),
-        dataset=FileRef(path=str(inputs.dataset)),
-        vocab=FileRef(path=str(inputs.vocab)),
-        features=FileRef(path=str(inputs.features)),
+        # Hashed once per process and file version (the inputs were just verified or built: cheap).
+        dataset=FileRef(path=str(inputs.dataset), sha256=cached_sha256(inputs.dataset)),
+        vocab=FileRef(path=str(inputs.vocab), sha256=cached_sha256(inputs.vocab)),
+        features=FileRef(path=str(inputs.features), sha256=cached_sha256(inputs.features)),
         model_meta={
             "precision": model.precision,
             "demo": model.demo,

@@ -30,7 +30,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from tqdm import tqdm
 
 from orchestrator import __version__
-from orchestrator.assets.catalogue import Asset
+from orchestrator.assets.catalogue import Asset, no_mirror_message
 from orchestrator.assets.hashing import CHUNK, file_digests, mismatches
 from orchestrator.assets.store import (
     asset_lock,
@@ -284,16 +284,6 @@ def _present(asset: Asset, final: Path) -> bool:
     log.warning("%s: the cached file fails its checksum; moving it aside and fetching again", asset.name)
     move_aside(final)
     return False
-
-
-def no_mirror_message(asset: Asset) -> str:
-    if asset.synthetic:
-        return f"{asset.name} is generated, not downloaded; run `mlperf-bert assets make-synthetic`"
-    hint = f" (on the development machines it is {asset.import_hint})" if asset.import_hint else ""
-    return (
-        f"{asset.name} has no download mirror; copy the file to this machine and run "
-        f"`mlperf-bert assets import FILE --as {asset.name}`{hint}"
-    )
 
 
 def fetch_asset(

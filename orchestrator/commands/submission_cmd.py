@@ -230,6 +230,11 @@ def check(
     if report.verdict == "invalid":
         raise typer.Exit(1)
     if report.verdict == "test-mode" and not allow_test_mode:
+        typer.echo(
+            f"exit {EXIT_TEST_MODE}: a test-mode submission is not a valid result; pass --allow-test-mode to accept "
+            "one (exit 0)",
+            err=True,
+        )
         raise typer.Exit(EXIT_TEST_MODE)
 
 

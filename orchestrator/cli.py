@@ -16,6 +16,7 @@ import typer
 
 from orchestrator import __version__
 from orchestrator.commands import assets_cmd, compliance_cmd, images_cmd, runs_cmd, submission_cmd, tune_cmd
+from orchestrator.commands.help_format import Command
 from orchestrator.commands.run_options import (
     BackendOption,
     BatchSizeOption,
@@ -44,6 +45,7 @@ from orchestrator.commands.run_options import (
     VocabOption,
     parse_engine_options,
 )
+from orchestrator.commands.verbosity import QuietOption, VerboseOption, apply_verbosity
 from orchestrator.config import RunOverrides, resolve_config
 from orchestrator.errors import MlperfBertError
 from orchestrator.logs import setup_logging
@@ -55,6 +57,7 @@ log = logging.getLogger("mlperf-bert")
 
 app = typer.Typer(
     add_completion=False,
+    rich_markup_mode=None,
     no_args_is_help=True,
     invoke_without_command=True,
     help="Run, optimize and submit the MLPerf Inference BERT benchmark (one container per backend).",
@@ -66,15 +69,15 @@ app.add_typer(images_cmd.app, name="images")
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(submission_cmd.app, name="submission")
 app.add_typer(compliance_cmd.app, name="compliance")
-app.command(name="tune")(tune_cmd.command)
+app.command(name="tune", cls=Command)(tune_cmd.command)
 
 
 @app.callback()
 def _root(
     ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv for debug).")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and the final summary.")] = False,
+    verbose: VerboseOption = 0,
+    quiet: QuietOption = False,
 ) -> None:
     if version:
         typer.echo(f"mlperf-bert {__version__}")
@@ -82,7 +85,7 @@ def _root(
     setup_logging(-1 if quiet else verbose)
 
 
-@app.command()
+@app.command(cls=Command)
 def run(
     backend: BackendOption = None,
     device: DeviceOption = None,
@@ -115,8 +118,11 @@ def run(
         bool, typer.Option(help="Docker runner: open a shell in the container with everything mounted.")
     ] = False,
     progress: Annotated[bool, typer.Option(help="Progress bar while samples complete.")] = True,
+    verbose: VerboseOption = 0,
+    quiet: QuietOption = False,
 ) -> None:
     """Run the MLPerf BERT benchmark (default: the embedded demo model, Offline, accuracy + performance, test mode)."""
+    apply_verbosity(verbose, quiet)
     overrides = RunOverrides(
         backend=backend,
         device=device,

@@ -94,6 +94,13 @@ class RunRecord(BaseModel):
     compliance_test: str | None = None  # a compliance run (e.g. TEST01): the test it ran
     verified_run: str | None = None  # ...and the run directory it verifies
 
+    @property
+    def batch_size_ran(self) -> int | None:
+        """The batch the SUT really planned with (engine_settings max_batch: 1 in SingleStream, whatever
+        --batch-size says), else the configured one (a record from before the harness reported it)."""
+        reported = self.engine_settings.get("max_batch", "")
+        return int(reported) if reported.isdigit() else self.config.batch_size
+
     def save(self, run_dir: Path) -> None:
         tmp = run_dir / (RUN_FILE + ".tmp")
         tmp.write_text(self.model_dump_json(indent=2) + "\n")

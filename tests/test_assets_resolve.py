@@ -77,6 +77,19 @@ def test_a_missing_asset_says_how_to_get_it(tmp_path):
         resolve_model("nope", None, tmp_path)
 
 
+def test_a_missing_asset_without_a_mirror_is_not_sent_to_fetch(tmp_path):
+    """`assets fetch demo-fp32` fails ("no download mirror"): the advice is the import that works."""
+    with pytest.raises(AssetError) as e:
+        resolve_model("demo-fp32", None, tmp_path)
+    message = str(e.value)
+    assert message.startswith("asset demo-fp32 is not in the cache: demo-fp32 has no download mirror;"), message
+    assert "`mlperf-bert assets import FILE --as demo-fp32`" in message and "assets fetch" not in message
+    assert "/work/shared/assets/models/demo-minilm-l6-squad.fp32.onnx" in message  # where a copy is
+    with pytest.raises(AssetError) as e:
+        resolve_model("bert-large-synthetic", None, tmp_path)
+    assert "run `mlperf-bert assets make-synthetic`" in str(e.value) and "assets fetch" not in str(e.value)
+
+
 def test_a_model_path_is_a_custom_model_identified_by_its_sha256(tiny, tmp_path):
     model = resolve_model("demo-int8", tiny, tmp_path)  # --model-path wins over --model
     assert (model.name, model.custom, model.source) == ("custom:tiny.onnx", True, "path")

@@ -50,7 +50,7 @@ def test_the_flag_table_names_real_fields_and_every_alias_has_help() -> None:
     assert len(set(flags)) == len(flags)
     for name, alias in ALIASES.items():
         info = _info(alias)
-        assert info.help and "[" not in info.help, name  # rich help would swallow "[default: ...]"
+        assert info.help and "[" not in info.help, name  # "(default: ...)", apart from click's "[default: ...]"
 
 
 def test_run_submission_run_and_tune_take_their_run_options_from_one_declaration() -> None:

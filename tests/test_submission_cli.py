@@ -55,6 +55,8 @@ def generated(runs, tmp_path_factory) -> Path:
     )
     assert res.exit_code == 0, res.output
     assert "TEST MODE" in res.output and "mlperf_submission_short.tar.gz" in res.output
+    assert f"  {out / 'summary.csv'}" in res.stdout.splitlines()  # every file written is listed
+    assert res.stderr.count("not detected") <= 1  # once per system, not once per run of it
     return out
 
 
@@ -70,6 +72,7 @@ def test_check_exit_codes(generated, tmp_path):
     res = submission("check", str(tree))
     assert res.exit_code == EXIT_TEST_MODE, res.output
     assert "NOT a valid MLPerf result" in res.output
+    assert "pass --allow-test-mode" in res.stderr.splitlines()[-1]  # why exit 3, and what accepts it
     assert submission("check", str(tree), "--allow-test-mode").exit_code == 0
     # the tarball is checked the same way
     res = submission("check", str(generated / "mlperf_submission_short.tar.gz"), "--allow-test-mode")

@@ -58,7 +58,7 @@ def test_all_five_artifacts_per_attempt_and_nothing_else(attempts):
             f"mlperf_submission_{n}_summary.json",
         ]
     assert names == sorted(expected + ["summary.csv"])
-    assert set(first.artifacts) == {".tar.gz", "_summary.json", ".run", ".tstamps", ".md"}
+    assert set(first.artifacts) == {".tar.gz", "_summary.json", ".run", ".tstamps", ".md", "summary.csv"}
     assert existing_attempts(out) == ["short", "1"]
 
 
@@ -115,6 +115,9 @@ def test_markdown_has_platform_highlights_and_labels(attempts):
     assert "TEST MODE" in md and "DEMO MODEL" in md
     assert "## Platform" in md and "Framework: onnxruntime 1.20.1 (CPUExecutionProvider)" in md
     assert "batch size 16" in md and "optimized SUT" in md
+    # one truth: the batch that ran (run.json engine_settings max_batch), not the configured 16
+    highlights = {line.split(":")[0]: line for line in md.splitlines() if line.startswith("- ")}
+    assert "batch size 16," in highlights["- Offline"] and "batch size 1," in highlights["- SingleStream"]
     assert "| Offline |" in md and "| SingleStream |" in md and "test-mode" in md
 
 

@@ -226,3 +226,14 @@ def load_catalogue(path: Path | None = None) -> Catalogue:
     except FileNotFoundError:
         raise AssetError(f"asset catalogue {path} does not exist; restore configs/assets.yaml from git") from None
     return _load_cached(str(path), mtime)
+
+
+def no_mirror_message(asset: Asset) -> str:
+    """How to bring in an asset that cannot be downloaded (`assets fetch` and a run missing it say this)."""
+    if asset.synthetic:
+        return f"{asset.name} is generated, not downloaded; run `mlperf-bert assets make-synthetic`"
+    hint = f" (on the development machines it is {asset.import_hint})" if asset.import_hint else ""
+    return (
+        f"{asset.name} has no download mirror; copy the file to this machine and run "
+        f"`mlperf-bert assets import FILE --as {asset.name}`{hint}"
+    )

@@ -30,7 +30,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from tqdm import tqdm
 
 from orchestrator import __version__
-from orchestrator.assets.catalogue import Asset
+from orchestrator.assets.catalogue import Asset, no_mirror_message
 from orchestrator.assets.hashing import CHUNK, file_digests, mismatches
 from orchestrator.assets.store import (
     asset_lock,
@@ -43,6 +43,7 @@ from orchestrator.assets.store import (
     write_stamp,
 )
 from orchestrator.errors import AssetError
+from orchestrator.logs import progress_wanted
 
 log = logging.getLogger(__name__)
 
@@ -285,16 +286,6 @@ def _present(asset: Asset, final: Path) -> bool:
     return False
 
 
-def no_mirror_message(asset: Asset) -> str:
-    if asset.synthetic:
-        return f"{asset.name} is generated, not downloaded; run `mlperf-bert assets make-synthetic`"
-    hint = f" (on the development machines it is {asset.import_hint})" if asset.import_hint else ""
-    return (
-        f"{asset.name} has no download mirror; copy the file to this machine and run "
-        f"`mlperf-bert assets import FILE --as {asset.name}`{hint}"
-    )
-
-
 def fetch_asset(
     asset: Asset,
     cache_dir: Path,
@@ -311,7 +302,7 @@ def fetch_asset(
         raise AssetError(no_mirror_message(asset))
     part = part_path(final)
     if progress is None:
-        progress = sys.stderr.isatty()
+        progress = sys.stderr.isatty() and progress_wanted()  # never under -q
     own_session = session is None
     session = session or requests.Session()
     session.headers.setdefault("User-Agent", f"mlperf-bert/{__version__}")

@@ -11,7 +11,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from orchestrator.assets.catalogue import MLPERF_INTERFACE, Asset, Catalogue, Interface, Kind, load_catalogue
+from orchestrator.assets.catalogue import (
+    MLPERF_INTERFACE,
+    Asset,
+    Catalogue,
+    Interface,
+    Kind,
+    load_catalogue,
+    no_mirror_message,
+)
 from orchestrator.assets.hashing import cached_digests, mismatches
 from orchestrator.assets.store import (
     Stamp,
@@ -58,7 +66,15 @@ class ResolvedModel:
     vocab: str | None
 
 
-def _missing(name: str) -> AssetError:
+def _missing(name: str, asset: Asset | None) -> AssetError:
+    """The advice that works: fetch what has a mirror; import what has none (or make a synthetic one)."""
+    if asset is None:  # a custom asset, imported once: only an import brings it back
+        return AssetError(
+            f"custom asset {name} is no longer in the cache; import it again with "
+            f"`mlperf-bert assets import FILE --as {name}`"
+        )
+    if not asset.fetchable:
+        return AssetError(f"asset {name} is not in the cache: {no_mirror_message(asset)}")
     return AssetError(
         f"asset {name} is not in the cache; run `mlperf-bert assets fetch {name}` "
         f"(or `mlperf-bert assets import FILE --as {name}` offline)"
@@ -130,7 +146,7 @@ def resolve_asset(
             return ResolvedAsset(asset.name, emb, digests["sha256"], digests["md5"], "embedded", asset)
         path = cache_path(cache_dir, asset)
         if not path.is_file():
-            raise _missing(asset.name)
+            raise _missing(asset.name, asset)
         return _from_cache(asset.name, path, asset, cache_dir)
     stamp = read_stamp(asset_dir(cache_dir, name))
     if stamp is not None and stamp.custom:
@@ -138,7 +154,7 @@ def resolve_asset(
             raise AssetError(f"{name} is a {stamp.kind}, not a {kind}; pick a {kind} from `mlperf-bert assets list`")
         path = asset_dir(cache_dir, name) / stamp.filename
         if not path.is_file():
-            raise _missing(name)
+            raise _missing(name, None)
         return _from_cache(name, path, None, cache_dir)
     catalogue.get(name, kind)  # raises the "unknown ...; choose one of" error
     raise AssertionError("unreachable")

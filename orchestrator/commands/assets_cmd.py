@@ -26,6 +26,8 @@ from orchestrator.assets.store import (
     verify_embedded,
 )
 from orchestrator.assets.synthetic import BERT_LARGE, BertShape, write_synthetic_bert
+from orchestrator.commands.help_format import Command
+from orchestrator.commands.verbosity import QuietOption, VerboseOption, apply_verbosity
 from orchestrator.errors import AssetError
 from orchestrator.paths import default_cache_dir
 
@@ -33,6 +35,7 @@ app = typer.Typer(
     help="Fetch, list, verify and import models and data (catalogue: configs/assets.yaml).",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
 
 CacheDir = Annotated[
@@ -65,20 +68,25 @@ def _options(
     ctx.obj = {"catalogue": catalogue}
 
 
-@app.command()
+@app.command(cls=Command)
 def fetch(
     ctx: typer.Context,
-    names: Annotated[list[str] | None, typer.Argument(help="Catalogue names or aliases to fetch.")] = None,
+    names: Annotated[
+        list[str] | None, typer.Argument(metavar="NAME", help="Catalogue names or aliases to fetch.")
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Fetch every downloadable asset that is not embedded.")] = False,
     cache_dir: CacheDir = None,
     progress: Annotated[
         bool | None,
         typer.Option("--progress/--no-progress", help="Show a progress bar [default: when stderr is a terminal]."),
     ] = None,
-    retries: Annotated[int, typer.Option(min=1, help="Tries per mirror on transient errors.")] = 6,
+    retries: Annotated[int, typer.Option(min=1, metavar="<n>", help="Tries per mirror on transient errors.")] = 6,
+    verbose: VerboseOption = 0,
+    quiet: QuietOption = False,
 ) -> None:
     """Download assets into the cache: resumable, retried, verified before they become visible."""
 
+    apply_verbosity(verbose, quiet)
     catalogue = _catalogue(ctx)
     if not names and not all_:
         raise typer.BadParameter("name at least one asset (see `mlperf-bert assets list`), or pass --all")
@@ -105,7 +113,7 @@ def fetch(
         )
 
 
-@app.command("list")
+@app.command("list", cls=Command)
 def list_(
     ctx: typer.Context,
     cache_dir: CacheDir = None,
@@ -162,10 +170,12 @@ def list_(
         typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
 
 
-@app.command()
+@app.command(cls=Command)
 def verify(
     ctx: typer.Context,
-    names: Annotated[list[str] | None, typer.Argument(help="Assets to re-hash [default: every present one].")] = None,
+    names: Annotated[
+        list[str] | None, typer.Argument(metavar="NAME", help="Assets to re-hash [default: every present one].")
+    ] = None,
     cache_dir: CacheDir = None,
     move_aside: Annotated[
         bool,
@@ -216,16 +226,20 @@ def verify(
     typer.echo(f"{checked} asset(s) verified")
 
 
-@app.command("import")
+@app.command("import", cls=Command)
 def import_(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="The file to bring into the cache.")],
-    name: Annotated[str, typer.Option("--as", help="Catalogue name (checksum must match) or a new custom name.")],
+    path: Annotated[Path, typer.Argument(metavar="FILE", help="The file to bring into the cache.")],
+    name: Annotated[
+        str, typer.Option("--as", metavar="<name>", help="Catalogue name (checksum must match) or a new custom name.")
+    ],
     link: Annotated[
         bool,
         typer.Option("--link", help="Hard-link the file (symbolic link across file systems) instead of copying it."),
     ] = False,
-    kind: Annotated[str, typer.Option(help="Kind of a custom asset: model, dataset or vocab.")] = "model",
+    kind: Annotated[
+        str, typer.Option(metavar="<kind>", help="Kind of a custom asset: model, dataset or vocab.")
+    ] = "model",
     cache_dir: CacheDir = None,
 ) -> None:
     """Bring a local file into the cache (for machines without internet): checks it, then copies or links."""
@@ -236,15 +250,17 @@ def import_(
     typer.echo(f"{name}: imported (verified) {final}")
 
 
-@app.command("make-synthetic")
+@app.command("make-synthetic", cls=Command)
 def make_synthetic(
     ctx: typer.Context,
-    name: Annotated[str, typer.Option("--as", help="Cache name for the model.")] = "bert-large-synthetic",
+    name: Annotated[
+        str, typer.Option("--as", metavar="<name>", help="Cache name for the model.")
+    ] = "bert-large-synthetic",
     output: Annotated[Path | None, typer.Option(help="Write to this file instead of the cache.")] = None,
-    layers: Annotated[int, typer.Option(min=1)] = 24,
-    hidden: Annotated[int, typer.Option(min=1)] = 1024,
-    heads: Annotated[int, typer.Option(min=1)] = 16,
-    ffn: Annotated[int, typer.Option(min=1)] = 4096,
+    layers: Annotated[int, typer.Option(min=1, metavar="<n>", help="Transformer layers.")] = 24,
+    hidden: Annotated[int, typer.Option(min=1, metavar="<n>", help="Hidden size (a multiple of --heads).")] = 1024,
+    heads: Annotated[int, typer.Option(min=1, metavar="<n>", help="Attention heads per layer.")] = 16,
+    ffn: Annotated[int, typer.Option(min=1, metavar="<n>", help="Feed-forward (intermediate) size.")] = 4096,
     seed: Annotated[int, typer.Option(help="Random seed (same seed and shape: same bytes).")] = 0,
     cache_dir: CacheDir = None,
 ) -> None:
@@ -288,10 +304,10 @@ def make_synthetic(
     )
 
 
-@app.command()
+@app.command(cls=Command)
 def path(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Catalogue name, alias or custom asset.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Catalogue name, alias or custom asset.")],
     cache_dir: CacheDir = None,
 ) -> None:
     """Print the verified file of an asset (embedded or cached), e.g. for scripts."""

@@ -15,6 +15,8 @@ from typing import Annotated
 import typer
 
 from orchestrator.backends import BACKENDS, TARGETS, Target, default_device
+from orchestrator.commands.help_format import Command
+from orchestrator.commands.verbosity import QuietOption, VerboseOption, apply_verbosity
 from orchestrator.containers.client import connect
 from orchestrator.containers.images import (
     build_image,
@@ -26,12 +28,14 @@ from orchestrator.containers.images import (
     recipes,
 )
 from orchestrator.errors import PreflightError
+from orchestrator.logs import progress_wanted
 from orchestrator.runners.host_checks import check_gpu_visible_locally
 
 app = typer.Typer(
     help="Build and list the per-target Docker images (images/<backend>-<device>/).",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
 
 
@@ -57,31 +61,36 @@ def default_images() -> list[str]:
 
 def _progress(key: str) -> Callable[[str], None]:
     def show(line: str) -> None:
-        typer.echo(f"  [{key}] {line}", err=True)
+        if progress_wanted():  # -q: only warnings and the final summary
+            typer.echo(f"  [{key}] {line}", err=True)
 
     return show
 
 
-@app.command()
+@app.command(cls=Command)
 def build(
     names: Annotated[
         list[str] | None,
         typer.Argument(
+            metavar="NAME",
             help="Images to build, by key (onnxruntime-cpu) or backend (deepsparse) [default: the CPU images and "
-            "those of the GPUs present]."
+            "those of the GPUs present].",
         ),
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Build every image, GPU ones too.")] = False,
     build_arg: Annotated[
         list[str] | None,
         typer.Option(
-            "--build-arg", help="NAME=VALUE overriding a Dockerfile ARG (a version, PYTHON_VERSION...); repeatable."
+            "--build-arg",
+            metavar="<name=value>",
+            help="NAME=VALUE overriding a Dockerfile ARG (a version, PYTHON_VERSION...); repeatable.",
         ),
     ] = None,
     base_image: Annotated[
         str | None,
         typer.Option(
             envvar="MLPERF_BERT_BASE_IMAGE",
+            metavar="<ref>",
             help="Base image (the BASE_IMAGE build arg), e.g. a local mlperf-bert/base:bookworm "
             "[default: each Dockerfile's public base].",
         ),
@@ -89,7 +98,7 @@ def build(
     offline: Annotated[
         bool, typer.Option(help="Never download: build from the wheelhouse already in wheelhouse/<name>/.")
     ] = False,
-    no_cache: Annotated[bool, typer.Option(help="Rebuild every layer.")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild every layer.")] = False,
     allow_network: Annotated[
         bool, typer.Option(help="Let build steps reach the network (only for a base that lacks python3).")
     ] = False,
@@ -97,8 +106,11 @@ def build(
         Path | None, typer.Option(help="Where full build logs go [default: <cache>/logs/images].")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+    verbose: VerboseOption = 0,
+    quiet: QuietOption = False,
 ) -> None:
     """Download each image's wheelhouse on this host, then build it with no network; keeps the full log."""
+    apply_verbosity(verbose, quiet)
 
     keys = list(recipes()) if all_ else [resolve_name(n) for n in names] if names else default_images()
     chosen = [get_recipe(k) for k in keys]
@@ -106,7 +118,8 @@ def build(
     client = connect("build images", otherwise=None)
     results = []
     for recipe in chosen:
-        typer.echo(f"building {recipe.reference} ...", err=True)
+        if progress_wanted():
+            typer.echo(f"building {recipe.reference} ...", err=True)
         result = build_image(
             recipe,
             client=client,
@@ -128,9 +141,9 @@ def build(
         typer.echo(json.dumps([{**asdict(r), "log_path": str(r.log_path)} for r in results], indent=2))
 
 
-@app.command("list")
+@app.command("list", cls=Command)
 def list_(
-    names: Annotated[list[str] | None, typer.Argument(help="Only these images.")] = None,
+    names: Annotated[list[str] | None, typer.Argument(metavar="NAME", help="Only these images.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON on stdout.")] = False,
 ) -> None:
     """Name, tag, digest, size and the versions inside (from the image labels) of every image."""

@@ -4,7 +4,8 @@ Each alias below is the option of one RunConfig field; `RUN_FLAGS` is how `mlper
 field, so the commands recorded for a run (orchestrator/workflows/submission_run.py) use the very flags the
 commands take. A command gathers the values given into a `RunOverrides` (orchestrator/config.py), which
 `resolve_config` lays over the --config file and the defaults. Help texts write defaults as
-"(default: ...)": rich help swallows text in square brackets.
+"(default: ...)", apart from the "[default: ...]" click adds
+for a plain default value.
 """
 
 from __future__ import annotations
@@ -44,9 +45,12 @@ def _option(field: str, help: str, **kwargs: Any) -> Any:
 
 
 BackendOption = Annotated[
-    str | None, _option("backend", f"Inference backend: {_choices(BACKENDS)} (default: {_default('backend')}).")
+    str | None,
+    _option("backend", f"Inference backend: {_choices(BACKENDS)} (default: {_default('backend')}).", metavar="<name>"),
 ]
-DeviceOption = Annotated[str | None, _option("device", f"Device: {_choices(DEVICES)} (default: the backend's first).")]
+DeviceOption = Annotated[
+    str | None, _option("device", f"Device: {_choices(DEVICES)} (default: the backend's first).", metavar="<name>")
+]
 ScenarioOption = Annotated[
     Scenario | None,
     _option("scenario", f"LoadGen scenario, any case (default: {_default('scenario')}).", case_sensitive=False),
@@ -57,6 +61,7 @@ ScenariosOption = Annotated[
         "scenario",
         "LoadGen scenario to run, any case; repeat it (default: Offline and SingleStream).",
         case_sensitive=False,
+        metavar=f"<{'|'.join(s.value.lower() for s in Scenario)}>",
     ),
 ]
 ModeOption = Annotated[
@@ -90,6 +95,7 @@ ModelOption = Annotated[
         "model",
         "Model name from configs/assets.yaml, or a SparseZoo stub zoo:... for deepsparse "
         f"(default: {_default('model')}, embedded).",
+        metavar="<name>",
     ),
 ]
 ModelPathOption = Annotated[
@@ -117,13 +123,20 @@ RunnerOption = Annotated[
         f"(default: {_default('runner')}).",
     ),
 ]
-ImageOption = Annotated[str | None, _option("image", "Docker runner: the image reference to use.")]
-ShmSizeOption = Annotated[str | None, _option("shm_size", "Docker runner: shared memory size (default: 1g).")]
-CpusetCpusOption = Annotated[str | None, _option("cpuset_cpus", "Docker runner: CPUs the container may use, e.g. 0-3.")]
-MemoryOption = Annotated[str | None, _option("memory", "Docker runner: memory limit, e.g. 8g.")]
-GpusOption = Annotated[str | None, _option("gpus", "Docker runner, NVIDIA: the --gpus value (default: all).")]
+ImageOption = Annotated[str | None, _option("image", "Docker runner: the image reference to use.", metavar="<ref>")]
+ShmSizeOption = Annotated[
+    str | None, _option("shm_size", "Docker runner: shared memory size (default: 1g).", metavar="<size>")
+]
+CpusetCpusOption = Annotated[
+    str | None, _option("cpuset_cpus", "Docker runner: CPUs the container may use, e.g. 0-3.", metavar="<cpus>")
+]
+MemoryOption = Annotated[str | None, _option("memory", "Docker runner: memory limit, e.g. 8g.", metavar="<size>")]
+GpusOption = Annotated[
+    str | None, _option("gpus", "Docker runner, NVIDIA: the --gpus value (default: all).", metavar="<gpus>")
+]
 EngineOptionsOption = Annotated[
-    list[str] | None, _option("engine_options", "KEY=VALUE passed to the engine, e.g. optimize=none; repeat it.")
+    list[str] | None,
+    _option("engine_options", "KEY=VALUE passed to the engine, e.g. optimize=none; repeat it.", metavar="<key=value>"),
 ]
 OutputDirOption = Annotated[
     Path | None, _option("output_dir", f"Where run directories are made (default: ./{_default('output_dir')}).")

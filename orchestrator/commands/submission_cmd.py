@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from orchestrator.commands.help_format import Command
 from orchestrator.commands.run_options import (
     BackendOption,
     BatchSizeOption,
@@ -32,6 +33,7 @@ from orchestrator.commands.run_options import (
     TestQueryCountOption,
     ThreadsOption,
 )
+from orchestrator.commands.verbosity import QuietOption, VerboseOption, apply_verbosity
 from orchestrator.config import RunOverrides
 from orchestrator.errors import ConfigError
 from orchestrator.submission import GenerateOptions, Overrides, check_submission, generate_submission
@@ -42,6 +44,7 @@ app = typer.Typer(
     help="Generate, check and package MLPerf submissions (and the SCC artifacts) from run directories.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
 
 EXIT_TEST_MODE = 3  # `check`: the submission follows the rules of a short run but is not a valid result
@@ -49,18 +52,28 @@ EXIT_TEST_MODE = 3  # `check`: the submission follows the rules of a short run b
 SubmissionDir = Annotated[
     Path, typer.Option("--submission-dir", help="Folder of submission attempts (the tree, tarball and SCC files).")
 ]
-Division = Annotated[str, typer.Option(help=f"{' | '.join(SUBMITTABLE_DIVISIONS)}.")]
-Version = Annotated[str, typer.Option("--mlperf-version", help=f"Layout and rules: {' | '.join(VERSIONS)}.")]
-Benchmark = Annotated[str, typer.Option(help=f"The MLPerf model results count for: {' | '.join(MLPERF_MODELS)}.")]
-Submitter = Annotated[str | None, typer.Option(help="Submitter (organisation or team) name.")]
-HwName = Annotated[str | None, typer.Option(help="Hardware name used for the system folder and name.")]
+Division = Annotated[str, typer.Option(metavar="<division>", help=f"{' | '.join(SUBMITTABLE_DIVISIONS)}.")]
+Version = Annotated[
+    str, typer.Option("--mlperf-version", metavar="<version>", help=f"Layout and rules: {' | '.join(VERSIONS)}.")
+]
+Benchmark = Annotated[
+    str, typer.Option(metavar="<model>", help=f"The MLPerf model results count for: {' | '.join(MLPERF_MODELS)}.")
+]
+Submitter = Annotated[str | None, typer.Option(metavar="<name>", help="Submitter (organisation or team) name.")]
+HwName = Annotated[
+    str | None, typer.Option(metavar="<name>", help="Hardware name used for the system folder and name.")
+]
 SystemConfig = Annotated[Path | None, typer.Option(help="YAML of system description keys overriding detection.")]
 ModelName = Annotated[
-    str | None, typer.Option(help="Folder name of a custom (non-MLPerf) model (default: from the run).")
+    str | None,
+    typer.Option(metavar="<name>", help="Folder name of a custom (non-MLPerf) model (default: from the run)."),
 ]
 Attempt = Annotated[
     str | None,
-    typer.Option(help="Attempt N ('short' or a number) (default: short for test-mode runs, else the next number)."),
+    typer.Option(
+        metavar="<n>",
+        help="Attempt N ('short' or a number) (default: short for test-mode runs, else the next number).",
+    ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
@@ -109,9 +122,11 @@ def _print_result(result: Any, as_json: bool) -> None:
         typer.echo(f"  {path}")
 
 
-@app.command()
+@app.command(cls=Command)
 def generate(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories made by `mlperf-bert run`.")],
+    run_dirs: Annotated[
+        list[Path], typer.Argument(metavar="RUN_DIR", help="Run directories made by `mlperf-bert run`.")
+    ],
     submission_dir: SubmissionDir = Path("submissions"),
     division: Division = "open",
     mlperf_version: Version = DEFAULT_VERSION,
@@ -157,14 +172,17 @@ def _extract(archive: Path, dest: Path) -> Path:
     return dest
 
 
-@app.command()
+@app.command(cls=Command)
 def check(
-    path: Annotated[Path, typer.Argument(help="A submission root (holding open/ or closed/) or its .tar.gz.")],
+    path: Annotated[
+        Path, typer.Argument(metavar="PATH", help="A submission root (holding open/ or closed/) or its .tar.gz.")
+    ],
     mlperf_version: Version = DEFAULT_VERSION,
     run_dir: Annotated[
         list[Path] | None,
         typer.Option(
-            help="Run directory holding a full accuracy log, to verify the hashes in accuracy.txt (repeat it)."
+            metavar="<path>",
+            help="Run directory holding a full accuracy log, to verify the hashes in accuracy.txt (repeat it).",
         ),
     ] = None,
     allow_test_mode: Annotated[
@@ -212,10 +230,15 @@ def check(
     if report.verdict == "invalid":
         raise typer.Exit(1)
     if report.verdict == "test-mode" and not allow_test_mode:
+        typer.echo(
+            f"exit {EXIT_TEST_MODE}: a test-mode submission is not a valid result; pass --allow-test-mode to accept "
+            "one (exit 0)",
+            err=True,
+        )
         raise typer.Exit(EXIT_TEST_MODE)
 
 
-@app.command()
+@app.command(cls=Command)
 def run(
     scenario: ScenariosOption = None,
     backend: BackendOption = None,
@@ -242,8 +265,11 @@ def run(
     model_name: ModelName = None,
     attempt: Attempt = None,
     as_json: AsJson = False,
+    verbose: VerboseOption = 0,
+    quiet: QuietOption = False,
 ) -> None:
     """Accuracy + performance for each scenario, then generate, check and package one attempt."""
+    apply_verbosity(verbose, quiet)
     overrides = RunOverrides(
         backend=backend,
         device=device,

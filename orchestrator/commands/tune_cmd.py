@@ -27,6 +27,7 @@ from orchestrator.commands.run_options import (
     ScenarioOption,
     SutOption,
 )
+from orchestrator.commands.verbosity import QuietOption, VerboseOption, apply_verbosity
 from orchestrator.config import RunOverrides, resolve_config
 from orchestrator.errors import ConfigError
 from orchestrator.paths import default_cache_dir
@@ -50,14 +51,22 @@ def _int_list(text: str, what: str) -> list[int]:
 
 
 def command(
-    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes to try.")] = "1,2,4,8,16,32,64",
+    batch_sizes: Annotated[
+        str, typer.Option(metavar="<list>", help="Comma-separated batch sizes to try.")
+    ] = "1,2,4,8,16,32,64",
     # A sweep of run's --threads: the same flag, a list of values (not the RunConfig field itself).
     thread_counts: Annotated[
         str | None,
-        typer.Option("--threads", help="Comma-separated intra-op thread counts (default: the engine's choice)."),
+        typer.Option(
+            "--threads", metavar="<list>", help="Comma-separated intra-op thread counts (default: the engine's choice)."
+        ),
     ] = None,
-    instances: Annotated[str | None, typer.Option(help="Comma-separated engine instance counts (onnxruntime).")] = None,
-    samples: Annotated[int, typer.Option(min=1, help="Samples per trial (short test-mode performance runs).")] = 512,
+    instances: Annotated[
+        str | None, typer.Option(metavar="<list>", help="Comma-separated engine instance counts (onnxruntime).")
+    ] = None,
+    samples: Annotated[
+        int, typer.Option(min=1, metavar="<n>", help="Samples per trial (short test-mode performance runs).")
+    ] = 512,
     scenario: ScenarioOption = None,
     backend: BackendOption = None,
     device: DeviceOption = None,
@@ -79,7 +88,9 @@ def command(
     performance_samples: Annotated[
         int | None,
         typer.Option(
-            min=1, help="Samples of the --find-performance run (default: about 20 s of work at the best rate)."
+            min=1,
+            metavar="<n>",
+            help="Samples of the --find-performance run (default: about 20 s of work at the best rate).",
         ),
     ] = None,
     int8: Annotated[
@@ -91,17 +102,21 @@ def command(
         ),
     ] = False,
     int8_check_samples: Annotated[
-        int | None, typer.Option(min=1, help="Features for the int8 accuracy check (default: the full dev set).")
+        int | None,
+        typer.Option(min=1, metavar="<n>", help="Features for the int8 accuracy check (default: the full dev set)."),
     ] = None,
     plot: Annotated[
         bool, typer.Option(help="Write throughput.png (needs matplotlib: pip install 'mlperf-bert[plot]').")
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    verbose: VerboseOption = 0,
+    quiet: QuietOption = False,
 ) -> None:
     """Sweep batch size (and threads/instances) with short performance runs; keep every trial, pick the best.
 
     The trials and their records go into a tune-<time> folder under --output-dir.
     """
+    apply_verbosity(verbose, quiet)
     overrides = RunOverrides(
         scenario=scenario,
         backend=backend,

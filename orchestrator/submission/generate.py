@@ -167,8 +167,8 @@ def _sw_notes(run: Run) -> str:
     if rec.execution_provider:
         parts.append(f"execution provider {rec.execution_provider}")
     parts.append(f"{cfg.sut.value} SUT")
-    if cfg.batch_size:
-        parts.append(f"batch size {cfg.batch_size}")
+    if rec.batch_size_ran:
+        parts.append(f"batch size {rec.batch_size_ran}")
     if rec.git_sha:
         parts.append(f"git {rec.git_sha}")
     return ", ".join(parts)
@@ -196,6 +196,7 @@ def plan_submission(runs: list[Run], options: GenerateOptions, root: Path) -> Pl
                 f"{system.id!r}; generate one submission per machine or pass --hw-name"
             )
         if prev is None:
+            system.warn_undetected()
             systems[system.id] = system
             host_of[system.id] = str(rec.host.get("hostname"))
         if submitter is not None and system.description["submitter"] != submitter:

@@ -288,8 +288,9 @@ def write_artifacts(
     paths[".run"].write_text("\n".join(run_lines) + "\n")
     paths[".tstamps"].write_text("\n".join(tstamp_lines) + "\n")
     paths[".md"].write_text(attempt_markdown(attempt, report, records, systems, demo, highlights))
-    write_summary_csv(output_dir)
-    return {k: v for k, v in paths.items() if k != "tree"}
+    written = {k: v for k, v in paths.items() if k != "tree"}
+    written[SUMMARY_CSV] = write_summary_csv(output_dir)  # every attempt's rows, this one's included
+    return written
 
 
 def attempt_markdown(

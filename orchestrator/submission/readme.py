@@ -74,7 +74,7 @@ def scenario_readme(e: Entry, lay: Layout) -> str:
             f"sha256 `{perf.model.sha256 or 'unknown'}` |"
         ),
         f"| Target | `{perf.target}`, execution provider `{perf.execution_provider or 'unknown'}` |",
-        (f"| SUT | {cfg.sut.value}, batch size {cfg.batch_size or 'n/a'}, threads {cfg.threads or 'default'} |"),
+        (f"| SUT | {cfg.sut.value}, batch size {perf.batch_size_ran or 'n/a'}, threads {cfg.threads or 'default'} |"),
         f"| Execution mode | {f'test ({cfg.test_query_count} queries)' if e.test_mode else 'valid'} |",
         f"| LoadGen | {perf_log.get('loadgen_version', 'unknown')}, result {perf_log.get('result_validity', 'unknown')} |",
         f"| Performance | {_fmt(value)} {unit} |",

@@ -74,7 +74,7 @@ def _highlights(plan: Plan, report: CheckReport) -> list[str]:
         out.append(
             f"{e.scenario}: {rec.target} on {rec.execution_provider}, model {rec.model.name or rec.model.path} "
             f"({rec.model_meta.get('precision') or 'precision unspecified'}){label}, {sut} SUT "
-            f"({SUT_OPTIMIZATIONS.get(sut, 'unspecified')}), batch size {cfg.batch_size}, "
+            f"({SUT_OPTIMIZATIONS.get(sut, 'unspecified')}), batch size {rec.batch_size_ran or 'n/a'}, "
             f"threads {cfg.threads or 'default'}"
         )
     for row in report.results:

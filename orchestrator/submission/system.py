@@ -203,6 +203,16 @@ def validate(desc: dict[str, Any], where: str) -> None:
 class System:
     id: str  # the folder and file name: systems/<id>.json, results/<id>/
     description: dict[str, str]
+    undetected: tuple[str, ...] = ()  # keys left "unspecified": the user must give them before a real submission
+
+    def warn_undetected(self) -> None:
+        """Say once per system (not once per run of it) which keys detection could not fill in."""
+        if self.undetected:
+            log.warning(
+                "system %s: %s not detected; give the real values in a --system-config YAML before a real submission",
+                self.id,
+                ", ".join(self.undetected),
+            )
 
 
 def describe_system(record: RunRecord, division: str, overrides: Overrides, sw_notes: str) -> System:
@@ -241,11 +251,5 @@ def describe_system(record: RunRecord, division: str, overrides: Overrides, sw_n
     desc["sw_notes"] = "; ".join(notes)
     ordered = {k: desc.get(k, "") for k in SYSTEM_KEYS}
     validate(ordered, f"system {sid}")
-    unknown_values = [k for k, v in ordered.items() if v == "unspecified"]
-    if unknown_values:
-        log.warning(
-            "system %s: %s not detected; give the real values in a --system-config YAML before a real submission",
-            sid,
-            ", ".join(unknown_values),
-        )
-    return System(id=sid, description=ordered)
+    undetected = tuple(k for k, v in ordered.items() if v == "unspecified")
+    return System(id=sid, description=ordered, undetected=undetected)

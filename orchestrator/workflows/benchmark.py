@@ -31,7 +31,7 @@ from orchestrator.assets import (
     resolve_model,
     resolve_vocab,
 )
-from orchestrator.assets.hashing import cached_digests, mismatches
+from orchestrator.assets.hashing import cached_digests, cached_sha256, mismatches
 from orchestrator.backends import Target, get_target
 from orchestrator.config import ExecutionMode, RunConfig, RunnerKind, SutKind
 from orchestrator.containers.client import docker_unusable
@@ -48,6 +48,7 @@ from orchestrator.errors import (
 )
 from orchestrator.harness.spec import EXIT_BAD_INPUT, HarnessResult, HarnessSpec
 from orchestrator.loadgen_logs import PerfSummary, parse_performance
+from orchestrator.logs import progress_wanted
 from orchestrator.mlperf import Scenario
 from orchestrator.paths import REPO_ROOT, default_cache_dir
 from orchestrator.run_status import process_start, this_process
@@ -271,7 +272,7 @@ def build_spec(
         target_qps=config.target_qps,
         target_latency_ms=config.target_latency_ms,
         engine_options=engine_options,
-        progress=progress,
+        progress=progress and progress_wanted(),  # -q: no bar
         compliance_test=audit.test if audit else None,
         audit_config=audit.audit_config if audit else None,
     )
@@ -292,9 +293,10 @@ def _new_record(
         runner=runner.name,
         config=config,
         model=FileRef(name=model.name, path=str(model.path), sha256=model.sha256),
-        dataset=FileRef(path=str(inputs.dataset)),
-        vocab=FileRef(path=str(inputs.vocab)),
-        features=FileRef(path=str(inputs.features)),
+        # Hashed once per process and file version (the inputs were just verified or built: cheap).
+        dataset=FileRef(path=str(inputs.dataset), sha256=cached_sha256(inputs.dataset)),
+        vocab=FileRef(path=str(inputs.vocab), sha256=cached_sha256(inputs.vocab)),
+        features=FileRef(path=str(inputs.features), sha256=cached_sha256(inputs.features)),
         model_meta={
             "precision": model.precision,
             "demo": model.demo,

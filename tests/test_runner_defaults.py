@@ -68,10 +68,9 @@ def test_the_auto_runner_says_which_runner_it_chose_and_why_in_one_line(
 ) -> None:
     from orchestrator.backends import TARGETS
     from orchestrator.config import RunConfig
-    from orchestrator.containers import client
     from orchestrator.workflows import benchmark
 
-    monkeypatch.setattr(client, "docker_unusable", lambda target: unusable)
+    monkeypatch.setattr(benchmark, "docker_unusable", lambda target: unusable)
     with caplog.at_level(logging.INFO, logger="orchestrator.workflows.benchmark"):
         runner = benchmark.make_runner(RunConfig(runner="auto"), TARGETS["onnxruntime-cpu"])
     assert runner.name == chosen

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from orchestrator.commands.help_format import Command
 from orchestrator.submission.rules import MLPERF_MODELS, TEST01
 from orchestrator.workflows.compliance import TESTS, run_compliance
 
@@ -21,20 +22,24 @@ app = typer.Typer(
     help="Compliance tests of runs (TEST01: verify accuracy in performance mode), as MLPerf checks them.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
 
 EXIT_FAILED = 1
 EXIT_TEST_MODE = 3
 
 
-@app.command()
+@app.command(cls=Command)
 def run(
     run_dir: Annotated[
         Path, typer.Argument(help="The run to verify (accuracy + performance, from `mlperf-bert run`).")
     ],
-    test: Annotated[str, typer.Option(help=f"The compliance test: {' | '.join(TESTS)}.")] = TEST01,
+    test: Annotated[str, typer.Option(metavar="<test>", help=f"The compliance test: {' | '.join(TESTS)}.")] = TEST01,
     benchmark: Annotated[
-        str, typer.Option(help=f"The accuracy target the fallback's margin follows: {' | '.join(MLPERF_MODELS)}.")
+        str,
+        typer.Option(
+            metavar="<model>", help=f"The accuracy target the fallback's margin follows: {' | '.join(MLPERF_MODELS)}."
+        ),
     ] = "bert-99",
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,

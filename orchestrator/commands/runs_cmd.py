@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from orchestrator.commands.help_format import Command
 from orchestrator.config import RunConfig
 from orchestrator.containers.images import format_table
 from orchestrator.run_status import RunRow, find_run, list_runs, run_row
@@ -17,6 +18,7 @@ app = typer.Typer(
     help="List the runs in an output directory and show one: how it ended (an abandoned run too), its results.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
 
 _DEFAULT_OUTPUT_DIR: Path = RunConfig.model_fields["output_dir"].default
@@ -52,7 +54,7 @@ def _table(rows: list[RunRow]) -> str:
     return format_table([header, *body])
 
 
-@app.command("list")
+@app.command("list", cls=Command)
 def list_(output_dir: RunsDirOption = None, as_json: JsonOption = False) -> None:
     """Every run with its status (succeeded, failed, interrupted, running, abandoned), target, scenario,
     mode, test or valid, samples/s and F1; oldest first."""
@@ -65,7 +67,7 @@ def list_(output_dir: RunsDirOption = None, as_json: JsonOption = False) -> None
         typer.echo(f"no runs in {output_dir or _DEFAULT_OUTPUT_DIR}", err=True)
 
 
-@app.command()
+@app.command(cls=Command)
 def show(
     run: Annotated[str, typer.Argument(help="A run directory, or a run's name in --output-dir.")],
     output_dir: RunsDirOption = None,

@@ -20,6 +20,7 @@ from orchestrator.config import (
     CONFIG_FLAG,
     RUN_FLAGS,
     ExecutionMode,
+    LocalEnv,
     Mode,
     RunConfig,
     RunnerKind,
@@ -115,6 +116,15 @@ RunnerOption = Annotated[
         "runner",
         "auto: docker when the engine and image are there, else local; local; or docker "
         f"(default: {_default('runner')}).",
+    ),
+]
+LocalEnvOption = Annotated[
+    LocalEnv | None,
+    _option(
+        "local_env",
+        "Local runner: auto or managed, the backend's own environment (this one, or a venv built from its "
+        "image's pins); current, this Python as it is, e.g. a machine's preinstalled torch "
+        f"(default: {_default('local_env')}).",
     ),
 ]
 ImageOption = Annotated[str | None, _option("image", "Docker runner: the image reference to use.")]

@@ -32,7 +32,7 @@ from orchestrator.assets import (
 )
 from orchestrator.assets.hashing import cached_digests, mismatches
 from orchestrator.backends import Target, get_target
-from orchestrator.config import ExecutionMode, RunConfig, RunnerKind, SutKind
+from orchestrator.config import ExecutionMode, LocalEnv, RunConfig, RunnerKind, SutKind
 from orchestrator.containers.client import docker_available
 from orchestrator.containers.docker_runner import DockerRunner
 from orchestrator.dataset import build_features, load_features
@@ -50,7 +50,7 @@ from orchestrator.loadgen_logs import PerfSummary, parse_performance
 from orchestrator.mlperf import Scenario
 from orchestrator.paths import REPO_ROOT, default_cache_dir
 from orchestrator.runners.host_checks import check_host
-from orchestrator.runners.local import LocalRunner
+from orchestrator.runners.local import CURRENT_ENV, LocalRunner
 from orchestrator.runners.runner import Runner
 from orchestrator.runs import FileRef, RunRecord, git_sha, host_info, new_run_dir, utc_now
 
@@ -192,7 +192,8 @@ def make_runner(config: RunConfig, target: Target, *, stream: bool = True, cache
             memory=config.memory,
         )
     check_host(target)
-    return LocalRunner(local_env=target.local_env, stream=stream, cache_dir=cache_dir)
+    env = CURRENT_ENV if config.local_env is LocalEnv.current else target.local_env
+    return LocalRunner(local_env=env, stream=stream, cache_dir=cache_dir)
 
 
 def effective_batch_size(config: RunConfig, target: Target) -> int:

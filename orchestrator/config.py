@@ -22,6 +22,7 @@ __all__ = [
     "CONFIG_FLAG",
     "RUN_FLAGS",
     "ExecutionMode",
+    "LocalEnv",
     "Mode",
     "RunConfig",
     "RunOverrides",
@@ -37,6 +38,14 @@ class RunnerKind(StrEnum):
     auto = "auto"  # docker when an engine is reachable and the image exists, else local
     local = "local"
     docker = "docker"
+
+
+class LocalEnv(StrEnum):
+    """Which Python the local runner runs the harness in."""
+
+    auto = "auto"  # the target's own: this environment, or its managed venv (= managed)
+    managed = "managed"
+    current = "current"  # this interpreter, whatever it holds (a cluster's or a GPU machine's own torch)
 
 
 class RunConfig(BaseModel):
@@ -60,6 +69,7 @@ class RunConfig(BaseModel):
     target_qps: float | None = Field(default=None, gt=0)
     target_latency_ms: float | None = Field(default=None, gt=0)  # Server only; MLPerf's is 130
     runner: RunnerKind = RunnerKind.auto
+    local_env: LocalEnv = LocalEnv.auto  # local runner: the target's environment, or the current one
     output_dir: Path = Path("runs")
     cache_dir: Path | None = None
     image: str | None = None  # docker runner: override the image reference
@@ -127,6 +137,7 @@ class RunOverrides:
     target_qps: float | None = None
     target_latency_ms: float | None = None
     runner: RunnerKind | None = None
+    local_env: LocalEnv | None = None
     output_dir: Path | None = None
     cache_dir: Path | None = None
     image: str | None = None
@@ -193,6 +204,7 @@ RUN_FLAGS: dict[str, str] = {
     "target_qps": "--target-qps",
     "target_latency_ms": "--target-latency-ms",
     "runner": "--runner",
+    "local_env": "--local-env",
     "image": "--image",
     "shm_size": "--shm-size",
     "cpuset_cpus": "--cpuset-cpus",

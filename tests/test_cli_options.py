@@ -14,7 +14,7 @@ from cli_support import invoke
 
 from orchestrator import __version__, cli
 from orchestrator.commands import assets_cmd, images_cmd, run_options, submission_cmd, tune_cmd
-from orchestrator.config import ExecutionMode, Mode, RunConfig, RunnerKind, RunOverrides, Scenario, SutKind
+from orchestrator.config import ExecutionMode, LocalEnv, Mode, RunConfig, RunnerKind, RunOverrides, Scenario, SutKind
 from orchestrator.errors import MlperfBertError, RunError
 from orchestrator.workflows import benchmark, submission_run
 
@@ -101,6 +101,7 @@ def test_recorded_run_flags_parse_back_to_the_same_options(tmp_path: Path) -> No
         target_qps=12.5,
         target_latency_ms=130.0,
         runner=RunnerKind.local,
+        local_env=LocalEnv.current,
         output_dir=tmp_path / "runs",
         cache_dir=tmp_path / "cache",
         image="img:1",

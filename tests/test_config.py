@@ -66,7 +66,7 @@ def test_overrides_are_run_config_fields_all_optional() -> None:
     [
         ({"scenario": "Offlien"}, "invalid scenario"),
         ({"backend": "tensorflow"}, "unknown backend 'tensorflow'"),
-        ({"backend": "onnxruntime", "device": "cuda"}, "has no device 'cuda'"),
+        ({"backend": "onnxruntime", "device": "tpu"}, "has no device 'tpu'"),
         ({"test_query_count": 0}, "invalid test_query_count"),
         ({"mode": "both-ways"}, "invalid mode"),
     ],

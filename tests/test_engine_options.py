@@ -15,7 +15,13 @@ from orchestrator.harness.engines.deepsparse import PROVIDER as DEEPSPARSE_PROVI
 from orchestrator.harness.engines.deepsparse import DeepSparseEngine, DeepSparseOptions
 from orchestrator.harness.engines.engine import Engine
 from orchestrator.harness.engines.onnxruntime import OnnxRuntimeEngine, OnnxRuntimeOptions
-from orchestrator.harness.engines.options import EngineOptions, option, option_names, parse_engine_options
+from orchestrator.harness.engines.options import (
+    PRECISIONS,
+    EngineOptions,
+    option,
+    option_names,
+    parse_engine_options,
+)
 from orchestrator.harness.engines.pytorch import PyTorchEngine, PyTorchOptions
 from orchestrator.harness.engines.tensorrt import TensorRTEngine, TensorRTOptions
 from orchestrator.harness.run import load_engine_class
@@ -58,7 +64,8 @@ def test_defaults_and_conversions() -> None:
     assert parsed == Sample(mode="none", count="auto", level=0, limit=7, flag=True, path="/x", lengths=(64, 384))
     assert parse_engine_options(Sample, {"count": "4", "flag": "off"}, "sample") == Sample(count=4, flag=False)
     assert parse_engine_options(Sample, {"count": "", "path": ""}, "sample") == Sample()  # empty: the default
-    assert option_names(Sample) == ("mode", "count", "level", "limit", "flag", "path", "lengths")
+    # precision comes first: every engine accepts it (EngineOptions).
+    assert option_names(Sample) == ("precision", "mode", "count", "level", "limit", "flag", "path", "lengths")
 
 
 @pytest.mark.parametrize(
@@ -66,7 +73,7 @@ def test_defaults_and_conversions() -> None:
     [
         (
             {"mdoe": "auto"},
-            "unknown sample engine option 'mdoe'; the valid ones are mode, count, level, limit, flag, path, lengths",
+            "unknown sample engine option 'mdoe'; the valid ones are precision, mode, count, level, limit, flag, path, lengths",
         ),
         ({"mode": "fast"}, "sample engine option mode='fast' is not one of auto, none; pass one of them"),
         (
@@ -132,10 +139,27 @@ def test_a_misspelt_option_is_refused_by_every_engine(backend: str) -> None:
         ("onnxruntime", {"optimize": "fast"}, "onnxruntime engine option optimize='fast' is not one of auto, none"),
         ("deepsparse", {"num_streams": "two"}, "deepsparse engine option num_streams='two' is not a whole number"),
         ("pytorch", {"compile": "maybe"}, "pytorch engine option compile='maybe' is not a yes/no value"),
-        ("tensorrt", {"precision": "fp8"}, "tensorrt engine option precision='fp8' is not one of fp16, fp32, int8"),
+        (
+            "tensorrt",
+            {"precision": "fp8"},
+            "tensorrt engine option precision='fp8' is not one of auto, fp32, fp16, bf16, int8",
+        ),
+        ("tensorrt", {"precision": "bf16"}, "the tensorrt engine runs precision auto, fp16, fp32, int8, not 'bf16'"),
+        ("onnxruntime", {"precision": "bf16"}, "the onnxruntime engine runs precision auto, fp32, fp16, not 'bf16'"),
+        ("deepsparse", {"precision": "fp16"}, "the deepsparse engine runs precision auto, not 'fp16'"),
+        ("pytorch", {"precision": "int8"}, "the pytorch engine runs precision auto, fp32, fp16, bf16, not 'int8'"),
     ],
 )
 def test_a_bad_value_is_refused_by_every_engine(backend: str, raw: dict[str, str], message: str) -> None:
     engine, _, provider = ENGINES[backend]
     with pytest.raises(ConfigError, match=message):
         engine("/no/such/model", device="cpu", batch_size=2, threads=None, execution_provider=provider, options=raw)
+
+
+def test_precision_is_declared_once_for_every_engine() -> None:
+    """Every engine's options take the one `precision` field of EngineOptions; auto is always accepted."""
+    for backend, (_, options, _) in ENGINES.items():
+        assert "precision" not in options.__dict__.get("__annotations__", {}), backend
+        assert parse_engine_options(options, {}, backend).precision == "auto"
+        assert "auto" in options.supported_precisions
+        assert set(options.supported_precisions) <= set(PRECISIONS)

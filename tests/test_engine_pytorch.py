@@ -90,7 +90,7 @@ for key in sorted({k.rsplit("_", 1)[0] for k in data.files}):
     out[key + "_start"], out[key + "_end"] = engine.infer(data[key + "_ids"], data[key + "_mask"], data[key + "_seg"])
 np.savez(args["outputs"], **out)
 print("REPORT " + json.dumps({"provider": engine.execution_provider, "versions": engine.versions(),
-                              "seconds": time.perf_counter() - started}))
+                              "settings": engine.settings(), "seconds": time.perf_counter() - started}))
 """
 
 
@@ -125,7 +125,7 @@ def run_probe(python: Path, checkpoint: Path, options: dict[str, str], tmp_path:
     return report, {**inputs, **dict(np.load(tmp_path / "out.npz"))}
 
 
-def check_against_onnx(arrays: dict, onnx_model: Path) -> float:  # type: ignore[type-arg]
+def check_against_onnx(arrays: dict, onnx_model: Path, atol: float = 1e-4) -> float:  # type: ignore[type-arg]
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_model), providers=["CPUExecutionProvider"])
@@ -136,8 +136,8 @@ def check_against_onnx(arrays: dict, onnx_model: Path) -> float:  # type: ignore
         start, end = arrays[f"c{seed}_start"], arrays[f"c{seed}_end"]
         assert start.shape == end.shape == (rows, length) and start.dtype == np.float32
         real = mask.astype(bool)
-        np.testing.assert_allclose(start[real], ref_start[real], atol=1e-4, rtol=0)
-        np.testing.assert_allclose(end[real], ref_end[real], atol=1e-4, rtol=0)
+        np.testing.assert_allclose(start[real], ref_start[real], atol=atol, rtol=0)
+        np.testing.assert_allclose(end[real], ref_end[real], atol=atol, rtol=0)
         worst = max(worst, float(np.abs(start[real] - ref_start[real]).max()))
     return worst
 
@@ -157,3 +157,26 @@ def test_torch_compile_option(pytorch_python: Path, shared_assets: Path, tmp_pat
     report, arrays = run_probe(pytorch_python, models / "demo-minilm-l6-squad-hf", {"compile": "1"}, tmp_path)
     assert report["provider"] == "cpu"
     check_against_onnx(arrays, models / "demo-minilm-l6-squad.fp32.onnx")
+
+
+@pytest.mark.slow
+def test_bf16_on_the_cpu(pytorch_python: Path, shared_assets: Path, tmp_path: Path) -> None:
+    """precision=bf16: bfloat16 weights, float32 logits near the fp32 export's (bf16 keeps ~3 digits)."""
+    models = shared_assets / "models"
+    report, arrays = run_probe(pytorch_python, models / "demo-minilm-l6-squad-hf", {"precision": "bf16"}, tmp_path)
+    assert report["settings"]["precision"] == "bfloat16 (accuracy unchecked)"
+    worst = check_against_onnx(arrays, models / "demo-minilm-l6-squad.fp32.onnx", atol=0.75)
+    assert worst > 1e-4  # really bf16: not the fp32 logits
+
+
+def test_cuda_only_options_are_refused_on_the_cpu() -> None:
+    from orchestrator.harness.engines.pytorch import PyTorchEngine
+
+    for options, message in (
+        ({"precision": "fp16"}, "precision=fp16 runs on CUDA"),
+        ({"cuda_graphs": "1"}, "cuda_graphs=1 needs the CUDA device"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            PyTorchEngine(
+                "/no/such", device="cpu", batch_size=2, threads=None, execution_provider="cpu", options=options
+            )

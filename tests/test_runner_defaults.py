@@ -76,3 +76,22 @@ def test_the_auto_runner_says_which_runner_it_chose_and_why_in_one_line(
     assert runner.name == chosen
     (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert line.startswith(says) and "\n" not in line
+
+
+def test_local_env_current_runs_the_harness_in_this_python() -> None:
+    """--local-env current: this interpreter, even for a target with its own managed venv (no venv built)."""
+    import sys
+    from pathlib import Path
+
+    from orchestrator.backends import TARGETS
+    from orchestrator.config import LocalEnv, RunConfig, RunnerKind
+    from orchestrator.runners.local import LocalRunner
+    from orchestrator.workflows.benchmark import make_runner
+
+    target = TARGETS["pytorch-cpu"]
+    config = RunConfig(backend="pytorch", runner=RunnerKind.local, local_env=LocalEnv.current)
+    runner = make_runner(config, target, stream=False)
+    assert isinstance(runner, LocalRunner)
+    assert runner.command(Path("/run"))[0] == sys.executable
+    managed = make_runner(config.model_copy(update={"local_env": LocalEnv.auto}), target, stream=False)
+    assert isinstance(managed, LocalRunner) and managed.local_env == "pytorch-cpu"

@@ -43,7 +43,8 @@ def test_settings_defaults_and_parsing() -> None:
 @pytest.mark.parametrize(
     ("options", "pattern"),
     [
-        ({"precision": "bf8"}, "precision='bf8' is not one of fp16, fp32, int8"),
+        ({"precision": "bf8"}, "precision='bf8' is not one of auto, fp32, fp16, bf16, int8"),
+        ({"precision": "bf16"}, "runs precision auto, fp16, fp32, int8, not 'bf16'"),
         (
             {"precison": "fp16"},
             "unknown tensorrt engine option 'precison'; the valid ones are precision, engine_cache_dir",

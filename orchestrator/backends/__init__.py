@@ -105,6 +105,20 @@ TARGETS: dict[str, Target] = {
             ci=CiJob(runs_on=_AMD_RUNNER, model="bert-large-onnx-fp32", query_count=100),
         ),
         Target(
+            backend="onnxruntime",
+            device="cuda",
+            engine_class="orchestrator.harness.engines.onnxruntime:OnnxRuntimeEngine",
+            execution_provider="CUDAExecutionProvider",
+            gpu="nvidia",
+            cache_option="optimized_cache_dir",
+            reference_options=(("optimize", "none"),),
+            # Its image only: onnxruntime-gpu would replace the main environment's onnxruntime.
+            local_env="onnxruntime-cuda",
+            verified=False,
+            notes="needs an NVIDIA GPU with CUDA 13 and cuDNN 9; never run on these machines",
+            ci=CiJob(runs_on=_NVIDIA_RUNNER, model="bert-large-onnx-fp32", query_count=100),
+        ),
+        Target(
             backend="tensorrt",
             device="cuda",
             engine_class="orchestrator.harness.engines.tensorrt:TensorRTEngine",

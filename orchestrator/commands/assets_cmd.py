@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from orchestrator.assets.catalogue import Catalogue, load_catalogue
+from orchestrator.assets.derive_checkpoint import derive_checkpoint
 from orchestrator.assets.download import RetryPolicy, ensure_space, fetch_asset, human
 from orchestrator.assets.resolve import resolve_asset
 from orchestrator.assets.store import (
@@ -29,7 +30,7 @@ from orchestrator.assets.synthetic import BERT_LARGE, BertShape, write_synthetic
 from orchestrator.commands.help_format import Command
 from orchestrator.commands.verbosity import QuietOption, VerboseOption, apply_verbosity
 from orchestrator.errors import AssetError
-from orchestrator.paths import default_cache_dir
+from orchestrator.paths import EMBEDDED_MODEL, default_cache_dir
 
 app = typer.Typer(
     help="Fetch, list, verify and import models and data (catalogue: configs/assets.yaml).",
@@ -313,3 +314,21 @@ def path(
     """Print the verified file of an asset (embedded or cached), e.g. for scripts."""
 
     typer.echo(str(resolve_asset(name, _cache(cache_dir), catalogue=_catalogue(ctx)).path))
+
+
+@app.command("derive-checkpoint")
+def derive_checkpoint_(
+    onnx_model: Annotated[
+        Path, typer.Option("--onnx", help="A quantized (or fp32) BERT ONNX export [default: the embedded int8 demo].")
+    ] = EMBEDDED_MODEL,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", help="Checkpoint directory to write [default: <cache>/derived/<model>-hf]."),
+    ] = None,
+    cache_dir: CacheDir = None,
+) -> None:
+    """A Hugging Face checkpoint for the pytorch backend, dequantized from an ONNX export (no download)."""
+    stem = onnx_model.name.removesuffix(".onnx").removesuffix(".int8").removesuffix(".fp32")
+    destination = output or _cache(cache_dir) / "derived" / f"{stem}-hf"
+    derive_checkpoint(onnx_model, destination)
+    typer.echo(f"wrote {destination} (run it with --backend pytorch --model-path {destination})")

@@ -21,6 +21,7 @@ from orchestrator.config import (
     CONFIG_FLAG,
     RUN_FLAGS,
     ExecutionMode,
+    LocalEnv,
     Mode,
     RunConfig,
     RunnerKind,
@@ -121,6 +122,15 @@ RunnerOption = Annotated[
         "runner",
         "auto: docker when the engine and image are there, else local; local; or docker "
         f"(default: {_default('runner')}).",
+    ),
+]
+LocalEnvOption = Annotated[
+    LocalEnv | None,
+    _option(
+        "local_env",
+        "Local runner: auto or managed, the backend's own environment (this one, or a venv built from its "
+        "image's pins); current, this Python as it is, e.g. a machine's preinstalled torch "
+        f"(default: {_default('local_env')}).",
     ),
 ]
 ImageOption = Annotated[str | None, _option("image", "Docker runner: the image reference to use.", metavar="<ref>")]

@@ -42,9 +42,14 @@ def _kill_if_running(proc: subprocess.Popen[bytes], grace_s: float) -> None:
         proc.kill()
 
 
+# The runner's name for "this interpreter as it is" (--local-env current), whatever the target's local_env.
+CURRENT_ENV = "current"
+
+
 def harness_python(local_env: str, cache_dir: Path | None = None) -> str:
-    """The interpreter that runs the harness: this one, or a managed venv for backends with their own pins."""
-    if local_env == "main":
+    """The interpreter that runs the harness: this one ("main": the target runs here; "current": the user
+    asked for this one), or a managed venv for backends with their own pins."""
+    if local_env in ("main", CURRENT_ENV):
         return sys.executable
 
     return str(venvs.ensure_venv(local_env, cache_dir=cache_dir))

@@ -33,7 +33,7 @@ from orchestrator.assets import (
 )
 from orchestrator.assets.hashing import cached_digests, cached_sha256, mismatches
 from orchestrator.backends import Target, get_target
-from orchestrator.config import ExecutionMode, RunConfig, RunnerKind, SutKind
+from orchestrator.config import ExecutionMode, LocalEnv, RunConfig, RunnerKind, SutKind
 from orchestrator.containers.client import docker_unusable
 from orchestrator.containers.docker_runner import DockerRunner
 from orchestrator.dataset import build_features, load_features
@@ -53,7 +53,7 @@ from orchestrator.mlperf import Scenario
 from orchestrator.paths import REPO_ROOT, default_cache_dir
 from orchestrator.run_status import process_start, this_process
 from orchestrator.runners.host_checks import check_host
-from orchestrator.runners.local import LocalRunner
+from orchestrator.runners.local import CURRENT_ENV, LocalRunner
 from orchestrator.runners.runner import Runner, Started, StartHook
 from orchestrator.runs import FileRef, RunRecord, git_sha, host_info, new_run_dir, utc_now
 from orchestrator.stop_signals import signal_name, signal_of
@@ -205,7 +205,8 @@ def make_runner(config: RunConfig, target: Target, *, stream: bool = True, cache
             memory=config.memory,
         )
     check_host(target)
-    return LocalRunner(local_env=target.local_env, stream=stream, cache_dir=cache_dir)
+    env = CURRENT_ENV if config.local_env is LocalEnv.current else target.local_env
+    return LocalRunner(local_env=env, stream=stream, cache_dir=cache_dir)
 
 
 def _auto_runner(config: RunConfig, target: Target) -> tuple[RunnerKind, str]:

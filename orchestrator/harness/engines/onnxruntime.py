@@ -22,6 +22,14 @@ Engine options (HarnessSpec.engine_options, all strings):
                           holds (`auto_instance_count`); one on other providers.
     num_heads, hidden_size, model_type
                           for the optimizer (default: read from the graph).
+    precision             auto / fp32 (default): the model's own weights. fp16 (GPU providers only): the
+                          transformers fusions, then float16 weights and activations (inputs and logits keep
+                          their types); the run records "accuracy unchecked" for it (benchmarks/gpu_check.sh
+                          compares its F1 with fp32's on the same questions).
+On a GPU provider the session must really run there: onnxruntime registers the CPU provider instead when
+the GPU one fails to load (a missing CUDA or cuDNN library), and the engine then fails with one sentence.
+With optimize=auto on CUDA, inputs and outputs are bound on the device (IOBinding with device OrtValues),
+and the logits are copied back once per batch.
 Threads: the spec's `threads`, else the physical cores this process may use (harness/cpu.py).
 """
 
@@ -32,11 +40,11 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from orchestrator.errors import ModelError, PreflightError
+from orchestrator.errors import ConfigError, ModelError, PreflightError
 from orchestrator.harness.cpu import available_memory_bytes, default_threads
 from orchestrator.harness.engines.engine import Engine
 from orchestrator.harness.engines.onnxruntime_fusions import (
@@ -55,6 +63,8 @@ OUTPUTS = ("output_start_logits", "output_end_logits")
 INPUT_TYPE = "tensor(int64)"
 OUTPUT_TYPE = "tensor(float)"
 CPU = "CPUExecutionProvider"
+# Providers whose outputs can be bound on the device, and onnxruntime's name for that device.
+DEVICE_BINDING = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "cuda"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,8 @@ class OnnxRuntimeOptions(EngineOptions):
     num_heads: int = option(0, minimum=0)  # 0: read from the graph
     hidden_size: int = option(0, minimum=0)
     model_type: str = "bert"
+
+    supported_precisions: ClassVar[tuple[str, ...]] = ("auto", "fp32", "fp16")
 
 
 # What to install for a provider that this onnxruntime build lacks.
@@ -127,6 +139,32 @@ class _Bound:
         return start, end
 
 
+class _DeviceBound:
+    """One GPU session's IOBinding: inputs copied to the device once as OrtValues, outputs allocated there by
+    onnxruntime, and the logits copied back to the host once per batch."""
+
+    def __init__(self, session: Any, ort: Any, device_type: str) -> None:
+        self.session = session
+        self.ort = ort
+        self.device_type = device_type
+        self.binding = session.io_binding()
+
+    def run(self, ids: np.ndarray, mask: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        io = self.binding
+        io.clear_binding_inputs()
+        io.clear_binding_outputs()
+        values = []  # held until the run ends: the binding does not own them
+        for name, arr in zip(INPUTS, (ids, mask, seg), strict=True):
+            value = self.ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr, np.int64), self.device_type, 0)
+            io.bind_ortvalue_input(name, value)
+            values.append(value)
+        for name in OUTPUTS:
+            io.bind_output(name, self.device_type, 0)
+        self.session.run_with_iobinding(io)
+        start, end = io.copy_outputs_to_cpu()
+        return start, end
+
+
 class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
 
@@ -166,10 +204,17 @@ class OnnxRuntimeEngine(Engine):
                 f"onnxruntime {ort.__version__} here offers {', '.join(available)} but not {execution_provider}; "
                 f"install {need} in place of the onnxruntime package."
             )
+        self._check_precision(execution_provider)
         self.optimization: OptimizedModel | None = None  # when optimize=auto
         run_path = path
         if self.optimized:
             run_path = self._optimized_path(path, execution_provider)
+            if self.fp16 and not (self.optimization is not None and self.optimization.float16):
+                reason = self.optimization.reason if self.optimization is not None else "not optimized"
+                raise ModelError(
+                    f"precision=fp16 converts an fp32 model, but {path.name} was not converted ({reason}); "
+                    "pass an fp32 ONNX model, or drop precision=fp16."
+                )
         total_threads = threads or (default_threads() if execution_provider == CPU else None)
         self._auto_instances = auto_instances
         if auto_instances:
@@ -178,10 +223,16 @@ class OnnxRuntimeEngine(Engine):
         self.threads_per_instance = per_instance
         self._sessions = [self._session(run_path, execution_provider, per_instance) for _ in range(instances)]
         self._session0 = self._sessions[0]
+        self._check_fallback(execution_provider)
         self._check_interface(path)
-        # IOBinding to reused host buffers: only where the session runs on the CPU (a GPU provider would
-        # copy anyway; binding device memory is that engine's business).
-        self._bound = [_Bound(s) for s in self._sessions] if self.optimized and execution_provider == CPU else None
+        # IOBinding: to reused host buffers on the CPU provider; on a GPU provider inputs and outputs on the
+        # device (ROCm keeps a plain run: its device binding has not run here).
+        self._bound: list[_Bound] | list[_DeviceBound] | None = None
+        device_type = DEVICE_BINDING.get(execution_provider)
+        if self.optimized and execution_provider == CPU:
+            self._bound = [_Bound(s) for s in self._sessions]
+        elif self.optimized and device_type is not None:
+            self._bound = [_DeviceBound(s, ort, device_type) for s in self._sessions]
         fusions = self.optimization.fusions if self.optimization is not None and self.optimization.changed else "none"
         log.info(
             "onnxruntime %s on %s: %s (fusions: %s), %d instance(s) x %s threads%s",
@@ -195,6 +246,33 @@ class OnnxRuntimeEngine(Engine):
         )
 
     # ---- set-up ------------------------------------------------------------------------------------
+    @property
+    def fp16(self) -> bool:
+        return self.opts.precision == "fp16"
+
+    def _check_precision(self, provider: str) -> None:
+        if not self.fp16:
+            return
+        if provider == CPU:
+            raise ConfigError(
+                "precision=fp16 runs on a GPU provider (onnxruntime-cuda, onnxruntime-rocm); on the CPU use "
+                "precision=auto, or an int8 model."
+            )
+        if not self.optimized or self.opts.fusions == "onnxruntime":
+            raise ConfigError(
+                "precision=fp16 is made by the transformers optimizer; drop optimize=none and fusions=onnxruntime."
+            )
+
+    def _check_fallback(self, provider: str) -> None:
+        """onnxruntime registers the CPU provider in place of a GPU one that failed to load: fail, not run slow."""
+        registered = [str(p) for p in self._session0.get_providers()]
+        if registered[0] != provider:
+            raise PreflightError(
+                f"onnxruntime {self._ort.__version__} fell back to {registered[0]} instead of {provider} (its "
+                "libraries did not load; the harness log above names the missing one): install the CUDA and "
+                "cuDNN runtime that this onnxruntime-gpu needs, or use the onnxruntime-cuda image."
+            )
+
     def _optimized_path(self, path: Path, provider: str) -> Path:
         cache = self.opts.optimized_cache_dir
         if not cache:
@@ -205,12 +283,15 @@ class OnnxRuntimeEngine(Engine):
             cache_dir = Path(cache)
         o = self.opts
         fusions = default_fusions(provider) if o.fusions == "auto" else o.fusions
+        if self.fp16:
+            fusions = "transformers"
         options = OptimizeOptions(
             fusions=fusions,
             model_type=o.model_type,
             num_heads=o.num_heads,
             hidden_size=o.hidden_size,
             provider=provider,
+            float16=self.fp16,
         )
         self.optimization = optimize_cached(path, cache_dir, options)
         return self.optimization.path
@@ -282,8 +363,16 @@ class OnnxRuntimeEngine(Engine):
             "graph": graph,
             "instances": str(len(self._sessions)) + (" (auto)" if self._auto_instances else ""),
             "threads_per_instance": str(self.threads_per_instance or "default"),
-            "io_binding": "yes" if self._bound else "no",
+            "io_binding": self._binding_text(),
+            # A converted precision has no accuracy verdict of its own in the run: say so.
+            "precision": "fp16 (accuracy unchecked)" if self.fp16 else "as given",
         }
+
+    def _binding_text(self) -> str:
+        if not self._bound:
+            return "no"
+        first = self._bound[0]
+        return f"yes, on {first.device_type}" if isinstance(first, _DeviceBound) else "yes"
 
     def seq_buckets(self) -> list[int] | None:
         return self._seq_buckets

@@ -100,6 +100,9 @@ class OptimizeOptions:
     num_heads: int = 0
     hidden_size: int = 0
     provider: str = CPU
+    # Convert the fused graph's weights and activations to float16 (inputs and outputs keep their types):
+    # the "transformers" recipe only, for GPU providers (precision=fp16).
+    float16: bool = False
 
 
 @dataclass
@@ -113,6 +116,7 @@ class OptimizedModel:
     reason: str  # why unchanged, or "fused"
     fused: dict[str, int] = field(default_factory=dict)
     fusions: str = ""  # the recipe that made `path` ("" when nothing was done)
+    float16: bool = False  # `path` holds float16 weights (precision=fp16)
     cache_hit: bool = False
     seconds: float = 0.0  # time spent optimizing (0 on a cache hit)
 
@@ -157,8 +161,11 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def cache_key(source_sha256: str, ort_version: str, options: OptimizeOptions) -> str:
+    described = asdict(options)
+    if not options.float16:
+        del described["float16"]  # fp32 entries keep the keys they had before float16 existed
     payload = json.dumps(
-        {"sha256": source_sha256, "onnxruntime": ort_version, "recipe": RECIPE_VERSION, "options": asdict(options)},
+        {"sha256": source_sha256, "onnxruntime": ort_version, "recipe": RECIPE_VERSION, "options": described},
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
@@ -309,6 +316,7 @@ def _read_entry(entry: Path, source: Path, sha: str) -> OptimizedModel | None:
         reason=str(record.get("reason", "")),
         fused=dict(record.get("fused", {})),
         fusions=str(record.get("fusions", "")),
+        float16=bool(record.get("float16", False)),
     )
 
 
@@ -340,6 +348,10 @@ def _optimize_into(
     if quantized:
         record["reason"] = f"already quantized ({', '.join(quantized[:3])}): the fusions do not apply"
         return record
+    if options.float16 and options.fusions != "transformers":
+        raise ModelError(
+            "float16 conversion runs after the transformers fusions; pass fusions=transformers with precision=fp16."
+        )
     record["fusions"] = options.fusions
     before = Counter(n.op_type for n in model.graph.node)
     if options.fusions == "onnxruntime":
@@ -370,6 +382,12 @@ def _optimize_into(
         return record
     after = Counter(n.op_type for n in optimizer.model.graph.node)
     record = _fused_record(record, before, after)
+    if options.float16:
+        # keep_io_types: the int64 inputs and float32 logits stay as the harness binds them.
+        with _quiet_optimizer_logs():
+            optimizer.convert_float_to_float16(keep_io_types=True)
+        record["changed"], record["float16"] = True, True
+        record["reason"] = "fused, float16" if record["reason"] == "fused" else "float16"
     if record["changed"]:
         big = optimizer.model.ByteSize() > EXTERNAL_DATA_ABOVE
         with _quiet_optimizer_logs():

@@ -18,7 +18,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
 from orchestrator.errors import ConfigError
 
@@ -26,9 +26,20 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
 
+# The numeric precision an engine runs the model in. auto: the engine's own default for the model as given
+# (fp32 weights stay fp32, a quantized model stays int8; TensorRT builds fp16). Each engine accepts a subset.
+Precision = Literal["auto", "fp32", "fp16", "bf16", "int8"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+
+
 @dataclasses.dataclass(frozen=True)
 class EngineOptions:
-    """Options every engine accepts; none yet (a shared `precision` is declared here when it comes)."""
+    """Options every engine accepts, declared once here; an engine declares `supported_precisions`."""
+
+    precision: Precision = "auto"
+
+    # The precisions this engine can run; another one is a ConfigError naming these.
+    supported_precisions: ClassVar[tuple[str, ...]] = ("auto",)
 
 
 OptionsT = TypeVar("OptionsT", bound=EngineOptions)
@@ -57,7 +68,13 @@ def parse_engine_options(cls: type[OptionsT], raw: Mapping[str, str], engine: st
         if text is None or not str(text).strip():
             continue  # not given: the default
         values[f.name] = _convert(engine, f.name, str(text).strip(), hints[f.name], f.metadata, f.default)
-    return cls(**values)
+    parsed = cls(**values)
+    if parsed.precision not in cls.supported_precisions:
+        raise ConfigError(
+            f"the {engine} engine runs precision {', '.join(cls.supported_precisions)}, not {parsed.precision!r}; "
+            "pass one of them with --engine-option precision=..."
+        )
+    return parsed
 
 
 def _convert(engine: str, name: str, text: str, kind: Any, meta: Mapping[str, Any], default: Any) -> Any:

@@ -12,7 +12,7 @@ Building takes minutes for BERT-large, so the serialized engine is cached under 
 capability), the TensorRT version, the precision and the profile: any change builds a new engine.
 
 Engine options (HarnessSpec.engine_options, all strings):
-    precision                  fp16 (default) | fp32 | int8 (an explicitly quantized, QDQ, model)
+    precision                  auto (default: fp16) | fp16 | fp32 | int8 (an explicitly quantized, QDQ, model)
     engine_cache_dir           where built engines are kept (default: none, build for this run only)
     workspace_mb               builder workspace limit (default 4096)
     min_seq_len / opt_seq_len / max_seq_len   the profile's sequence lengths (default 1 / 256 / 384)
@@ -33,7 +33,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -55,7 +55,9 @@ Shape = tuple[int, int]
 class TensorRTOptions(EngineOptions):
     """The engine options (see the module docstring); `TensorRTSettings` adds the run's batch size."""
 
-    precision: Literal["fp16", "fp32", "int8"] = "fp16"
+    # precision (EngineOptions): auto builds fp16, TensorRT's fast path for BERT.
+    supported_precisions: ClassVar[tuple[str, ...]] = ("auto", "fp16", "fp32", "int8")
+
     engine_cache_dir: str | None = None
     workspace_mb: int = option(4096, minimum=16)
     min_seq_len: int = option(1, minimum=1)
@@ -81,7 +83,7 @@ class TensorRTSettings:
     def from_options(cls, options: dict[str, str], batch_size: int) -> TensorRTSettings:
         o = parse_engine_options(TensorRTOptions, options, TensorRTEngine.name)
         settings = cls(
-            precision=o.precision,
+            precision="fp16" if o.precision == "auto" else o.precision,
             max_batch=batch_size,
             min_seq_len=o.min_seq_len,
             opt_seq_len=o.opt_seq_len if o.opt_seq_len is not None else min(DEFAULT_OPT_SEQ_LEN, o.max_seq_len),

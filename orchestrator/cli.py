@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from orchestrator import __version__
-from orchestrator.commands import assets_cmd, images_cmd, submission_cmd, tune_cmd
+from orchestrator.commands import assets_cmd, images_cmd, report_cmd, submission_cmd, tune_cmd
 from orchestrator.commands.run_options import (
     BackendOption,
     BatchSizeOption,
@@ -64,6 +64,7 @@ app.add_typer(assets_cmd.app, name="assets")
 app.add_typer(images_cmd.app, name="images")
 app.add_typer(submission_cmd.app, name="submission")
 app.command(name="tune")(tune_cmd.command)
+app.command(name="report")(report_cmd.command)
 
 
 @app.callback()

@@ -131,7 +131,7 @@ def throughput_bars(bars: Sequence[Bar], *, title: str, fmt: Format = "svg") -> 
         return None
     groups = list(dict.fromkeys(b.group for b in bars))
     colours = {g: plt.get_cmap("tab10")(i % 10) for i, g in enumerate(groups)}
-    fig, ax = plt.subplots(figsize=(8, 0.9 + 0.42 * len(bars)), dpi=100)
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.42 * len(bars)), dpi=100)
     ys = list(range(len(bars)))[::-1]
     top = max(b.value for b in bars) or 1.0
     for y, b in zip(ys, bars, strict=True):
@@ -170,14 +170,16 @@ def latency_histogram(
     fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
     if values:
         ax.hist(values, bins=min(60, max(10, len(values) // 5)), color="#4c72b0", alpha=0.85)
-    for name in ("90", "99"):
+    for name, align in (("90", "right"), ("99", "left")):
         if name in percentiles_ms:
             ax.axvline(percentiles_ms[name], color="#555555", linestyle="--", linewidth=1)
-            ax.text(percentiles_ms[name], ax.get_ylim()[1] * 0.92, f" p{name} (LoadGen)", fontsize=7, color="#333333")
+            top = ax.get_ylim()[1] * 0.92
+            ax.text(percentiles_ms[name], top, f" p{name} (LoadGen) ", fontsize=7, color="#333333", ha=align)
     if bound_ms is not None:
         ax.axvline(bound_ms, color="crimson", linewidth=2)
         ax.text(bound_ms, ax.get_ylim()[1] * 0.75, f" bound {bound_ms:g} ms", fontsize=8, color="crimson")
-    ax.set_xlim(left=0)
+    right = max([*values, *percentiles_ms.values(), bound_ms or 0.0, 1.0])
+    ax.set_xlim(0, right * 1.15)
     ax.set_xlabel(f"latency (ms): {source}")
     ax.set_ylabel("samples")
     tag = f" [{TEST_MODE_TAG}]" if series.test_mode else ""

@@ -25,7 +25,7 @@ KNOWN_STATUSES = ("succeeded", "failed", "interrupted", "abandoned", "running", 
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 1.5em auto;
-  max-width: 1200px; padding: 0 1em; color: #1d1d1f; background: #fff; }
+  max-width: 1400px; padding: 0 1em; color: #1d1d1f; background: #fff; }
 h1 { font-size: 1.5em; margin-bottom: .2em; } h2 { font-size: 1.2em; margin-top: 1.8em;
   border-bottom: 1px solid #ddd; padding-bottom: .2em; } h3 { font-size: 1em; }
 .meta { color: #555; font-size: .9em; }
@@ -39,7 +39,10 @@ th { background: #f4f4f6; } td.num { text-align: right; font-variant-numeric: ta
 .st-interrupted, .st-abandoned { color: #a15c00; font-weight: 600; } .st-other { color: #555; font-weight: 600; }
 .banner { background: #fff3cd; border: 1px solid #e5c65c; padding: .5em .8em; border-radius: .3em; margin: .8em 0; }
 .skipped { background: #fdecea; border: 1px solid #f5c2c0; padding: .5em .8em; border-radius: .3em; }
-.settings { font-size: .9em; color: #333; max-width: 22em; } .files a { margin-right: .5em; }
+.settings { font-size: .8em; color: #333; min-width: 12em; max-width: 16em; }
+.files { font-size: .9em; } .files a { display: block; white-space: nowrap; }
+.run { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: .85em; display: inline-block; min-width: 13em; }
+.wide { overflow-x: auto; } td .meta { font-size: .85em; }
 .err { color: #b00020; max-width: 28em; } figure { margin: .8em 0; } figcaption { font-size: .85em; color: #444; }
 svg { max-width: 100%; height: auto; }
 """
@@ -96,7 +99,7 @@ def _f1_cell(run: RunView) -> str:
         return "–"
     text = _num(run.f1, 2)
     if run.f1_ratio is not None and run.reference_f1:
-        text += f" ({run.f1_ratio * 100:.1f}% of {run.reference_f1:g})"
+        text += f'<div class="meta">{run.f1_ratio * 100:.1f}% of {run.reference_f1:g}</div>'
     if run.accuracy_partial:
         text += ' <span class="meta" title="scored over part of the dev set: indicative only">partial</span>'
     return text
@@ -112,15 +115,15 @@ def runs_table(runs: list[RunView], page_dir: Path) -> str:
         valid = "" if r.loadgen_valid is None else (" LoadGen VALID" if r.loadgen_valid else " LoadGen INVALID")
         rows.append(
             [
-                _td(f'<span id="run-{_e(r.name)}">{_e(r.name)}</span>'),
+                _td(f'<span class="run" id="run-{_e(r.name)}">{_e(r.name)}</span>'),
                 _td(_status(r.status) + (f'<div class="err">{_e(r.error)}</div>' if r.error else "")),
                 _td(
                     _e(r.target)
-                    + (f'<div class="meta">{_e(r.execution_provider)}</div>' if r.execution_provider else "")
+                    + f'<div class="meta">{_e(r.runner)} runner'
+                    + (f", {_e(r.execution_provider)}" if r.execution_provider else "")
+                    + "</div>"
                 ),
-                _td(_e(r.runner)),
-                _td(_e(r.scenario)),
-                _td(_e("+".join(r.modes)) + f'<div class="meta">{_e(r.sut)} SUT</div>'),
+                _td(_e(r.scenario) + f'<div class="meta">{_e("+".join(r.modes))}, {_e(r.sut)} SUT</div>'),
                 _td(_badge(r.test_mode) + (f'<div class="meta">{valid}</div>' if valid else "")),
                 _td(model),
                 _td(_num(r.samples_per_second), "num"),
@@ -133,10 +136,8 @@ def runs_table(runs: list[RunView], page_dir: Path) -> str:
     head = [
         "run",
         "status",
-        "target",
-        "runner",
-        "scenario",
-        "mode",
+        "target / runner",
+        "scenario / mode",
         "test / valid",
         "model",
         "samples/s",
@@ -156,7 +157,7 @@ def throughput_section(runs: list[RunView]) -> str:
         return '<p class="meta">No run in the report has a performance result.</p>'
     bars = [
         plots.Bar(
-            label=f"{r.name[-40:]} ({r.scenario})",
+            label=r.name + (" (reference SUT)" if r.sut == "reference" else ""),
             group=r.target,
             value=r.samples_per_second or 0.0,
             test_mode=r.test_mode,
@@ -164,8 +165,8 @@ def throughput_section(runs: list[RunView]) -> str:
         )
         for r in measured
     ]
-    tag = " [TEST MODE results included]" if any(r.test_mode for r in measured) else ""
-    svg = plots.throughput_bars(bars, title=f"samples/s per run, by target{tag}")
+    tag = " [TEST MODE runs tagged]" if any(r.test_mode for r in measured) else ""
+    svg = plots.throughput_bars(bars, title=f"samples/s per run{tag}")
     has_ref = any(b.reference for b in bars)
     caption = "One bar per run with a performance result, coloured by target; " + (
         "hatched bars are the reference SUT (batch 1, padded to 384)."
@@ -236,7 +237,7 @@ def tune_section(tune: TuneView, page_dir: Path) -> str:
         elif t.get("accepted"):
             check = _e(t["accepted"])
         else:
-            check = "not checked (performance-only trial)" if not is_best else "none asked (performance-only)"
+            check = "none (performance-only trial)"
         rows.append(
             [
                 _td(_e(t.get("batch_size")), "num"),
@@ -323,7 +324,7 @@ def render(sources: Sources, page_path: Path, *, inputs: list[Path], title: str 
         items = "".join(f"<li><code>{_e(s.path)}</code>: {_e(s.reason)}</li>" for s in sources.skipped)
         body.append(f'<div class="skipped"><b>Skipped {len(sources.skipped)} input(s)</b><ul>{items}</ul></div>')
     if sources.runs:
-        body += ["<h2>Runs</h2>", runs_table(sources.runs, page_dir)]
+        body += ["<h2>Runs</h2>", '<div class="wide">', runs_table(sources.runs, page_dir), "</div>"]
         body += ["<h2>Throughput</h2>", throughput_section(sources.runs)]
         body += ["<h2>Latency</h2>", latency_section(sources.runs)]
     if sources.tunes:

@@ -32,6 +32,7 @@ import yaml
 from orchestrator import plots
 from orchestrator.config import RunConfig
 from orchestrator.errors import ConfigError, MlperfBertError, RunError
+from orchestrator.html_report import REPORT_FILE, write_report
 from orchestrator.mlperf import Scenario
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,7 @@ def tune(request: TuneRequest) -> TuneResult:
     result.best = vetted_best(result.trials, request.vet)
     if result.best is None:
         write_summary(result, request)
+        write_page(result)
         if any(t.rejected for t in result.trials):
             raise RunError(
                 f"no tuning trial passed its check ({next(t.rejected for t in result.trials if t.rejected)}); "
@@ -237,8 +239,15 @@ def tune(request: TuneRequest) -> TuneResult:
         plot = plot_throughput(result.trials, directory / "throughput.png", title=title, chosen=result.best)
         if plot is not None:
             result.files["plot"] = str(plot)
+    write_page(result)
     write_summary(result, request)
     return result
+
+
+def write_page(result: TuneResult) -> None:
+    """report.html beside tune.json: the sweep, its chosen point and every trial (orchestrator.html_report)."""
+    page = write_report([result.directory], result.directory / REPORT_FILE, title=f"Tuning: {result.directory.name}")
+    result.files["report"] = str(page.path)
 
 
 def _title(base: RunConfig) -> str:

@@ -189,8 +189,10 @@ def latency_histogram(
 
 
 _PROLOG = re.compile(rb"^.*?(?=<svg)", re.DOTALL)
+_METADATA = re.compile(rb"<metadata>.*?</metadata>\s*", re.DOTALL)
 
 
 def inline_svg(svg: bytes) -> str:
-    """matplotlib's SVG file as an element for an HTML page: without its XML prolog and DOCTYPE."""
-    return _PROLOG.sub(b"", svg, count=1).decode("utf-8")
+    """matplotlib's SVG file as an element for an HTML page: without its XML prolog, DOCTYPE and RDF
+    metadata (namespace URIs that point outside, though nothing fetches them)."""
+    return _METADATA.sub(b"", _PROLOG.sub(b"", svg, count=1), count=1).decode("utf-8")

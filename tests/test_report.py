@@ -139,7 +139,7 @@ def test_sweep_plot_starts_at_zero_and_marks_the_chosen_point() -> None:
 
 # ---- real runs ---------------------------------------------------------------------------------------------
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "orchestrator.cli", "-q", *args]
+    return [sys.executable, "-m", "orchestrator.cli", *args]  # not -q: the harness's INFO line is waited for
 
 
 @pytest.fixture(scope="module")
@@ -149,11 +149,12 @@ def real_runs(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> 
     runs = root / "runs"
     common = ["run", "--runner", "local", "--output-dir", str(runs), "--cache-dir", str(session_cache)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")])}
-    # The interrupted one first, so that the harness line waited for can only be its own.
+    # The interrupted one first, so that the harness line waited for can only be its own (with progress bars:
+    # the runner writes harness.log through a buffer, which they fill).
     long = subprocess.Popen(
         _cli(*common, "--mode", "accuracy", "--test-query-count", "10833"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env=env,
     )
     wait_for_harness_line(runs, "QSL samples", timeout=120)

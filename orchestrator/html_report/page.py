@@ -40,7 +40,8 @@ th { background: #f4f4f6; } td.num { text-align: right; font-variant-numeric: ta
 .banner { background: #fff3cd; border: 1px solid #e5c65c; padding: .5em .8em; border-radius: .3em; margin: .8em 0; }
 .skipped { background: #fdecea; border: 1px solid #f5c2c0; padding: .5em .8em; border-radius: .3em; }
 .settings { font-size: .8em; color: #333; min-width: 12em; max-width: 16em; }
-.files { font-size: .9em; } .files a { display: block; white-space: nowrap; }
+.files { font-size: .8em; margin-top: .2em; } .files a { margin-right: .4em; white-space: nowrap; }
+.err { font-size: .85em; }
 .run { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: .85em; display: inline-block; min-width: 13em; }
 .wide { overflow-x: auto; } td .meta { font-size: .85em; }
 .err { color: #b00020; max-width: 28em; } figure { margin: .8em 0; } figcaption { font-size: .85em; color: #444; }
@@ -115,7 +116,7 @@ def runs_table(runs: list[RunView], page_dir: Path) -> str:
         valid = "" if r.loadgen_valid is None else (" LoadGen VALID" if r.loadgen_valid else " LoadGen INVALID")
         rows.append(
             [
-                _td(f'<span class="run" id="run-{_e(r.name)}">{_e(r.name)}</span>'),
+                _td(f'<span class="run" id="run-{_e(r.name)}">{_e(r.name)}</span><div class="files">{files}</div>'),
                 _td(_status(r.status) + (f'<div class="err">{_e(r.error)}</div>' if r.error else "")),
                 _td(
                     _e(r.target)
@@ -130,11 +131,10 @@ def runs_table(runs: list[RunView], page_dir: Path) -> str:
                 *(_td(_num(pct.get(p)), "num") for p in ("50", "90", "99")),
                 _td(_f1_cell(r), "num"),
                 _td(settings, "settings"),
-                _td(files, "files"),
             ]
         )
     head = [
-        "run",
+        "run (files)",
         "status",
         "target / runner",
         "scenario / mode",
@@ -146,7 +146,6 @@ def runs_table(runs: list[RunView], page_dir: Path) -> str:
         "p99 ms",
         "F1 (of reference)",
         "engine settings",
-        "files",
     ]
     return _table(head, rows)
 

@@ -15,7 +15,15 @@ from typing import Annotated
 import typer
 
 from orchestrator import __version__
-from orchestrator.commands import assets_cmd, compliance_cmd, images_cmd, runs_cmd, submission_cmd, tune_cmd
+from orchestrator.commands import (
+    assets_cmd,
+    compliance_cmd,
+    images_cmd,
+    report_cmd,
+    runs_cmd,
+    submission_cmd,
+    tune_cmd,
+)
 from orchestrator.commands.help_format import Command
 from orchestrator.commands.run_options import (
     BackendOption,
@@ -71,6 +79,7 @@ app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(submission_cmd.app, name="submission")
 app.add_typer(compliance_cmd.app, name="compliance")
 app.command(name="tune", cls=Command)(tune_cmd.command)
+app.command(name="report", cls=Command)(report_cmd.command)
 
 
 @app.callback()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from orchestrator.accuracy import format_report
@@ -59,6 +60,7 @@ def format_result(result: RunResult) -> str:
     if result.performance is not None:
         files.append("performance/run_1/mlperf_log_summary.txt")
     lines.append(f"  results in {result.run_dir}/ ({', '.join(files)})")
+    lines.append(f"  report of every run there: mlperf-bert report {Path(result.run_dir).parent} -o report.html")
     return "\n".join(lines)
 
 

@@ -309,7 +309,7 @@ def test_offline_workers_run_pinned_and_the_loadgen_thread_is_restored(features,
     seen: list[tuple[int, frozenset[int], str]] = []
     lock = threading.Lock()
 
-    def run_batch(worker, ids, indices) -> None:  # in place of inference + QuerySamplesComplete
+    def run_batch(worker, ids, indices, slots) -> None:  # in place of inference + QuerySamplesComplete
         with lock:
             seen.append((worker.instance, frozenset(os.sched_getaffinity(0)), threading.current_thread().name))
 

@@ -211,7 +211,8 @@ def _tune(
     best = result.best
     if best is not None:
         typer.echo(
-            f"best: batch size {best.batch_size}, threads {best.threads or 'auto'}, instances {best.instances or 'default'}, "
+            f"best: batch size {best.batch_size}, threads {best.threads or 'auto'}, "
+            f"instances {best.instances_ran or best.instances or 'default'}, "
             f"{best.samples_per_second:.2f} samples/s (test mode)"
         )
     if result.performance:
@@ -220,4 +221,8 @@ def _tune(
             f"valid-run target: {target} -> {result.files.get('config')} "
             f"(mlperf-bert run --config {result.files.get('config')})"
         )
+    if "plot" in result.files:
+        typer.echo(f"plot: {result.files['plot']}")
+    if "report" in result.files:
+        typer.echo(f"report: {result.files['report']}")
     typer.echo(f"records: {result.directory}")

@@ -2,7 +2,8 @@
 
 Reads `<run_dir>/harness.json` (HarnessSpec), writes `<run_dir>/user.conf`, builds the QSL, the SUT and
 the engine named by `spec.engine_class`, runs LoadGen for each mode (accuracy first, then performance)
-into `<run_dir>/accuracy` and `<run_dir>/performance/run_1`, and always writes `harness_result.json`.
+into `<run_dir>/accuracy` and `<run_dir>/performance/run_1` (there also the SUT's per-sample latencies,
+harness/latencies.py), and always writes `harness_result.json`.
 
 LoadGen's StartTest blocks in C++ and cannot be cancelled, so it runs in a worker thread while the main
 thread waits on it: that keeps SIGINT/SIGTERM/SIGHUP and SUT failures observable. When a test has to be
@@ -223,8 +224,9 @@ class _RunState:
         log_settings.enable_trace = False
         qsl = SampleLibrary.for_mode(features, spec, mode)
         log.info("%s %s: %d QSL samples, %s SUT", spec.scenario, mode, qsl.total_count, spec.sut)
+        expected = expected_samples(spec, mode, qsl.total_count)
         bar = tqdm(
-            total=expected_samples(spec, mode, qsl.total_count),
+            total=expected,
             desc=f"{spec.scenario} {mode}",
             unit="sample",
             file=sys.stderr,
@@ -238,6 +240,7 @@ class _RunState:
             kind=spec.sut,
             batch_size=spec.batch_size,
             on_complete=bar.update,
+            expected_samples=expected or 1024,
         )
         # The batch the SUT really plans with (SingleStream: 1; capped by what the engine was built for).
         self.result.engine_settings["max_batch"] = str(sut.batch_size)
@@ -287,6 +290,8 @@ class _RunState:
         if sut.error is not None:
             raise RunError(f"Inference failed during the {mode} run: {type(sut.error).__name__}: {sut.error}")
         log.info("%s %s: %d samples in %.2f s", spec.scenario, mode, sut.samples_issued, wall)
+        if mode == "performance":  # the report's latency distribution (LoadGen's trace is off)
+            sut.latencies.save(log_dir)
         return ModeResult(
             mode=mode, log_dir=LOG_DIRS[mode], samples_issued=sut.samples_issued, wall_seconds=round(wall, 3)
         )

@@ -40,6 +40,7 @@ import numpy as np
 from orchestrator.errors import ConfigError, RunError
 from orchestrator.harness.cpu import pinned_thread, worker_cpu_sets
 from orchestrator.harness.engines.engine import Engine
+from orchestrator.harness.latencies import LatencyLog
 from orchestrator.harness.qsl import SampleLibrary
 from orchestrator.harness.settings import MULTISTREAM_SAMPLES_PER_QUERY
 from orchestrator.mlperf import SEQ_LEN, SERVER_TARGET_LATENCY_MS, Scenario, SutKind
@@ -106,6 +107,7 @@ class _Waiting:
     rid: int
     index: int
     arrived: float  # time.monotonic() at issue
+    slot: int  # its place in the latency log
 
 
 class _Worker:
@@ -137,6 +139,7 @@ class BertSUT:
         on_error: Callable[[BaseException], None] | None = None,
         latency_bound_s: float | None = None,
         pin_workers: bool = True,
+        expected_samples: int = 1024,
     ) -> None:
         self.engine = engine
         self.qsl = qsl
@@ -186,6 +189,8 @@ class BertSUT:
         self.samples_completed = 0
         self.batches_run = 0
         self.complete_calls = 0  # QuerySamplesComplete calls: one per batch
+        # Issue-to-complete time per sample (harness/latencies.py), written under _count_lock.
+        self.latencies = LatencyLog(expected_samples)
         self.error: BaseException | None = None
         self._handle: object | None = None
         self._queue: queue.Queue[_Waiting | None] | None = None
@@ -194,14 +199,19 @@ class BertSUT:
     # ---- LoadGen callbacks -------------------------------------------------------------------------
     def issue_fast(self, ids: list[int], indices: list[int]) -> None:
         """LoadGen's fast issue callback: response ids and QSL indices as two lists of ints."""
+        now = time.monotonic()
         with self._count_lock:
             self.samples_issued += len(ids)
+            first = self.latencies.reserve(len(ids), now)
         if self._queue is not None:
-            now = time.monotonic()
-            for rid, index in zip(ids, indices, strict=True):
-                self._queue.put(_Waiting(rid, index, now))
+            for k, (rid, index) in enumerate(zip(ids, indices, strict=True)):
+                self._queue.put(_Waiting(rid, index, now, first + k))
             return
-        self._process(np.asarray(ids, dtype=np.uint64), np.asarray(indices, dtype=np.int64))
+        self._process(
+            np.asarray(ids, dtype=np.uint64),
+            np.asarray(indices, dtype=np.int64),
+            np.arange(first, first + len(ids), dtype=np.int64),
+        )
 
     def issue_queries(self, query_samples: list) -> None:  # list[mlperf_loadgen.QuerySample]
         """The classic issue callback (QuerySample objects), for callers that construct a plain SUT."""
@@ -260,22 +270,27 @@ class BertSUT:
             self._handle = None
 
     # ---- Offline / SingleStream / MultiStream --------------------------------------------------------
-    def _process(self, ids: np.ndarray, indices: np.ndarray) -> None:
+    def _process(self, ids: np.ndarray, indices: np.ndarray, slots: np.ndarray | None = None) -> None:
         """Run a query's samples in batches and answer them. Never raises: LoadGen's threads cannot take an
         exception, so a failure is recorded, reported, and the samples are answered empty so the test ends."""
+        if slots is None:  # a caller outside LoadGen's issue path (tests): slots of their own
+            with self._count_lock:
+                first = self.latencies.reserve(len(ids), time.monotonic())
+            slots = np.arange(first, first + len(ids), dtype=np.int64)
         try:
             batches = self._plan(indices)
         except Exception as exc:  # noqa: BLE001 - recorded; the harness raises it after the test
             self._fail(exc)
-            self._complete_empty(ids)
+            self._complete_empty(ids, slots)
             return
         if self.instances == 1 or len(batches) == 1:
             for positions in batches:
-                self._run_batch(self._workers[0], ids[positions], indices[positions])
+                self._run_batch(self._workers[0], ids[positions], indices[positions], slots[positions])
             return
         # Several instances: each worker takes the next batch (longest first) until none is left.
         lock = threading.Lock()
         remaining = iter(batches)
+        all_slots = slots
 
         def drain(worker: _Worker) -> None:
             with pinned_thread(self._cpus_of(worker)):  # worker 0 is LoadGen's thread: restored after
@@ -284,7 +299,7 @@ class BertSUT:
                         positions = next(remaining, None)
                     if positions is None:
                         return
-                    self._run_batch(worker, ids[positions], indices[positions])
+                    self._run_batch(worker, ids[positions], indices[positions], all_slots[positions])
 
         helpers = [
             threading.Thread(target=drain, args=(w,), name=f"sut-offline-{w.instance}", daemon=True)
@@ -351,23 +366,24 @@ class BertSUT:
                 worker,
                 np.array([w.rid for w in batch], dtype=np.uint64),
                 np.array([w.index for w in batch], dtype=np.int64),
+                np.array([w.slot for w in batch], dtype=np.int64),
             )
             if stop:
                 return
 
     # ---- one batch -------------------------------------------------------------------------------------
-    def _run_batch(self, worker: _Worker, ids: np.ndarray, indices: np.ndarray) -> None:
+    def _run_batch(self, worker: _Worker, ids: np.ndarray, indices: np.ndarray, slots: np.ndarray) -> None:
         import mlperf_loadgen as lg
 
         if self.error is not None:
-            self._complete_empty(ids)
+            self._complete_empty(ids, slots)
             return
         try:
             lengths = self._seq_len[indices]
             width, answer = self._infer_into(worker, indices, lengths)
         except Exception as exc:  # noqa: BLE001 - recorded; the harness raises it after the test
             self._fail(exc)
-            self._complete_empty(ids)
+            self._complete_empty(ids, slots)
             return
         # One response per sample: a pointer to its row of the response buffer and its answer length.
         row_bytes = width * 2 * 4
@@ -378,8 +394,9 @@ class BertSUT:
             lg.QuerySampleResponse(rid, base + r * row_bytes, size)
             for r, (rid, size) in enumerate(zip(ids.tolist(), sizes, strict=True))
         ]
+        done = time.monotonic()
         lg.QuerySamplesComplete(responses)
-        self._completed(rows, batches=1, calls=1)
+        self._completed(rows, batches=1, calls=1, slots=slots, at=done)
 
     def _infer_into(self, worker: _Worker, indices: np.ndarray, lengths: np.ndarray) -> tuple[int, int | None]:
         """Gather the batch into the worker's inputs, run the engine, write the logits into the worker's
@@ -428,15 +445,17 @@ class BertSUT:
             if self._on_error is not None:
                 self._on_error(exc)
 
-    def _complete_empty(self, ids: np.ndarray) -> None:
+    def _complete_empty(self, ids: np.ndarray, slots: np.ndarray) -> None:
         import mlperf_loadgen as lg
 
         if len(ids):
+            done = time.monotonic()
             lg.QuerySamplesComplete([lg.QuerySampleResponse(rid, 0, 0) for rid in ids.tolist()])
-            self._completed(len(ids), batches=0, calls=1)
+            self._completed(len(ids), batches=0, calls=1, slots=slots, at=done)
 
-    def _completed(self, n: int, *, batches: int, calls: int) -> None:
+    def _completed(self, n: int, *, batches: int, calls: int, slots: np.ndarray, at: float) -> None:
         with self._count_lock:
+            self.latencies.complete(slots, at)
             self.samples_completed += n
             self.batches_run += batches
             self.complete_calls += calls

@@ -31,7 +31,8 @@ from orchestrator.submission.rules import DEMO_MODEL_LABEL, TEST_MODE_LABEL
 PREFIX = "mlperf_submission_"
 ARTIFACT_SUFFIXES = (".tar.gz", "_summary.json", ".run", ".tstamps", ".md")
 ATTEMPT_RE = re.compile(r"^(short|[1-9][0-9]*)$")
-ENTRY_RE = re.compile(rf"^{PREFIX}(short|[1-9][0-9]*)(\.tar\.gz|_summary\.json|\.run|\.tstamps|\.md)?$")
+# _report.html: the page `submission run` writes beside an attempt (orchestrator/html_report).
+ENTRY_RE = re.compile(rf"^{PREFIX}(short|[1-9][0-9]*)(\.tar\.gz|_summary\.json|\.run|\.tstamps|\.md|_report\.html)?$")
 SUMMARY_CSV = "summary.csv"
 CSV_HEAD = [
     "Attempt",

@@ -23,13 +23,16 @@ from orchestrator.config import (
     run_flags,
 )
 from orchestrator.errors import ConfigError
+from orchestrator.html_report import write_report
 from orchestrator.submission.generate import GenerateOptions
+from orchestrator.submission.package import PREFIX
 from orchestrator.submission.rules import SINGLESTREAM_MIN_QUERIES
 from orchestrator.submission.submit import SubmissionResult, generate_submission
 from orchestrator.workflows import benchmark, compliance
 
 log = logging.getLogger(__name__)
 
+REPORT_SUFFIX = "_report.html"  # beside the attempt's other artifacts (submission/package.py accepts it)
 DEFAULT_SCENARIOS = (Scenario.Offline, Scenario.SingleStream)  # what an edge (bert) submission needs
 
 
@@ -94,4 +97,9 @@ def run_and_submit(
             )
             log.info("%s", outcome.verdict_line())
             run_dirs.append(outcome.run_dir)
-    return generate_submission(run_dirs, submission_dir, options, attempt=attempt, argv=argv)
+    result = generate_submission(run_dirs, submission_dir, options, attempt=attempt, argv=argv)
+    page = submission_dir / f"{PREFIX}{result.attempt}{REPORT_SUFFIX}"
+    result.artifacts[REPORT_SUFFIX] = write_report(
+        [*run_dirs, submission_dir], page, title=f"MLPerf BERT submission, attempt {result.attempt}"
+    ).path
+    return result

@@ -9,7 +9,8 @@ under `<output_dir>/tune-<time>/trials/`. Beside them:
 
     tune.json          every trial (settings, samples/s, latencies, run dir, error) and the best one
     tune.md            the same as a markdown table
-    throughput.png     samples/s against batch size, one line per thread count (matplotlib, Agg)
+    throughput.png     samples/s against batch size, one line per threads/instances (orchestrator.plots)
+    report.html        the sweep and its trials as one page (orchestrator.html_report)
     user.conf, config.yaml   with find_performance: the target_qps (or target_latency) for a valid run
 
 A trial that fails is recorded with its error and the sweep goes on. Host code: never imports an engine.
@@ -28,8 +29,10 @@ from typing import Any
 
 import yaml
 
+from orchestrator import plots
 from orchestrator.config import RunConfig
 from orchestrator.errors import ConfigError, MlperfBertError, RunError
+from orchestrator.html_report import REPORT_FILE, write_report
 from orchestrator.loadgen_logs import parse_performance
 from orchestrator.mlperf import Scenario
 from orchestrator.workflows.benchmark import run_benchmark
@@ -44,6 +47,7 @@ OFFLINE_MARGIN = 1.0
 SERVER_START_SHARE = 0.8
 SERVER_STEP = 0.8
 SERVER_TRIES = 6
+PLOT_TEST_MODE = "TEST MODE (short runs: settings, not results)"
 
 
 @dataclass
@@ -59,6 +63,8 @@ class Trial:
     seconds: float | None = None
     error: str | None = None
     rejected: str | None = None  # ran, but the request's vet turned it down (e.g. int8 F1 at this batch size)
+    accepted: str | None = None  # the request's vet asked and took it ("passed its check")
+    instances_ran: str | None = None  # the engine's own account of its instances, e.g. "2 (auto)"
 
     @property
     def ok(self) -> bool:
@@ -143,6 +149,7 @@ def run_trial(
         trial.latency_ms = perf.latency_ms
         trial.p99_latency_ms = perf.latency_percentiles_ms.get("99")
         trial.samples = perf.samples_issued
+        trial.instances_ran = result.record.engine_settings.get("instances")
     except MlperfBertError as exc:
         trial.error = str(exc)
         log.warning("trial batch %d threads %s failed: %s", batch_size, threads, exc)
@@ -170,6 +177,8 @@ def vetted_best(trials: list[Trial], vet: Callable[[Trial], str | None] | None) 
     for trial in ranked:
         reason = vet(trial) if vet is not None else None
         if reason is None:
+            if vet is not None:
+                trial.accepted = "passed its check"
             return trial
         trial.rejected = reason
         log.warning(
@@ -216,6 +225,7 @@ def tune(request: TuneRequest) -> TuneResult:
     result.best = vetted_best(result.trials, request.vet)
     if result.best is None:
         write_summary(result, request)
+        write_page(result)
         if any(t.rejected for t in result.trials):
             raise RunError(
                 f"no tuning trial passed its check ({next(t.rejected for t in result.trials if t.rejected)}); "
@@ -226,11 +236,19 @@ def tune(request: TuneRequest) -> TuneResult:
         result.performance = find_performance(base, result.best, request, trials_dir)
         result.files.update(write_performance_config(directory, base, result.best, result.performance))
     if request.plot:
-        plot = plot_throughput(result.trials, directory / "throughput.png", title=_title(base))
+        title = f"{_title(base)}\n{PLOT_TEST_MODE}, {request.samples} samples per trial"
+        plot = plot_throughput(result.trials, directory / "throughput.png", title=title, chosen=result.best)
         if plot is not None:
             result.files["plot"] = str(plot)
+    write_page(result)
     write_summary(result, request)
     return result
+
+
+def write_page(result: TuneResult) -> None:
+    """report.html beside tune.json: the sweep, its chosen point and every trial (orchestrator.html_report)."""
+    page = write_report([result.directory], result.directory / REPORT_FILE, title=f"Tuning: {result.directory.name}")
+    result.files["report"] = str(page.path)
 
 
 def _title(base: RunConfig) -> str:
@@ -378,35 +396,23 @@ def write_summary(result: TuneResult, request: TuneRequest) -> None:
     result.files.setdefault("table", str(result.directory / "tune.md"))
 
 
-def plot_throughput(trials: list[Trial], path: Path, *, title: str) -> Path | None:
-    """samples/s against batch size (log2 axis), one line per (threads, instances); None without matplotlib."""
-    try:
-        import matplotlib
+def series_label(trial: Trial) -> str:
+    """A sweep line's name: the threads and the instance count the engine ran (not the request's None)."""
+    return f"threads {trial.threads or 'auto'}, instances {trial.instances_ran or trial.instances or 'default'}"
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("matplotlib is not installed (pip install 'mlperf-bert[plot]'); no plot written")
-        return None
-    series: dict[str, list[Trial]] = {}
+
+def plot_throughput(trials: list[Trial], path: Path, *, title: str, chosen: Trial | None = None) -> Path | None:
+    """samples/s against batch size, one line per (threads, instances), the chosen trial ringed (drawn by
+    orchestrator.plots); None without matplotlib."""
+    series: dict[str, list[plots.SweepPoint]] = {}
     for t in trials:
         if t.ok:
-            series.setdefault(f"threads {t.threads or 'auto'}, instances {t.instances or 'default'}", []).append(t)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    for label, points in series.items():
-        points = sorted(points, key=lambda t: t.batch_size)
-        ax.plot([t.batch_size for t in points], [t.samples_per_second or 0.0 for t in points], marker="o", label=label)
-    ax.set_xscale("log", base=2)
-    sizes = sorted({t.batch_size for t in trials if t.ok})
-    if sizes:
-        ax.set_xticks(sizes, [str(b) for b in sizes])
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("samples / s")
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, alpha=0.3)
-    if series:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+            series.setdefault(series_label(t), []).append(plots.SweepPoint(t.batch_size, t.samples_per_second or 0.0))
+    mark = None
+    if chosen is not None and chosen.ok:
+        mark = (series_label(chosen), plots.SweepPoint(chosen.batch_size, chosen.samples_per_second or 0.0))
+    png = plots.sweep_chart(series, title=title, chosen=mark, fmt="png")
+    if png is None:
+        return None
+    path.write_bytes(png)
     return path

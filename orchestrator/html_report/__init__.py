@@ -1,0 +1,54 @@
+"""`mlperf-bert report`: runs, tune sweeps and submissions as one self-contained HTML page.
+
+    from orchestrator.html_report import write_report
+    summary = write_report([Path("runs"), Path("runs/tune-...")], Path("report.html"))
+
+sources.py reads the folders (never raising on a malformed one: it is named on the page and skipped),
+page.py writes the page, orchestrator.plots draws its charts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.errors import ConfigError
+from orchestrator.html_report.page import render
+from orchestrator.html_report.sources import Skipped, Sources, collect
+
+log = logging.getLogger(__name__)
+
+REPORT_FILE = "report.html"
+
+
+@dataclass
+class ReportSummary:
+    path: Path
+    runs: int
+    tunes: int
+    submissions: int
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def write_report(inputs: list[Path], output: Path, *, title: str | None = None) -> ReportSummary:
+    """Read every input and write the page to `output` (atomically); returns what it holds."""
+    if not inputs:
+        raise ConfigError("the report needs at least one run, runs, tune or submission folder; pass one or more")
+    if output.is_dir():
+        raise ConfigError(f"{output} is a folder; pass the page's file name with -o, e.g. -o {output / REPORT_FILE}")
+    sources: Sources = collect(inputs)
+    for skipped in sources.skipped:
+        log.warning("report: skipped %s: %s", skipped.path, skipped.reason)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        text = render(sources, output, inputs=inputs, title=title or "MLPerf BERT report")
+        tmp = output.with_name(output.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(output)
+    except OSError as e:
+        raise ConfigError(f"cannot write the report {output} ({e.strerror}); choose another path with -o") from None
+    return ReportSummary(output, len(sources.runs), len(sources.tunes), len(sources.submissions), sources.skipped)
+
+
+__all__ = ["REPORT_FILE", "ReportSummary", "write_report"]

@@ -22,8 +22,10 @@ def command(
             show_default=False,
         ),
     ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path(REPORT_FILE),
-    title: Annotated[str | None, typer.Option(help="The page's title.")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="<file>", help="The HTML file to write.")] = Path(
+        REPORT_FILE
+    ),
+    title: Annotated[str | None, typer.Option(metavar="<text>", help="The page's title.")] = None,
 ) -> None:
     """Write one self-contained HTML page (tables and inline charts, nothing fetched) of runs, sweeps and submissions."""
     summary = write_report(list(inputs), output, title=title)

@@ -113,8 +113,8 @@ RunnerOption = Annotated[
     RunnerKind | None,
     _option(
         "runner",
-        "auto: docker when the engine and image are there, else local; local; or docker "
-        f"(default: {_default('runner')}).",
+        "auto: docker when the engine and image are there, else local; local; docker; or ray: engine actors "
+        f"on a Ray cluster, see --ray-address (default: {_default('runner')}).",
     ),
 ]
 ImageOption = Annotated[str | None, _option("image", "Docker runner: the image reference to use.")]
@@ -122,6 +122,18 @@ ShmSizeOption = Annotated[str | None, _option("shm_size", "Docker runner: shared
 CpusetCpusOption = Annotated[str | None, _option("cpuset_cpus", "Docker runner: CPUs the container may use, e.g. 0-3.")]
 MemoryOption = Annotated[str | None, _option("memory", "Docker runner: memory limit, e.g. 8g.")]
 GpusOption = Annotated[str | None, _option("gpus", "Docker runner, NVIDIA: the --gpus value (default: all).")]
+RayAddressOption = Annotated[
+    str | None,
+    _option(
+        "ray_address",
+        "Ray runner: the cluster's HOST:PORT, auto (the cluster this machine belongs to), or local (a Ray "
+        "instance on this machine's loopback) (default: local).",
+    ),
+]
+RayActorsOption = Annotated[
+    int | None,
+    _option("ray_actors", "Ray runner: engine actors, one engine each (default: one per CPU, or GPU, offered).", min=1),
+]
 EngineOptionsOption = Annotated[
     list[str] | None, _option("engine_options", "KEY=VALUE passed to the engine, e.g. optimize=none; repeat it.")
 ]

@@ -45,12 +45,13 @@ from orchestrator.errors import (
     RunError,
     RunInterrupted,
 )
-from orchestrator.harness.spec import EXIT_BAD_INPUT, HarnessResult, HarnessSpec
+from orchestrator.harness.spec import EXIT_BAD_INPUT, RAY_LOCAL, HarnessResult, HarnessSpec, RaySpec
 from orchestrator.loadgen_logs import PerfSummary, parse_performance
 from orchestrator.mlperf import Scenario
 from orchestrator.paths import REPO_ROOT, default_cache_dir
 from orchestrator.runners.host_checks import check_host
 from orchestrator.runners.local import LocalRunner
+from orchestrator.runners.ray_runner import RayRunner
 from orchestrator.runners.runner import Runner
 from orchestrator.runs import FileRef, RunRecord, git_sha, host_info, new_run_dir, utc_now
 
@@ -138,6 +139,11 @@ def _zoo_stub(config: RunConfig, target: Target) -> ResolvedModel:
     """A SparseZoo stub: DeepSparse downloads it at run time (so only locally, and only with internet)."""
     if not target.accepts_zoo_stubs:
         raise ConfigError(f"{config.model} is a SparseZoo stub, which only --backend deepsparse can run")
+    if config.runner is RunnerKind.ray:
+        raise ConfigError(
+            "a zoo: stub is downloaded by DeepSparse while the run starts, which the Ray actors cannot share; "
+            "download the ONNX file and pass --model-path"
+        )
     if config.runner is RunnerKind.docker:
         raise ConfigError(
             "a zoo: stub is downloaded by DeepSparse while the run starts, which the network-less container "
@@ -191,6 +197,11 @@ def make_runner(config: RunConfig, target: Target, *, stream: bool = True, cache
             cpuset_cpus=config.cpuset_cpus,
             memory=config.memory,
         )
+    if kind is RunnerKind.ray:
+        address = config.ray_address or RAY_LOCAL
+        if address == RAY_LOCAL:
+            check_host(target)  # the local instance's actors run on this machine
+        return RayRunner(address=address, stream=stream, cache_dir=cache_dir)
     check_host(target)
     return LocalRunner(local_env=target.local_env, stream=stream, cache_dir=cache_dir)
 
@@ -242,7 +253,17 @@ def build_spec(
         target_latency_ms=config.target_latency_ms,
         engine_options=engine_options,
         progress=progress,
+        ray=_ray_spec(config, cache_dir),
     )
+
+
+def _ray_spec(config: RunConfig, cache_dir: Path | None) -> RaySpec | None:
+    """The Ray runner's part of the spec; each node of a cluster keeps its caches in its own default cache."""
+    if config.runner is not RunnerKind.ray:
+        return None
+    address = config.ray_address or RAY_LOCAL
+    local_cache = str(cache_dir.resolve()) if address == RAY_LOCAL and cache_dir is not None else None
+    return RaySpec(address=address, actors=config.ray_actors, node_cache_dir=local_cache)
 
 
 def _new_record(

@@ -129,6 +129,7 @@ class _Bound:
 
 class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
+    packages = ("onnxruntime",)
 
     def __init__(
         self,

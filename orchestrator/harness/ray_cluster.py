@@ -62,10 +62,13 @@ def connect(address: str, *, num_cpus: int | None = None) -> bool:
     dashboard). Returns True when this call connected (and so should disconnect), False when this process
     was connected already."""
     if address == RAY_LOCAL:
-        os.environ.update(LOOPBACK_ENV)  # before the first import of ray
+        os.environ.update(LOOPBACK_ENV)  # before the first import of ray (and for the processes Ray starts)
     ray = ray_module()
     if ray.is_initialized():
         return False
+    if address == RAY_LOCAL:
+        # Where ray was imported before the variable was set, its constant is already read: set it too.
+        ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
     try:
         if address == RAY_LOCAL:
             ray.init(
@@ -83,6 +86,14 @@ def connect(address: str, *, num_cpus: int | None = None) -> bool:
             f"cannot reach the Ray cluster at {address} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
             "start its head, check --ray-address and that this machine holds the cluster's token"
         ) from None
+    if address == RAY_LOCAL:
+        where = {n.get("NodeManagerAddress") for n in ray.nodes()}
+        if where != {LOOPBACK}:
+            ray.shutdown()
+            raise PreflightError(
+                f"the local Ray instance listened on {', '.join(sorted(map(str, where)))}, not only on {LOOPBACK}; "
+                f"set {', '.join(f'{k}={v}' for k, v in LOOPBACK_ENV.items())} before Ray is imported"
+            )
     return True
 
 

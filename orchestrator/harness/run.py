@@ -189,6 +189,8 @@ class _RunState:
             self.result.engine_settings.update(engine.settings())
             if not self.loadgen_running:
                 engine.close()
+            else:
+                engine.abandon()
 
     def run_mode(
         self,

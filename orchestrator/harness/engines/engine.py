@@ -74,6 +74,10 @@ class Engine(ABC):
     def close(self) -> None:  # noqa: B027 - optional: most engines hold nothing that needs releasing
         """Release the engine's resources."""
 
+    def abandon(self) -> None:  # noqa: B027 - optional: most engines hold nothing that outlives the process
+        """The run is abandoned while LoadGen still runs (a signal; the process then ends with os._exit, so
+        close() is not called): release what would outlive this process, such as remote workers."""
+
 
 def load_engine_class(engine_class: str) -> type[Engine]:
     module_name, _, class_name = engine_class.partition(":")

@@ -42,6 +42,7 @@ from orchestrator.paths import default_cache_dir
 
 log = logging.getLogger(__name__)
 
+ABANDON_TIMEOUT_S = 15.0
 ACTOR_START_TIMEOUT_S = 600.0  # loading a model and fusing its graph (first time on a node) takes a while
 HOP_NOTE = (
     "every batch crosses the Ray hop (driver -> actor -> driver): the Server, SingleStream and MultiStream "
@@ -142,8 +143,8 @@ class EngineActor:
     def infer(self, ids: np.ndarray, mask: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         started = time.perf_counter()
         start, end = self.engine.infer(ids, mask, seg)
-        # Ray serializes the answer when this returns, before the next call may reuse the engine's buffers.
-        return start, end, time.perf_counter() - started
+        # Copies: an engine may answer with views of buffers that its next call reuses.
+        return start.copy(), end.copy(), time.perf_counter() - started
 
     def close(self) -> None:
         self.engine.close()
@@ -186,6 +187,8 @@ class RayPoolEngine(Engine):
         self._stats = _HopStats()
         self._lost: list[str] = []
         self._actors: list[Any] = []
+        self._alive: list[bool] = []
+        self._closing = False
         local = ray_spec.address == RAY_LOCAL
         count = ray_spec.actors or (physical_core_count() if local else None)
         cpa = ray_spec.cpus_per_actor
@@ -316,6 +319,8 @@ class RayPoolEngine(Engine):
             try:
                 start, end, compute = ray.get(ref)
             except RayActorError as exc:  # the actor (its process or node) is gone: run the batch elsewhere
+                if self._closing:
+                    raise RunError("the Ray actors were stopped because the run is ending") from None
                 self._lose(index, exc)
                 continue
             except RayTaskError as exc:  # the engine raised: the original error, as a local engine's would be
@@ -338,7 +343,7 @@ class RayPoolEngine(Engine):
             live = [i for i, ok in enumerate(self._alive) if ok]
             if not live:
                 raise RunError(
-                    f"all {len(self._actors)} Ray actors were lost ({'; '.join(self._lost)}); the run cannot finish: "
+                    f"all {len(self._alive)} Ray actors were lost ({'; '.join(self._lost)}); the run cannot finish: "
                     "check the cluster's workers and run again"
                 )
             return live[instance % len(live)]
@@ -360,9 +365,17 @@ class RayPoolEngine(Engine):
             left,
         )
 
+    def abandon(self) -> None:
+        """End the Ray job now (the actors, and the local instance's processes, which would otherwise outlive
+        the os._exit that follows); bounded, as the SUT's threads may still wait on the actors."""
+        closer = threading.Thread(target=self.close, name="ray-abandon", daemon=True)
+        closer.start()
+        closer.join(ABANDON_TIMEOUT_S)
+
     def close(self) -> None:
         if not self._actors:
             return
+        self._closing = True
         ray = ray_cluster.ray_module()
         for handle in self._actors:
             try:

@@ -38,6 +38,7 @@ class RunnerKind(StrEnum):
     auto = "auto"  # docker when an engine is reachable and the image exists, else local
     local = "local"
     docker = "docker"
+    ray = "ray"  # the harness drives engine actors on a Ray cluster (orchestrator/runners/ray_runner.py)
 
 
 class LocalEnv(StrEnum):
@@ -78,6 +79,8 @@ class RunConfig(BaseModel):
     memory: str | None = None  # docker runner: --memory limit, e.g. "8g"
     gpus: str | None = None  # docker runner, NVIDIA: --gpus value (default "all")
     engine_options: dict[str, str] = Field(default_factory=dict)  # passed to the engine as-is
+    ray_address: str | None = None  # ray runner: local | auto | HOST:PORT (default: local)
+    ray_actors: int | None = Field(default=None, ge=1)  # ray runner: engine actors (default: one per CPU/GPU)
 
     @field_validator("scenario", mode="before")
     @classmethod
@@ -102,6 +105,22 @@ class RunConfig(BaseModel):
         if f"{self.backend}-{device}" not in TARGETS:
             devices = sorted(t.device for t in TARGETS.values() if t.backend == self.backend)
             raise ValueError(f"backend {self.backend!r} has no device {device!r}; choose one of {', '.join(devices)}")
+        return self
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address_form(cls, v: str | None) -> str | None:
+        if v is None or v in ("local", "auto"):
+            return v
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("pass the Ray head's HOST:PORT (e.g. 10.0.0.5:6379), auto, or local")
+        return v
+
+    @model_validator(mode="after")
+    def _ray_options_need_ray(self) -> RunConfig:
+        if (self.ray_address is not None or self.ray_actors is not None) and self.runner is not RunnerKind.ray:
+            raise ValueError("--ray-address and --ray-actors are options of the Ray runner; add --runner ray")
         return self
 
     @property
@@ -146,6 +165,8 @@ class RunOverrides:
     memory: str | None = None
     gpus: str | None = None
     engine_options: dict[str, str] | None = None
+    ray_address: str | None = None
+    ray_actors: int | None = None
 
     def given(self) -> dict[str, Any]:
         """The options given, by RunConfig field name."""
@@ -211,6 +232,8 @@ RUN_FLAGS: dict[str, str] = {
     "memory": "--memory",
     "gpus": "--gpus",
     "engine_options": "--engine-option",
+    "ray_address": "--ray-address",
+    "ray_actors": "--ray-actors",
     "output_dir": "--output-dir",
     "cache_dir": "--cache-dir",
 }

@@ -120,8 +120,8 @@ RunnerOption = Annotated[
     RunnerKind | None,
     _option(
         "runner",
-        "auto: docker when the engine and image are there, else local; local; or docker "
-        f"(default: {_default('runner')}).",
+        "auto: docker when the engine and image are there, else local; local; docker; or ray: engine actors "
+        f"on a Ray cluster, see --ray-address (default: {_default('runner')}).",
     ),
 ]
 LocalEnvOption = Annotated[
@@ -143,6 +143,24 @@ CpusetCpusOption = Annotated[
 MemoryOption = Annotated[str | None, _option("memory", "Docker runner: memory limit, e.g. 8g.", metavar="<size>")]
 GpusOption = Annotated[
     str | None, _option("gpus", "Docker runner, NVIDIA: the --gpus value (default: all).", metavar="<gpus>")
+]
+RayAddressOption = Annotated[
+    str | None,
+    _option(
+        "ray_address",
+        "Ray runner: the cluster's HOST:PORT, auto (the cluster this machine belongs to), or local (a Ray "
+        "instance on this machine's loopback) (default: local).",
+        metavar="<address>",
+    ),
+]
+RayActorsOption = Annotated[
+    int | None,
+    _option(
+        "ray_actors",
+        "Ray runner: engine actors, one engine each (default: one per CPU, or GPU, offered).",
+        min=1,
+        metavar="<n>",
+    ),
 ]
 EngineOptionsOption = Annotated[
     list[str] | None,

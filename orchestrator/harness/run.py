@@ -34,7 +34,8 @@ from pydantic import ValidationError
 
 from orchestrator.backends import TARGETS
 from orchestrator.errors import ConfigError, MlperfBertError, PreflightError, RunError
-from orchestrator.harness.engines.engine import Engine
+from orchestrator.harness.engines.engine import Engine, load_engine_class
+from orchestrator.harness.engines.ray_pool import RayPoolEngine
 from orchestrator.harness.qsl import FeatureArrays, SampleLibrary, check_counts, load_feature_arrays
 from orchestrator.harness.settings import (
     USER_CONF_FILE,
@@ -117,21 +118,21 @@ def base_versions() -> dict[str, str]:
     return versions
 
 
-def load_engine_class(engine_class: str) -> type[Engine]:
-    module_name, _, class_name = engine_class.partition(":")
-    if not module_name or not class_name:
-        raise ConfigError(f"engine_class {engine_class!r} is not 'module:Class'; fix the backend registry entry.")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise PreflightError(
-            f"The engine module {module_name} cannot be imported ({exc}); install its engine package or use "
-            "the target's container."
-        ) from exc
-    cls = getattr(module, class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Engine)):
-        raise ConfigError(f"{engine_class} is not an Engine class; fix the backend registry entry.")
-    return cls
+def build_engine(spec: HarnessSpec) -> Engine:
+    """The run's engine: the backend's own in this process, or a pool of Ray actors each owning one."""
+    common: dict[str, Any] = {
+        "device": target_device(spec.target),
+        # The reference SUT runs one sample at a time; fixed-shape engines must compile for that.
+        "batch_size": 1 if spec.sut == "reference" else spec.batch_size,
+        "threads": spec.threads,
+        "execution_provider": spec.execution_provider,
+        "options": spec.engine_options,
+    }
+    if spec.ray is not None:
+        return RayPoolEngine(
+            spec.ray, engine_class=spec.engine_class, target=spec.target, model_path=spec.model_path, **common
+        )
+    return load_engine_class(spec.engine_class)(spec.model_path, **common)
 
 
 def target_device(target: str) -> str:
@@ -179,16 +180,7 @@ class _RunState:
         self.result.user_conf = USER_CONF_FILE
         features = load_feature_arrays(Path(spec.features_path))
         check_counts(spec, features.count)
-        engine_cls = load_engine_class(spec.engine_class)
-        engine = engine_cls(
-            spec.model_path,
-            device=target_device(spec.target),
-            # The reference SUT runs one sample at a time; fixed-shape engines must compile for that.
-            batch_size=1 if spec.sut == "reference" else spec.batch_size,
-            threads=spec.threads,
-            execution_provider=spec.execution_provider,
-            options=spec.engine_options,
-        )
+        engine = build_engine(spec)
         try:
             self.result.versions.update(engine.versions())
             self.result.execution_provider = engine.execution_provider
@@ -200,8 +192,12 @@ class _RunState:
                 self.result.modes.append(self.run_mode(spec, engine, features, settings, mode, run_dir))
             check_provider(spec, engine)
         finally:
+            # What changed while it ran (the Ray pool: lost actors, the hop's cost), also when the run failed.
+            self.result.engine_settings.update(engine.settings())
             if not self.loadgen_running:
                 engine.close()
+            else:
+                engine.abandon()
 
     def run_mode(
         self,
@@ -241,6 +237,8 @@ class _RunState:
             batch_size=spec.batch_size,
             on_complete=bar.update,
             expected_samples=expected or 1024,
+            # Ray actors run on their own cores (or nodes): the driver's worker threads only wait on them.
+            pin_workers=spec.ray is None,
         )
         # The batch the SUT really plans with (SingleStream: 1; capped by what the engine was built for).
         self.result.engine_settings["max_batch"] = str(sut.batch_size)

@@ -26,6 +26,21 @@ EXIT_BAD_INPUT = 2  # model/features/settings rejected: message in harness_resul
 EXIT_INTERRUPTED = 130
 
 
+# `RaySpec.address`: "local" starts a Ray instance on this machine's loopback, for tests and laptops.
+RAY_LOCAL = "local"
+
+
+class RaySpec(BaseModel):
+    """Run the engine on Ray actors, one per engine instance; the harness (LoadGen, QSL, SUT) is the driver."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: str = RAY_LOCAL  # local | auto | HOST:PORT
+    actors: int | None = Field(default=None, ge=1)  # None: one per CPU (GPU) the cluster offers
+    cpus_per_actor: float = Field(default=1.0, gt=0)
+    node_cache_dir: str | None = None  # each node's model and engine cache; None: the node's default cache
+
+
 class HarnessSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -50,6 +65,7 @@ class HarnessSpec(BaseModel):
     # the file into a working directory of this run's own and runs LoadGen's performance pass there.
     compliance_test: str | None = None
     audit_config: str | None = None
+    ray: RaySpec | None = None  # set: the engine runs on Ray actors (orchestrator/harness/engines/ray_pool.py)
 
     def write(self, run_dir: Path) -> Path:
         path = run_dir / SPEC_FILE

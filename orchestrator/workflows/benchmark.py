@@ -46,7 +46,7 @@ from orchestrator.errors import (
     RunError,
     RunInterrupted,
 )
-from orchestrator.harness.spec import EXIT_BAD_INPUT, HarnessResult, HarnessSpec
+from orchestrator.harness.spec import EXIT_BAD_INPUT, RAY_LOCAL, HarnessResult, HarnessSpec, RaySpec
 from orchestrator.loadgen_logs import PerfSummary, parse_performance
 from orchestrator.logs import progress_wanted
 from orchestrator.mlperf import Scenario
@@ -54,6 +54,7 @@ from orchestrator.paths import REPO_ROOT, default_cache_dir
 from orchestrator.run_status import process_start, this_process
 from orchestrator.runners.host_checks import check_host
 from orchestrator.runners.local import CURRENT_ENV, LocalRunner
+from orchestrator.runners.ray_runner import RayRunner
 from orchestrator.runners.runner import Runner, Started, StartHook
 from orchestrator.runs import FileRef, RunRecord, git_sha, host_info, new_run_dir, utc_now
 from orchestrator.stop_signals import signal_name, signal_of
@@ -151,6 +152,11 @@ def _zoo_stub(config: RunConfig, target: Target) -> ResolvedModel:
     """A SparseZoo stub: DeepSparse downloads it at run time (so only locally, and only with internet)."""
     if not target.accepts_zoo_stubs:
         raise ConfigError(f"{config.model} is a SparseZoo stub, which only --backend deepsparse can run")
+    if config.runner is RunnerKind.ray:
+        raise ConfigError(
+            "a zoo: stub is downloaded by DeepSparse while the run starts, which the Ray actors cannot share; "
+            "download the ONNX file and pass --model-path"
+        )
     if config.runner is RunnerKind.docker:
         raise ConfigError(
             "a zoo: stub is downloaded by DeepSparse while the run starts, which the network-less container "
@@ -204,6 +210,11 @@ def make_runner(config: RunConfig, target: Target, *, stream: bool = True, cache
             cpuset_cpus=config.cpuset_cpus,
             memory=config.memory,
         )
+    if kind is RunnerKind.ray:
+        address = config.ray_address or RAY_LOCAL
+        if address == RAY_LOCAL:
+            check_host(target)  # the local instance's actors run on this machine
+        return RayRunner(address=address, stream=stream, cache_dir=cache_dir)
     check_host(target)
     env = CURRENT_ENV if config.local_env is LocalEnv.current else target.local_env
     return LocalRunner(local_env=env, stream=stream, cache_dir=cache_dir)
@@ -276,7 +287,17 @@ def build_spec(
         progress=progress and progress_wanted(),  # -q: no bar
         compliance_test=audit.test if audit else None,
         audit_config=audit.audit_config if audit else None,
+        ray=_ray_spec(config, cache_dir),
     )
+
+
+def _ray_spec(config: RunConfig, cache_dir: Path | None) -> RaySpec | None:
+    """The Ray runner's part of the spec; each node of a cluster keeps its caches in its own default cache."""
+    if config.runner is not RunnerKind.ray:
+        return None
+    address = config.ray_address or RAY_LOCAL
+    local_cache = str(cache_dir.resolve()) if address == RAY_LOCAL and cache_dir is not None else None
+    return RaySpec(address=address, actors=config.ray_actors, node_cache_dir=local_cache)
 
 
 def _new_record(

@@ -6,15 +6,18 @@ int64 [B, S] arrays into float32 start/end logits [B, S]. Engines are imported o
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 
 import numpy as np
 
-from orchestrator.errors import ModelError
+from orchestrator.errors import ConfigError, ModelError, PreflightError
 
 
 class Engine(ABC):
     name: str = "engine"
+    # The Python packages the engine imports when it starts: the Ray runner checks every worker has them.
+    packages: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -71,5 +74,26 @@ class Engine(ABC):
     def close(self) -> None:  # noqa: B027 - optional: most engines hold nothing that needs releasing
         """Release the engine's resources."""
 
+    def abandon(self) -> None:  # noqa: B027 - optional: most engines hold nothing that outlives the process
+        """The run is abandoned while LoadGen still runs (a signal; the process then ends with os._exit, so
+        close() is not called): release what would outlive this process, such as remote workers."""
 
-__all__ = ["Engine", "ModelError"]
+
+def load_engine_class(engine_class: str) -> type[Engine]:
+    module_name, _, class_name = engine_class.partition(":")
+    if not module_name or not class_name:
+        raise ConfigError(f"engine_class {engine_class!r} is not 'module:Class'; fix the backend registry entry.")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PreflightError(
+            f"The engine module {module_name} cannot be imported ({exc}); install its engine package or use "
+            "the target's container."
+        ) from exc
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Engine)):
+        raise ConfigError(f"{engine_class} is not an Engine class; fix the backend registry entry.")
+    return cls
+
+
+__all__ = ["Engine", "ModelError", "load_engine_class"]

@@ -167,6 +167,7 @@ class _DeviceBound:
 
 class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
+    packages = ("onnxruntime",)
 
     def __init__(
         self,

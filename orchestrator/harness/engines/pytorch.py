@@ -92,6 +92,7 @@ def checkpoint_dir(path: Path) -> Path:
 
 class PyTorchEngine(Engine):
     name = "pytorch"
+    packages = ("torch", "transformers")
 
     def __init__(
         self,

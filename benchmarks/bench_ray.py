@@ -90,7 +90,9 @@ class CpuSampler:
             while parent in procs and parent != me and hops < 32:
                 parent, hops = procs[parent][0], hops + 1
             if parent == me and pid != me:
-                self.seen[pid] = (_kind(cmd), cpu)
+                # A process that exited (a zombie) shows an empty command line: keep the kind seen before.
+                kind = _kind(cmd) if cmd.strip() or pid not in self.seen else self.seen[pid][0]
+                self.seen[pid] = (kind, cpu)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.period_s):

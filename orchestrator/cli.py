@@ -17,6 +17,7 @@ import typer
 from orchestrator import __version__
 from orchestrator.commands import (
     assets_cmd,
+    cluster_cmd,
     compliance_cmd,
     images_cmd,
     report_cmd,
@@ -80,6 +81,7 @@ app.add_typer(images_cmd.app, name="images")
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(submission_cmd.app, name="submission")
 app.add_typer(compliance_cmd.app, name="compliance")
+app.add_typer(cluster_cmd.app, name="cluster")
 app.command(name="tune", cls=Command)(tune_cmd.command)
 app.command(name="report", cls=Command)(report_cmd.command)
 

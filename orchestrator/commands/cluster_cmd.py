@@ -41,7 +41,9 @@ def up(
         Path | None, typer.Option(help="A host folder mounted read-only at /data in every node (models, features).")
     ] = None,
     name: NameOption = "demo",
-    offline: Annotated[bool, typer.Option(help="Never download: Ray's wheels must be in wheelhouse/ray-<key>/.")] = False,
+    offline: Annotated[
+        bool, typer.Option(help="Never download: Ray's wheels must be in wheelhouse/ray-<key>/.")
+    ] = False,
     as_json: JsonOption = False,
     verbose: VerboseOption = 0,
     quiet: QuietOption = False,

@@ -25,6 +25,7 @@ import subprocess
 import tarfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -207,7 +208,7 @@ def _start_command(role: str, cpus: int, head: str | None) -> tuple[str, ...]:
     """`ray start` in the foreground, on the container's own address on the cluster network."""
     common = (
         "--block --disable-usage-stats "
-        f'--node-ip-address="$(python -c "import socket; print(socket.gethostbyname(socket.gethostname()))")"'
+        '--node-ip-address="$(python -c "import socket; print(socket.gethostbyname(socket.gethostname()))")"'
     )
     if role == "head":
         ray = f"ray start --head --port={RAY_PORT} --include-dashboard=false --num-cpus=0 {common}"
@@ -323,16 +324,20 @@ def _address(client: Any, container_id: str, net: str) -> str:
     return str(ip)
 
 
-def _ray_probe(client: Any, head: Any, *, with_token: bool = True) -> tuple[int, str]:
-    """Run a tiny Ray client in the head container: (exit code, output). Without the token it must fail."""
+def _ray_probe(client: Any, head: Any, *, auth: str = "cluster") -> tuple[int, str]:
+    """Run a tiny Ray client in the head container: (exit code, output). `auth`: "cluster" (the container's
+    token), "wrong-token" (another token) or "none" (a client with token auth off and no token): the
+    cluster must refuse the last two."""
     code = (
         "import ray, json; ray.init(address='auto', logging_level='ERROR'); "
         "n=[x for x in ray.nodes() if x['Alive']]; "
         "print(json.dumps({'alive': len(n), 'cpus': sum(x['Resources'].get('CPU', 0) for x in n)}))"
     )
     cmd = ["timeout", "60", "python", "-c", code]
-    if not with_token:
-        cmd = ["env", "-u", "RAY_AUTH_TOKEN", *cmd]
+    if auth == "wrong-token":
+        cmd = ["env", f"RAY_AUTH_TOKEN={secrets.token_hex(32)}", *cmd]
+    elif auth == "none":
+        cmd = ["env", "-u", "RAY_AUTH_TOKEN", "RAY_AUTH_MODE=disabled", *cmd]
     result = head.exec_run(cmd, demux=False)
     return int(result.exit_code), (result.output or b"").decode(errors="replace")
 
@@ -363,7 +368,9 @@ def _wait_for_nodes(client: Any, name: str, count: int, timeout_s: float) -> Non
 
 def _own(client: Any, name: str | None) -> tuple[list[Any], list[Any]]:
     label = f"{LABEL}={name}" if name else LABEL
-    containers = call("list the cluster's containers", lambda: client.containers.list(all=True, filters={"label": label}))
+    containers = call(
+        "list the cluster's containers", lambda: client.containers.list(all=True, filters={"label": label})
+    )
     networks = call("list the cluster's networks", lambda: client.networks.list(filters={"label": label}))
     return containers, networks
 
@@ -396,7 +403,12 @@ def cluster_status(client: Any, name: str) -> ClusterStatus:
             alive, cpus = int(answer["alive"]), float(answer["cpus"])
     internal = bool(net.attrs.get("Internal")) if net is not None else None
     return ClusterStatus(
-        name=name, network=net.name if net else None, internal=internal, nodes=nodes, ray_nodes_alive=alive, ray_cpus=cpus
+        name=name,
+        network=net.name if net else None,
+        internal=internal,
+        nodes=nodes,
+        ray_nodes_alive=alive,
+        ray_cpus=cpus,
     )
 
 
@@ -404,9 +416,9 @@ def cluster_down(client: Any, name: str, *, cache_dir: Path | None = None) -> in
     """Remove this cluster's containers and network (by label) and its token; returns how many were removed."""
     containers, networks = _own(client, name)
     for c in containers:
-        call(f"remove the container {c.name}", lambda c=c: c.remove(force=True), otherwise=None)
+        call(f"remove the container {c.name}", partial(c.remove, force=True), otherwise=None)
     for n in networks:
-        call(f"remove the network {n.name}", lambda n=n: n.remove(), otherwise=None)
+        call(f"remove the network {n.name}", n.remove, otherwise=None)
     path = token_path(name, cache_dir)
     if path.exists():
         path.unlink()

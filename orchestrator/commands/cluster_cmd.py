@@ -33,10 +33,14 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print the status as JS
 
 @app.command(cls=Command)
 def up(
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker containers, each on its own CPUs.")] = 2,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, metavar="<count>", help="Worker containers, each on its own CPUs.")
+    ] = 2,
     backend: BackendOption = None,
     device: DeviceOption = None,
-    cpus_per_worker: Annotated[int, typer.Option(min=1, help="CPUs of each worker (its cpuset).")] = 1,
+    cpus_per_worker: Annotated[
+        int, typer.Option(min=1, metavar="<count>", help="CPUs of each worker (its cpuset).")
+    ] = 1,
     data: Annotated[
         Path | None, typer.Option(help="A host folder mounted read-only at /data in every node (models, features).")
     ] = None,

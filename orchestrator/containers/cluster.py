@@ -271,7 +271,8 @@ def cluster_up(
     if workers < 1:
         raise ConfigError(f"--workers {workers} is not a positive count; pass e.g. --workers 2")
     cpusets = worker_cpusets(workers, cpus_per_worker)
-    if _own(client, name)[0] or _own(client, name)[1]:
+    containers, networks = _own(client, name)
+    if containers or networks:
         raise ConfigError(f"a cluster named {name} exists already; run mlperf-bert cluster down --name {name} first")
     image = build_ray_image(client, target, offline=offline)
     token = secrets.token_hex(32)

@@ -31,6 +31,7 @@ from orchestrator.submission.rules import (
 )
 from orchestrator.submission.source import collect_source, write_source
 from orchestrator.submission.system import Overrides, System, describe_system, slug
+from orchestrator.workflows.accuracy_label import UNCHECKED, engine_precision
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,11 @@ def load_runs(run_dirs: list[Path]) -> list[Run]:
         if record.status != "succeeded":
             raise SubmissionError(
                 f"run {d} has status {record.status!r}; only succeeded runs can be submitted, rerun it"
+            )
+        if record.accuracy_check == UNCHECKED:
+            raise SubmissionError(
+                f"run {d} ran {engine_precision(record.engine_settings) or 'a reduced precision'} with its accuracy "
+                "unchecked; submit an fp32 run, or an int8 model that passed `mlperf-bert tune --int8`"
             )
         runs.append(Run(dir=path, record=record))
     return sorted(runs, key=lambda r: r.name)

@@ -53,6 +53,8 @@ from orchestrator.runners.host_checks import check_host
 from orchestrator.runners.local import LocalRunner
 from orchestrator.runners.runner import Runner
 from orchestrator.runs import FileRef, RunRecord, git_sha, host_info, new_run_dir, utc_now
+from orchestrator.workflows.accuracy_label import accuracy_check_label
+from orchestrator.workflows.calibration import check_precision, with_calibration
 
 if TYPE_CHECKING:  # the accuracy package pulls in numpy, which `mlperf-bert --help` does not need
     from orchestrator.accuracy import AccuracyReport
@@ -294,6 +296,8 @@ def run_benchmark(
     config = with_default_batch_size(config, target)
     cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
     inputs = resolve_inputs(config, cache_dir)
+    check_precision(config, target)
+    config = with_calibration(config, target, inputs.vocab, cache_dir)
     runner = make_runner(config, target, stream=stream, cache_dir=cache_dir)
     runner.preflight()  # venv, engine, image, GPU: fail before a run directory exists
     label = f"{target.key}-{config.scenario.value}-{config.mode.value}"
@@ -324,6 +328,7 @@ def run_benchmark(
         record.execution_provider = harness.execution_provider
         record.engine_settings = dict(harness.engine_settings)
         record.versions.update(harness.versions)
+        record.accuracy_check = accuracy_check_label(record.engine_settings, record.model_meta, Path(inputs.model.path))
     if outcome.interrupted:
         _finish(record, run_dir, "interrupted", "interrupted by the user (Ctrl-C)")
         raise RunInterrupted(f"run interrupted; its logs are kept in {run_dir}")

@@ -376,12 +376,12 @@ class OpenVinoEngine(Engine):
         """The logits are views of this instance's output tensors: valid until its next call."""
         length = input_ids.shape[1]
         bucket = 0
-        arrays = (input_ids, input_mask, segment_ids)
+        arrays = [input_ids, input_mask, segment_ids]
         if self._buckets is not None:
             # The SUT already pads to a bucket; a direct caller may not: pad with masked zeros, then cut.
             bucket = next((b for b in self._buckets if b >= length), self._buckets[-1])
             if bucket != length:
-                arrays = tuple(np.pad(a, ((0, 0), (0, bucket - length))) for a in arrays)
+                arrays = [np.pad(a, ((0, 0), (0, bucket - length))) for a in arrays]
         request = self._requests[bucket][instance]
         feeds = {name: np.ascontiguousarray(a, dtype=np.int64) for name, a in zip(INPUTS, arrays, strict=True)}
         result = request.infer(feeds, share_inputs=True, share_outputs=True)

@@ -331,3 +331,25 @@ def test_auto_falls_back_to_fp32_without_bf16(
     record = harness_run(tmp_path, fp32_model, "auto", "--backend", "openvino", cache=session_cache)
     assert record["engine_settings"]["precision"] == "fp32 (auto)" and record["engine_settings"]["isa"] == "avx2"
     assert abs(float(record["results"]["accuracy"]["f1"]) - fp32_f1) < 0.05
+
+
+def test_calibration_features_from_a_gzipped_train_json(tmp_path: Path) -> None:
+    """--calibration's .json.gz: built once into the cache, a fixed seeded subset, nothing half-written."""
+    import gzip
+
+    from orchestrator.paths import EMBEDDED_DATASET, EMBEDDED_VOCAB
+    from orchestrator.workflows.calibration import calibration_features
+
+    squad = json.loads(EMBEDDED_DATASET.read_text())
+    squad["data"] = squad["data"][:2]  # a small stand-in for the train set
+    train = tmp_path / "train.json.gz"
+    train.write_bytes(gzip.compress(json.dumps(squad).encode()))
+    cache = tmp_path / "cache"
+    first = calibration_features(train, EMBEDDED_VOCAB, cache, rows=40, seed=0)
+    again = calibration_features(train, EMBEDDED_VOCAB, cache, rows=40, seed=0)
+    assert first == again and first.parent == cache / "calibration"
+    with np.load(first) as z:
+        assert sorted(z.files) == ["input_ids", "input_mask", "segment_ids"] and z["input_ids"].shape == (40, 384)
+    assert not [p for p in (cache / "calibration").iterdir() if p.name.startswith(".")]
+    with pytest.raises(ConfigError, match="the calibration set .* does not exist"):
+        calibration_features(tmp_path / "nope.json", EMBEDDED_VOCAB, cache)

@@ -382,6 +382,8 @@ def prepare_only(config: RunConfig, *, debug: bool = False) -> str:
     target = get_target(config.backend, config.device)
     cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
     inputs = resolve_inputs(config, cache_dir)
+    check_precision(config, target)
+    config = with_calibration(config, target, inputs.vocab, cache_dir)  # --debug's shell gets it mounted too
     runner = make_runner(config, target, stream=True, cache_dir=cache_dir)
     run_dir = (config.output_dir / "<new-run>").resolve()
     spec = build_spec(config, target, inputs, run_dir, progress=True, cache_dir=cache_dir)

@@ -291,6 +291,7 @@ class OpenVinoEngine(Engine):
         quantized, record = self._nncf_quantize(path, items)
         record.update({"recipe": INT8_RECIPE, "calibration_sha256": sha256_file(calibration)})
         staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
+        staging.chmod(0o755)  # mkdtemp's 0700 would stay on the cached model's directory
         try:
             self._ov.save_model(quantized, str(staging / "model.xml"))
             (staging / "quantization.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -67,6 +67,7 @@ class RunConfig(BaseModel):
     model_path: Path | None = None  # any compatible ONNX file; overrides `model`
     dataset_path: Path | None = None  # default: the embedded SQuAD v1.1 dev set
     vocab_path: Path | None = None  # default: the embedded BERT uncased vocab
+    calibration_path: Path | None = None  # SQuAD v1.1 train JSON (.json/.json.gz) for an engine's static int8
     target_qps: float | None = Field(default=None, gt=0)
     target_latency_ms: float | None = Field(default=None, gt=0)  # Server only; MLPerf's is 130
     runner: RunnerKind = RunnerKind.auto
@@ -153,6 +154,7 @@ class RunOverrides:
     model_path: Path | None = None
     dataset_path: Path | None = None
     vocab_path: Path | None = None
+    calibration_path: Path | None = None
     target_qps: float | None = None
     target_latency_ms: float | None = None
     runner: RunnerKind | None = None
@@ -222,6 +224,7 @@ RUN_FLAGS: dict[str, str] = {
     "model_path": "--model-path",
     "dataset_path": "--dataset",
     "vocab_path": "--vocab",
+    "calibration_path": "--calibration",
     "target_qps": "--target-qps",
     "target_latency_ms": "--target-latency-ms",
     "runner": "--runner",

@@ -7,6 +7,7 @@ from typing import Any
 
 from orchestrator.accuracy import format_report
 from orchestrator.mlperf import Scenario
+from orchestrator.workflows.accuracy_label import UNCHECKED, engine_precision
 from orchestrator.workflows.benchmark import RunResult
 
 TEST_MODE_LABEL = "TEST MODE: a short run, not a valid MLPerf result"
@@ -54,6 +55,11 @@ def format_result(result: RunResult) -> str:
             lines.append("    (INVALID is expected in test mode: the run is shorter than MLPerf's 600 s minimum)")
     if result.accuracy is not None:
         lines.append("  accuracy: " + format_report(result.accuracy).replace("\n", "\n    "))
+    if rec.accuracy_check == UNCHECKED:
+        lines.append(
+            f"  {UNCHECKED.upper()}: this {engine_precision(rec.engine_settings) or rec.model_meta.get('precision')} "
+            "run has no passing accuracy check; not for a submission"
+        )
     files = ["run.json"]
     if result.accuracy is not None:
         files.append("accuracy/accuracy.txt")
@@ -69,4 +75,6 @@ def result_json(result: RunResult) -> dict[str, Any]:
     data["run_dir"] = str(result.run_dir)
     if result.record.test_mode:
         data["label"] = TEST_MODE_LABEL
+    if result.record.accuracy_check == UNCHECKED:
+        data["accuracy_label"] = UNCHECKED
     return data

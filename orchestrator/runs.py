@@ -81,6 +81,8 @@ class RunRecord(BaseModel):
     image_digest: str | None = None
     execution_provider: str | None = None
     engine_settings: dict[str, str] = Field(default_factory=dict)  # what the engine ran with (harness)
+    # int8/bf16 only: "passed (<check record>)", or "accuracy unchecked" (workflows/accuracy_label.py)
+    accuracy_check: str | None = None
     versions: dict[str, str] = Field(default_factory=dict)
     host: dict[str, Any] = Field(default_factory=dict)
     git_sha: str | None = None

@@ -130,6 +130,7 @@ def test_a_new_target_is_four_files(repo: Path, monkeypatch: pytest.MonkeyPatch)
     blocks = re.findall(r"```(?:dockerfile|text)\n(.*?)```", doc, flags=re.DOTALL)
     fragment, requirements = blocks[0], blocks[1]
     folder = repo / "images" / "openvino-cpu"
+    shutil.rmtree(folder, ignore_errors=True)  # the real target exists now: walk the doc's steps from scratch
     folder.mkdir()
     (folder / render.FRAGMENT).write_text(fragment)
     (folder / "requirements.txt").write_text(requirements)

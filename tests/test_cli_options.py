@@ -98,6 +98,7 @@ def test_recorded_run_flags_parse_back_to_the_same_options(tmp_path: Path) -> No
         model_path=tmp_path / "m.onnx",
         dataset_path=tmp_path / "d.json",
         vocab_path=tmp_path / "v.txt",
+        calibration_path=tmp_path / "train.json.gz",
         target_qps=12.5,
         target_latency_ms=130.0,
         runner=RunnerKind.local,

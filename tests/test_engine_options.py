@@ -15,6 +15,7 @@ from orchestrator.harness.engines.deepsparse import PROVIDER as DEEPSPARSE_PROVI
 from orchestrator.harness.engines.deepsparse import DeepSparseEngine, DeepSparseOptions
 from orchestrator.harness.engines.engine import Engine
 from orchestrator.harness.engines.onnxruntime import OnnxRuntimeEngine, OnnxRuntimeOptions
+from orchestrator.harness.engines.openvino import OpenVinoEngine, OpenVinoOptions
 from orchestrator.harness.engines.options import (
     PRECISIONS,
     EngineOptions,
@@ -32,6 +33,7 @@ ENGINES: dict[str, tuple[type[Engine], type[EngineOptions], str]] = {
     "deepsparse": (DeepSparseEngine, DeepSparseOptions, DEEPSPARSE_PROVIDER),
     "pytorch": (PyTorchEngine, PyTorchOptions, "cpu"),
     "tensorrt": (TensorRTEngine, TensorRTOptions, "TensorRT"),
+    "openvino": (OpenVinoEngine, OpenVinoOptions, "CPU"),
 }
 
 

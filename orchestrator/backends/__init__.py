@@ -63,6 +63,11 @@ class Target:
     batch_size: int = 16
     # `--model zoo:...` (a SparseZoo stub, fetched by the engine itself at run time) is accepted.
     accepts_zoo_stubs: bool = False
+    # The engine quantizes to int8 itself, statically, from calibration data: `precision=int8` needs
+    # --calibration (SQuAD train features, passed as the engine option `calibration_path`).
+    int8_calibration: bool = False
+    # The engine option naming the precision (auto|fp32|bf16|int8) that the host checks before a run.
+    precision_option: str | None = None
     ci: CiJob | None = None  # None: no CI job
 
     @property
@@ -139,6 +144,26 @@ TARGETS: dict[str, Target] = {
             accepts_zoo_stubs=True,
             # DeepSparse cannot compile the dynamically quantized demo: the fp32 BERT-large, on fewer queries.
             ci=CiJob(runs_on=_CPU_RUNNER, model="bert-large-onnx-fp32", query_count=20, container_tests=_DOCKER_TESTS),
+        ),
+        Target(
+            backend="openvino",
+            device="cpu",
+            engine_class="orchestrator.harness.engines.openvino:OpenVinoEngine",
+            execution_provider="CPU",
+            local_env="openvino-cpu",
+            cache_option="cache_dir",
+            # One stream (and infer request) per core, like onnxruntime's one instance per core.
+            offline_options=(("instances", "auto"),),
+            batch_size=4,
+            int8_calibration=True,
+            precision_option="precision",
+            # CI: the fp32 BERT-large (the demo fp32 has no mirror), on fewer queries, and the image test.
+            ci=CiJob(
+                runs_on=_CPU_RUNNER,
+                model="bert-large-onnx-fp32",
+                query_count=20,
+                container_tests=("tests/test_docker_openvino.py",),
+            ),
         ),
         Target(
             backend="pytorch",

@@ -110,6 +110,13 @@ DatasetOption = Annotated[Path | None, _option("dataset_path", "SQuAD v1.1 JSON 
 VocabOption = Annotated[
     Path | None, _option("vocab_path", "WordPiece vocab (default: the embedded BERT uncased vocab).")
 ]
+CalibrationOption = Annotated[
+    Path | None,
+    _option(
+        "calibration_path",
+        "SQuAD v1.1 train JSON (.json or .json.gz, never dev) that precision=int8 calibrates on (openvino).",
+    ),
+]
 TargetQpsOption = Annotated[
     float | None, _option("target_qps", "LoadGen target_qps, Offline and Server (default: LoadGen's).")
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +19,7 @@ from orchestrator.backends import get_target
 from orchestrator.commands.run_options import (
     BackendOption,
     CacheDirOption,
+    CalibrationOption,
     ConfigFileOption,
     DeviceOption,
     ModelOption,
@@ -35,7 +37,14 @@ from orchestrator.errors import ConfigError
 from orchestrator.paths import default_cache_dir
 from orchestrator.workflows import int8 as int8_checks
 from orchestrator.workflows.benchmark import effective_batch_size
-from orchestrator.workflows.tuning import Trial, TuneRequest, markdown_table, tune
+from orchestrator.workflows.tuning import (
+    Trial,
+    TuneRequest,
+    markdown_table,
+    precision_check,
+    precision_option,
+    tune,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +78,22 @@ def command(
     samples: Annotated[
         int, typer.Option(min=1, metavar="<n>", help="Samples per trial (short test-mode performance runs).")
     ] = 512,
+    precisions: Annotated[
+        str | None,
+        typer.Option(
+            metavar="<list>",
+            help="Comma-separated precisions to sweep, e.g. fp32,bf16,int8 (openvino); a reduced one is taken only "
+            "when its F1 holds bert-99 against fp32 on --precision-check-samples features.",
+        ),
+    ] = None,
+    precision_check_samples: Annotated[
+        int, typer.Option(min=1, metavar="<n>", help="Features of the accuracy check of each reduced precision.")
+    ] = 200,
+    repeats: Annotated[
+        int,
+        typer.Option(min=1, metavar="<n>", help="Runs per setting; the median samples/s counts, the min is recorded."),
+    ] = 1,
+    calibration_path: CalibrationOption = None,
     scenario: ScenarioOption = None,
     backend: BackendOption = None,
     device: DeviceOption = None,
@@ -133,6 +158,7 @@ def command(
         ray_actors=ray_actors,
         output_dir=output_dir,
         cache_dir=cache_dir,
+        calibration_path=calibration_path,
     )
     _tune(
         overrides,
@@ -141,6 +167,9 @@ def command(
         threads=thread_counts,
         instances=instances,
         samples=samples,
+        precisions=precisions,
+        precision_check_samples=precision_check_samples,
+        repeats=repeats,
         find_performance=find_performance,
         performance_samples=performance_samples,
         int8=int8,
@@ -161,13 +190,16 @@ def _tune(
     find_performance: bool,
     performance_samples: int | None,
     int8: bool,
+    precisions: str | None = None,
+    precision_check_samples: int = 200,
+    repeats: int = 1,
     int8_check_samples: int | None,
     plot: bool,
     as_json: bool,
 ) -> None:
     base = resolve_config(overrides, config)
     notes: list[str] = []
-    vet = None
+    vet: Callable[[Trial], str | None] | None = None
     if int8:
         if base.model_path is None:
             raise ConfigError("--int8 quantizes an fp32 ONNX file: pass it with --model-path")
@@ -196,8 +228,21 @@ def _tune(
             return None if check.passed else f"int8 F1 ratio {check.ratio:.4f} < {check.threshold} at this batch size"
 
         vet = int8_holds
+    swept: list[str | None] = [None]
+    if precisions:
+        if int8:
+            raise ConfigError("--int8 tunes one int8 ONNX model; sweep --precisions without it, or drop --precisions")
+        swept = [p.strip().lower() for p in precisions.split(",") if p.strip()]
+        if not swept:
+            raise ConfigError(f"--precisions {precisions!r} names no precision; pass e.g. fp32,bf16,int8")
+        precision_option(base)  # one sentence before any trial where the target has no precision option
+        vet = precision_check(
+            base, samples=precision_check_samples, output_dir=Path(base.output_dir) / "precision-check"
+        )
     request = TuneRequest(
         base=base,
+        precisions=swept,
+        repeats=repeats,
         batch_sizes=_int_list(batch_sizes, "batch-sizes"),
         threads=list(_int_list(threads, "threads")) if threads else [None],  # type: ignore[arg-type]
         instances=list(_int_list(instances, "instances")) if instances else [None],  # type: ignore[arg-type]
@@ -217,7 +262,8 @@ def _tune(
     best = result.best
     if best is not None:
         typer.echo(
-            f"best: batch size {best.batch_size}, threads {best.threads or 'auto'}, "
+            (f"best: precision {best.precision}, " if best.precision else "best: ")
+            + f"batch size {best.batch_size}, threads {best.threads or 'auto'}, "
             f"instances {best.instances_ran or best.instances or 'default'}, "
             f"{best.samples_per_second:.2f} samples/s (test mode)"
         )

@@ -1,4 +1,5 @@
-"""How many cores this process may really use: the thread count an inference engine should start.
+"""How many cores this process may really use (the thread count an inference engine should start), and
+which matrix/vector instructions the CPU has (the precision an engine defaults to).
 
 Hyper-threads share one core's vector units, so a GEMM-bound engine gains nothing from them: count
 physical cores, among the CPUs this process may run on (taskset / docker --cpuset-cpus), and no more
@@ -13,12 +14,83 @@ import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 _SYS_CPU = Path("/sys/devices/system/cpu")
 _CGROUP = Path("/sys/fs/cgroup")
+_CPUINFO = Path("/proc/cpuinfo")
+# Space- or comma-separated flags that replace /proc/cpuinfo's, to force a fallback in tests (e.g. "avx2"
+# for a CPU without AVX-512 or AMX). The local runner's harness inherits it from the host.
+FAKE_FLAGS_ENV = "MLPERF_BERT_CPU_FLAGS"
+
+
+def parse_cpu_flags(cpuinfo: str) -> set[str]:
+    """The `flags` of the first CPU in a /proc/cpuinfo text (empty when there is none, e.g. on ARM)."""
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_flags(cpuinfo_path: Path = _CPUINFO) -> set[str] | None:
+    """This CPU's flags ($MLPERF_BERT_CPU_FLAGS when set), or None when /proc/cpuinfo cannot be read."""
+    fake = os.environ.get(FAKE_FLAGS_ENV)
+    if fake is not None:
+        return set(fake.replace(",", " ").split())
+    try:
+        return parse_cpu_flags(cpuinfo_path.read_text())
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class Isa:
+    """The instructions that decide an engine's fastest precision (bf16/int8 matrix engines first)."""
+
+    amx_bf16: bool = False
+    amx_int8: bool = False
+    avx512_bf16: bool = False
+    avx512_vnni: bool = False
+    avx512f: bool = False
+    avx2: bool = False
+    known: bool = True  # False when the flags could not be read
+
+    @classmethod
+    def from_flags(cls, flags: set[str] | None) -> Isa:
+        if flags is None:
+            return cls(known=False)
+        return cls(
+            amx_bf16="amx_bf16" in flags,
+            amx_int8="amx_int8" in flags,
+            avx512_bf16="avx512_bf16" in flags,
+            avx512_vnni="avx512_vnni" in flags or "avx_vnni" in flags,
+            avx512f="avx512f" in flags,
+            avx2="avx2" in flags,
+        )
+
+    @property
+    def bf16(self) -> bool:
+        """Native bf16 arithmetic (AMX tiles or AVX-512 BF16 dot products)."""
+        return self.amx_bf16 or self.avx512_bf16
+
+    @property
+    def int8(self) -> bool:
+        """int8 dot products in hardware (AMX or VNNI); without them int8 still runs, only slower."""
+        return self.amx_int8 or self.avx512_vnni
+
+    def describe(self) -> str:
+        """e.g. "avx512_bf16 avx512_vnni avx512f avx2" (what run.json records as the ISA)."""
+        if not self.known:
+            return "unknown"
+        names = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx512f", "avx2")
+        return " ".join(n for n in names if getattr(self, n)) or "none of amx/avx512/avx2"
+
+
+def detect_isa(cpuinfo_path: Path = _CPUINFO) -> Isa:
+    return Isa.from_flags(cpu_flags(cpuinfo_path))
 
 
 def usable_cpus() -> list[int]:

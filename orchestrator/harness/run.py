@@ -34,6 +34,7 @@ from pydantic import ValidationError
 
 from orchestrator.backends import TARGETS
 from orchestrator.errors import ConfigError, MlperfBertError, PreflightError, RunError
+from orchestrator.harness.cpu import detect_isa
 from orchestrator.harness.engines.engine import Engine, load_engine_class
 from orchestrator.harness.engines.ray_pool import RayPoolEngine
 from orchestrator.harness.qsl import FeatureArrays, SampleLibrary, check_counts, load_feature_arrays
@@ -185,6 +186,7 @@ class _RunState:
             self.result.versions.update(engine.versions())
             self.result.execution_provider = engine.execution_provider
             self.result.engine_settings = dict(engine.settings())
+            self.result.engine_settings["isa"] = detect_isa().describe()  # what decides a CPU engine's precision
             check_provider(spec, engine)
             settings = build_test_settings(user_conf, spec.scenario)  # once per process (see settings.py)
             for mode in modes:

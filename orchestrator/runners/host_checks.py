@@ -13,6 +13,7 @@ from pathlib import Path
 
 from orchestrator.backends import Target
 from orchestrator.errors import PreflightError
+from orchestrator.harness.cpu import cpu_flags
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +35,11 @@ def check_gpu_visible_locally(target: Target) -> None:
         )
 
 
-def cpu_flags(cpuinfo: str) -> set[str]:
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
 def check_cpu_flags(target: Target, cpuinfo_path: Path = Path("/proc/cpuinfo")) -> None:
     if not target.cpu_flags:
         return
-    try:
-        have = cpu_flags(cpuinfo_path.read_text())
-    except OSError:
+    have = cpu_flags(cpuinfo_path)
+    if have is None:
         log.warning("cannot read %s; not checking the CPU flags %s needs", cpuinfo_path, ", ".join(target.cpu_flags))
         return
     missing = [f for f in target.cpu_flags if f not in have]

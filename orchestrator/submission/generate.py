@@ -34,6 +34,7 @@ from orchestrator.submission.rules import (
 )
 from orchestrator.submission.source import collect_source, write_source
 from orchestrator.submission.system import Overrides, System, describe_system, slug
+from orchestrator.workflows.accuracy_label import UNCHECKED, engine_precision
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,11 @@ def load_runs(run_dirs: list[Path]) -> list[Run]:
             status, why = shown_status(record)  # `running` may be a run whose process is gone: abandoned
             raise SubmissionError(
                 f"run {d} {_ENDED[status]}{f' ({why})' if why else ''}; only succeeded runs can be submitted, rerun it"
+            )
+        if record.accuracy_check == UNCHECKED:
+            raise SubmissionError(
+                f"run {d} ran {engine_precision(record.engine_settings) or 'a reduced precision'} with its accuracy "
+                "unchecked; submit an fp32 run, or an int8 model that passed `mlperf-bert tune --int8`"
             )
         runs.append(Run(dir=path, record=record))
     return sorted(runs, key=lambda r: r.name)

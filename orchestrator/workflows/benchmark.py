@@ -58,6 +58,8 @@ from orchestrator.runners.ray_runner import RayRunner
 from orchestrator.runners.runner import Runner, Started, StartHook
 from orchestrator.runs import FileRef, RunRecord, git_sha, host_info, new_run_dir, utc_now
 from orchestrator.stop_signals import signal_name, signal_of
+from orchestrator.workflows.accuracy_label import accuracy_check_label
+from orchestrator.workflows.calibration import check_precision, with_calibration
 
 if TYPE_CHECKING:  # the accuracy package pulls in numpy, which `mlperf-bert --help` does not need
     from orchestrator.accuracy import AccuracyReport
@@ -359,6 +361,8 @@ def run_benchmark(
     config = with_default_batch_size(config, target)
     cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
     inputs = resolve_inputs(config, cache_dir)
+    check_precision(config, target)
+    config = with_calibration(config, target, inputs.vocab, cache_dir)
     runner = make_runner(config, target, stream=stream, cache_dir=cache_dir)
     runner.preflight()  # venv, engine, image, GPU: fail before a run directory exists
     label = f"{target.key}-{config.scenario.value}-{audit.test if audit else config.mode.value}"
@@ -424,6 +428,7 @@ def _run_and_record(
         record.execution_provider = harness.execution_provider
         record.engine_settings = dict(harness.engine_settings)
         record.versions.update(harness.versions)
+        record.accuracy_check = accuracy_check_label(record.engine_settings, record.model_meta, Path(inputs.model.path))
     if outcome.interrupted:
         signum = outcome.signal if outcome.signal is not None else SIGINT
         _finish(record, run_dir, "interrupted", interrupted_by(signum))
@@ -478,6 +483,8 @@ def prepare_only(config: RunConfig, *, debug: bool = False) -> str:
     target = get_target(config.backend, config.device)
     cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
     inputs = resolve_inputs(config, cache_dir)
+    check_precision(config, target)
+    config = with_calibration(config, target, inputs.vocab, cache_dir)  # --debug's shell gets it mounted too
     runner = make_runner(config, target, stream=True, cache_dir=cache_dir)
     run_dir = (config.output_dir / "<new-run>").resolve()
     spec = build_spec(config, target, inputs, run_dir, progress=True, cache_dir=cache_dir)

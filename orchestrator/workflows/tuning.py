@@ -1,5 +1,7 @@
-"""`mlperf-bert tune`: sweep batch size (and threads) with short performance runs, keep every trial, pick
-the best, plot it; optionally size a valid run from a short one (`find_performance`).
+"""`mlperf-bert tune`: sweep precision x batch size (and threads, instances) with short performance runs,
+`repeats` times each (the median counts, the min is kept: one noisy trial once picked different best batch
+sizes in two sweeps), keep every trial, pick the fastest whose accuracy check passes, plot it; optionally
+size a valid run from a short one (`find_performance`).
 
     from orchestrator.workflows.tuning import TuneRequest, tune
     result = tune(TuneRequest(base=RunConfig(model="demo-int8"), batch_sizes=[1, 4, 16, 64]))
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -30,12 +33,14 @@ from typing import Any
 import yaml
 
 from orchestrator import plots
+from orchestrator.backends import get_target
 from orchestrator.config import RunConfig
 from orchestrator.errors import ConfigError, MlperfBertError, RunError
 from orchestrator.html_report import REPORT_FILE, write_report
 from orchestrator.loadgen_logs import parse_performance
 from orchestrator.mlperf import Scenario
 from orchestrator.workflows.benchmark import run_benchmark
+from orchestrator.workflows.int8 import BERT99_RATIO
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,10 @@ class Trial:
     rejected: str | None = None  # ran, but the request's vet turned it down (e.g. int8 F1 at this batch size)
     accepted: str | None = None  # the request's vet asked and took it ("passed its check")
     instances_ran: str | None = None  # the engine's own account of its instances, e.g. "2 (auto)"
+    precision: str | None = None  # the engine's precision option (None: the backend's default)
+    # repeats > 1: every repeat's samples/s; samples_per_second is their median, min_samples_per_second the min
+    repeat_samples_per_second: list[float] = field(default_factory=list)
+    min_samples_per_second: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -77,6 +86,8 @@ class TuneRequest:
     batch_sizes: list[int] = field(default_factory=lambda: list(DEFAULT_BATCH_SIZES))
     threads: list[int | None] = field(default_factory=lambda: [None])
     instances: list[int | None] = field(default_factory=lambda: [None])
+    precisions: list[str | None] = field(default_factory=lambda: [None])  # the target's precision option
+    repeats: int = 1  # runs per setting; the median counts
     samples: int = 512  # per trial (test mode)
     find_performance: bool = False
     performance_samples: int | None = None  # the short run of find_performance (default: ~20 s of work)
@@ -103,15 +114,26 @@ def _config(base: RunConfig, **update: Any) -> RunConfig:
     return RunConfig(**data)
 
 
-def _engine_options(base: RunConfig, instances: int | None) -> dict[str, Any]:
-    """The instances setting, where the run configuration can carry engine options."""
-    if instances is None:
+def _engine_options(base: RunConfig, instances: int | None, precision: str | None = None) -> dict[str, Any]:
+    """The instances and precision settings, as engine options."""
+    if instances is None and precision is None:
         return {}
-    if "engine_options" not in RunConfig.model_fields:
-        raise ConfigError("this version's run configuration has no engine_options; sweep without --instances")
     options = dict(base.engine_options)
-    options["instances"] = str(instances)
+    if instances is not None:
+        options["instances"] = str(instances)
+    if precision is not None:
+        options[precision_option(base)] = precision
     return {"engine_options": options}
+
+
+def precision_option(base: RunConfig) -> str:
+    """The engine option that names the precision of base's target; a ConfigError where it has none."""
+    target = get_target(base.backend, base.device)
+    if target.precision_option is None:
+        raise ConfigError(
+            f"{target.key} has no precision option to sweep; drop --precisions, or tune --backend openvino"
+        )
+    return target.precision_option
 
 
 def run_trial(
@@ -123,10 +145,11 @@ def run_trial(
     samples: int,
     output_dir: Path,
     target_qps: float | None = None,
+    precision: str | None = None,
 ) -> Trial:
     """One short performance run; never raises for a failed run (the error is recorded)."""
 
-    trial = Trial(batch_size=batch_size, threads=threads, instances=instances, run_dir=None)
+    trial = Trial(batch_size=batch_size, threads=threads, instances=instances, run_dir=None, precision=precision)
     started = time.perf_counter()
     try:
         config = _config(
@@ -138,7 +161,7 @@ def run_trial(
             threads=threads,
             output_dir=output_dir,
             target_qps=target_qps,
-            **_engine_options(base, instances),
+            **_engine_options(base, instances, precision),
         )
         result = run_benchmark(config, progress=False, stream=False)
         trial.run_dir = str(result.run_dir)
@@ -162,6 +185,69 @@ def run_trial(
         f"{trial.samples_per_second:.2f}" if trial.ok else "failed",
     )
     return trial
+
+
+def _precision_kw(precision: str | None) -> dict[str, Any]:
+    return {"precision": precision} if precision is not None else {}
+
+
+def merge_repeats(repeats: list[Trial]) -> Trial:
+    """One trial of a setting run several times: the median repeat (by samples/s) with every rate and the min;
+    failed while any repeat failed."""
+    failed = [t for t in repeats if not t.ok]
+    if failed or len(repeats) == 1:
+        return failed[0] if failed else repeats[0]
+    rates = [t.samples_per_second or 0.0 for t in repeats]
+    ranked = sorted(repeats, key=lambda t: t.samples_per_second or 0.0)
+    middle = ranked[(len(ranked) - 1) // 2]
+    merged = Trial(**{**asdict(middle), "repeat_samples_per_second": rates})
+    merged.samples_per_second = round(statistics.median(rates), 4)
+    merged.min_samples_per_second = min(rates)
+    merged.seconds = round(sum(t.seconds or 0.0 for t in repeats), 2)
+    return merged
+
+
+def precision_check(
+    base: RunConfig, *, samples: int, output_dir: Path, threshold: float = BERT99_RATIO
+) -> Callable[[Trial], str | None]:
+    """A vet for precision sweeps: a trial of a reduced precision is taken only when its F1 on the first
+    `samples` dev features is at least `threshold` x fp32's (MLPerf's bert-99 ratio) at the same batch
+    size, both scored from real accuracy runs through the harness; fp32 (and the default) pass as they are."""
+    f1: dict[tuple[str, int], float] = {}
+
+    def score(trial: Trial, precision: str) -> float:
+        key = (precision, trial.batch_size)
+        if key not in f1:
+            config = _config(
+                base,
+                mode="accuracy",
+                execution_mode="test",
+                test_query_count=samples,
+                batch_size=trial.batch_size,
+                threads=trial.threads,
+                output_dir=output_dir,
+                **_engine_options(base, trial.instances, precision),
+            )
+            accuracy = run_benchmark(config, progress=False, stream=False).accuracy
+            if accuracy is None:
+                raise RunError(f"the {precision} accuracy check at batch size {trial.batch_size} scored nothing")
+            f1[key] = accuracy.f1
+        return f1[key]
+
+    def holds(trial: Trial) -> str | None:
+        if trial.precision in (None, "fp32"):
+            return None
+        try:
+            reduced, full = score(trial, trial.precision), score(trial, "fp32")
+        except MlperfBertError as exc:
+            return f"its accuracy check failed to run ({exc})"
+        ratio = reduced / full if full else 0.0
+        log.info(
+            "%s F1 %.3f vs fp32 %.3f at batch %d: ratio %.4f", trial.precision, reduced, full, trial.batch_size, ratio
+        )
+        return None if ratio >= threshold else f"{trial.precision} F1 ratio {ratio:.4f} < {threshold} vs fp32"
+
+    return holds
 
 
 def best_trial(trials: list[Trial]) -> Trial | None:
@@ -208,20 +294,31 @@ def tune(request: TuneRequest) -> TuneResult:
     trials_dir = directory / "trials"
     trials_dir.mkdir(parents=True)
     result = TuneResult(directory=directory, trials=[], best=None)
-    for threads in request.threads:
-        for instances in request.instances:
-            for batch in sorted(set(request.batch_sizes)):
-                result.trials.append(
-                    run_trial(
-                        base,
-                        batch_size=batch,
-                        threads=threads,
-                        instances=instances,
-                        samples=request.samples,
-                        output_dir=trials_dir,
-                    )
+    if request.repeats < 1:
+        raise ConfigError("--repeats must be at least 1; pass e.g. 3")
+    settings = [
+        (precision, threads, instances, batch)
+        for precision in request.precisions
+        for threads in request.threads
+        for instances in request.instances
+        for batch in sorted(set(request.batch_sizes))
+    ]
+    for precision, threads, instances, batch in settings:
+        repeats = []
+        for _ in range(request.repeats):
+            repeats.append(
+                run_trial(
+                    base,
+                    batch_size=batch,
+                    threads=threads,
+                    instances=instances,
+                    samples=request.samples,
+                    output_dir=trials_dir,
+                    **_precision_kw(precision),
                 )
-                write_summary(result, request)  # a sweep stopped half-way still leaves its record
+            )
+        result.trials.append(merge_repeats(repeats))
+        write_summary(result, request)  # a sweep stopped half-way still leaves its record
     result.best = vetted_best(result.trials, request.vet)
     if result.best is None:
         write_summary(result, request)
@@ -356,18 +453,30 @@ def write_performance_config(directory: Path, base: RunConfig, best: Trial, perf
 
 # ---- records -------------------------------------------------------------------------------------------
 def markdown_table(trials: list[Trial], best: Trial | None) -> str:
+    """The trials as a table; the precision and min columns only where a sweep has them."""
+    with_precision = any(t.precision for t in trials)
+    with_min = any(t.min_samples_per_second is not None for t in trials)
+    head = ["batch size", "threads", "instances", "samples/s"]
+    align = ["---:", "---:", "---:", "---:"]
+    if with_precision:
+        head, align = ["precision", *head], ["---", *align]
+    if with_min:
+        head, align = [*head, "min samples/s"], [*align, "---:"]
     rows = [
-        "| batch size | threads | instances | samples/s | p99 latency (ms) | run directory |",
-        "|---:|---:|---:|---:|---:|---|",
+        "| " + " | ".join([*head, "p99 latency (ms)", "run directory"]) + " |",
+        "|" + "|".join([*align, "---:", "---"]) + "|",
     ]
     for t in trials:
         rate = f"{t.samples_per_second:.2f}" if t.ok else f"failed: {t.error}"
         mark = " **best**" if t is best else f" (not taken: {t.rejected})" if t.rejected else ""
         p99 = f"{t.p99_latency_ms:.1f}" if t.p99_latency_ms is not None else "-"
-        rows.append(
-            f"| {t.batch_size} | {t.threads or 'auto'} | {t.instances or 'default'} | {rate}{mark} | {p99} | "
-            f"{Path(t.run_dir).name if t.run_dir else '-'} |"
-        )
+        cells = [str(t.batch_size), str(t.threads or "auto"), str(t.instances or "default"), rate + mark]
+        if with_precision:
+            cells.insert(0, t.precision or "default")
+        if with_min:
+            cells.append(f"{t.min_samples_per_second:.2f}" if t.min_samples_per_second is not None else "-")
+        cells += [p99, Path(t.run_dir).name if t.run_dir else "-"]
+        rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
 
 
@@ -381,6 +490,8 @@ def write_summary(result: TuneResult, request: TuneRequest) -> None:
         "batch_sizes": request.batch_sizes,
         "threads": request.threads,
         "instances": request.instances,
+        "precisions": request.precisions,
+        "repeats": request.repeats,
         "trials": [asdict(t) for t in result.trials],
         "best": asdict(best) if best else None,
         "performance": result.performance,
@@ -397,8 +508,10 @@ def write_summary(result: TuneResult, request: TuneRequest) -> None:
 
 
 def series_label(trial: Trial) -> str:
-    """A sweep line's name: the threads and the instance count the engine ran (not the request's None)."""
-    return f"threads {trial.threads or 'auto'}, instances {trial.instances_ran or trial.instances or 'default'}"
+    """A sweep line's name: the precision, the threads and the instance count the engine ran (not the
+    request's None)."""
+    label = f"threads {trial.threads or 'auto'}, instances {trial.instances_ran or trial.instances or 'default'}"
+    return (f"{trial.precision}, " if trial.precision else "") + label
 
 
 def plot_throughput(trials: list[Trial], path: Path, *, title: str, chosen: Trial | None = None) -> Path | None:

@@ -1,0 +1,139 @@
+"""Calibration data for engines that quantize to int8 themselves (static post-training quantization).
+
+MLPerf's rule: calibration data comes from the training set, never dev. `--calibration PATH` names a SQuAD
+v1.1 train JSON (.json or .json.gz); its features are built once with the dataset step's own
+build_features (cached by content like the dev features), and a fixed seeded subset of CALIBRATION_ROWS
+rows is written beside them as a small .npz that the engine reads (its option `calibration_path`; the
+Docker runner mounts `*_path` options read-only). Every file is written to a temporary name and renamed,
+so nothing half-written stays in the cache.
+
+Also here, because it is decided from the same engine option before any run directory exists: the
+precision a run asks for (`Target.precision_option`) must be one this host can run.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from orchestrator.backends import Target
+from orchestrator.config import RUN_FLAGS, RunConfig
+from orchestrator.dataset import build_features, load_features
+from orchestrator.errors import ConfigError, PreflightError
+from orchestrator.harness.cpu import detect_isa
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_ROWS = 300
+CALIBRATION_SEED = 0
+CALIBRATION_OPTION = "calibration_path"  # the engine option the features' .npz is passed as
+_INPUTS = ("input_ids", "input_mask", "segment_ids")
+
+
+def requested_precision(config: RunConfig, target: Target) -> str | None:
+    """The precision the run's engine options ask for (lower case), or None when the target has no such option."""
+    if target.precision_option is None:
+        return None
+    return config.engine_options.get(target.precision_option, "auto").strip().lower() or "auto"
+
+
+def check_precision(config: RunConfig, target: Target) -> None:
+    """bf16 on a CPU without native bf16 fails here, with one sentence, before any run directory."""
+    if target.device != "cpu" or requested_precision(config, target) != "bf16":
+        return
+    isa = detect_isa()
+    if isa.known and not isa.bf16:
+        raise PreflightError(
+            f"precision=bf16 needs a CPU with native bf16 (amx_bf16 or avx512_bf16), which this one lacks "
+            f"(ISA: {isa.describe()}); use --engine-option precision=fp32 or precision=int8."
+        )
+
+
+def with_calibration(config: RunConfig, target: Target, vocab: Path, cache_dir: Path) -> RunConfig:
+    """The config with `calibration_path` among its engine options when the run asks for an int8 that the
+    engine calibrates itself; a ConfigError when it does and --calibration is missing."""
+    flag = RUN_FLAGS["calibration_path"]
+    if not target.int8_calibration or requested_precision(config, target) != "int8":
+        if config.calibration_path is not None:
+            log.info("%s: %s is used only by precision=int8 of a backend that calibrates; ignored", target.key, flag)
+        return config
+    if CALIBRATION_OPTION in config.engine_options:
+        return config  # the features' .npz given directly (e.g. by a test or a --config file)
+    if config.calibration_path is None:
+        raise ConfigError(
+            f"{target.key} precision=int8 quantizes the model from calibration data; pass {flag} PATH, a SQuAD "
+            "v1.1 train JSON (.json or .json.gz; never the dev set)"
+        )
+    features = calibration_features(config.calibration_path, vocab, cache_dir)
+    options = {**config.engine_options, CALIBRATION_OPTION: str(features.resolve())}
+    return config.model_copy(update={"engine_options": options})
+
+
+def calibration_features(
+    dataset: Path, vocab: Path, cache_dir: Path, *, rows: int = CALIBRATION_ROWS, seed: int = CALIBRATION_SEED
+) -> Path:
+    """<cache>/calibration/<key>.npz: `rows` seeded feature rows of the train set `dataset` (built once)."""
+    dataset = Path(dataset).expanduser()
+    if not dataset.is_file():
+        raise ConfigError(
+            f"the calibration set {dataset} does not exist; pass {RUN_FLAGS['calibration_path']} a SQuAD v1.1 "
+            "train JSON (.json or .json.gz)"
+        )
+    folder = cache_dir / "calibration"
+    folder.mkdir(parents=True, exist_ok=True)
+    source = _plain_json(dataset, folder)
+    features_path = build_features(source, vocab, cache_dir / "features")
+    digest = hashlib.sha256(f"{features_path.name}:{rows}:{seed}".encode()).hexdigest()[:24]
+    out = folder / f"calibration-{digest}.npz"
+    if out.is_file():
+        return out
+    features = load_features(features_path)
+    count = int(features.input_ids.shape[0])
+    pick = np.sort(np.random.default_rng(seed).choice(count, size=min(rows, count), replace=False))
+    arrays = {name: np.asarray(getattr(features, name))[pick] for name in _INPUTS}
+    _save_atomically(out, arrays)
+    log.info("calibration: %d of %d train features of %s -> %s", len(pick), count, dataset.name, out)
+    return out
+
+
+def _plain_json(dataset: Path, folder: Path) -> Path:
+    """`dataset` itself, or for a .gz its decompressed copy in `folder` (named by the archive's sha256)."""
+    if dataset.suffix != ".gz":
+        return dataset
+    data = dataset.read_bytes()
+    out = (
+        folder
+        / f"{dataset.name.removesuffix('.gz').removesuffix('.json')}-{hashlib.sha256(data).hexdigest()[:16]}.json"
+    )
+    if out.is_file():
+        return out
+    try:
+        plain = gzip.decompress(data)
+    except (OSError, EOFError) as exc:
+        raise ConfigError(f"the calibration set {dataset} is not a readable .gz ({exc}); pass an intact file") from exc
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(plain)
+        os.replace(tmp, out)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return out
+
+
+def _save_atomically(out: Path, arrays: dict[str, np.ndarray]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".npz", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(
+                f, input_ids=arrays["input_ids"], input_mask=arrays["input_mask"], segment_ids=arrays["segment_ids"]
+            )
+        os.replace(tmp, out)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,357 @@
+"""OpenVINO engine: its options, precision choice and ISA fallback (unit), the real engine in its managed
+venv against onnxruntime on real features, and runs through the real harness (slow): parity with
+onnxruntime, bf16 and int8 F1 within a point of fp32, and the bad inputs (one sentence, nothing written)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_support import invoke
+
+from orchestrator.backends import TARGETS
+from orchestrator.errors import ConfigError, PreflightError
+from orchestrator.harness.cpu import FAKE_FLAGS_ENV, Isa, cpu_flags, detect_isa, parse_cpu_flags
+from orchestrator.harness.engines.openvino import OpenVinoOptions, calibration_items, resolve_precision
+from orchestrator.harness.engines.options import parse_engine_options
+from orchestrator.paths import PACKAGE_DIR
+from orchestrator.workflows.accuracy_label import UNCHECKED, accuracy_check_label
+
+ZEN4 = "flags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n"
+SAPPHIRE = "flags\t\t: avx2 avx512f avx512_bf16 avx512_vnni amx_bf16 amx_int8 amx_tile\n"
+OLD = "flags\t\t: fpu sse avx2\n"
+TRAIN = "train-v1.1-reconstructed.json.gz"
+
+
+# ---- unit ------------------------------------------------------------------------------------------
+def test_registry_entry() -> None:
+    t = TARGETS["openvino-cpu"]
+    assert t.engine_class == "orchestrator.harness.engines.openvino:OpenVinoEngine"
+    assert (t.execution_provider, t.local_env, t.cache_option) == ("CPU", "openvino-cpu", "cache_dir")
+    assert t.int8_calibration and t.precision_option == "precision"
+    assert ("instances", "auto") in t.offline_options
+
+
+def test_isa_from_cpuinfo() -> None:
+    amx = Isa.from_flags(parse_cpu_flags(SAPPHIRE))
+    assert amx.amx_bf16 and amx.amx_int8 and amx.bf16 and amx.int8
+    zen4 = Isa.from_flags(parse_cpu_flags(ZEN4))
+    assert zen4.bf16 and not zen4.amx_bf16 and zen4.describe() == "avx512_bf16 avx512_vnni avx512f avx2"
+    old = Isa.from_flags(parse_cpu_flags(OLD))
+    assert not old.bf16 and not old.int8 and old.describe() == "avx2"
+    assert Isa.from_flags(None).describe() == "unknown"
+
+
+def test_fake_flags_force_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2,fma")
+    assert cpu_flags() == {"avx2", "fma"}
+    assert not detect_isa().bf16
+
+
+def test_precision_choice_and_fallback() -> None:
+    amx = Isa.from_flags(parse_cpu_flags(SAPPHIRE))
+    old = Isa.from_flags(parse_cpu_flags(OLD))
+    caps = ["FP32", "BF16", "INT8"]
+    assert resolve_precision("auto", amx, caps)[0] == "bf16"
+    ran, why = resolve_precision("auto", old, caps)
+    assert ran == "fp32" and "falling back" in why  # one log line, never a crash
+    assert resolve_precision("auto", amx, ["FP32", "INT8"])[0] == "fp32"  # OpenVINO itself says no bf16
+    assert resolve_precision("int8", old, caps)[0] == "int8"  # int8 runs anywhere, only slower without VNNI
+    with pytest.raises(PreflightError, match=r"precision=bf16 needs a CPU with native bf16.*precision=fp32"):
+        resolve_precision("bf16", old, caps)
+
+
+def test_options() -> None:
+    opts = parse_engine_options(OpenVinoOptions, {"precision": "BF16", "instances": "auto"}, "openvino")
+    assert (opts.precision, opts.instances, opts.shapes) == ("bf16", "auto", "dynamic")
+    with pytest.raises(ConfigError, match="precision='fp8' is not one of auto, fp32, fp16, bf16, int8"):
+        parse_engine_options(OpenVinoOptions, {"precision": "fp8"}, "openvino")
+    with pytest.raises(ConfigError, match="the openvino engine runs precision auto, fp32, bf16, int8, not 'fp16'"):
+        parse_engine_options(OpenVinoOptions, {"precision": "fp16"}, "openvino")
+    with pytest.raises(ConfigError, match="buckets='64,128'"):
+        parse_engine_options(OpenVinoOptions, {"shapes": "buckets", "buckets": "64,128"}, "openvino")
+
+
+def test_calibration_items_are_a_fixed_trimmed_subset(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    mask = np.zeros((50, 384), np.int8)
+    for r in range(50):
+        mask[r, : rng.integers(10, 384)] = 1
+    ids = (rng.integers(1000, 2000, (50, 384)) * mask).astype(np.int32)
+    np.savez(tmp_path / "c.npz", input_ids=ids, input_mask=mask, segment_ids=np.zeros_like(mask))
+    a = calibration_items(tmp_path / "c.npz", 20, 0)
+    b = calibration_items(tmp_path / "c.npz", 20, 0)
+    assert len(a) == 20 and all(np.array_equal(x["input_ids"], y["input_ids"]) for x, y in zip(a, b, strict=True))
+    assert all(x["input_ids"].dtype == np.int64 and x["input_mask"].all() for x in a)  # cut to the real length
+    with pytest.raises(ConfigError, match="cannot be read"):
+        calibration_items(tmp_path / "missing.npz", 20, 0)
+
+
+def test_accuracy_label(tmp_path: Path) -> None:
+    model = tmp_path / "model.onnx"
+    assert accuracy_check_label({"precision": "fp32"}, {"precision": "fp32"}, model) is None
+    assert accuracy_check_label({"precision": "bf16 (auto)"}, {"precision": "fp32"}, model) == UNCHECKED
+    assert accuracy_check_label({}, {"precision": "int8", "reference_f1": 80.4}, model) is None  # catalogue-measured
+    assert accuracy_check_label({}, {"precision": "int8"}, model) == UNCHECKED  # e.g. a random-weight speed model
+    (tmp_path / "accuracy_check.json").write_text(json.dumps({"passed": True}))
+    assert accuracy_check_label({}, {"precision": "int8"}, model).startswith("passed")  # type: ignore[union-attr]
+
+
+# ---- the real engine (its managed venv) ------------------------------------------------------------
+PROBE = r"""
+import json, sys
+import numpy as np
+from orchestrator.harness.engines.openvino import OpenVinoEngine
+args = json.loads(sys.argv[1])
+data = dict(np.load(args["inputs"]))
+engine = OpenVinoEngine(args["model"], device="cpu", batch_size=8, threads=2, execution_provider="CPU",
+                        options=args["options"])
+out = {}
+for key in sorted({k.rsplit("_", 1)[0] for k in data}):
+    start, end = engine.infer(data[key + "_ids"], data[key + "_mask"], data[key + "_seg"], instance=0)
+    out[key + "_start"], out[key + "_end"] = np.array(start), np.array(end)
+np.savez(args["outputs"], **out)
+print("REPORT " + json.dumps({"provider": engine.execution_provider, "settings": engine.settings(),
+                              "versions": engine.versions()}))
+"""
+
+
+@pytest.fixture(scope="module")
+def openvino_python() -> Path:
+    from orchestrator.runners import venvs
+
+    try:
+        return venvs.ensure_venv("openvino-cpu")
+    except PreflightError as exc:
+        pytest.skip(f"the openvino environment cannot be built here: {exc}")
+
+
+@pytest.fixture(scope="module")
+def fp32_model(shared_assets: Path) -> Path:
+    path = shared_assets / "models" / "demo-minilm-l6-squad.fp32.onnx"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (the demo fp32 ONNX of the shared assets)")
+    return path
+
+
+def real_batches() -> dict[str, np.ndarray]:
+    """Real dev features, as the optimized SUT hands them over: length-sorted groups cut to their longest row."""
+    from harness_support import REFERENCE_FEATURES
+
+    with np.load(REFERENCE_FEATURES) as z:
+        ids, mask, seg = (z[k].astype(np.int64) for k in ("input_ids", "input_mask", "segment_ids"))
+    out: dict[str, np.ndarray] = {}
+    for i, (start, rows) in enumerate([(0, 1), (1, 4), (5, 8), (13, 3)]):
+        length = int(mask[start : start + rows].sum(1).max())
+        for name, a in (("ids", ids), ("mask", mask), ("seg", seg)):
+            out[f"b{i}_{name}"] = a[start : start + rows, :length]
+    return out
+
+
+def run_probe(python: Path, model: Path, options: dict[str, str], tmp_path: Path) -> tuple[dict, dict]:  # type: ignore[type-arg]
+    inputs = real_batches()
+    np.savez(tmp_path / "in.npz", **inputs)
+    args = {"model": str(model), "inputs": str(tmp_path / "in.npz"), "outputs": str(tmp_path / "out.npz")}
+    env = {k: v for k, v in os.environ.items() if k != FAKE_FLAGS_ENV}
+    env["PYTHONPATH"] = str(PACKAGE_DIR.parent)
+    proc = subprocess.run(
+        [str(python), "-c", PROBE, json.dumps({**args, "options": options})],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    report = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("REPORT "))[7:])
+    return report, {**inputs, **dict(np.load(tmp_path / "out.npz"))}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shapes", ["dynamic", "buckets"])
+def test_fp32_logits_equal_onnxruntime(openvino_python: Path, fp32_model: Path, tmp_path: Path, shapes: str) -> None:
+    import onnxruntime as ort
+
+    options = {"precision": "fp32", "shapes": shapes, "cache_dir": str(tmp_path / "cache")}
+    report, arrays = run_probe(openvino_python, fp32_model, options, tmp_path)
+    assert report["provider"] == "CPU" and report["settings"]["precision"] == "fp32"
+    assert report["versions"]["openvino"].startswith("2026.4.1")
+    assert any((tmp_path / "cache" / "compiled").iterdir())  # the compiled model is cached
+    session = ort.InferenceSession(str(fp32_model), providers=["CPUExecutionProvider"])
+    for i in range(4):
+        ids, mask, seg = (arrays[f"b{i}_{k}"] for k in ("ids", "mask", "seg"))
+        ref_start, ref_end = session.run(None, {"input_ids": ids, "input_mask": mask, "segment_ids": seg})
+        start, end = arrays[f"b{i}_start"], arrays[f"b{i}_end"]
+        assert start.shape == ids.shape and start.dtype == np.float32
+        real = mask.astype(bool)
+        np.testing.assert_allclose(start[real], ref_start[real], atol=2e-3, rtol=0)
+        np.testing.assert_allclose(end[real], ref_end[real], atol=2e-3, rtol=0)
+
+
+@pytest.mark.slow
+def test_a_model_openvino_cannot_read(openvino_python: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"\x08\x07this is not a protobuf model" * 10)
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent))
+    code = (
+        "from orchestrator.harness.engines.openvino import OpenVinoEngine\n"
+        "from orchestrator.errors import ModelError\n"
+        "try:\n"
+        f"    OpenVinoEngine({str(bad)!r}, device='cpu', batch_size=1, threads=1, execution_provider='CPU',"
+        f" options={{'cache_dir': {str(tmp_path / 'cache')!r}}})\n"
+        "except ModelError as e:\n"
+        "    print('ERROR', e)\n"
+    )
+    proc = subprocess.run([str(openvino_python), "-c", code], capture_output=True, text=True, env=env, check=False)
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("ERROR "))
+    assert "OpenVINO cannot read broken.onnx as a model" in line and line.count(". ") <= 1
+    assert not any((tmp_path / "cache").rglob("*.xml"))
+
+
+# ---- through the real harness (local runner) --------------------------------------------------------
+QUESTIONS = 200
+
+
+def harness_run(tmp_path: Path, model: Path, name: str, *extra: str, cache: Path) -> dict:  # type: ignore[type-arg]
+    result = invoke(
+        [
+            "run",
+            "--runner",
+            "local",
+            "--model-path",
+            model,
+            "--mode",
+            "accuracy",
+            "--test-query-count",
+            str(QUESTIONS),
+            "--output-dir",
+            tmp_path / name,
+            "--cache-dir",
+            cache,
+            "--no-progress",
+            "--json",
+            *extra,
+        ]
+    )
+    assert result.exit_code == 0, result.output[-3000:]
+    return dict(json.loads(result.stdout))
+
+
+@pytest.fixture(scope="module")
+def fp32_f1(fp32_model: Path, session_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> float:
+    tmp = tmp_path_factory.mktemp("ort")
+    record = harness_run(tmp, fp32_model, "ort", "--backend", "onnxruntime", cache=session_cache)
+    return float(record["results"]["accuracy"]["f1"])
+
+
+@pytest.mark.slow
+def test_parity_with_onnxruntime_through_the_harness(
+    openvino_python: Path, fp32_model: Path, fp32_f1: float, session_cache: Path, tmp_path: Path
+) -> None:
+    record = harness_run(
+        tmp_path, fp32_model, "ov", "--backend", "openvino", "--engine-option", "precision=fp32", cache=session_cache
+    )
+    assert record["execution_provider"] == "CPU" and record["engine_settings"]["precision"] == "fp32"
+    assert record["engine_settings"]["isa"] == detect_isa().describe()
+    assert record["accuracy_check"] is None
+    assert abs(float(record["results"]["accuracy"]["f1"]) - fp32_f1) < 0.05
+
+
+@pytest.mark.slow
+def test_bf16_f1_within_a_point(
+    openvino_python: Path, fp32_model: Path, fp32_f1: float, session_cache: Path, tmp_path: Path
+) -> None:
+    if not detect_isa().bf16:
+        pytest.skip("this CPU has no native bf16")
+    record = harness_run(
+        tmp_path, fp32_model, "bf16", "--backend", "openvino", "--engine-option", "precision=bf16", cache=session_cache
+    )
+    assert record["engine_settings"]["precision"] == "bf16"
+    assert record["accuracy_check"] == UNCHECKED and record["accuracy_label"] == UNCHECKED
+    assert abs(float(record["results"]["accuracy"]["f1"]) - fp32_f1) <= 1.0
+
+
+@pytest.mark.slow
+def test_int8_f1_within_a_point(
+    openvino_python: Path, fp32_model: Path, fp32_f1: float, shared_assets: Path, session_cache: Path, tmp_path: Path
+) -> None:
+    train = shared_assets / "squad" / TRAIN
+    if not train.is_file():
+        pytest.skip(f"{train} is absent (the reconstructed SQuAD train set)")
+    args = ("--backend", "openvino", "--engine-option", "precision=int8", "--calibration", train)
+    record = harness_run(tmp_path, fp32_model, "int8", *args, cache=session_cache)
+    settings = record["engine_settings"]
+    assert settings["precision"] == "int8" and "300 calibration rows" in settings["int8"]
+    assert record["accuracy_check"] == UNCHECKED
+    assert abs(float(record["results"]["accuracy"]["f1"]) - fp32_f1) <= 1.0
+    int8_dir = session_cache / "engines" / "openvino-cpu" / "int8"
+    finished = [p for p in int8_dir.iterdir() if not p.name.startswith(".")]
+    assert len(finished) == 1 and (finished[0] / "model.xml").is_file()
+    assert not [p for p in int8_dir.iterdir() if p.name.startswith(".")]  # no staging left behind
+    again = harness_run(tmp_path, fp32_model, "int8-again", *args, cache=session_cache)
+    assert "cached yes" in again["engine_settings"]["int8"]
+    assert again["results"]["accuracy"]["f1"] == record["results"]["accuracy"]["f1"]
+
+
+def test_int8_without_calibration_is_refused_before_a_run(tmp_path: Path) -> None:
+    result = invoke(
+        ["run", "--backend", "openvino", "--runner", "local", "--engine-option", "precision=int8"]
+        + ["--output-dir", tmp_path / "runs", "--cache-dir", tmp_path / "cache"]
+    )
+    assert result.exit_code != 0
+    assert "precision=int8 quantizes the model from calibration data; pass --calibration PATH" in result.output
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache" / "engines").exists()
+
+
+def test_bf16_on_a_cpu_without_bf16_is_refused_before_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 fma")
+    result = invoke(
+        ["run", "--backend", "openvino", "--runner", "local", "--engine-option", "precision=bf16"]
+        + ["--output-dir", tmp_path / "runs", "--cache-dir", tmp_path / "cache"]
+    )
+    assert result.exit_code != 0
+    assert (
+        "precision=bf16 needs a CPU with native bf16 (amx_bf16 or avx512_bf16), which this one lacks" in result.output
+    )
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache" / "engines").exists()
+
+
+@pytest.mark.slow
+def test_auto_falls_back_to_fp32_without_bf16(
+    openvino_python: Path,
+    fp32_model: Path,
+    fp32_f1: float,
+    session_cache: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 fma")  # the harness subprocess inherits it
+    record = harness_run(tmp_path, fp32_model, "auto", "--backend", "openvino", cache=session_cache)
+    assert record["engine_settings"]["precision"] == "fp32 (auto)" and record["engine_settings"]["isa"] == "avx2"
+    assert abs(float(record["results"]["accuracy"]["f1"]) - fp32_f1) < 0.05
+
+
+def test_calibration_features_from_a_gzipped_train_json(tmp_path: Path) -> None:
+    """--calibration's .json.gz: built once into the cache, a fixed seeded subset, nothing half-written."""
+    import gzip
+
+    from orchestrator.paths import EMBEDDED_DATASET, EMBEDDED_VOCAB
+    from orchestrator.workflows.calibration import calibration_features
+
+    squad = json.loads(EMBEDDED_DATASET.read_text())
+    squad["data"] = squad["data"][:2]  # a small stand-in for the train set
+    train = tmp_path / "train.json.gz"
+    train.write_bytes(gzip.compress(json.dumps(squad).encode()))
+    cache = tmp_path / "cache"
+    first = calibration_features(train, EMBEDDED_VOCAB, cache, rows=40, seed=0)
+    again = calibration_features(train, EMBEDDED_VOCAB, cache, rows=40, seed=0)
+    assert first == again and first.parent == cache / "calibration"
+    with np.load(first) as z:
+        assert sorted(z.files) == ["input_ids", "input_mask", "segment_ids"] and z["input_ids"].shape == (40, 384)
+    assert not [p for p in (cache / "calibration").iterdir() if p.name.startswith(".")]
+    with pytest.raises(ConfigError, match="the calibration set .* does not exist"):
+        calibration_features(tmp_path / "nope.json", EMBEDDED_VOCAB, cache)

@@ -188,6 +188,9 @@ def test_run_end_to_end_on_the_embedded_model(tmp_path, session_cache):
     assert 50 < recs["Offline"]["accuracy"]["f1"] <= 100  # the demo model answers most questions
     check = submission("check", str(out / "mlperf_submission_short"))
     assert check.exit_code == EXIT_TEST_MODE, check.output
+    # The attempt's page is written beside its artifacts (issue 18): the checker's verdict and each result.
+    page = (out / "mlperf_submission_short_report.html").read_text()
+    assert "TEST MODE" in page and "Offline" in page and "SingleStream" in page
 
 
 def test_check_verifies_hashes_with_run_dirs(generated, runs):

@@ -189,6 +189,11 @@ def test_real_sweep_and_find_performance(tmp_path: Path) -> None:
     config = yaml.safe_load(Path(summary["files"]["config"]).read_text())
     assert config["target_qps"] == perf["target_qps"] and config["execution_mode"] == "valid"
     assert Path(summary["files"]["plot"]).read_bytes()[:8] == PNG_MAGIC
+    # The sweep's page is written beside its records and holds every trial's figure (issue 18).
+    page = (Path(summary["files"]["plot"]).parent / "report.html").read_text()
+    assert "<svg" in page and "TEST MODE" in page
+    for t in summary["trials"]:
+        assert f"{t['samples_per_second']:.2f}" in page
 
 
 def test_int8_tune_checks_the_best_trial_at_its_batch_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

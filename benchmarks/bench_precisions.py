@@ -1,0 +1,294 @@
+"""Precisions side by side on this CPU, through the real harness and LoadGen: the reference SUT, onnxruntime
+fp32/int8, openvino fp32/bf16/int8, pytorch fp32/bf16, each on the SAME LoadGen samples, rounds interleaved.
+
+    .venv/bin/python benchmarks/bench_precisions.py --calibration ../shared/assets/squad/train-v1.1.json.gz
+    .venv/bin/python benchmarks/bench_precisions.py --quick ...      # small counts, to try it out
+    .venv/bin/python benchmarks/bench_precisions.py --skip-large ... # the demo model only
+
+Every configuration is a normal `mlperf-bert run` (orchestrator.api.run_benchmark, local runner, each backend
+in its own environment), Offline performance in test mode over the first N samples (same seeds, same count:
+the same samples for every row). Rounds go configuration by configuration, round after round, so a slower
+stretch of this shared machine hits every row alike; the best and the median of the rounds are printed.
+
+Per row: samples/s, x the reference SUT, GFLOP/s counted on real tokens (the mean real length of the N
+features a test-mode run draws its samples from: padding is not work), and the
+fraction of the measured matrix-multiply ceiling FOR THAT PRECISION (fp32: numpy/onnxruntime MatMul;
+int8: onnxruntime MatMulInteger; bf16: PyTorch's bf16 matmul, oneDNN, in the pytorch-cpu venv), all
+measured in this run. For the demo model also the F1 of an accuracy run over the first `--f1-samples`
+features against onnxruntime fp32 on the same questions (indicative: not the full dev set unless
+--f1-samples 10833).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_throughput import FlopModel, demo_fp32, int8_of, large_model, matmul_ceiling  # noqa: E402
+
+from orchestrator.api import RunConfig, run_benchmark  # noqa: E402
+from orchestrator.dataset import build_features, load_features  # noqa: E402
+from orchestrator.errors import MlperfBertError  # noqa: E402
+from orchestrator.harness.cpu import detect_isa  # noqa: E402
+from orchestrator.paths import EMBEDDED_DATASET, EMBEDDED_MODEL, EMBEDDED_VOCAB, default_cache_dir  # noqa: E402
+from orchestrator.runners import venvs  # noqa: E402
+
+SHARED_CHECKPOINT = REPO.parent / "shared" / "assets" / "models" / "demo-minilm-l6-squad-hf"
+
+
+@dataclass
+class Config:
+    label: str
+    precision: str  # the precision whose GEMM ceiling the row is compared with
+    overrides: dict[str, Any]
+    rates: list[float] = field(default_factory=list)
+    f1: float | None = None
+    settings: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+
+def machine() -> dict[str, Any]:
+    model = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": model,
+        "isa": str(detect_isa()),
+        "load_before": Path("/proc/loadavg").read_text().split()[:3],
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def int8_ceiling(tokens: int = 2048, repeats: int = 3) -> float:
+    """GOP/s of onnxruntime's MatMulInteger at one BERT-large layer's biggest GEMM shape."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    m, k, n = tokens, 1024, 4096
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b"], ["c"])],
+        "g",
+        [
+            helper.make_tensor_value_info("a", TensorProto.UINT8, [m, k]),
+            helper.make_tensor_value_info("b", TensorProto.INT8, [k, n]),
+        ],
+        [helper.make_tensor_value_info("c", TensorProto.INT32, [m, n])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    so = ort.SessionOptions()
+    session = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    a = np.random.default_rng(0).integers(0, 255, (m, k), dtype=np.uint8)
+    b = np.random.default_rng(1).integers(-127, 127, (k, n), dtype=np.int8)
+    session.run(None, {"a": a, "b": b})
+    best = min(_timed(lambda: session.run(None, {"a": a, "b": b})) for _ in range(repeats))
+    return 2 * m * k * n / best / 1e9
+
+
+def bf16_ceiling(tokens: int = 2048) -> float | None:
+    """GFLOP/s of torch's bf16 matmul (oneDNN; AMX where the CPU has it), in the pytorch-cpu venv."""
+    script = (
+        "import time, torch\n"
+        f"a = torch.randn({tokens}, 1024, dtype=torch.bfloat16); b = torch.randn(1024, 4096, dtype=torch.bfloat16)\n"
+        "for _ in range(3): a @ b\n"
+        "best = min((lambda t: (a @ b, time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(5))\n"
+        f"print(2 * {tokens} * 1024 * 4096 / best / 1e9)\n"
+    )
+    try:
+        python = venvs.ensure_venv("pytorch-cpu")
+        out = subprocess.run([str(python), "-c", script], capture_output=True, text=True, timeout=300, check=True)
+        return float(out.stdout.strip().splitlines()[-1])
+    except (MlperfBertError, subprocess.SubprocessError, ValueError, OSError) as e:
+        print(f"bf16 ceiling not measured: {e}", file=sys.stderr)
+        return None
+
+
+def _timed(fn: Any) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def configs(model: str, fp32: Path, int8: Path, checkpoint: Path | None, calibration: Path | None) -> list[Config]:
+    ort = {"backend": "onnxruntime"}
+    ov = {"backend": "openvino"}
+    rows = [
+        Config("reference SUT (onnxruntime fp32)", "fp32", {**ort, "model_path": fp32, "sut": "reference"}),
+        Config("onnxruntime fp32", "fp32", {**ort, "model_path": fp32}),
+        Config("onnxruntime int8 (dynamic)", "int8", {**ort, "model_path": int8}),
+        Config("openvino fp32", "fp32", {**ov, "model_path": fp32, "engine_options": {"precision": "fp32"}}),
+        Config("openvino bf16", "bf16", {**ov, "model_path": fp32, "engine_options": {"precision": "bf16"}}),
+    ]
+    if calibration is not None:
+        rows.append(
+            Config(
+                "openvino int8 (NNCF static)",
+                "int8",
+                {**ov, "model_path": fp32, "engine_options": {"precision": "int8"}, "calibration_path": calibration},
+            )
+        )
+    if checkpoint is not None:
+        pt = {"backend": "pytorch", "model_path": checkpoint}
+        rows.append(Config("pytorch fp32", "fp32", {**pt}))
+        rows.append(Config("pytorch bf16", "bf16", {**pt, "engine_options": {"precision": "bf16"}}))
+    for r in rows:
+        r.label = f"{model}: {r.label}"
+    return rows
+
+
+def run_one(cfg: Config, out: Path, samples: int, mode: str) -> Any:
+    rc = RunConfig(
+        scenario="Offline",
+        mode=mode,
+        execution_mode="test",
+        test_query_count=samples,
+        runner="local",
+        output_dir=out,
+        **cfg.overrides,
+    )
+    return run_benchmark(rc, progress=False, stream=False)
+
+
+def family(name: str, rows: list[Config], args: argparse.Namespace, out: Path) -> None:
+    for rnd in range(args.repeats):
+        for cfg in rows:
+            if cfg.error:
+                continue
+            try:
+                result = run_one(cfg, out, args.samples if name == "demo" else args.large_samples, "performance")
+            except MlperfBertError as e:
+                cfg.error = str(e)
+                print(f"  {cfg.label}: FAILED {e}", flush=True)
+                continue
+            rate = float(result.performance.samples_per_second)
+            cfg.rates.append(rate)
+            cfg.settings = dict(result.record.engine_settings)
+            print(f"  round {rnd + 1} {cfg.label}: {rate:.2f} samples/s", flush=True)
+    if name == "demo" and args.f1_samples:
+        for cfg in rows:
+            if cfg.error:
+                continue
+            try:
+                result = run_one(cfg, out, args.f1_samples, "accuracy")
+                cfg.f1 = float(result.accuracy.f1)
+            except MlperfBertError as e:
+                print(f"  {cfg.label} accuracy: FAILED {e}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calibration", type=Path, default=None, help="SQuAD v1.1 train JSON for openvino int8")
+    parser.add_argument("--samples", type=int, default=512, help="LoadGen samples per demo run")
+    parser.add_argument("--large-samples", type=int, default=32, help="LoadGen samples per BERT-large run")
+    parser.add_argument("--f1-samples", type=int, default=1000, help="features of the demo accuracy runs (0: none)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if args.quick:
+        args.samples, args.large_samples, args.f1_samples, args.repeats = 64, 8, 100, 1
+    cache = default_cache_dir()
+    features = load_features(build_features(EMBEDDED_DATASET, EMBEDDED_VOCAB, cache / "features"))
+    results: dict[str, Any] = {"machine": machine()}
+    print(json.dumps(results["machine"]), flush=True)
+    ceilings = {"fp32": float(matmul_ceiling()["ceiling_gflops"]), "int8": int8_ceiling(), "bf16": bf16_ceiling()}
+    results["ceilings_gflops"] = ceilings
+    print(f"ceilings (GFLOP/s or GOP/s at 2048x1024x4096): {ceilings}", flush=True)
+    out = Path(tempfile.mkdtemp(prefix="bench-precisions-"))
+    families: list[tuple[str, list[Config], FlopModel, int]] = []
+    fp32 = demo_fp32(cache)
+    if fp32 is not None:
+        checkpoint = SHARED_CHECKPOINT if SHARED_CHECKPOINT.is_dir() else None
+        families.append(
+            (
+                "demo",
+                configs("demo", fp32, EMBEDDED_MODEL, checkpoint, args.calibration),
+                FlopModel.of(fp32),
+                args.samples,
+            )
+        )
+    if not args.skip_large:
+        large = large_model(cache)
+        families.append(
+            (
+                "large",
+                configs("BERT-large shapes", large, int8_of(large, cache), None, args.calibration),
+                FlopModel.of(large),
+                args.large_samples,
+            )
+        )
+    rows_out = []
+    for name, rows, flop_model, count in families:
+        real = features.seq_len[:count].astype(np.int64)
+        family(name, rows, args, out)
+        reference = next((r for r in rows if "reference" in r.label and r.rates), None)
+        fp32_f1 = next((r.f1 for r in rows if r.label.endswith("onnxruntime fp32")), None)
+        for r in rows:
+            best = max(r.rates) if r.rates else None
+            median = statistics.median(r.rates) if r.rates else None
+            work = flop_model.flops(real) / count  # FLOPs per sample on real tokens
+            gflops = best * work / 1e9 if best else None
+            ceiling = ceilings.get(r.precision)
+            row = {
+                "label": r.label,
+                "precision": r.precision,
+                "best": best,
+                "median": median,
+                "rounds": r.rates,
+                "x_reference": round(best / max(reference.rates), 2) if best and reference else None,
+                "gflops_real": round(gflops, 1) if gflops else None,
+                "fraction_of_ceiling": round(gflops / ceiling, 3) if gflops and ceiling else None,
+                "f1": r.f1,
+                "f1_ratio": round(r.f1 / fp32_f1, 4) if r.f1 and fp32_f1 else None,
+                "settings": r.settings,
+                "error": r.error,
+            }
+            rows_out.append(row)
+    results["rows"] = rows_out
+    results["machine"]["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
+    print("\n| configuration | best samples/s | median | x reference | GFLOP/s real | of its ceiling | F1 | F1/fp32 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows_out:
+        cells = [
+            r["label"],
+            r["best"] and f"{r['best']:.2f}",
+            r["median"] and f"{r['median']:.2f}",
+            r["x_reference"],
+            r["gflops_real"],
+            r["fraction_of_ceiling"],
+            r["f1"] and f"{r['f1']:.3f}",
+            r["f1_ratio"],
+        ]
+        print(
+            "| "
+            + " | ".join("-" if c is None else str(c) for c in cells)
+            + " |"
+            + (f" FAILED: {r['error']}" if r["error"] else "")
+        )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -204,6 +204,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.quick:
@@ -217,7 +218,7 @@ def main() -> None:
     print(f"ceilings (GFLOP/s or GOP/s at 2048x1024x4096): {ceilings}", flush=True)
     out = Path(tempfile.mkdtemp(prefix="bench-precisions-"))
     families: list[tuple[str, list[Config], FlopModel, int]] = []
-    fp32 = demo_fp32(cache)
+    fp32 = None if args.skip_demo else demo_fp32(cache)
     if fp32 is not None:
         checkpoint = SHARED_CHECKPOINT if SHARED_CHECKPOINT.is_dir() else None
         families.append(

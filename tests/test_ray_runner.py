@@ -250,3 +250,15 @@ def _ray_processes() -> list[int]:
         if "/ray/session_" in cmdline or cmdline.startswith("ray::"):
             pids.append(int(proc.name))
     return pids
+
+
+def test_an_unreachable_head_is_one_sentence_at_once() -> None:
+    """Port 1 on loopback accepts nothing: refused in seconds, not after ray.init's minutes of retries."""
+    from orchestrator.errors import PreflightError
+    from orchestrator.harness import ray_cluster
+
+    started = time.monotonic()
+    with pytest.raises(PreflightError, match=r"cannot reach the Ray cluster at 127\.0\.0\.1:1 .*start its head"):
+        ray_cluster.check_reachable("127.0.0.1:1")
+    assert time.monotonic() - started < ray_cluster.REACH_TIMEOUT_S + 1
+    ray_cluster.check_reachable("auto")  # left to Ray

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 LOOPBACK = "127.0.0.1"
 NAMESPACE = "mlperf-bert"
 PROBE_TIMEOUT_S = 120.0
+REACH_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection by then is not there
 # What the driver needs on every worker besides the engine's own packages.
 BASE_PACKAGES = ("orchestrator", "numpy")
 
@@ -57,6 +59,21 @@ def ray_module() -> Any:
     return ray
 
 
+def check_reachable(address: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """A HOST:PORT head must accept a TCP connection: ray.init would otherwise retry for minutes."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # `auto` or a ray:// URL: Ray resolves it
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise PreflightError(
+            f"cannot reach the Ray cluster at {address} ({exc.strerror or type(exc).__name__}); start its head, "
+            "or check --ray-address (HOST:PORT of the head's GCS, usually port 6379)"
+        ) from None
+
+
 def connect(address: str, *, num_cpus: int | None = None) -> bool:
     """Connect this process to the cluster at `address`, or start the local instance (on loopback, no
     dashboard). Returns True when this call connected (and so should disconnect), False when this process
@@ -80,6 +97,7 @@ def connect(address: str, *, num_cpus: int | None = None) -> bool:
                 logging_level=logging.WARNING,
             )
         else:
+            check_reachable(address)
             ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise PreflightError(

@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.backends import TARGETS
+from orchestrator.commands.text_table import format_table
 from orchestrator.containers import images
 from orchestrator.errors import ConfigError, DockerError
 
@@ -493,5 +494,5 @@ def test_images_build_command_reports_errors_as_one_line(monkeypatch: pytest.Mon
 def test_format_helpers() -> None:
     assert images.format_size(None) == "-" and images.format_size(357_000_000) == "357 MB"
     assert images.format_size(2_500_000_000) == "2.50 GB"
-    assert images.format_table([("A", "BB"), ("ccc", "d")]) == "A    BB\nccc  d"
+    assert format_table([("A", "BB"), ("ccc", "d")]) == "A    BB\nccc  d"
     assert images.image_digest({"Id": "sha256:1", "RepoDigests": []}) == "sha256:1"

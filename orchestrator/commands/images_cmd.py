@@ -16,12 +16,12 @@ import typer
 
 from orchestrator.backends import BACKENDS, TARGETS, Target, default_device
 from orchestrator.commands.help_format import Command
+from orchestrator.commands.text_table import format_table
 from orchestrator.commands.verbosity import QuietOption, VerboseOption, apply_verbosity
 from orchestrator.containers.client import connect
 from orchestrator.containers.images import (
     build_image,
     format_size,
-    format_table,
     get_recipe,
     list_images,
     parse_build_arg_options,

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from orchestrator.commands.help_format import Command
+from orchestrator.commands.text_table import format_table
 from orchestrator.config import RunConfig
-from orchestrator.containers.images import format_table
 from orchestrator.run_status import RunRow, find_run, list_runs, run_row
 from orchestrator.runs import RunRecord
 

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 LABEL = "mlperf-bert.cluster"
 ROLE_LABEL = "mlperf-bert.cluster-role"
+TARGET_LABEL = "mlperf-bert.cluster-target"  # the backend-device the nodes run (`run --cluster` checks it)
 RAY_DOCKERFILE = REPO_ROOT / "images" / "common" / "ray.Dockerfile"
 RAY_PORT = 6379
 DATA_MOUNT = "/data"
@@ -218,7 +219,16 @@ def _start_command(role: str, cpus: int, head: str | None) -> tuple[str, ...]:
 
 
 def _spec(
-    *, image: str, name: str, role: str, index: int, cpuset: str | None, cpus: int, head: str | None, data: Path | None
+    *,
+    image: str,
+    name: str,
+    role: str,
+    index: int,
+    cpuset: str | None,
+    cpus: int,
+    head: str | None,
+    data: Path | None,
+    target: str = "",
 ) -> ContainerSpec:
     env = {
         **CONTAINER_ENV,
@@ -233,7 +243,7 @@ def _spec(
         env=env,
         shm_size=SHM_SIZE,
         cpuset_cpus=cpuset,
-        labels={LABEL: name, ROLE_LABEL: role},
+        labels={LABEL: name, ROLE_LABEL: role, TARGET_LABEL: target},
         name=container_name(name, role, index),
         network=network_name(name),
         stop_signal="SIGTERM",
@@ -288,7 +298,9 @@ def cluster_up(
         otherwise=None,
     )
     try:
-        head_spec = _spec(image=image, name=name, role="head", index=0, cpuset=None, cpus=0, head=None, data=data)
+        head_spec = _spec(
+            image=image, name=name, role="head", index=0, cpuset=None, cpus=0, head=None, data=data, target=target.key
+        )
         head = _run(client, head_spec, token)
         head_ip = _address(client, head.id, net)
         for i, cpuset in enumerate(cpusets):
@@ -301,6 +313,7 @@ def cluster_up(
                 cpus=cpus_per_worker,
                 head=head_ip,
                 data=data,
+                target=target.key,
             )
             _run(client, spec, token)
         _wait_for_nodes(client, name, 1 + workers, timeout_s)

@@ -138,7 +138,7 @@ def _extract_results(archive: bytes, top: str, run_dir: Path) -> list[str]:
             if not parts or parts[0] != top or len(parts) == 1:
                 continue
             rel = PurePosixPath(*parts[1:])
-            if str(rel) in (SPEC_FILE, "harness.log") or not (m.isfile() or m.isdir()):
+            if ".." in rel.parts or str(rel) in (SPEC_FILE, "harness.log") or not (m.isfile() or m.isdir()):
                 continue
             m.name = str(rel)
             members.append(m)
@@ -236,7 +236,9 @@ class ClusterRunner(Runner):
             "cluster_driver": f"{head.name} (docker exec, Ray at {head_ip}:{RAY_PORT})",
             "cluster_data": _data_note(copies, data_root),
         }
-        self._exec(head, ["mkdir", "-p", str(scratch / "run"), str(scratch / "cache"), str(scratch / "inputs")])
+        # Made by the head's user (put_archive would make missing folders root's, which it could not remove).
+        folders = {scratch / "run", scratch / "cache", *(p.parent for p in copies.values())}
+        self._exec(head, ["mkdir", "-p", *sorted(map(str, folders))])
         signum: int | None = None
         code = 1
         try:
@@ -266,7 +268,7 @@ class ClusterRunner(Runner):
             raise
         finally:
             copied = self._collect(head, scratch, run_dir)
-            self._exec(head, ["rm", "-rf", str(scratch)])
+            self._remove_scratch(head, scratch)
         lost = self._lost_nodes()
         settings["cluster_lost_nodes"] = ", ".join(lost) if lost else "none"
         if signum is None and code == EXIT_INTERRUPTED:  # a SIGINT sent inside the head
@@ -313,6 +315,12 @@ class ClusterRunner(Runner):
 
     def _signal(self, head: Any, scratch: PurePosixPath, sig: str) -> None:
         self._exec(head, ["sh", "-c", f'kill -{sig} "$(cat {scratch / PID_FILE})"'])
+
+    def _remove_scratch(self, head: Any, scratch: PurePosixPath) -> None:
+        try:
+            self._exec(head, ["rm", "-rf", str(scratch)])
+        except Exception as exc:  # noqa: BLE001 - never masks the run's outcome; it goes with cluster down
+            log.warning("could not remove %s from %s (%s)", scratch, head.name, exc)
 
     def _stop_quietly(self, head: Any, scratch: PurePosixPath) -> None:
         try:
@@ -429,15 +437,16 @@ def _describe_node(container: Any) -> str:
 
 
 def _data_note(copies: dict[Path, PurePosixPath], data_root: Path | None) -> str:
+    """How the inputs reached the head (its /data mount, or a copy) and the workers (Ray), for run.json."""
     mounted = f"read in place through the head's read-only {DATA_MOUNT} mount of {data_root}"
     if not copies:
-        how = f"model and features: {mounted}"
+        how = f"head: model and features {mounted}"
     else:
-        names = ", ".join(sorted(str(p) for p in copies.values()))
-        how = f"copied into the head container (docker put_archive): {names}"
+        names = ", ".join(sorted(p.name for p in copies))
+        how = f"head: copied into the container (docker put_archive): {names}"
         if data_root is not None:
             how += f"; the rest {mounted}"
-    return how + "; to the workers: the model through Ray's object store, inputs with each batch call"
+    return how + "; workers: the model through Ray's object store, the inputs with each batch call"
 
 
 def _exit_note(code: int) -> str | None:

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,12 +30,14 @@ from typing import Any
 import pytest
 from cli_support import invoke
 
+from orchestrator.assets import resolve_model
 from orchestrator.backends import TARGETS
 from orchestrator.config import RunConfig, RunnerKind, RunOverrides, resolve_config
 from orchestrator.containers import cluster
 from orchestrator.containers.cluster_runner import ClusterRunner, _extract_results, map_spec
 from orchestrator.errors import ConfigError, PreflightError
 from orchestrator.harness.spec import HarnessSpec, RaySpec
+from orchestrator.paths import default_cache_dir
 from orchestrator.runs import RunRecord
 
 REQUIRE = os.environ.get("MLPERF_BERT_REQUIRE_DOCKER") == "1"
@@ -163,14 +166,26 @@ def client() -> Any:
 
 
 @pytest.fixture(scope="module")
-def running(client: Any) -> Any:
+def running(client: Any, data_dir: Path) -> Any:
     if importlib.util.find_spec("ray") is None and os.environ.get("MLPERF_BERT_REQUIRE_RAY") != "1":
         pytest.skip("Ray is not installed (pip install 'mlperf-bert[ray]')")
     cluster.cluster_down(client, NAME)
-    result = invoke(["cluster", "up", "--workers", "2", "--name", NAME])
+    result = invoke(["cluster", "up", "--workers", "2", "--name", NAME, "--data", data_dir])
     assert result.exit_code == 0, result.output
     yield NAME
     cluster.cluster_down(client, NAME)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The cluster's --data folder: the demo model only, so that a run reads the model through the head's
+    /data mount and gets the features (which lie elsewhere) as a copy: both ways in one run."""
+    folder = tmp_path_factory.mktemp("cluster-data")
+    model = resolve_model("demo-int8", None, default_cache_dir()).path
+    shutil.copy(model, folder / "demo.onnx")
+    folder.chmod(0o755)  # the nodes run as the image's user
+    (folder / "demo.onnx").chmod(0o644)
+    return folder
 
 
 def _run_args(out: Path, count: int, *extra: str) -> list[str]:
@@ -183,10 +198,11 @@ def _only_run(out: Path) -> Path:
 
 
 @pytest.mark.docker
-def test_a_run_on_the_cluster_gives_the_local_runners_f1(running: str, tmp_path: Path) -> None:
-    on_cluster = invoke(_run_args(tmp_path / "cluster", 40, "--runner", "ray", "--cluster", running))
+def test_a_run_on_the_cluster_gives_the_local_runners_f1(running: str, data_dir: Path, tmp_path: Path) -> None:
+    model = ("--model-path", str(data_dir / "demo.onnx"))
+    on_cluster = invoke(_run_args(tmp_path / "cluster", 40, "--runner", "ray", "--cluster", running, *model))
     assert on_cluster.exit_code == 0, on_cluster.output
-    local = invoke(_run_args(tmp_path / "local", 40, "--runner", "local"))
+    local = invoke(_run_args(tmp_path / "local", 40, "--runner", "local", *model))
     assert local.exit_code == 0, local.output
     rec = RunRecord.load(_only_run(tmp_path / "cluster"))
     ref = RunRecord.load(_only_run(tmp_path / "local"))
@@ -195,7 +211,10 @@ def test_a_run_on_the_cluster_gives_the_local_runners_f1(running: str, tmp_path:
     settings = rec.engine_settings
     assert settings["cluster"] == running and settings["cluster_lost_nodes"] == "none"
     assert settings["cluster_nodes"].count("worker ") == 2 and settings["ray_actors"] == "2"
-    assert "copied into the container (docker put_archive)" in settings["cluster_data"]  # no --data at cluster up
+    # The model lies under the cluster's --data: read through the mount; the features: copied.
+    assert "copied into the container (docker put_archive): squad-features-" in settings["cluster_data"]
+    assert f"the rest read in place through the head's read-only /data mount of {data_dir}" in settings["cluster_data"]
+    assert json.loads((_only_run(tmp_path / "cluster") / "harness.json").read_text())["model_path"] == "/data/demo.onnx"
     assert "Ray's object store" in settings["cluster_data"]
     assert settings["ray_address"].endswith(":6379") and settings["ray_address"] != "auto"
     run_dir = _only_run(tmp_path / "cluster")

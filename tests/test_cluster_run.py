@@ -148,6 +148,15 @@ def test_no_such_cluster_leaves_no_run_directory(tmp_path: Path, monkeypatch: py
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+def test_dry_run_names_the_exec_in_the_head(tmp_path: Path) -> None:
+    result = invoke(["run", "--runner", "ray", "--cluster", "demo", "--dry-run", "--output-dir", tmp_path])
+    assert result.exit_code == 0, result.output
+    assert (
+        "docker exec mlperf-bert-cluster-demo-head python -m orchestrator.harness '/tmp/mlperf-bert-runs/<new-run>/run'"
+        in (result.stdout)
+    )
+
+
 # ---- a real cluster -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def client() -> Any:
@@ -315,4 +324,4 @@ def test_a_worker_killed_mid_run_the_run_succeeds_each_sample_once(client: Any, 
 def test_cluster_down_leaves_nothing_with_the_label(client: Any, running: str) -> None:
     result = invoke(["cluster", "down", "--name", running])
     assert result.exit_code == 0, result.output
-    assert cluster._own(client, running) == ([], [])
+    assert cluster.labelled(client, running) == ([], [])

@@ -281,7 +281,7 @@ def cluster_up(
     if workers < 1:
         raise ConfigError(f"--workers {workers} is not a positive count; pass e.g. --workers 2")
     cpusets = worker_cpusets(workers, cpus_per_worker)
-    containers, networks = _own(client, name)
+    containers, networks = labelled(client, name)
     if containers or networks:
         raise ConfigError(f"a cluster named {name} exists already; run mlperf-bert cluster down --name {name} first")
     image = build_ray_image(client, target, offline=offline)
@@ -338,7 +338,7 @@ def _address(client: Any, container_id: str, net: str) -> str:
     return str(ip)
 
 
-def _ray_probe(client: Any, head: Any, *, auth: str = "cluster") -> tuple[int, str]:
+def ray_probe(client: Any, head: Any, *, auth: str = "cluster") -> tuple[int, str]:
     """Run a tiny Ray client in the head container: (exit code, output). `auth`: "cluster" (the container's
     token), "wrong-token" (another token) or "none" (a client with token auth off and no token): the
     cluster must refuse the last two."""
@@ -364,7 +364,7 @@ def _wait_for_nodes(client: Any, name: str, count: int, timeout_s: float) -> Non
         head.reload()
         if head.status not in ("created", "running"):
             break
-        code, out = _ray_probe(client, head)
+        code, out = ray_probe(client, head)
         if code == 0:
             alive = json.loads(out.strip().splitlines()[-1])["alive"]
             if alive >= count:
@@ -380,7 +380,7 @@ def _wait_for_nodes(client: Any, name: str, count: int, timeout_s: float) -> Non
     )
 
 
-def _own(client: Any, name: str | None) -> tuple[list[Any], list[Any]]:
+def labelled(client: Any, name: str | None) -> tuple[list[Any], list[Any]]:
     label = f"{LABEL}={name}" if name else LABEL
     containers = call(
         "list the cluster's containers", lambda: client.containers.list(all=True, filters={"label": label})
@@ -390,7 +390,7 @@ def _own(client: Any, name: str | None) -> tuple[list[Any], list[Any]]:
 
 
 def cluster_status(client: Any, name: str) -> ClusterStatus:
-    containers, networks = _own(client, name)
+    containers, networks = labelled(client, name)
     net = networks[0] if networks else None
     nodes = []
     head = None
@@ -411,7 +411,7 @@ def cluster_status(client: Any, name: str) -> ClusterStatus:
     alive: int | None = None
     cpus: float | None = None
     if head is not None:
-        code, out = _ray_probe(client, head)
+        code, out = ray_probe(client, head)
         if code == 0:
             answer = json.loads(out.strip().splitlines()[-1])
             alive, cpus = int(answer["alive"]), float(answer["cpus"])
@@ -428,7 +428,7 @@ def cluster_status(client: Any, name: str) -> ClusterStatus:
 
 def cluster_down(client: Any, name: str, *, cache_dir: Path | None = None) -> int:
     """Remove this cluster's containers and network (by label) and its token; returns how many were removed."""
-    containers, networks = _own(client, name)
+    containers, networks = labelled(client, name)
     for c in containers:
         call(f"remove the container {c.name}", partial(c.remove, force=True), otherwise=None)
     for n in networks:

@@ -43,15 +43,15 @@ from orchestrator.containers.cluster import (
     ROLE_LABEL,
     TARGET_LABEL,
     container_name,
+    labelled,
     network_name,
     ray_image,
+    ray_probe,
 )
-from orchestrator.containers.cluster import _own as cluster_containers
-from orchestrator.containers.cluster import _ray_probe as ray_probe
 from orchestrator.errors import DockerError, PreflightError, RunError
 from orchestrator.harness.spec import EXIT_INTERRUPTED, SPEC_FILE, HarnessSpec, RaySpec
 from orchestrator.logs import current_verbosity
-from orchestrator.runners.runner import Runner, RunnerOutcome, Started, StartHook
+from orchestrator.runners.runner import Runner, RunnerOutcome, StartHook
 from orchestrator.stop_signals import signal_name, signal_of
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ class ClusterRunner(Runner):
         """The cluster exists, was made for this target, its head runs and Ray sees every node alive."""
         name, key = self.cluster, self.target.key
         up = f"mlperf-bert cluster up --name {name} --backend {self.target.backend} --device {self.target.device}"
-        containers, _ = cluster_containers(self.client, name)
+        containers, _ = labelled(self.client, name)
         if not containers:
             raise PreflightError(f"there is no cluster named {name}; start one with {up}")
         made_for = {_made_for(c) for c in containers}
@@ -258,8 +258,8 @@ class ClusterRunner(Runner):
             )
             with log_path.open("wb") as sink:
                 reader = _Reader(self.client.api.exec_start(exec_id, stream=True), sink, self._echo)
-                if on_start is not None:
-                    on_start(Started(container_id=str(head.id)))
+                # No on_start: the harness's pid in the head is no pid of this machine, and the head's
+                # container id would have a later look at a stale run advise removing the head itself.
                 reader.start()
                 signum = self._wait(head, reader, scratch)
             code = self._exit_code(exec_id)

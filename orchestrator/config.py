@@ -82,6 +82,7 @@ class RunConfig(BaseModel):
     engine_options: dict[str, str] = Field(default_factory=dict)  # passed to the engine as-is
     ray_address: str | None = None  # ray runner: local | auto | HOST:PORT (default: local)
     ray_actors: int | None = Field(default=None, ge=1)  # ray runner: engine actors (default: one per CPU/GPU)
+    cluster: str | None = None  # ray runner: a `cluster up` cluster, the driver in its head container
 
     @field_validator("scenario", mode="before")
     @classmethod
@@ -120,8 +121,15 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _ray_options_need_ray(self) -> RunConfig:
-        if (self.ray_address is not None or self.ray_actors is not None) and self.runner is not RunnerKind.ray:
-            raise ValueError("--ray-address and --ray-actors are options of the Ray runner; add --runner ray")
+        ray_options = (self.ray_address, self.ray_actors, self.cluster)
+        if any(v is not None for v in ray_options) and self.runner is not RunnerKind.ray:
+            raise ValueError(
+                "--ray-address, --ray-actors and --cluster are options of the Ray runner; add --runner ray"
+            )
+        if self.cluster is not None and self.ray_address is not None:
+            raise ValueError(
+                "--cluster runs the driver in that cluster's head, which has its own address; drop --ray-address"
+            )
         return self
 
     @property
@@ -169,6 +177,7 @@ class RunOverrides:
     engine_options: dict[str, str] | None = None
     ray_address: str | None = None
     ray_actors: int | None = None
+    cluster: str | None = None
 
     def given(self) -> dict[str, Any]:
         """The options given, by RunConfig field name."""
@@ -237,6 +246,7 @@ RUN_FLAGS: dict[str, str] = {
     "engine_options": "--engine-option",
     "ray_address": "--ray-address",
     "ray_actors": "--ray-actors",
+    "cluster": "--cluster",
     "output_dir": "--output-dir",
     "cache_dir": "--cache-dir",
 }

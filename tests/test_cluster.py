@@ -105,7 +105,7 @@ def test_cluster_up_gives_three_nodes(client: Any, running: str) -> None:
 
 @pytest.mark.docker
 def test_no_port_published_network_internal_hardened(client: Any, running: str) -> None:
-    containers, networks = cluster._own(client, NAME)
+    containers, networks = cluster.labelled(client, NAME)
     assert len(containers) == 3 and len(networks) == 1
     assert networks[0].attrs["Internal"] is True
     for c in containers:
@@ -121,10 +121,10 @@ def test_no_port_published_network_internal_hardened(client: Any, running: str) 
 @pytest.mark.docker
 def test_a_client_without_the_token_is_refused(client: Any, running: str) -> None:
     head = client.containers.get(cluster.container_name(NAME, "head"))
-    ok, _ = cluster._ray_probe(client, head)
+    ok, _ = cluster.ray_probe(client, head)
     assert ok == 0
     for auth in ("wrong-token", "none"):  # another token; a client with token auth off
-        refused, out = cluster._ray_probe(client, head, auth=auth)
+        refused, out = cluster.ray_probe(client, head, auth=auth)
         assert refused != 0 and "Failed to connect" in out, (auth, out)
 
 
@@ -138,6 +138,6 @@ def test_token_not_in_the_image(client: Any, running: str) -> None:
 def test_cluster_down_leaves_nothing_with_our_label(client: Any, running: str) -> None:
     result = invoke(["cluster", "down", "--name", NAME])
     assert result.exit_code == 0, result.output
-    containers, networks = cluster._own(client, NAME)
+    containers, networks = cluster.labelled(client, NAME)
     assert containers == [] and networks == []
     assert not cluster.token_path(NAME).exists()

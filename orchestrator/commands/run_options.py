@@ -169,6 +169,15 @@ RayActorsOption = Annotated[
         metavar="<n>",
     ),
 ]
+ClusterOption = Annotated[
+    str | None,
+    _option(
+        "cluster",
+        "Ray runner: a `mlperf-bert cluster up` cluster by name; the driver (the harness) runs in its head "
+        "container, on the cluster's internal network.",
+        metavar="<name>",
+    ),
+]
 EngineOptionsOption = Annotated[
     list[str] | None,
     _option("engine_options", "KEY=VALUE passed to the engine, e.g. optimize=none; repeat it.", metavar="<key=value>"),

@@ -20,6 +20,7 @@ from orchestrator.commands.run_options import (
     BackendOption,
     BatchSizeOption,
     CacheDirOption,
+    ClusterOption,
     ConfigFileOption,
     DeviceOption,
     ExecutionModeOption,
@@ -256,6 +257,7 @@ def run(
     runner: RunnerOption = None,
     ray_address: RayAddressOption = None,
     ray_actors: RayActorsOption = None,
+    cluster: ClusterOption = None,
     output_dir: OutputDirOption = None,
     cache_dir: CacheDirOption = None,
     config: ConfigFileOption = None,
@@ -288,6 +290,7 @@ def run(
         runner=runner,
         ray_address=ray_address,
         ray_actors=ray_actors,
+        cluster=cluster,
         output_dir=output_dir,
         cache_dir=cache_dir,
     )

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 LABEL = "mlperf-bert.cluster"
 ROLE_LABEL = "mlperf-bert.cluster-role"
+TARGET_LABEL = "mlperf-bert.cluster-target"  # the backend-device the nodes run (`run --cluster` checks it)
 RAY_DOCKERFILE = REPO_ROOT / "images" / "common" / "ray.Dockerfile"
 RAY_PORT = 6379
 DATA_MOUNT = "/data"
@@ -218,7 +219,16 @@ def _start_command(role: str, cpus: int, head: str | None) -> tuple[str, ...]:
 
 
 def _spec(
-    *, image: str, name: str, role: str, index: int, cpuset: str | None, cpus: int, head: str | None, data: Path | None
+    *,
+    image: str,
+    name: str,
+    role: str,
+    index: int,
+    cpuset: str | None,
+    cpus: int,
+    head: str | None,
+    data: Path | None,
+    target: str = "",
 ) -> ContainerSpec:
     env = {
         **CONTAINER_ENV,
@@ -233,7 +243,7 @@ def _spec(
         env=env,
         shm_size=SHM_SIZE,
         cpuset_cpus=cpuset,
-        labels={LABEL: name, ROLE_LABEL: role},
+        labels={LABEL: name, ROLE_LABEL: role, TARGET_LABEL: target},
         name=container_name(name, role, index),
         network=network_name(name),
         stop_signal="SIGTERM",
@@ -271,7 +281,7 @@ def cluster_up(
     if workers < 1:
         raise ConfigError(f"--workers {workers} is not a positive count; pass e.g. --workers 2")
     cpusets = worker_cpusets(workers, cpus_per_worker)
-    containers, networks = _own(client, name)
+    containers, networks = labelled(client, name)
     if containers or networks:
         raise ConfigError(f"a cluster named {name} exists already; run mlperf-bert cluster down --name {name} first")
     image = build_ray_image(client, target, offline=offline)
@@ -288,7 +298,9 @@ def cluster_up(
         otherwise=None,
     )
     try:
-        head_spec = _spec(image=image, name=name, role="head", index=0, cpuset=None, cpus=0, head=None, data=data)
+        head_spec = _spec(
+            image=image, name=name, role="head", index=0, cpuset=None, cpus=0, head=None, data=data, target=target.key
+        )
         head = _run(client, head_spec, token)
         head_ip = _address(client, head.id, net)
         for i, cpuset in enumerate(cpusets):
@@ -301,6 +313,7 @@ def cluster_up(
                 cpus=cpus_per_worker,
                 head=head_ip,
                 data=data,
+                target=target.key,
             )
             _run(client, spec, token)
         _wait_for_nodes(client, name, 1 + workers, timeout_s)
@@ -325,7 +338,7 @@ def _address(client: Any, container_id: str, net: str) -> str:
     return str(ip)
 
 
-def _ray_probe(client: Any, head: Any, *, auth: str = "cluster") -> tuple[int, str]:
+def ray_probe(client: Any, head: Any, *, auth: str = "cluster") -> tuple[int, str]:
     """Run a tiny Ray client in the head container: (exit code, output). `auth`: "cluster" (the container's
     token), "wrong-token" (another token) or "none" (a client with token auth off and no token): the
     cluster must refuse the last two."""
@@ -351,7 +364,7 @@ def _wait_for_nodes(client: Any, name: str, count: int, timeout_s: float) -> Non
         head.reload()
         if head.status not in ("created", "running"):
             break
-        code, out = _ray_probe(client, head)
+        code, out = ray_probe(client, head)
         if code == 0:
             alive = json.loads(out.strip().splitlines()[-1])["alive"]
             if alive >= count:
@@ -367,7 +380,7 @@ def _wait_for_nodes(client: Any, name: str, count: int, timeout_s: float) -> Non
     )
 
 
-def _own(client: Any, name: str | None) -> tuple[list[Any], list[Any]]:
+def labelled(client: Any, name: str | None) -> tuple[list[Any], list[Any]]:
     label = f"{LABEL}={name}" if name else LABEL
     containers = call(
         "list the cluster's containers", lambda: client.containers.list(all=True, filters={"label": label})
@@ -377,7 +390,7 @@ def _own(client: Any, name: str | None) -> tuple[list[Any], list[Any]]:
 
 
 def cluster_status(client: Any, name: str) -> ClusterStatus:
-    containers, networks = _own(client, name)
+    containers, networks = labelled(client, name)
     net = networks[0] if networks else None
     nodes = []
     head = None
@@ -398,7 +411,7 @@ def cluster_status(client: Any, name: str) -> ClusterStatus:
     alive: int | None = None
     cpus: float | None = None
     if head is not None:
-        code, out = _ray_probe(client, head)
+        code, out = ray_probe(client, head)
         if code == 0:
             answer = json.loads(out.strip().splitlines()[-1])
             alive, cpus = int(answer["alive"]), float(answer["cpus"])
@@ -415,7 +428,7 @@ def cluster_status(client: Any, name: str) -> ClusterStatus:
 
 def cluster_down(client: Any, name: str, *, cache_dir: Path | None = None) -> int:
     """Remove this cluster's containers and network (by label) and its token; returns how many were removed."""
-    containers, networks = _own(client, name)
+    containers, networks = labelled(client, name)
     for c in containers:
         call(f"remove the container {c.name}", partial(c.remove, force=True), otherwise=None)
     for n in networks:

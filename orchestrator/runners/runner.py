@@ -22,6 +22,7 @@ class RunnerOutcome:
     signal: int | None = None  # what interrupted it: SIGINT (Ctrl-C), SIGTERM, SIGHUP; None when not
     message: str | None = None  # the runner's own explanation when the harness could not say
     extra: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, str] = field(default_factory=dict)  # what the runner adds to run.json engine_settings
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from orchestrator.assets.hashing import cached_digests, cached_sha256, mismatche
 from orchestrator.backends import Target, get_target
 from orchestrator.config import ExecutionMode, LocalEnv, RunConfig, RunnerKind, SutKind
 from orchestrator.containers.client import docker_unusable
+from orchestrator.containers.cluster_runner import ClusterRunner
 from orchestrator.containers.docker_runner import DockerRunner
 from orchestrator.dataset import build_features, load_features
 from orchestrator.errors import (
@@ -212,6 +213,8 @@ def make_runner(config: RunConfig, target: Target, *, stream: bool = True, cache
             cpuset_cpus=config.cpuset_cpus,
             memory=config.memory,
         )
+    if kind is RunnerKind.ray and config.cluster is not None:
+        return ClusterRunner(target, cluster=config.cluster, stream=stream)
     if kind is RunnerKind.ray:
         address = config.ray_address or RAY_LOCAL
         if address == RAY_LOCAL:
@@ -297,7 +300,7 @@ def _ray_spec(config: RunConfig, cache_dir: Path | None) -> RaySpec | None:
     """The Ray runner's part of the spec; each node of a cluster keeps its caches in its own default cache."""
     if config.runner is not RunnerKind.ray:
         return None
-    address = config.ray_address or RAY_LOCAL
+    address = "auto" if config.cluster is not None else (config.ray_address or RAY_LOCAL)  # the runner sets the head's
     local_cache = str(cache_dir.resolve()) if address == RAY_LOCAL and cache_dir is not None else None
     return RaySpec(address=address, actors=config.ray_actors, node_cache_dir=local_cache)
 
@@ -429,6 +432,7 @@ def _run_and_record(
         record.engine_settings = dict(harness.engine_settings)
         record.versions.update(harness.versions)
         record.accuracy_check = accuracy_check_label(record.engine_settings, record.model_meta, Path(inputs.model.path))
+    record.engine_settings.update(outcome.settings)
     if outcome.interrupted:
         signum = outcome.signal if outcome.signal is not None else SIGINT
         _finish(record, run_dir, "interrupted", interrupted_by(signum))

@@ -79,24 +79,28 @@ def test_nodes_on_other_versions_or_without_the_backend_are_refused() -> None:
 
 
 # ---- real Ray on loopback ------------------------------------------------------------------------------
-def _run(tmp_path: Path, cache: Path, *extra: str) -> RunRecord:
+def _invoke(tmp_path: Path, cache: Path, *extra: str, mode: str = "accuracy", count: int = 200) -> Any:
     res = invoke(
         [
             "run",
             "--mode",
-            "accuracy",
+            mode,
             "--test-query-count",
-            "200",
+            str(count),
             "--output-dir",
             tmp_path / "runs",
             "--cache-dir",
             cache,
             "--no-progress",
-            "--json",
             *extra,
         ]
     )
     assert res.exit_code == 0, res.output[-3000:]
+    return res
+
+
+def _run(tmp_path: Path, cache: Path, *extra: str, mode: str = "accuracy", count: int = 200) -> RunRecord:
+    res = _invoke(tmp_path, cache, "--json", *extra, mode=mode, count=count)
     return RunRecord.load(Path(json.loads(res.stdout)["run_dir"]))
 
 
@@ -122,6 +126,45 @@ def test_two_ray_actors_give_the_local_runners_f1(tmp_path: Path, session_cache:
     assert "127.0.0.1" in settings["ray_nodes"] and "object store" in settings["ray_data"]
     assert "hop" in settings["latency"] and float(settings["ray_hop_ms_per_batch"]) > 0
     assert ray.versions["ray"]
+
+
+RAY_LOCAL_2 = ("--runner", "ray", "--ray-address", "local", "--ray-actors", "2")
+
+
+@pytest.mark.slow
+@needs_ray
+def test_server_on_ray_answers_every_sample_once_and_says_its_latency_includes_the_hop(
+    tmp_path: Path, session_cache: Path
+) -> None:
+    res = _invoke(
+        tmp_path, session_cache, *RAY_LOCAL_2, "--scenario", "server", "--target-qps", "20", mode="both", count=24
+    )
+    human = res.stdout
+    assert "latency: every batch crosses the Ray hop" in human and "ms per batch beyond the engine's compute" in human
+    (run_dir,) = list((tmp_path / "runs").iterdir())
+    record = RunRecord.load(run_dir)
+    assert record.status == "succeeded" and record.runner == "ray" and record.scenario == "Server"
+    assert sorted(_answers(run_dir)) == list(range(24))  # every sample answered, once
+    assert record.results["accuracy"]["questions_scored"] == 24
+    settings = record.engine_settings
+    assert "Server" in settings["latency"] and "hop" in settings["latency"]
+    assert float(settings["ray_hop_ms_per_batch"]) > 0 and settings["ray_actors"] == "2"
+    assert (run_dir / "performance" / "run_1" / "mlperf_log_summary.txt").is_file()
+
+
+@pytest.mark.slow
+@needs_ray
+def test_singlestream_on_ray_answers_every_sample_once_and_says_its_latency_includes_the_hop(
+    tmp_path: Path, session_cache: Path
+) -> None:
+    res = _invoke(tmp_path, session_cache, *RAY_LOCAL_2, "--scenario", "singlestream", "--json", mode="both", count=16)
+    data = json.loads(res.stdout)
+    assert data["status"] == "succeeded" and data["scenario"] == "SingleStream"
+    assert "SingleStream" in data["latency_note"] and "Ray hop" in data["latency_note"]
+    run_dir = Path(data["run_dir"])
+    assert sorted(_answers(run_dir)) == list(range(16))
+    assert data["results"]["accuracy"]["questions_scored"] == 16
+    assert float(data["engine_settings"]["ray_hop_ms_per_batch"]) > 0
 
 
 def _dir(tmp_path: Path, record: RunRecord) -> Path:

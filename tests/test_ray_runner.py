@@ -167,6 +167,46 @@ def test_singlestream_on_ray_answers_every_sample_once_and_says_its_latency_incl
     assert float(data["engine_settings"]["ray_hop_ms_per_batch"]) > 0
 
 
+@pytest.mark.slow
+@needs_ray
+def test_submission_run_on_ray_is_a_normal_submission_whose_system_lists_the_nodes(
+    tmp_path: Path, session_cache: Path
+) -> None:
+    out = tmp_path / "subs"
+    res = invoke(
+        [
+            "submission",
+            "run",
+            *RAY_LOCAL_2,
+            "--test-query-count",
+            "64",  # the fewest SingleStream queries the checker's early-stopping estimate takes
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--cache-dir",
+            str(session_cache),
+            "--submission-dir",
+            str(out),
+            "--json",
+        ]
+    )
+    assert res.exit_code == 0, res.output[-3000:]
+    data = json.loads(res.output[res.output.index("{") :])
+    assert data["verdict"] == "test-mode"  # the checker's verdict as it is: a test-mode submission, labelled
+    summary = json.loads((out / "mlperf_submission_short_summary.json").read_text())
+    assert sorted(r["scenario"] for r in summary["results"]) == ["Offline", "SingleStream"]
+    # Each scenario's run is a normal run directory, made by the Ray runner, that recorded its node.
+    records = [RunRecord.load(d) for d in sorted((tmp_path / "runs").iterdir())]
+    assert sorted(r.scenario for r in records) == ["Offline", "SingleStream"]
+    for record in records:
+        assert record.runner == "ray" and record.status == "succeeded" and record.test_mode
+        (node,) = record.nodes
+        assert node.address == "127.0.0.1" and node.cpus >= 2 and node.actors == 2
+    (system_file,) = list((out / "mlperf_submission_short").glob("*/*/systems/*.json"))
+    system = json.loads(system_file.read_text())
+    assert system["number_of_nodes"] == "1" and system["accelerators_per_node"] == "0"
+    assert "Ray cluster of 1 node: " in system["hw_notes"] and "2 engine actors" in system["hw_notes"]
+
+
 def _dir(tmp_path: Path, record: RunRecord) -> Path:
     return tmp_path / "runs" / record.run_id
 

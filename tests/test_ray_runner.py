@@ -2,8 +2,11 @@
 
 Unit tests (no Ray needed) check the options and the node checks' sentences. The slow tests start a real
 local Ray instance (every service on 127.0.0.1, two single-CPU actors) and run the real harness with the
-embedded demo model: the same F1 and answers as the local runner, an actor killed in flight costs no
-sample, every actor lost fails the run in one sentence, SIGTERM marks the run interrupted and ends the job.
+embedded demo model: the same F1 and answers as the local runner; Server and SingleStream answer every
+sample once and say their latency includes the Ray hop; an actor killed in flight leaves the accuracy log
+equal to an uninterrupted run's; every actor lost fails the run in one sentence; SIGTERM marks the run
+interrupted and ends the job; `submission run --runner ray` makes a normal submission whose system lists
+the node.
 Ray is optional (pip install 'mlperf-bert[ray]'): without it these skip with the reason, unless
 MLPERF_BERT_REQUIRE_RAY=1 (CI), where a missing Ray fails them.
 """

@@ -40,6 +40,17 @@ def format_performance(perf: Any, scenario: str) -> str:
     return "; ".join(parts)
 
 
+def latency_note(result: RunResult) -> str | None:
+    """What a latency-bound run's latencies include beyond the engine's compute, as its engine declared it
+    (engine_settings `latency`; the Ray runner: the hop to the actors and back), with the measured cost."""
+    rec = result.record
+    note = rec.engine_settings.get("latency")
+    if rec.scenario == Scenario.Offline or result.performance is None or not note:
+        return None
+    hop = rec.engine_settings.get("ray_hop_ms_per_batch")
+    return note + (f" (measured: {hop} ms per batch beyond the engine's compute)" if hop else "")
+
+
 def format_result(result: RunResult) -> str:
     rec = result.record
     lines = [f"Run {rec.run_id}: {rec.status.upper()}" + (f"  [{TEST_MODE_LABEL}]" if rec.test_mode else "")]
@@ -51,6 +62,9 @@ def format_result(result: RunResult) -> str:
         lines.append("  engine: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in rec.engine_settings.items()))
     if result.performance is not None:
         lines.append(f"  performance: {format_performance(result.performance, rec.scenario)}")
+        note = latency_note(result)
+        if note:
+            lines.append(f"    latency: {note}")
         if rec.test_mode and not result.performance.result_valid:
             lines.append("    (INVALID is expected in test mode: the run is shorter than MLPerf's 600 s minimum)")
     if result.accuracy is not None:
@@ -77,4 +91,7 @@ def result_json(result: RunResult) -> dict[str, Any]:
         data["label"] = TEST_MODE_LABEL
     if result.record.accuracy_check == UNCHECKED:
         data["accuracy_label"] = UNCHECKED
+    note = latency_note(result)
+    if note:
+        data["latency_note"] = note
     return data

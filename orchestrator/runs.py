@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from orchestrator import __version__
 from orchestrator.config import RunConfig
 from orchestrator.errors import ConfigError
+from orchestrator.harness.spec import NodeInfo
 from orchestrator.mlperf import Pass
 
 RUN_FILE = "run.json"
@@ -81,6 +82,7 @@ class RunRecord(BaseModel):
     image_digest: str | None = None
     execution_provider: str | None = None
     engine_settings: dict[str, str] = Field(default_factory=dict)  # what the engine ran with (harness)
+    nodes: list[NodeInfo] = Field(default_factory=list)  # the Ray runner: the nodes that hosted engine actors
     # int8/bf16 only: "passed (<check record>)", or "accuracy unchecked" (workflows/accuracy_label.py)
     accuracy_check: str | None = None
     versions: dict[str, str] = Field(default_factory=dict)

@@ -33,6 +33,7 @@ PROBE_TIMEOUT_S = 120.0
 REACH_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection by then is not there
 # What the driver needs on every worker besides the engine's own packages.
 BASE_PACKAGES = ("orchestrator", "numpy")
+ACCELERATOR_TYPE_PREFIX = "accelerator_type:"  # Ray's resource naming a node's GPU model
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class NodeReport:
     cpus: float
     gpus: float
     missing: tuple[str, ...] = field(default=())
+    cpu_model: str | None = None  # the node's /proc/cpuinfo model name
+    accelerator: str | None = None  # Ray's accelerator_type resource (e.g. A100), when the node declares one
 
 
 def ray_module() -> Any:
@@ -143,11 +146,22 @@ def check_nodes(packages: tuple[str, ...] = (), *, gpu: bool = False) -> list[No
             except (ImportError, ValueError):
                 return False
 
+        def cpu_model() -> str | None:
+            try:
+                with open("/proc/cpuinfo") as fh:
+                    for line in fh:
+                        if line.startswith("model name"):
+                            return line.split(":", 1)[1].strip()
+            except OSError:
+                pass
+            return None
+
         return {
             "python": plat.python_version(),
             "ray": worker_ray.__version__,
             "hostname": socket.gethostname(),
             "missing": [m for m in modules if not found(m)],
+            "cpu_model": cpu_model(),
         }
 
     resource = "GPU" if gpu else "CPU"
@@ -180,11 +194,19 @@ def check_nodes(packages: tuple[str, ...] = (), *, gpu: bool = False) -> list[No
             cpus=float(n["Resources"].get("CPU", 0)),
             gpus=float(n["Resources"].get("GPU", 0)),
             missing=tuple(a["missing"]),
+            cpu_model=a.get("cpu_model"),
+            accelerator=accelerator_type(n.get("Resources", {})),
         )
         for n, a in zip(nodes, answers, strict=True)
     ]
     check_reports(reports, python=platform.python_version(), ray_version=ray.__version__)
     return reports
+
+
+def accelerator_type(resources: dict[str, float]) -> str | None:
+    """The accelerator a node declares in its resources (`accelerator_type:A100`), if any."""
+    kinds = sorted(k.split(":", 1)[1] for k in resources if k.startswith(ACCELERATOR_TYPE_PREFIX))
+    return " / ".join(kinds) or None
 
 
 def check_reports(reports: list[NodeReport], *, python: str, ray_version: str) -> None:
@@ -208,6 +230,6 @@ def describe_nodes(reports: list[NodeReport]) -> str:
     """'2 nodes: host-a (10.0.0.2) 4 CPUs; host-b (10.0.0.3) 4 CPUs, 1 GPU' for run.json."""
     parts = []
     for r in reports:
-        gpus = f", {r.gpus:g} GPUs" if r.gpus else ""
+        gpus = f", {r.gpus:g} GPU{'s' if r.gpus != 1 else ''}" if r.gpus else ""
         parts.append(f"{r.hostname} ({r.address}) {r.cpus:g} CPUs{gpus}")
     return f"{len(reports)} node{'s' if len(reports) != 1 else ''}: " + "; ".join(parts)

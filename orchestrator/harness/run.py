@@ -186,6 +186,7 @@ class _RunState:
             self.result.versions.update(engine.versions())
             self.result.execution_provider = engine.execution_provider
             self.result.engine_settings = dict(engine.settings())
+            self.result.nodes = engine.nodes()
             self.result.engine_settings["isa"] = detect_isa().describe()  # what decides a CPU engine's precision
             check_provider(spec, engine)
             settings = build_test_settings(user_conf, spec.scenario)  # once per process (see settings.py)

@@ -86,6 +86,20 @@ class ModeResult(BaseModel):
     wall_seconds: float
 
 
+class NodeInfo(BaseModel):
+    """A machine the run's engine ran on, other than (or besides) the harness's own: a Ray node with actors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hostname: str
+    address: str
+    cpus: float  # what the node offers to the cluster (Ray's CPU resource: logical CPUs unless set)
+    accelerators: float = 0  # GPUs it offers
+    accelerator_model: str | None = None  # Ray's accelerator_type, when the node declares one
+    cpu_model: str | None = None  # its /proc/cpuinfo model name
+    actors: int = 0  # engine actors the run placed on it
+
+
 class HarnessResult(BaseModel):
     """Written by the harness at the end (also on failure, with `error`)."""
 
@@ -96,6 +110,7 @@ class HarnessResult(BaseModel):
     execution_provider: str | None = None  # what really ran (reported by the engine)
     versions: dict[str, str] = Field(default_factory=dict)  # python, numpy, loadgen, engine...
     engine_settings: dict[str, str] = Field(default_factory=dict)  # graph, instances, threads, pinned CPUs
+    nodes: list[NodeInfo] = Field(default_factory=list)  # where the engine ran, when on other machines (Ray)
     modes: list[ModeResult] = Field(default_factory=list)
     user_conf: str | None = None  # relative path of the user.conf the harness used
 

@@ -130,6 +130,56 @@ def _software_stack(record: RunRecord) -> str:
     return ", ".join(parts) or "unspecified"
 
 
+def _per_node(values: list[float]) -> tuple[str, bool]:
+    """A per-node count for the system description (an integer), and whether every node has it (else the
+    smallest)."""
+    return str(int(min(values))), len(set(values)) == 1
+
+
+def _on_other_machines(record: RunRecord) -> bool:
+    """The engine ran on nodes other than the harness's machine (a Ray cluster beyond it)."""
+    nodes = record.nodes
+    return bool(nodes) and not (len(nodes) == 1 and nodes[0].hostname == record.host.get("hostname"))
+
+
+def _nodes(record: RunRecord) -> dict[str, str]:
+    """A Ray run: its nodes (count, CPUs, accelerators per node) from run.json's `nodes`, the ones that hosted
+    engine actors. On the harness's machine alone, the host's own detection stands and only the note is added."""
+    nodes = record.nodes
+    target = TARGETS.get(record.target)
+    found = {"number_of_nodes": str(len(nodes))}
+    listed = "; ".join(
+        f"{n.hostname} ({n.address}) {n.cpus:g} CPUs"
+        + (f", {n.accelerators:g} x {n.accelerator_model or 'GPU'}" if n.accelerators else "")
+        + f", {n.actors} engine actor{'s' if n.actors != 1 else ''}"
+        for n in nodes
+    )
+    notes = [f"Ray cluster of {len(nodes)} node{'s' if len(nodes) != 1 else ''}: {listed}"]
+    if not _on_other_machines(record):
+        return {**found, "hw_notes": notes[0]}  # this machine alone: its own detection stands
+    found["host_processors_per_node"] = "1"  # not known for the nodes: their CPUs count as one processor
+    cores, same_cores = _per_node([n.cpus for n in nodes])
+    found["host_processor_core_count"] = cores
+    notes.append(
+        "host_processor_core_count is the CPUs each node offers to Ray" + ("" if same_cores else " (the smallest)")
+    )
+    models = sorted({n.cpu_model for n in nodes if n.cpu_model})
+    found["host_processor_model_name"] = " / ".join(models) or "unspecified"
+    if target and target.gpu:
+        accelerators, same_accelerators = _per_node([n.accelerators for n in nodes])
+        found["accelerators_per_node"] = accelerators
+        if not same_accelerators:
+            notes.append("accelerators_per_node is the smallest of the nodes'")
+        kinds = sorted({n.accelerator_model for n in nodes if n.accelerator_model})
+        found["accelerator_model_name"] = " / ".join(kinds) or f"unspecified {target.gpu.upper()} GPU"
+        found["accelerator_memory_capacity"] = "unspecified"  # Ray does not say; run.json's GPUs are the driver's
+    found["host_networking"] = "unspecified"  # the nodes' network: Ray carries every batch over it (TCP/IP)
+    found["host_networking_topology"] = "unspecified"
+    found["host_memory_capacity"] = "unspecified"  # run.json's memory is the harness machine's
+    found["hw_notes"] = "; ".join(notes)
+    return found
+
+
 def detect(record: RunRecord) -> dict[str, str]:
     """What run.json (and, when it ran here, this machine) tells about the system."""
     host = record.host
@@ -148,7 +198,7 @@ def detect(record: RunRecord) -> dict[str, str]:
     os_name = record.versions.get("os") or host.get("os")
     if os_name:
         found["operating_system"] = str(os_name)
-    if _same_machine(record):
+    if _same_machine(record) and not _on_other_machines(record):
         found.update(_local_storage())
     target = TARGETS.get(record.target)
     gpus = host.get("gpus")
@@ -166,6 +216,11 @@ def detect(record: RunRecord) -> dict[str, str]:
         found["accelerators_per_node"] = "1"
         found["accelerator_model_name"] = f"unspecified {target.gpu.upper()} GPU"
         found["accelerator_memory_capacity"] = "unspecified"
+    if record.nodes:
+        cluster = _nodes(record)
+        if not _on_other_machines(record) and found.get("hw_notes"):  # keep this machine's CPU note too
+            cluster["hw_notes"] = f"{found['hw_notes']}; {cluster['hw_notes']}"
+        found.update(cluster)
     found["framework"] = _framework(record)
     found["other_software_stack"] = _software_stack(record)
     return found

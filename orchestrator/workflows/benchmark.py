@@ -430,6 +430,7 @@ def _run_and_record(
     if harness is not None:
         record.execution_provider = harness.execution_provider
         record.engine_settings = dict(harness.engine_settings)
+        record.nodes = list(harness.nodes)
         record.versions.update(harness.versions)
         record.accuracy_check = accuracy_check_label(record.engine_settings, record.model_meta, Path(inputs.model.path))
     record.engine_settings.update(outcome.settings)

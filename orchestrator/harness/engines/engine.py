@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from orchestrator.errors import ConfigError, ModelError, PreflightError
+from orchestrator.harness.spec import NodeInfo
 
 
 class Engine(ABC):
@@ -57,6 +58,11 @@ class Engine(ABC):
     def max_batch(self) -> int | None:
         """Largest batch the engine accepts; None means any."""
         return None
+
+    def nodes(self) -> list[NodeInfo]:
+        """The machines the engine runs on when they are not the harness's own (a cluster's nodes, recorded in
+        run.json and described in a submission's system); empty for an engine in this process."""
+        return []
 
     @property
     def instance_count(self) -> int:

@@ -37,7 +37,7 @@ from orchestrator.errors import MlperfBertError, PreflightError, RunError
 from orchestrator.harness import ray_cluster
 from orchestrator.harness.cpu import physical_core_count, worker_cpu_sets
 from orchestrator.harness.engines.engine import Engine, load_engine_class
-from orchestrator.harness.spec import RAY_LOCAL, RaySpec
+from orchestrator.harness.spec import RAY_LOCAL, NodeInfo, RaySpec
 from orchestrator.paths import default_cache_dir
 
 log = logging.getLogger(__name__)
@@ -278,6 +278,25 @@ class RayPoolEngine(Engine):
     @property
     def instance_count(self) -> int:
         return len(self._actors)
+
+    def nodes(self) -> list[NodeInfo]:
+        """The nodes that host the run's actors (as they started: a node lost later still ran batches)."""
+        actors: dict[str, int] = {}
+        for info in self._info:
+            actors[info["node_id"]] = actors.get(info["node_id"], 0) + 1
+        return [
+            NodeInfo(
+                hostname=n.hostname,
+                address=n.address,
+                cpus=n.cpus,
+                accelerators=n.gpus,
+                accelerator_model=n.accelerator,
+                cpu_model=n.cpu_model,
+                actors=actors[n.node_id],
+            )
+            for n in self._nodes
+            if n.node_id in actors
+        ]
 
     def settings(self) -> dict[str, str]:
         with self._lock:

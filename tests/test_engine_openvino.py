@@ -92,13 +92,19 @@ def test_calibration_items_are_a_fixed_trimmed_subset(tmp_path: Path) -> None:
 
 
 def test_accuracy_label(tmp_path: Path) -> None:
-    model = tmp_path / "model.onnx"
-    assert accuracy_check_label({"precision": "fp32"}, {"precision": "fp32"}, model) is None
-    assert accuracy_check_label({"precision": "bf16 (auto)"}, {"precision": "fp32"}, model) == UNCHECKED
-    assert accuracy_check_label({}, {"precision": "int8", "reference_f1": 80.4}, model) is None  # catalogue-measured
-    assert accuracy_check_label({}, {"precision": "int8"}, model) == UNCHECKED  # e.g. a random-weight speed model
+    """The label's cases, run.json's fields only (the check store itself: tests/test_accuracy_checks.py)."""
+    from test_accuracy_checks import make_record
+
+    def label(settings: dict[str, str], meta: dict[str, object]) -> str | None:
+        record = make_record(tmp_path, engine_settings=settings, model_meta=meta)
+        return accuracy_check_label(record, tmp_path / "model.onnx")
+
+    assert label({"precision": "fp32"}, {"precision": "fp32"}) is None
+    assert label({"precision": "bf16 (auto)"}, {"precision": "fp32"}) == UNCHECKED
+    assert label({}, {"precision": "int8", "reference_f1": 80.4}) is None  # catalogue-measured
+    assert label({}, {"precision": "int8"}) == UNCHECKED  # e.g. a random-weight speed model
     (tmp_path / "accuracy_check.json").write_text(json.dumps({"passed": True}))
-    assert accuracy_check_label({}, {"precision": "int8"}, model).startswith("passed")  # type: ignore[union-attr]
+    assert label({}, {"precision": "int8"}).startswith("passed")  # type: ignore[union-attr]
 
 
 # ---- the real engine (its managed venv) ------------------------------------------------------------

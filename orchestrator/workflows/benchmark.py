@@ -428,7 +428,7 @@ def _run_and_record(
         record.execution_provider = harness.execution_provider
         record.engine_settings = dict(harness.engine_settings)
         record.versions.update(harness.versions)
-        record.accuracy_check = accuracy_check_label(record.engine_settings, record.model_meta, Path(inputs.model.path))
+        record.accuracy_check = accuracy_check_label(record, Path(inputs.model.path))
     if outcome.interrupted:
         signum = outcome.signal if outcome.signal is not None else SIGINT
         _finish(record, run_dir, "interrupted", interrupted_by(signum))

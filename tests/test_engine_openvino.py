@@ -303,6 +303,48 @@ def test_int8_f1_within_a_point(
     assert again["results"]["accuracy"]["f1"] == record["results"]["accuracy"]["f1"]
 
 
+@pytest.mark.slow
+def test_tune_records_a_passing_check_that_a_later_run_is_labelled_by(
+    openvino_python: Path, fp32_model: Path, session_cache: Path, tmp_path: Path
+) -> None:
+    """tune --precisions bf16 checks bf16 against fp32 (real accuracy runs, QUESTIONS features), records the
+    verdict in the cache's check store, and a later bf16 run of the same model finds it: passed."""
+    if not detect_isa().bf16:
+        pytest.skip("this CPU has no native bf16")
+    cache = tmp_path / "cache"  # its own check store (a passing record would relabel the other tests' runs) ...
+    cache.mkdir()
+    (session_cache / "features").mkdir(exist_ok=True)
+    (cache / "features").symlink_to(session_cache / "features")  # ... and the session's dev features
+    tune = ["tune", "--backend", "openvino", "--runner", "local", "--model-path", fp32_model, "--precisions", "bf16"]
+    result = invoke(
+        [
+            *tune,
+            "--batch-sizes",
+            "8",
+            "--samples",
+            "32",
+            "--precision-check-samples",
+            str(QUESTIONS),
+            "--no-plot",
+            "--output-dir",
+            tmp_path / "tune",
+            "--cache-dir",
+            cache,
+        ]
+    )
+    assert result.exit_code == 0, result.output[-3000:]
+    (path,) = (cache / "accuracy_checks").glob("openvino-cpu-bf16-*.json")
+    check = json.loads(path.read_text())
+    assert check["passed"] and (check["threshold"], check["threshold_name"]) == (0.999, "bert-99.9")
+    assert check["features"] == QUESTIONS and check["ratio"] >= 0.999 and check["batch_size"] == 8
+    assert Path(check["run"]).is_dir() and Path(check["fp32_run"]).is_dir()
+    record = harness_run(
+        tmp_path, fp32_model, "bf16", "--backend", "openvino", "--engine-option", "precision=bf16", cache=cache
+    )
+    assert record["engine_settings"]["precision"] == "bf16"
+    assert record["accuracy_check"] == f"passed ({path})" and "accuracy_label" not in record
+
+
 def test_int8_without_calibration_is_refused_before_a_run(tmp_path: Path) -> None:
     result = invoke(
         ["run", "--backend", "openvino", "--runner", "local", "--engine-option", "precision=int8"]

@@ -305,20 +305,31 @@ def test_int8_f1_within_a_point(
 
 @pytest.mark.slow
 def test_tune_records_a_passing_check_that_a_later_run_is_labelled_by(
-    openvino_python: Path, fp32_model: Path, session_cache: Path, tmp_path: Path
+    openvino_python: Path, fp32_model: Path, shared_assets: Path, session_cache: Path, tmp_path: Path
 ) -> None:
-    """tune --precisions bf16 checks bf16 against fp32 (real accuracy runs, QUESTIONS features), records the
-    verdict in the cache's check store, and a later bf16 run of the same model finds it: passed."""
-    if not detect_isa().bf16:
-        pytest.skip("this CPU has no native bf16")
-    cache = tmp_path / "cache"  # its own check store (a passing record would relabel the other tests' runs) ...
+    """tune --precisions int8 checks NNCF int8 against fp32 (real accuracy runs, QUESTIONS features), records
+    the verdict in the cache's check store, and a later int8 run of the same model and calibration finds it:
+    passed. (int8, not bf16: bf16 must hold bert-99.9, which the demo misses on some subsets.)"""
+    train = shared_assets / "squad" / TRAIN
+    if not train.is_file():
+        pytest.skip(f"{train} is absent (the reconstructed SQuAD train set)")
+    cache = tmp_path / "cache"  # its own check store (a passing record would relabel the other tests' runs),
     cache.mkdir()
-    (session_cache / "features").mkdir(exist_ok=True)
-    (cache / "features").symlink_to(session_cache / "features")  # ... and the session's dev features
-    tune = ["tune", "--backend", "openvino", "--runner", "local", "--model-path", fp32_model, "--precisions", "bf16"]
+    for part in ("features", "calibration", "engines"):  # the session's features and int8 model otherwise
+        (session_cache / part).mkdir(exist_ok=True)
+        (cache / part).symlink_to(session_cache / part)
+    int8 = ("--backend", "openvino", "--engine-option", "precision=int8", "--calibration", train)
     result = invoke(
         [
-            *tune,
+            "tune",
+            *int8[:2],
+            "--runner",
+            "local",
+            "--model-path",
+            fp32_model,
+            "--precisions",
+            "int8",
+            *int8[4:],
             "--batch-sizes",
             "8",
             "--samples",
@@ -333,15 +344,14 @@ def test_tune_records_a_passing_check_that_a_later_run_is_labelled_by(
         ]
     )
     assert result.exit_code == 0, result.output[-3000:]
-    (path,) = (cache / "accuracy_checks").glob("openvino-cpu-bf16-*.json")
+    (path,) = (cache / "accuracy_checks").glob("openvino-cpu-int8-*.json")
     check = json.loads(path.read_text())
-    assert check["passed"] and (check["threshold"], check["threshold_name"]) == (0.999, "bert-99.9")
-    assert check["features"] == QUESTIONS and check["ratio"] >= 0.999 and check["batch_size"] == 8
+    assert check["passed"] and (check["threshold"], check["threshold_name"]) == (0.99, "bert-99")
+    assert check["features"] == QUESTIONS and check["ratio"] >= 0.99 and check["batch_size"] == 8
+    assert check["key"]["calibration_sha256"] and check["calibration_set"] == str(train)
     assert Path(check["run"]).is_dir() and Path(check["fp32_run"]).is_dir()
-    record = harness_run(
-        tmp_path, fp32_model, "bf16", "--backend", "openvino", "--engine-option", "precision=bf16", cache=cache
-    )
-    assert record["engine_settings"]["precision"] == "bf16"
+    record = harness_run(tmp_path, fp32_model, "int8", *int8, "--batch-size", "4", cache=cache)
+    assert record["engine_settings"]["precision"] == "int8"
     assert record["accuracy_check"] == f"passed ({path})" and "accuracy_label" not in record
 
 

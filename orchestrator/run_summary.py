@@ -60,6 +60,8 @@ def format_result(result: RunResult) -> str:
             f"  {UNCHECKED.upper()}: this {engine_precision(rec.engine_settings) or rec.model_meta.get('precision')} "
             f"run has no passing accuracy check; not for a submission (check it: {check_command(rec)})"
         )
+    elif rec.accuracy_check:
+        lines.append(f"  accuracy check: {rec.accuracy_check}")
     files = ["run.json"]
     if result.accuracy is not None:
         files.append("accuracy/accuracy.txt")

@@ -12,6 +12,7 @@ import pytest
 
 from orchestrator.commands.tune_cmd import check_samples
 from orchestrator.errors import ConfigError, SubmissionError
+from orchestrator.run_summary import format_result
 from orchestrator.runs import FileRef, RunRecord
 from orchestrator.submission.generate import load_runs
 from orchestrator.workflows.accuracy_checks import (
@@ -26,6 +27,7 @@ from orchestrator.workflows.accuracy_checks import (
     write_check,
 )
 from orchestrator.workflows.accuracy_label import UNCHECKED, accuracy_check_label, check_command
+from orchestrator.workflows.benchmark import RunResult
 from orchestrator.workflows.tuning import record_check
 
 
@@ -185,3 +187,11 @@ def test_submission_refuses_an_unchecked_engine_precision(tmp_path: Path) -> Non
         f"mlperf-bert tune --backend openvino --model-path {tmp_path / 'model.onnx'} --precisions int8 "
         "--calibration /data/train-v1.1.json.gz --batch-sizes 8 --precision-check-samples all"
     )
+
+
+def test_the_summary_says_which_record_passed_it_or_how_to_check_it(tmp_path: Path) -> None:
+    passed = make_record(tmp_path, accuracy_check="passed (/cache/accuracy_checks/x.json)")
+    assert "  accuracy check: passed (/cache/accuracy_checks/x.json)" in format_result(RunResult(tmp_path, passed))
+    unchecked = make_record(tmp_path, accuracy_check=UNCHECKED)
+    text = format_result(RunResult(tmp_path, unchecked))
+    assert "ACCURACY UNCHECKED: this int8 run" in text and check_command(unchecked) in text

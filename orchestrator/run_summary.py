@@ -7,7 +7,7 @@ from typing import Any
 
 from orchestrator.accuracy import format_report
 from orchestrator.mlperf import Scenario
-from orchestrator.workflows.accuracy_label import UNCHECKED, engine_precision
+from orchestrator.workflows.accuracy_label import UNCHECKED, check_command, engine_precision
 from orchestrator.workflows.benchmark import RunResult
 
 TEST_MODE_LABEL = "TEST MODE: a short run, not a valid MLPerf result"
@@ -72,8 +72,10 @@ def format_result(result: RunResult) -> str:
     if rec.accuracy_check == UNCHECKED:
         lines.append(
             f"  {UNCHECKED.upper()}: this {engine_precision(rec.engine_settings) or rec.model_meta.get('precision')} "
-            "run has no passing accuracy check; not for a submission"
+            f"run has no passing accuracy check; not for a submission (check it: {check_command(rec)})"
         )
+    elif rec.accuracy_check:
+        lines.append(f"  accuracy check: {rec.accuracy_check}")
     files = ["run.json"]
     if result.accuracy is not None:
         files.append("accuracy/accuracy.txt")

@@ -74,22 +74,31 @@ def test_the_fastest_precision_whose_check_passes_wins(tmp_path: Path, monkeypat
 
 
 def test_precision_check_compares_with_fp32_at_the_same_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    f1 = {"fp32": 80.0, "bf16": 79.9, "int8": 78.0}
+    from test_accuracy_checks import make_record
+
+    f1 = {"fp32": 80.0, "bf16": 79.95, "int8": 78.0}  # bf16 holds bert-99.9 (0.9994), int8 misses bert-99
     runs: list[str] = []
 
     def fake_run(config: RunConfig, **kw: Any) -> Any:
         precision = config.engine_options["precision"]
         runs.append(f"{precision}@{config.batch_size}")
         assert config.mode.value == "accuracy" and config.test_query_count == 50
-        return SimpleNamespace(accuracy=SimpleNamespace(f1=f1[precision]))
+        accuracy = SimpleNamespace(f1=f1[precision], exact_match=70.0, questions_scored=48, features_answered=50)
+        record = make_record(tmp_path, precision, engine_settings={"precision": precision, "max_batch": "4"})
+        return SimpleNamespace(accuracy=accuracy, record=record, run_dir=tmp_path / precision)
 
     monkeypatch.setattr(tune_module, "run_benchmark", fake_run)
-    vet = precision_check(RunConfig(backend="openvino"), samples=50, output_dir=tmp_path)
+    vet = precision_check(RunConfig(backend="openvino", cache_dir=tmp_path / "cache"), samples=50, output_dir=tmp_path)
     assert vet(_trial(10.0, "fp32")) is None and runs == []  # fp32 is the reference
     assert vet(_trial(20.0, "bf16")) is None
     reason = vet(_trial(40.0, "int8"))
     assert reason is not None and "int8 F1 ratio 0.9750 < 0.99" in reason
     assert runs == ["bf16@4", "fp32@4", "int8@4"]  # fp32 scored once per batch size
+    written = {
+        json.loads(p.read_text())["precision"]: json.loads(p.read_text()) for p in (tmp_path / "cache").rglob("*.json")
+    }
+    assert (written["bf16"]["passed"], written["bf16"]["threshold"]) == (True, 0.999)
+    assert (written["int8"]["passed"], written["int8"]["threshold"], written["int8"]["features"]) == (False, 0.99, 50)
 
 
 def test_precisions_need_a_target_with_a_precision_option(tmp_path: Path) -> None:

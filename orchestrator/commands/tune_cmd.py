@@ -37,8 +37,10 @@ from orchestrator.config import RunOverrides, resolve_config
 from orchestrator.errors import ConfigError
 from orchestrator.paths import default_cache_dir
 from orchestrator.workflows import int8 as int8_checks
+from orchestrator.workflows.accuracy_checks import CHECK_SAMPLES_FLAG
 from orchestrator.workflows.benchmark import effective_batch_size
 from orchestrator.workflows.tuning import (
+    DEFAULT_CHECK_SAMPLES,
     Trial,
     TuneRequest,
     markdown_table,
@@ -60,6 +62,15 @@ def _int_list(text: str, what: str) -> list[int]:
     if not values or min(values) < 1:
         raise ConfigError(f"--{what} needs whole numbers >= 1; pass e.g. 1,4,16")
     return values
+
+
+def check_samples(text: str) -> int | None:
+    """--precision-check-samples: a count of dev features, or None for `all` (the full dev set)."""
+    if text.strip().lower() == "all":
+        return None
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ConfigError(f"{CHECK_SAMPLES_FLAG} {text!r} is neither a whole number >= 1 nor all; pass e.g. 200 or all")
+    return int(text)
 
 
 def command(
@@ -84,12 +95,18 @@ def command(
         typer.Option(
             metavar="<list>",
             help="Comma-separated precisions to sweep, e.g. fp32,bf16,int8 (openvino); a reduced one is taken only "
-            "when its F1 holds bert-99 against fp32 on --precision-check-samples features.",
+            f"when its F1 holds against fp32 on {CHECK_SAMPLES_FLAG} features (bert-99: >= 0.99x for int8 and "
+            "fp16, bert-99.9: >= 0.999x for bf16); each verdict is recorded where later runs of it find it.",
         ),
     ] = None,
     precision_check_samples: Annotated[
-        int, typer.Option(min=1, metavar="<n>", help="Features of the accuracy check of each reduced precision.")
-    ] = 200,
+        str,
+        typer.Option(
+            CHECK_SAMPLES_FLAG,
+            metavar="<n>|all",
+            help="Dev features of the accuracy check of each reduced precision; all: the full dev set.",
+        ),
+    ] = str(DEFAULT_CHECK_SAMPLES),
     repeats: Annotated[
         int,
         typer.Option(min=1, metavar="<n>", help="Runs per setting; the median samples/s counts, the min is recorded."),
@@ -194,7 +211,7 @@ def _tune(
     performance_samples: int | None,
     int8: bool,
     precisions: str | None = None,
-    precision_check_samples: int = 200,
+    precision_check_samples: str = str(DEFAULT_CHECK_SAMPLES),
     repeats: int = 1,
     int8_check_samples: int | None,
     plot: bool,
@@ -240,7 +257,9 @@ def _tune(
             raise ConfigError(f"--precisions {precisions!r} names no precision; pass e.g. fp32,bf16,int8")
         precision_option(base)  # one sentence before any trial where the target has no precision option
         vet = precision_check(
-            base, samples=precision_check_samples, output_dir=Path(base.output_dir) / "precision-check"
+            base,
+            samples=check_samples(precision_check_samples),
+            output_dir=Path(base.output_dir) / "precision-check",
         )
     request = TuneRequest(
         base=base,

@@ -1,42 +1,62 @@
-"""Whether a run's reduced precision (int8, bf16) has a passing accuracy check: the label of its record.
+"""Whether a run's reduced precision (int8, bf16, fp16) has a passing accuracy check: the label of its record.
 
 A model or engine that trades precision for speed is trusted only where a check says its accuracy holds:
-the record `accuracy_check.json` that `tune --int8` writes beside an int8 model (orchestrator/workflows/
-int8.py), or the catalogue's measured reference accuracy of that very model. Anything else (an int8 or
-bf16 that the engine made itself at load time, a random-weight speed model) is labelled UNCHECKED in the
-run's summary and run.json, and `submission generate` refuses it.
+    - a precision the engine made itself at load time (openvino bf16/int8, pytorch bf16/fp16, onnxruntime
+      fp16): the record of `tune --precisions` in the cache, found by the run's own run.json
+      (orchestrator/workflows/accuracy_checks.py);
+    - an int8 model: the record `accuracy_check.json` that `tune --int8` writes beside it
+      (orchestrator/workflows/int8.py), or the catalogue's measured reference accuracy of that very model.
+Anything else (no record, a failed check, a random-weight speed model) is labelled UNCHECKED in the run's
+summary and run.json, and `submission generate` refuses it, naming the command that checks it.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
-from typing import Any
+
+from orchestrator.runs import RunRecord
+from orchestrator.workflows.accuracy_checks import CHECK_SAMPLES_FLAG, REDUCED, find_check
+from orchestrator.workflows.accuracy_checks import ran_precision as engine_precision
 
 CHECK_FILE = "accuracy_check.json"
 UNCHECKED = "accuracy unchecked"
-REDUCED = ("int8", "bf16", "fp16")
 
 
-def engine_precision(engine_settings: dict[str, str]) -> str | None:
-    """The precision the engine says it ran (its settings' `precision`, e.g. "bf16 (auto)"), if it says."""
-    text = engine_settings.get("precision", "").strip()
-    return text.split()[0].lower() if text else None
-
-
-def accuracy_check_label(engine_settings: dict[str, str], model_meta: dict[str, Any], model_path: Path) -> str | None:
-    """None for full precision; "passed: ..." with a passing check; else UNCHECKED."""
-    ran = engine_precision(engine_settings)
-    precision = ran or str(model_meta.get("precision") or "").lower()
-    if precision not in REDUCED:
+def accuracy_check_label(record: RunRecord, model_path: Path) -> str | None:
+    """None for full precision; "passed (<check record>)" with a passing check; else UNCHECKED."""
+    ran = engine_precision(record.engine_settings)
+    if ran in REDUCED:  # made by the engine at load time: the check store's verdict for these numerics
+        found = find_check(record)
+        if found is not None and found[1] is not None and found[1].passed:
+            return f"passed ({found[0]})"
+        return UNCHECKED
+    if ran is not None or str(record.model_meta.get("precision") or "").lower() not in REDUCED:
         return None
-    record = model_path.parent / CHECK_FILE
+    beside = model_path.parent / CHECK_FILE
     try:
-        check = json.loads(record.read_text())
+        check = json.loads(beside.read_text())
     except (OSError, ValueError):
         check = None
-    if isinstance(check, dict) and check.get("passed") is True and (ran in (None, "int8")):
-        return f"passed ({record})"
-    if ran is None and model_meta.get("reference_f1") is not None:
+    if isinstance(check, dict) and check.get("passed") is True:
+        return f"passed ({beside})"
+    if record.model_meta.get("reference_f1") is not None:
         return None  # a catalogue model whose own accuracy is measured and recorded (e.g. the embedded demo-int8)
     return UNCHECKED
+
+
+def check_command(record: RunRecord) -> str:
+    """The command that checks this run's reduced precision (and records the verdict its label reads)."""
+    ran = engine_precision(record.engine_settings)
+    model = ["--model-path", record.model.path] if record.config.model_path else ["--model", record.config.model]
+    if ran not in REDUCED:
+        return shlex.join(["mlperf-bert", "tune", "--int8", "--model-path", "<the fp32 ONNX model>"])
+    argv = ["mlperf-bert", "tune", "--backend", record.config.backend]
+    if record.config.device:
+        argv += ["--device", record.config.device]
+    argv += [*model, "--precisions", ran]
+    if ran == "int8" and record.config.calibration_path is not None:
+        argv += ["--calibration", str(record.config.calibration_path)]
+    argv += ["--batch-sizes", str(record.batch_size_ran or 1), CHECK_SAMPLES_FLAG, "all"]
+    return shlex.join(argv)

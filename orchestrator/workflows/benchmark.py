@@ -432,7 +432,7 @@ def _run_and_record(
         record.engine_settings = dict(harness.engine_settings)
         record.nodes = list(harness.nodes)
         record.versions.update(harness.versions)
-        record.accuracy_check = accuracy_check_label(record.engine_settings, record.model_meta, Path(inputs.model.path))
+        record.accuracy_check = accuracy_check_label(record, Path(inputs.model.path))
     record.engine_settings.update(outcome.settings)
     if outcome.interrupted:
         signum = outcome.signal if outcome.signal is not None else SIGINT

@@ -37,12 +37,12 @@ from orchestrator.config import ExecutionMode, Mode, RunConfig, RunnerKind
 from orchestrator.errors import ModelError, RunError
 from orchestrator.mlperf import DATASET_SIZE
 from orchestrator.paths import PACKAGE_DIR
+from orchestrator.workflows.accuracy_checks import BERT99_RATIO
 from orchestrator.workflows.accuracy_label import CHECK_FILE
 from orchestrator.workflows.benchmark import run_benchmark
 
 log = logging.getLogger(__name__)
 
-BERT99_RATIO = 0.99  # MLPerf bert-99: at least 99% of the fp32 reference's F1
 INT8_FILE = "model.int8.onnx"
 RECIPE = "dynamic-int8-v2"
 RECIPES = ("all", "ffn-out-fp32")  # fastest first

@@ -39,8 +39,15 @@ from orchestrator.errors import ConfigError, MlperfBertError, RunError
 from orchestrator.html_report import REPORT_FILE, write_report
 from orchestrator.loadgen_logs import parse_performance
 from orchestrator.mlperf import Scenario
-from orchestrator.workflows.benchmark import run_benchmark
-from orchestrator.workflows.int8 import BERT99_RATIO
+from orchestrator.paths import default_cache_dir
+from orchestrator.workflows.accuracy_checks import (
+    THRESHOLD_NAMES,
+    PrecisionCheck,
+    check_key,
+    threshold_for,
+    write_check,
+)
+from orchestrator.workflows.benchmark import RunResult, run_benchmark
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,7 @@ OFFLINE_MARGIN = 1.0
 SERVER_START_SHARE = 0.8
 SERVER_STEP = 0.8
 SERVER_TRIES = 6
+DEFAULT_CHECK_SAMPLES = 200  # dev features of a reduced precision's check (tune --precision-check-samples)
 PLOT_TEST_MODE = "TEST MODE (short runs: settings, not results)"
 
 
@@ -208,31 +216,34 @@ def merge_repeats(repeats: list[Trial]) -> Trial:
 
 
 def precision_check(
-    base: RunConfig, *, samples: int, output_dir: Path, threshold: float = BERT99_RATIO
+    base: RunConfig, *, samples: int | None, output_dir: Path, cache_dir: Path | None = None
 ) -> Callable[[Trial], str | None]:
     """A vet for precision sweeps: a trial of a reduced precision is taken only when its F1 on the first
-    `samples` dev features is at least `threshold` x fp32's (MLPerf's bert-99 ratio) at the same batch
-    size, both scored from real accuracy runs through the harness; fp32 (and the default) pass as they are."""
-    f1: dict[tuple[str, int], float] = {}
+    `samples` dev features (None: the full dev set) is at least its threshold x fp32's (accuracy_checks.
+    THRESHOLDS: bert-99 for int8/fp16, bert-99.9 for bf16) at the same batch size, both scored from real
+    accuracy runs through the harness; fp32 (and the default) pass as they are. Each verdict, pass or
+    fail, is recorded in the check store (accuracy_checks.py), where later runs of the same numerics find it."""
+    runs: dict[tuple[str, int], RunResult] = {}
+    store = (cache_dir or base.cache_dir or default_cache_dir()).expanduser()
 
-    def score(trial: Trial, precision: str) -> float:
+    def score(trial: Trial, precision: str) -> RunResult:
         key = (precision, trial.batch_size)
-        if key not in f1:
+        if key not in runs:
             config = _config(
                 base,
                 mode="accuracy",
-                execution_mode="test",
-                test_query_count=samples,
+                execution_mode="test" if samples is not None else "valid",
+                test_query_count=samples or base.test_query_count,
                 batch_size=trial.batch_size,
                 threads=trial.threads,
                 output_dir=output_dir,
                 **_engine_options(base, trial.instances, precision),
             )
-            accuracy = run_benchmark(config, progress=False, stream=False).accuracy
-            if accuracy is None:
+            result = run_benchmark(config, progress=False, stream=False)
+            if result.accuracy is None:
                 raise RunError(f"the {precision} accuracy check at batch size {trial.batch_size} scored nothing")
-            f1[key] = accuracy.f1
-        return f1[key]
+            runs[key] = result
+        return runs[key]
 
     def holds(trial: Trial) -> str | None:
         if trial.precision in (None, "fp32"):
@@ -241,13 +252,49 @@ def precision_check(
             reduced, full = score(trial, trial.precision), score(trial, "fp32")
         except MlperfBertError as exc:
             return f"its accuracy check failed to run ({exc})"
-        ratio = reduced / full if full else 0.0
-        log.info(
-            "%s F1 %.3f vs fp32 %.3f at batch %d: ratio %.4f", trial.precision, reduced, full, trial.batch_size, ratio
-        )
-        return None if ratio >= threshold else f"{trial.precision} F1 ratio {ratio:.4f} < {threshold} vs fp32"
+        check = record_check(reduced, full)
+        if check is None:
+            return f"its {trial.precision} run {reduced.run_dir} did not say which precision it ran; not taken"
+        write_check(check, store)
+        return None if check.passed else f"{check.precision} F1 ratio {check.ratio:.4f} < {check.threshold} vs fp32"
 
     return holds
+
+
+def record_check(reduced: RunResult, full: RunResult) -> PrecisionCheck | None:
+    """The verdict of two accuracy runs on the same features (the reduced precision's and fp32's), keyed by
+    the reduced run's record; None when that run has no key (e.g. its engine ran the model as given)."""
+    key = check_key(reduced.record)
+    if key is None or reduced.accuracy is None or full.accuracy is None:
+        return None
+    if (reduced.accuracy.questions_scored, reduced.accuracy.features_answered) != (
+        full.accuracy.questions_scored,
+        full.accuracy.features_answered,
+    ):
+        raise RunError("the reduced and fp32 accuracy runs did not answer the same questions; rerun the check")
+    precision = key["precision"]
+    threshold = threshold_for(precision)
+    ratio = reduced.accuracy.f1 / full.accuracy.f1 if full.accuracy.f1 > 0 else 0.0
+    check = PrecisionCheck(
+        key=key,
+        passed=ratio >= threshold,
+        precision=precision,
+        f1=round(reduced.accuracy.f1, 4),
+        fp32_f1=round(full.accuracy.f1, 4),
+        exact_match=round(reduced.accuracy.exact_match, 4),
+        fp32_exact_match=round(full.accuracy.exact_match, 4),
+        ratio=round(ratio, 5),
+        threshold=threshold,
+        threshold_name=THRESHOLD_NAMES[threshold],
+        features=reduced.accuracy.features_answered,
+        questions=reduced.accuracy.questions_scored,
+        batch_size=reduced.record.batch_size_ran or 1,
+        run=str(reduced.run_dir),
+        fp32_run=str(full.run_dir),
+        calibration_set=str(reduced.record.config.calibration_path) if key["calibration_sha256"] else None,
+    )
+    log.info("%s", check.summary())
+    return check
 
 
 def best_trial(trials: list[Trial]) -> Trial | None:

@@ -1,0 +1,197 @@
+"""The check store of engine-made precisions (unit, fake records): its key from a run.json, the label a later
+run gets from it, tune's verdict written from two accuracy runs, and submission's refusal naming the command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from orchestrator.commands.tune_cmd import check_samples
+from orchestrator.errors import ConfigError, SubmissionError
+from orchestrator.run_summary import format_result
+from orchestrator.runs import FileRef, RunRecord
+from orchestrator.submission.generate import load_runs
+from orchestrator.workflows.accuracy_checks import (
+    BERT99_RATIO,
+    BERT999_RATIO,
+    CHECKS_DIR,
+    PrecisionCheck,
+    check_key,
+    find_check,
+    ran_precision,
+    read_check,
+    write_check,
+)
+from orchestrator.workflows.accuracy_label import UNCHECKED, accuracy_check_label, check_command
+from orchestrator.workflows.benchmark import RunResult
+from orchestrator.workflows.tuning import record_check
+
+
+def make_record(tmp_path: Path, precision: str = "int8", **changes: Any) -> RunRecord:
+    features = tmp_path / "calibration.npz"
+    if not features.is_file():
+        features.write_bytes(b"calibration features")
+    config: dict[str, Any] = {
+        "backend": "openvino",
+        "model_path": str(tmp_path / "model.onnx"),
+        "cache_dir": str(tmp_path / "cache"),
+        "engine_options": {"precision": precision, "calibration_path": str(features)},
+        "calibration_path": "/data/train-v1.1.json.gz",
+    }
+    data: dict[str, Any] = {
+        "run_id": "r1",
+        "status": "succeeded",
+        "execution_mode": "test",
+        "test_mode": True,
+        "scenario": "Offline",
+        "modes": ["accuracy"],
+        "target": "openvino-cpu",
+        "runner": "local",
+        "config": config,
+        "model": FileRef(name="custom:model.onnx", path=str(tmp_path / "model.onnx"), sha256="ab" * 32),
+        "dataset": FileRef(path="/data/dev-v1.1.json"),
+        "vocab": FileRef(path="/data/vocab.txt"),
+        "model_meta": {"precision": None},
+        "engine_settings": {"precision": precision, "max_batch": "8"},
+        "versions": {"mlperf-bert": "0.1.0", "python": "3.11.7", "openvino": "2026.4.1", "nncf": "2.19.0"},
+    }
+    data.update(changes)
+    return RunRecord(**data)
+
+
+def a_check(record: RunRecord, *, passed: bool = True, features: int = 200) -> PrecisionCheck:
+    key = check_key(record)
+    assert key is not None
+    return PrecisionCheck(
+        key=key,
+        passed=passed,
+        precision=key["precision"],
+        f1=80.0 if passed else 70.0,
+        fp32_f1=80.2,
+        exact_match=70.0,
+        fp32_exact_match=70.1,
+        ratio=0.9975 if passed else 0.87,
+        threshold=BERT99_RATIO,
+        threshold_name="bert-99",
+        features=features,
+        questions=190,
+        batch_size=8,
+        run="/runs/int8",
+        fp32_run="/runs/fp32",
+    )
+
+
+def test_the_key_is_what_decides_the_numerics(tmp_path: Path) -> None:
+    record = make_record(tmp_path)
+    key = check_key(record)
+    assert key is not None
+    assert (key["target"], key["model_sha256"], key["precision"]) == ("openvino-cpu", "ab" * 32, "int8")
+    assert key["engine"] == {"nncf": "2.19.0", "openvino": "2026.4.1"}  # the harness's own versions left out
+    assert len(key["calibration_sha256"]) == 64 and key["batch_size"] is None  # static int8: any batch
+    other_batch = make_record(tmp_path, engine_settings={"precision": "int8", "max_batch": "64"})
+    assert check_key(other_batch) == key
+    for changed in (
+        make_record(tmp_path, model=FileRef(path="/m.onnx", sha256="cd" * 32)),
+        make_record(tmp_path, versions={"openvino": "2027.0"}),
+        make_record(tmp_path, "bf16"),
+    ):
+        assert check_key(changed) != key
+    (tmp_path / "calibration.npz").write_bytes(b"other calibration features")
+    assert check_key(make_record(tmp_path))["calibration_sha256"] != key["calibration_sha256"]  # type: ignore[index]
+    bf16 = check_key(make_record(tmp_path, "bf16 (auto)"))
+    assert bf16 is not None and bf16["precision"] == "bf16" and bf16["calibration_sha256"] is None
+    assert check_key(make_record(tmp_path, model=FileRef(path="/m.onnx"))) is None  # no sha256: no key
+
+
+def test_precision_words() -> None:
+    assert ran_precision({"precision": "bf16 (auto)"}) == "bf16"
+    assert ran_precision({"precision": "bfloat16 (accuracy unchecked)"}) == "bf16"  # pytorch's dtype names
+    assert ran_precision({"precision": "fp16 (accuracy unchecked)"}) == "fp16"
+    assert ran_precision({"precision": "as given"}) is None and ran_precision({}) is None
+
+
+def test_label_from_the_store(tmp_path: Path) -> None:
+    record = make_record(tmp_path)
+    assert accuracy_check_label(record, Path(record.model.path)) == UNCHECKED  # no record yet
+    path = write_check(a_check(record, passed=False), tmp_path / "cache")
+    assert path.parent == tmp_path / "cache" / CHECKS_DIR and not list(path.parent.glob(".*"))
+    assert accuracy_check_label(record, Path(record.model.path)) == UNCHECKED  # a failed check
+    write_check(a_check(record), tmp_path / "cache")
+    assert accuracy_check_label(record, Path(record.model.path)) == f"passed ({path})"
+    assert find_check(record) == (path, read_check(path))
+    bf16 = make_record(tmp_path, "bf16")
+    assert accuracy_check_label(bf16, Path(bf16.model.path)) == UNCHECKED  # int8's verdict is not bf16's
+    fp32 = make_record(tmp_path, "fp32")
+    assert accuracy_check_label(fp32, Path(fp32.model.path)) is None
+
+
+def test_a_shorter_check_does_not_replace_a_longer_one(tmp_path: Path) -> None:
+    record = make_record(tmp_path)
+    path = write_check(a_check(record, passed=False, features=10833), tmp_path / "cache")
+    write_check(a_check(record, passed=True, features=200), tmp_path / "cache")
+    check = read_check(path)
+    assert check is not None and not check.passed and check.features == 10833
+
+
+def test_int8_model_record_beside_the_model_still_counts(tmp_path: Path) -> None:
+    model = tmp_path / "model.int8.onnx"
+    record = make_record(tmp_path, model_meta={"precision": "int8"}, engine_settings={"precision": "as given"})
+    assert accuracy_check_label(record, model) == UNCHECKED
+    (tmp_path / "accuracy_check.json").write_text(json.dumps({"passed": True}))
+    assert accuracy_check_label(record, model) == f"passed ({tmp_path / 'accuracy_check.json'})"
+    catalogue = make_record(tmp_path, model_meta={"precision": "int8", "reference_f1": 80.4}, engine_settings={})
+    assert accuracy_check_label(catalogue, tmp_path / "elsewhere" / "m.onnx") is None
+
+
+def _result(record: RunRecord, f1: float, run_dir: str, features: int = 200) -> Any:
+    report = SimpleNamespace(f1=f1, exact_match=f1 - 10, questions_scored=190, features_answered=features)
+    return SimpleNamespace(record=record, accuracy=report, run_dir=Path(run_dir))
+
+
+@pytest.mark.parametrize(
+    ("precision", "f1", "threshold", "passed"),
+    [("int8", 79.5, BERT99_RATIO, True), ("bf16", 79.5, BERT999_RATIO, False), ("bf16", 80.0, BERT999_RATIO, True)],
+)
+def test_tunes_verdict_and_threshold(tmp_path: Path, precision: str, f1: float, threshold: float, passed: bool) -> None:
+    reduced = make_record(tmp_path, precision)
+    fp32 = make_record(tmp_path, "fp32")
+    check = record_check(_result(reduced, f1, "/runs/r"), _result(fp32, 80.0, "/runs/f"))
+    assert check is not None
+    assert (check.threshold, check.passed, check.features, check.batch_size) == (threshold, passed, 200, 8)
+    assert check.threshold_name == ("bert-99.9" if precision == "bf16" else "bert-99")
+    assert (check.run, check.fp32_run) == ("/runs/r", "/runs/f") and check.key == check_key(reduced)
+    assert check.calibration_set == ("/data/train-v1.1.json.gz" if precision == "int8" else None)
+
+
+def test_check_samples_option() -> None:
+    assert check_samples("all") is None and check_samples("300") == 300
+    with pytest.raises(ConfigError, match="--precision-check-samples 'some' is neither a whole number"):
+        check_samples("some")
+
+
+def test_submission_refuses_an_unchecked_engine_precision(tmp_path: Path) -> None:
+    record = make_record(tmp_path, accuracy_check=UNCHECKED)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    record.save(run_dir)
+    with pytest.raises(SubmissionError) as err:
+        load_runs([run_dir])
+    message = str(err.value)
+    assert "ran int8 with no passing accuracy check" in message and message.count(". ") == 0
+    assert check_command(record) in message
+    assert check_command(record) == (
+        f"mlperf-bert tune --backend openvino --model-path {tmp_path / 'model.onnx'} --precisions int8 "
+        "--calibration /data/train-v1.1.json.gz --batch-sizes 8 --precision-check-samples all"
+    )
+
+
+def test_the_summary_says_which_record_passed_it_or_how_to_check_it(tmp_path: Path) -> None:
+    passed = make_record(tmp_path, accuracy_check="passed (/cache/accuracy_checks/x.json)")
+    assert "  accuracy check: passed (/cache/accuracy_checks/x.json)" in format_result(RunResult(tmp_path, passed))
+    unchecked = make_record(tmp_path, accuracy_check=UNCHECKED)
+    text = format_result(RunResult(tmp_path, unchecked))
+    assert "ACCURACY UNCHECKED: this int8 run" in text and check_command(unchecked) in text

@@ -13,6 +13,8 @@ later run find the same file: what decides the numerics, and nothing else:
     precision       what the engine says it ran (engine_settings precision), e.g. int8
     calibration     int8 from calibration data: the sha256 of the calibration features the engine read
     engine          the engine's package versions (run.json versions, less the harness's own)
+    numerics        what else the engine says decides its numbers (engine_settings `numerics`: openvino's
+                    NNCF recipe, calibration rows and seed); absent where it says nothing
     batch_size      only where the quantization is dynamic (a scale per batch); no engine-made one is today
 
 The onnxruntime int8 *models* made by `tune --int8` keep their own record beside the model file
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.assets.hashing import cached_sha256
+from orchestrator.harness.engines.engine import NUMERICS_SETTING
 from orchestrator.paths import default_cache_dir
 from orchestrator.runs import RunRecord, utc_now
 
@@ -80,7 +83,9 @@ def check_key(record: RunRecord) -> dict[str, Any] | None:
             return None
         calibration = cached_sha256(features)
     dynamic = (record.target, precision) in DYNAMIC
+    numerics = record.engine_settings.get(NUMERICS_SETTING)
     return {
+        **({"numerics": numerics} if numerics else {}),
         "target": record.target,
         "model_sha256": record.model.sha256,
         "precision": precision,

@@ -14,6 +14,11 @@ import numpy as np
 from orchestrator.errors import ConfigError, ModelError, PreflightError
 from orchestrator.harness.spec import NodeInfo
 
+# The settings() entry where an engine that makes a precision itself names what, beside the precision and
+# the calibration data, decides its numbers (a quantization recipe and its parameters): part of the key of
+# that precision's accuracy-check record (orchestrator/workflows/accuracy_checks.py).
+NUMERICS_SETTING = "numerics"
+
 
 class Engine(ABC):
     name: str = "engine"

@@ -43,7 +43,7 @@ import numpy as np
 
 from orchestrator.errors import ConfigError, ModelError, PreflightError, first_line
 from orchestrator.harness.cpu import Isa, default_threads, detect_isa
-from orchestrator.harness.engines.engine import Engine
+from orchestrator.harness.engines.engine import NUMERICS_SETTING, Engine
 from orchestrator.harness.engines.options import EngineOptions, option, parse_engine_options
 from orchestrator.mlperf import SEQ_LEN
 
@@ -363,6 +363,9 @@ class OpenVinoEngine(Engine):
             "cache": self.cache,
         }
         if self.int8_record:
+            settings[NUMERICS_SETTING] = (
+                f"{INT8_RECIPE}; calibration rows {self.opts.calibration_rows}, seed {self.opts.calibration_seed}"
+            )
             settings["int8"] = (
                 f"{self.int8_record['quantization']}, {self.int8_record['calibration_rows']} calibration rows, "
                 f"calibration sha256 {self.int8_record['calibration_sha256'][:12]}, cached {self.int8_record['cached']}"

@@ -33,7 +33,12 @@ from orchestrator.errors import MlperfBertError, ModelError
 log = logging.getLogger(__name__)
 
 RECORD_SUFFIX = ".quantize.json"
-RECIPES = ("all", "ffn-out-fp32")
+DYNAMIC_RECIPES = ("all", "ffn-out-fp32")
+# Static recipes (calibrated on train features, QDQ format): weight MatMuls only, or every MatMul (the
+# attention scores and context too, activation x activation).
+STATIC_RECIPES = ("static-qdq", "static-qdq-attention")
+RECIPES = DYNAMIC_RECIPES + STATIC_RECIPES
+CALIBRATION_BATCH = 16
 
 
 def down_projections(model: Any) -> list[str]:
@@ -58,6 +63,7 @@ def quantize_int8(
     recipe: str = "all",
     fuse: bool = False,
     optimized_cache_dir: Path | None = None,
+    calibration: Path | None = None,
 ) -> dict[str, Any]:
     """Write an int8 copy of the fp32 model `source` to `destination` (atomically); returns the record
     (also written to `<destination>.quantize.json`)."""
@@ -77,6 +83,8 @@ def quantize_int8(
         raise ModelError(f"The model file {source} does not exist; fetch or import the fp32 model first.")
     if recipe not in RECIPES:
         raise ModelError(f"unknown quantization recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    if recipe in STATIC_RECIPES and calibration is None:
+        raise ModelError(f"the {recipe} recipe calibrates activation ranges: pass the calibration features (.npz)")
     already = quantized_ops(onnx.load(str(source), load_external_data=False))
     if already:
         raise ModelError(f"{source.name} is already quantized ({', '.join(already[:3])}); quantize its fp32 model.")
@@ -96,17 +104,21 @@ def quantize_int8(
         root_level = root.level
         root.setLevel(logging.WARNING)  # the quantizer logs one INFO line per tensor on the root logger
         try:
-            quantize_dynamic(
-                str(graph),
-                partial,
-                per_channel=per_channel,
-                reduce_range=False,  # full int8 range: VNNI/AMX have no overflow problem with it
-                weight_type=QuantType.QInt8,
-                nodes_to_exclude=keep,
-                # Fused ops (Attention, SkipLayerNormalization...) are in Microsoft's domain, where ONNX shape
-                # inference cannot type their outputs: they are float32.
-                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-            )
+            if recipe in STATIC_RECIPES:
+                assert calibration is not None
+                _quantize_static(graph, Path(partial), Path(calibration), per_channel=per_channel, recipe=recipe)
+            else:
+                quantize_dynamic(
+                    str(graph),
+                    partial,
+                    per_channel=per_channel,
+                    reduce_range=False,  # full int8 range: VNNI/AMX have no overflow problem with it
+                    weight_type=QuantType.QInt8,
+                    nodes_to_exclude=keep,
+                    # Fused ops (Attention, SkipLayerNormalization...) are in Microsoft's domain, where ONNX shape
+                    # inference cannot type their outputs: they are float32.
+                    extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+                )
             os.chmod(partial, 0o644)
             os.replace(partial, destination)
         finally:
@@ -120,11 +132,17 @@ def quantize_int8(
         "source": str(source),
         "source_sha256": file_sha256(source),
         "int8_sha256": file_sha256(destination),
-        "method": "dynamic",
+        "method": "static" if recipe in STATIC_RECIPES else "dynamic",
         "recipe": recipe,
         "kept_fp32": keep,
         "weights": "int8 per channel" if per_channel else "int8 per tensor",
-        "activations": "uint8 per tensor, ranges computed at run time",
+        "activations": (
+            "uint8 per tensor, ranges calibrated (min/max) on the train features"
+            if recipe in STATIC_RECIPES
+            else "uint8 per tensor, ranges computed at run time"
+        ),
+        "calibration": str(calibration) if recipe in STATIC_RECIPES else None,
+        "calibration_sha256": file_sha256(Path(calibration)) if recipe in STATIC_RECIPES and calibration else None,
         "fused_first": fuse,
         "fused": fused,
         "int8_ops": {
@@ -132,6 +150,9 @@ def quantize_int8(
             for op, n in sorted(ops.items())
             if op
             in (
+                "QuantizeLinear",
+                "DequantizeLinear",
+                "QLinearMatMul",
                 "QAttention",
                 "MatMulInteger",
                 "QEmbedLayerNormalization",
@@ -148,6 +169,77 @@ def quantize_int8(
     return record
 
 
+def activation_matmuls(model: Any) -> list[str]:
+    """Names of the MatMul nodes with no constant input: in BERT the attention scores (Q x K^T) and context
+    (probabilities x V), activation x activation."""
+    inits = {t.name for t in model.graph.initializer}
+    constants = {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type == "MatMul" and not any(i in inits or i in constants for i in n.input)
+    ]
+
+
+class FeatureReader:
+    """onnxruntime's CalibrationDataReader over the calibration .npz (orchestrator/workflows/calibration.py):
+    batches of CALIBRATION_BATCH rows, each trimmed to its longest real length (padding calibrates nothing),
+    cast to the model's int64 inputs."""
+
+    def __init__(self, path: Path, input_names: list[str], batch: int = CALIBRATION_BATCH) -> None:
+        import numpy as np
+
+        with np.load(path) as data:
+            arrays = {name: np.asarray(data[name]) for name in ("input_ids", "input_mask", "segment_ids")}
+        lengths = arrays["input_mask"].astype(bool).sum(axis=1)
+        order = np.argsort(lengths, kind="stable")
+        self._feeds: list[dict[str, Any]] = []
+        for start in range(0, len(order), batch):
+            idx = order[start : start + batch]
+            width = max(1, int(lengths[idx].max()))
+            self._feeds.append({k: v[idx, :width].astype(np.int64) for k, v in arrays.items() if k in input_names})
+        self._next = iter(self._feeds)
+
+    def __len__(self) -> int:
+        return len(self._feeds)
+
+    def get_next(self) -> dict[str, Any] | None:
+        return next(self._next, None)
+
+    def rewind(self) -> None:
+        self._next = iter(self._feeds)
+
+
+def _quantize_static(graph: Path, destination: Path, calibration: Path, *, per_channel: bool, recipe: str) -> None:
+    """QDQ static quantization of the MatMuls (QuantizeLinear/DequantizeLinear pairs that onnxruntime's
+    session turns into its int8 kernels): uint8 activations with min/max ranges over the calibration
+    features, int8 weights."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    model = onnx.load(str(graph), load_external_data=False)
+    exclude = activation_matmuls(model) if recipe == "static-qdq" else []
+    reader = FeatureReader(calibration, [i.name for i in model.graph.input])
+    quantize_static(
+        str(graph),
+        str(destination),
+        reader,  # type: ignore[arg-type]  # duck-typed: get_next() is all the calibrator calls
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["MatMul"],
+        nodes_to_exclude=exclude,
+        per_channel=per_channel,
+        reduce_range=False,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        calibration_providers=["CPUExecutionProvider"],
+        extra_options={
+            "DefaultTensorType": onnx.TensorProto.FLOAT,
+            "OpTypesToExcludeOutputQuantization": ["MatMul"],
+        },
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     from orchestrator.logs import setup_logging
 
@@ -161,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", choices=RECIPES, default="all", help="which MatMuls stay fp32 (see the module doc)")
     parser.add_argument("--fuse", action="store_true", help="apply the transformer fusions first (QAttention)")
     parser.add_argument("--optimized-cache-dir", type=Path, default=None)
+    parser.add_argument("--calibration", type=Path, default=None, help="calibration features (.npz) of static recipes")
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(-1 if args.quiet else 0)
@@ -172,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             recipe=args.recipe,
             fuse=args.fuse,
             optimized_cache_dir=args.optimized_cache_dir,
+            calibration=args.calibration,
         )
     except MlperfBertError as exc:
         log.error("%s", exc)

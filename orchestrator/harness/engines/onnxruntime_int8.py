@@ -1,12 +1,28 @@
 """int8 quantization of an fp32 BERT with ONNX Runtime's tools: `python -m orchestrator.harness.engines.onnxruntime_int8`.
 
-Dynamic quantization: weights int8 per output channel (per_channel) or per tensor, activations quantized
+Dynamic quantization (the default): weights int8 per output channel (per_channel) or per tensor, activations quantized
 at run time per tensor (no calibration set needed, so nothing of the dev set leaks into the model).
 Recipes, from fastest to most accurate:
     all            every weight MatMul in int8
     ffn-out-fp32   the down-projections (weights [K, N] with K > N: each layer's FFN output, the QA head)
                    stay fp32: their inputs (after GELU) have the outliers that per-tensor activation
                    ranges handle worst
+Static quantization (QDQ format), calibrated on train features (orchestrator/workflows/calibration.py, the
+set openvino's NNCF calibrates on; `--calibration FEATURES.npz`): int8 weights per channel, uint8 activations
+with one min/max range per tensor fixed from the calibration batches, the MatMul outputs left float (so the
+session fuses each DequantizeLinear -> MatMul into MatMulIntegerToFloat instead of requantizing to uint8
+through QLinearMatMul, measured ~15% slower):
+    static-qdq             every weight MatMul in int8; the attention MatMuls (activation x activation) fp32
+    static-qdq-attention   every MatMul in int8, the attention scores and context too
+Measured on the demo model (2-core Zen 4, benchmarks/RESULTS.md, 2026-12-01): neither wins. In one process,
+batch by batch in turn (benchmarks/profile_ort_int8.py --ab), static-qdq runs at 0.95x dynamic `all` and
+static-qdq-attention at 0.99x: the static QuantizeLinear costs what the dynamic one did, and the QDQ graph
+loses the bias Add fusion (46 Adds a run instead of 15). Their F1 over 300 dev features is 98.06% and 97.79% of
+fp32 against 98.24% for `all` (min/max ranges; the histogram calibrators need the whole calibration set's
+activations in memory: 22 GB for 300 features, killed here). So `tune --int8` keeps the dynamic recipes; the
+static ones are selectable (`--recipe`, make_int8_variant(recipes=...)) and are the int8 model DeepSparse 1.8
+compiles, which it cannot do with the dynamic one.
+
 By default the graph is quantized as exported (MatMulInteger, which onnxruntime's own session fusions
 turn into its dynamic-quantization kernels); `fuse` first applies the transformer fusions (QAttention),
 measured ~10% slower on a 2-core AVX-512/AMX CPU with the demo model.
@@ -186,7 +202,9 @@ class FeatureReader:
     batches of CALIBRATION_BATCH rows, each trimmed to its longest real length (padding calibrates nothing),
     cast to the model's int64 inputs."""
 
-    def __init__(self, path: Path, input_names: list[str], batch: int = CALIBRATION_BATCH) -> None:
+    def __init__(
+        self, path: Path, input_names: list[str], batch: int = CALIBRATION_BATCH, *, same_width: bool = False
+    ) -> None:
         import numpy as np
 
         with np.load(path) as data:
@@ -196,7 +214,7 @@ class FeatureReader:
         self._feeds: list[dict[str, Any]] = []
         for start in range(0, len(order), batch):
             idx = order[start : start + batch]
-            width = max(1, int(lengths[idx].max()))
+            width = max(1, int((lengths if same_width else lengths[idx]).max()))
             self._feeds.append({k: v[idx, :width].astype(np.int64) for k, v in arrays.items() if k in input_names})
         self._next = iter(self._feeds)
 
@@ -210,7 +228,16 @@ class FeatureReader:
         self._next = iter(self._feeds)
 
 
-def _quantize_static(graph: Path, destination: Path, calibration: Path, *, per_channel: bool, recipe: str) -> None:
+def _quantize_static(
+    graph: Path,
+    destination: Path,
+    calibration: Path,
+    *,
+    per_channel: bool,
+    recipe: str,
+    method: str = "MinMax",
+    calibration_options: dict[str, Any] | None = None,
+) -> None:
     """QDQ static quantization of the MatMuls (QuantizeLinear/DequantizeLinear pairs that onnxruntime's
     session turns into its int8 kernels): uint8 activations with min/max ranges over the calibration
     features, int8 weights."""
@@ -219,7 +246,8 @@ def _quantize_static(graph: Path, destination: Path, calibration: Path, *, per_c
 
     model = onnx.load(str(graph), load_external_data=False)
     exclude = activation_matmuls(model) if recipe == "static-qdq" else []
-    reader = FeatureReader(calibration, [i.name for i in model.graph.input])
+    # The histogram calibrators (Percentile, Entropy) stack every batch's tensors: one width for all batches.
+    reader = FeatureReader(calibration, [i.name for i in model.graph.input], same_width=method != "MinMax")
     quantize_static(
         str(graph),
         str(destination),
@@ -231,11 +259,12 @@ def _quantize_static(graph: Path, destination: Path, calibration: Path, *, per_c
         reduce_range=False,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
+        calibrate_method=CalibrationMethod[method],
         calibration_providers=["CPUExecutionProvider"],
         extra_options={
             "DefaultTensorType": onnx.TensorProto.FLOAT,
             "OpTypesToExcludeOutputQuantization": ["MatMul"],
+            **(calibration_options or {}),
         },
     )
 

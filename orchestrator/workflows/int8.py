@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.assets import resolve_vocab
 from orchestrator.assets.hashing import cached_sha256
 from orchestrator.config import ExecutionMode, Mode, RunConfig, RunnerKind
 from orchestrator.errors import ModelError, RunError
@@ -40,6 +41,7 @@ from orchestrator.mlperf import DATASET_SIZE
 from orchestrator.paths import PACKAGE_DIR
 from orchestrator.workflows.accuracy_label import CHECK_FILE
 from orchestrator.workflows.benchmark import run_benchmark
+from orchestrator.workflows.calibration import calibration_features
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +49,15 @@ BERT99_RATIO = 0.99  # MLPerf bert-99: at least 99% of the fp32 reference's F1
 INT8_FILE = "model.int8.onnx"
 RECIPE = "dynamic-int8-v2"
 RECIPES = ("all", "ffn-out-fp32")  # dynamic, fastest first: what is tried without calibration data
-# Static QDQ recipes (orchestrator/harness/engines/onnxruntime_int8.py), calibrated on train features: made
-# only when asked for (recipes=..., with calibration=the features' .npz). Measured on the demo model they win
-# neither speed (0.95x and 0.99x dynamic `all`) nor F1 (98.06% and 97.79% of fp32 vs 98.24% on 300 features),
-# so `tune --int8` does not try them (benchmarks/RESULTS.md, 2026-12-01).
+# Static QDQ recipes (orchestrator/harness/engines/onnxruntime_int8.py), calibrated on train features.
 STATIC_RECIPES = ("static-qdq", "static-qdq-attention")
+STATIC_VERSION = "qdq-percentile-v1"  # in the key of static variants: new ranges, new variant
 RECIPES_ALL = RECIPES + STATIC_RECIPES
+# With --calibration, fastest first. Measured on the demo model (benchmarks/RESULTS.md, 2026-12-01):
+# static-qdq runs at 0.95x dynamic `all` and 1.28x `ffn-out-fp32` (in one process, batches in turn) and holds
+# 99.99% of fp32's F1 on 300 dev features where `all` holds 98.24% and `ffn-out-fp32` 98.12%: tried after
+# `all`, instead of `ffn-out-fp32`. (static-qdq-attention: 0.99x `all`, but int8 attention costs F1.)
+CALIBRATED_RECIPES = ("all", "static-qdq", "ffn-out-fp32")
 
 
 @dataclass
@@ -131,6 +136,7 @@ def variant_dir(
     if recipe in STATIC_RECIPES:  # dynamic keys stay as they were: their cached variants and checks still hold
         assert calibration is not None
         fields["calibration_sha256"] = _sha256(calibration)
+        fields["static"] = STATIC_VERSION
     key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_path.stem)[:60]
     return cache_dir / "quantized" / f"{stem}-{key.hexdigest()[:20]}"
@@ -166,11 +172,19 @@ def _usable(check: AccuracyCheck | None, int8: Path, features: int, batch_size: 
     )
 
 
+def calibration_for(config: RunConfig, cache_dir: Path) -> Path | None:
+    """The train features' .npz the static recipe calibrates on when the run names --calibration (built once,
+    the set openvino's NNCF calibrates on); None without it."""
+    if config.calibration_path is None:
+        return None
+    return calibration_features(config.calibration_path, resolve_vocab(config.vocab_path, cache_dir), cache_dir)
+
+
 def approved_int8(
     model_path: Path, cache_dir: Path, *, per_channel: bool = True, calibration: Path | None = None
 ) -> Path | None:
     """The fastest int8 variant of model_path whose recorded check passed, for the file it checked; else None."""
-    for recipe in RECIPES + (STATIC_RECIPES if calibration is not None else ()):
+    for recipe in CALIBRATED_RECIPES if calibration is not None else RECIPES:
         directory = variant_dir(model_path, cache_dir, per_channel=per_channel, recipe=recipe, calibration=calibration)
         check = read_check(directory)
         path = directory / INT8_FILE
@@ -291,12 +305,15 @@ def make_int8_variant(
     batch_size: int = 32,
     threads: int | None = None,
     recheck: bool = False,
-    recipes: tuple[str, ...] = RECIPES,
+    recipes: tuple[str, ...] | None = None,
     calibration: Path | None = None,
 ) -> Int8Variant:
     """Quantize (once per recipe) and check (once, unless recheck) until a recipe passes; the first that
     passes, or the last tried when none does (check.passed tells). `calibration`: the train features' .npz
-    (orchestrator/workflows/calibration.py) that a static recipe among `recipes` is calibrated on."""
+    (orchestrator/workflows/calibration.py) a static recipe is calibrated on; by default the recipes are
+    CALIBRATED_RECIPES with it, RECIPES (dynamic only) without."""
+    if recipes is None:
+        recipes = CALIBRATED_RECIPES if calibration is not None else RECIPES
     model_path = Path(model_path).resolve()
     if not model_path.is_file():
         raise ModelError(f"the fp32 model {model_path} does not exist; pass an existing ONNX file with --model-path")

@@ -55,6 +55,14 @@ DYNAMIC_RECIPES = ("all", "ffn-out-fp32")
 STATIC_RECIPES = ("static-qdq", "static-qdq-attention")
 RECIPES = DYNAMIC_RECIPES + STATIC_RECIPES
 CALIBRATION_BATCH = 16
+# The ranges: the 99.999th percentile of each tensor's |values| (outliers after GELU and in the residual stream
+# clipped), from a histogram over the calibration batches. That histogram collector keeps every batch's
+# activations in memory (300 features padded to 384 took 22 GB here and were killed), so it reads the first
+# PERCENTILE_ROWS calibration rows of at most PERCENTILE_WIDTH real tokens (4.5 GB, 66 s for the demo model): on the demo model F1 99.99%
+# of fp32 over 300 dev features, where min/max ranges over all 300 rows gave 98.06% (and over these 64, 98.58%).
+PERCENTILE = 99.999
+PERCENTILE_ROWS = 64
+PERCENTILE_WIDTH = 192
 
 
 def down_projections(model: Any) -> list[str]:
@@ -153,7 +161,8 @@ def quantize_int8(
         "kept_fp32": keep,
         "weights": "int8 per channel" if per_channel else "int8 per tensor",
         "activations": (
-            "uint8 per tensor, ranges calibrated (min/max) on the train features"
+            f"uint8 per tensor, ranges calibrated on the train features ({PERCENTILE}th percentile, "
+            f"first {PERCENTILE_ROWS} rows of <= {PERCENTILE_WIDTH} tokens)"
             if recipe in STATIC_RECIPES
             else "uint8 per tensor, ranges computed at run time"
         ),
@@ -203,14 +212,27 @@ class FeatureReader:
     cast to the model's int64 inputs."""
 
     def __init__(
-        self, path: Path, input_names: list[str], batch: int = CALIBRATION_BATCH, *, same_width: bool = False
+        self,
+        path: Path,
+        input_names: list[str],
+        batch: int = CALIBRATION_BATCH,
+        *,
+        same_width: bool = False,
+        rows: int | None = None,
+        max_length: int | None = None,
     ) -> None:
         import numpy as np
 
         with np.load(path) as data:
             arrays = {name: np.asarray(data[name]) for name in ("input_ids", "input_mask", "segment_ids")}
         lengths = arrays["input_mask"].astype(bool).sum(axis=1)
+        keep = np.flatnonzero(lengths <= max_length) if max_length else np.arange(len(lengths))
+        keep = keep[:rows] if rows else keep  # the first rows: the set is already a seeded random pick of train
+        arrays = {k: v[keep] for k, v in arrays.items()}
+        lengths = lengths[keep]
         order = np.argsort(lengths, kind="stable")
+        if same_width:
+            batch = 1  # one shape for every batch: a short last batch would differ in its first dimension
         self._feeds: list[dict[str, Any]] = []
         for start in range(0, len(order), batch):
             idx = order[start : start + batch]
@@ -235,19 +257,23 @@ def _quantize_static(
     *,
     per_channel: bool,
     recipe: str,
-    method: str = "MinMax",
+    method: str = "Percentile",
     calibration_options: dict[str, Any] | None = None,
 ) -> None:
     """QDQ static quantization of the MatMuls (QuantizeLinear/DequantizeLinear pairs that onnxruntime's
-    session turns into its int8 kernels): uint8 activations with min/max ranges over the calibration
-    features, int8 weights."""
+    session turns into its int8 kernels): uint8 activations with ranges from the calibration features
+    (percentile by default, see PERCENTILE; MinMax over every row), int8 weights."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     model = onnx.load(str(graph), load_external_data=False)
     exclude = activation_matmuls(model) if recipe == "static-qdq" else []
-    # The histogram calibrators (Percentile, Entropy) stack every batch's tensors: one width for all batches.
-    reader = FeatureReader(calibration, [i.name for i in model.graph.input], same_width=method != "MinMax")
+    names = [i.name for i in model.graph.input]
+    if method == "MinMax":
+        reader = FeatureReader(calibration, names)
+    else:  # the histogram calibrators stack every batch's tensors: one width for all, and a bounded set
+        reader = FeatureReader(calibration, names, same_width=True, rows=PERCENTILE_ROWS, max_length=PERCENTILE_WIDTH)
+        calibration_options = {"CalibPercentile": PERCENTILE, **(calibration_options or {})}
     quantize_static(
         str(graph),
         str(destination),

@@ -8,7 +8,9 @@ The check is never assumed: both models run the SAME features through the harnes
 runs, the optimized SUT, the local runner), are scored with the official SQuAD v1.1 F1, and the verdict
 (int8 F1 >= 0.99 x fp32 F1, MLPerf's bert-99 ratio) is written next to the int8 model. Recipes are tried
 from the fastest (every MatMul int8) to the more accurate (FFN outputs kept fp32, see
-orchestrator/harness/engines/onnxruntime_int8.py) until one passes; each keeps its own directory and verdict:
+orchestrator/harness/engines/onnxruntime_int8.py) until one passes; given calibration features (`tune --int8
+--calibration PATH`) the static QDQ recipe is tried between them (CALIBRATED_RECIPES). Each keeps its own
+directory and verdict:
 
     <cache_dir>/quantized/<model stem>-<key>/model.int8.onnx
                                              model.int8.onnx.quantize.json   how it was made

@@ -9,19 +9,16 @@ Recipes, from fastest to most accurate:
                    ranges handle worst
 Static quantization (QDQ format), calibrated on train features (orchestrator/workflows/calibration.py, the
 set openvino's NNCF calibrates on; `--calibration FEATURES.npz`): int8 weights per channel, uint8 activations
-with one min/max range per tensor fixed from the calibration batches, the MatMul outputs left float (so the
-session fuses each DequantizeLinear -> MatMul into MatMulIntegerToFloat instead of requantizing to uint8
-through QLinearMatMul, measured ~15% slower):
+with one range per tensor fixed from the calibration features (the 99.999th percentile: PERCENTILE), the MatMul
+outputs left float (so the session fuses each DequantizeLinear -> MatMul into MatMulIntegerToFloat; quantized
+outputs give QLinearMatMul -> DequantizeLinear chains, slower in the profile):
     static-qdq             every weight MatMul in int8; the attention MatMuls (activation x activation) fp32
     static-qdq-attention   every MatMul in int8, the attention scores and context too
-Measured on the demo model (2-core Zen 4, benchmarks/RESULTS.md, 2026-12-01): neither wins. In one process,
-batch by batch in turn (benchmarks/profile_ort_int8.py --ab), static-qdq runs at 0.95x dynamic `all` and
-static-qdq-attention at 0.99x: the static QuantizeLinear costs what the dynamic one did, and the QDQ graph
-loses the bias Add fusion (46 Adds a run instead of 15). Their F1 over 300 dev features is 98.06% and 97.79% of
-fp32 against 98.24% for `all` (min/max ranges; the histogram calibrators need the whole calibration set's
-activations in memory: 22 GB for 300 features, killed here). So `tune --int8` keeps the dynamic recipes; the
-static ones are selectable (`--recipe`, make_int8_variant(recipes=...)) and are the int8 model DeepSparse 1.8
-compiles, which it cannot do with the dynamic one.
+Measured on the demo model (2-core Zen 4, benchmarks/RESULTS.md, 2026-12-01), in one process batch by batch in
+turn: static-qdq 0.87-0.95x dynamic `all`'s speed (the static QuantizeLinear costs what the dynamic one did and
+the QDQ graph loses the bias Add fusion), but F1 99.99% of fp32 over 300 dev features where `all` holds 98.24%
+(min/max ranges instead: 98.06%). static-qdq-attention: 0.91-0.99x, F1 97.79% (min/max). So the static win is
+accuracy at about dynamic speed, and DeepSparse 1.8 compiles these models (not the dynamic ones).
 
 By default the graph is quantized as exported (MatMulInteger, which onnxruntime's own session fusions
 turn into its dynamic-quantization kernels); `fuse` first applies the transformer fusions (QAttention),

@@ -1,5 +1,6 @@
 """Precisions side by side on this CPU, through the real harness and LoadGen: the reference SUT, onnxruntime
-fp32/int8, openvino fp32/bf16/int8, pytorch fp32/bf16, each on the SAME LoadGen samples, rounds interleaved.
+fp32/int8 (dynamic; static QDQ with --calibration), openvino fp32/bf16/int8, deepsparse int8 (the static QDQ
+model), pytorch fp32/bf16, each on the SAME LoadGen samples, rounds interleaved.
 
     .venv/bin/python benchmarks/bench_precisions.py --calibration ../shared/assets/squad/train-v1.1.json.gz
     .venv/bin/python benchmarks/bench_precisions.py --quick ...      # small counts, to try it out
@@ -47,6 +48,8 @@ from orchestrator.errors import MlperfBertError  # noqa: E402
 from orchestrator.harness.cpu import detect_isa  # noqa: E402
 from orchestrator.paths import EMBEDDED_DATASET, EMBEDDED_MODEL, EMBEDDED_VOCAB, default_cache_dir  # noqa: E402
 from orchestrator.runners import venvs  # noqa: E402
+from orchestrator.workflows import int8 as int8_variants  # noqa: E402
+from orchestrator.workflows.calibration import calibration_features  # noqa: E402
 
 SHARED_CHECKPOINT = REPO.parent / "shared" / "assets" / "models" / "demo-minilm-l6-squad-hf"
 
@@ -129,13 +132,33 @@ def _timed(fn: Any) -> float:
     return time.perf_counter() - t
 
 
-def configs(model: str, fp32: Path, int8: Path, checkpoint: Path | None, calibration: Path | None) -> list[Config]:
+def static_int8_of(fp32: Path, cache: Path, calibration: Path) -> Path:
+    """The static QDQ int8 model of `fp32` (recipe static-qdq, the train features of `calibration`), made and
+    cached as `tune --int8 --calibration` makes it."""
+    features = calibration_features(calibration, EMBEDDED_VOCAB, cache)
+    recipe = "static-qdq"
+    directory = int8_variants.variant_dir(fp32, cache, recipe=recipe, calibration=features)
+    path = directory / int8_variants.INT8_FILE
+    if not path.is_file():
+        print(f"quantizing {fp32.name} (static QDQ) -> {path}", flush=True)
+        directory.mkdir(parents=True, exist_ok=True)
+        int8_variants.quantize(fp32, path, recipe=recipe, calibration=features, optimized_cache_dir=cache / "optimized")
+    return path
+
+
+def configs(
+    model: str, fp32: Path, int8: Path, checkpoint: Path | None, calibration: Path | None, static: Path | None
+) -> list[Config]:
     ort = {"backend": "onnxruntime"}
     ov = {"backend": "openvino"}
     rows = [
         Config("reference SUT (onnxruntime fp32)", "fp32", {**ort, "model_path": fp32, "sut": "reference"}),
         Config("onnxruntime fp32", "fp32", {**ort, "model_path": fp32}),
         Config("onnxruntime int8 (dynamic)", "int8", {**ort, "model_path": int8}),
+    ]
+    if static is not None:
+        rows.append(Config("onnxruntime int8 (static QDQ)", "int8", {**ort, "model_path": static}))
+    rows += [
         Config("openvino fp32", "fp32", {**ov, "model_path": fp32, "engine_options": {"precision": "fp32"}}),
         Config("openvino bf16", "bf16", {**ov, "model_path": fp32, "engine_options": {"precision": "bf16"}}),
     ]
@@ -147,6 +170,8 @@ def configs(model: str, fp32: Path, int8: Path, checkpoint: Path | None, calibra
                 {**ov, "model_path": fp32, "engine_options": {"precision": "int8"}, "calibration_path": calibration},
             )
         )
+    if static is not None:  # DeepSparse 1.8 cannot compile dynamic int8; the static QDQ model it does
+        rows.append(Config("deepsparse int8 (static QDQ)", "int8", {"backend": "deepsparse", "model_path": static}))
     if checkpoint is not None:
         pt = {"backend": "pytorch", "model_path": checkpoint}
         rows.append(Config("pytorch fp32", "fp32", {**pt}))
@@ -224,7 +249,14 @@ def main() -> None:
         families.append(
             (
                 "demo",
-                configs("demo", fp32, EMBEDDED_MODEL, checkpoint, args.calibration),
+                configs(
+                    "demo",
+                    fp32,
+                    EMBEDDED_MODEL,
+                    checkpoint,
+                    args.calibration,
+                    static_int8_of(fp32, cache, args.calibration) if args.calibration else None,
+                ),
                 FlopModel.of(fp32),
                 args.samples,
             )
@@ -234,7 +266,14 @@ def main() -> None:
         families.append(
             (
                 "large",
-                configs("BERT-large shapes", large, int8_of(large, cache), None, args.calibration),
+                configs(
+                    "BERT-large shapes",
+                    large,
+                    int8_of(large, cache),
+                    None,
+                    args.calibration,
+                    static_int8_of(large, cache, args.calibration) if args.calibration else None,
+                ),
                 FlopModel.of(large),
                 args.large_samples,
             )

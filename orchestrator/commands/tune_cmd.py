@@ -228,7 +228,12 @@ def _tune(
         # First checked at the batch size a plain `run` would use; the best trial is checked at its own.
         first_batch = effective_batch_size(base, get_target(base.backend, base.device))
         variant = int8_checks.make_int8_variant(
-            fp32_path, cache_dir=cache, output_dir=check_dir, samples=int8_check_samples, batch_size=first_batch
+            fp32_path,
+            cache_dir=cache,
+            output_dir=check_dir,
+            samples=int8_check_samples,
+            batch_size=first_batch,
+            calibration=int8_checks.calibration_for(base, cache),  # --calibration: the static recipe is tried too
         )
         assert variant.check is not None
         notes.append(variant.check.summary())

@@ -8,14 +8,17 @@ The check is never assumed: both models run the SAME features through the harnes
 runs, the optimized SUT, the local runner), are scored with the official SQuAD v1.1 F1, and the verdict
 (int8 F1 >= 0.99 x fp32 F1, MLPerf's bert-99 ratio) is written next to the int8 model. Recipes are tried
 from the fastest (every MatMul int8) to the more accurate (FFN outputs kept fp32, see
-orchestrator/harness/engines/onnxruntime_int8.py) until one passes; each keeps its own directory and verdict:
+orchestrator/harness/engines/onnxruntime_int8.py) until one passes; given calibration features (`tune --int8
+--calibration PATH`) the static QDQ recipe is tried between them (CALIBRATED_RECIPES). Each keeps its own
+directory and verdict:
 
     <cache_dir>/quantized/<model stem>-<key>/model.int8.onnx
                                              model.int8.onnx.quantize.json   how it was made
                                              accuracy_check.json             the F1s, the ratio, the verdict
 
-The key covers the fp32 file's sha256, the onnxruntime version and the quantization options, so a new
-model or a new onnxruntime makes a new variant that must pass its own check. Host code: the quantization
+The key covers the fp32 file's sha256, the onnxruntime version and the quantization options (for a static
+recipe also the calibration features' sha256), so a new model, a new onnxruntime or another calibration set
+makes a new variant that must pass its own check. Host code: the quantization
 itself (onnxruntime) runs in a child process, `python -m orchestrator.harness.engines.onnxruntime_int8`.
 """
 
@@ -32,6 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.assets import resolve_vocab
 from orchestrator.assets.hashing import cached_sha256
 from orchestrator.config import ExecutionMode, Mode, RunConfig, RunnerKind
 from orchestrator.errors import ModelError, RunError
@@ -40,12 +44,22 @@ from orchestrator.paths import PACKAGE_DIR
 from orchestrator.workflows.accuracy_checks import BERT99_RATIO
 from orchestrator.workflows.accuracy_label import CHECK_FILE
 from orchestrator.workflows.benchmark import run_benchmark
+from orchestrator.workflows.calibration import calibration_features
 
 log = logging.getLogger(__name__)
 
 INT8_FILE = "model.int8.onnx"
 RECIPE = "dynamic-int8-v2"
-RECIPES = ("all", "ffn-out-fp32")  # fastest first
+RECIPES = ("all", "ffn-out-fp32")  # dynamic, fastest first: what is tried without calibration data
+# Static QDQ recipes (orchestrator/harness/engines/onnxruntime_int8.py), calibrated on train features.
+STATIC_RECIPES = ("static-qdq", "static-qdq-attention")
+STATIC_VERSION = "qdq-percentile-v1"  # in the key of static variants: new ranges, new variant
+RECIPES_ALL = RECIPES + STATIC_RECIPES
+# With --calibration, fastest first. Measured on the demo model (benchmarks/RESULTS.md, 2026-12-01):
+# static-qdq runs at 0.95x dynamic `all` and 1.28x `ffn-out-fp32` (in one process, batches in turn) and holds
+# 99.99% of fp32's F1 on 300 dev features where `all` holds 98.24% and `ffn-out-fp32` 98.12%: tried after
+# `all`, instead of `ffn-out-fp32`. (static-qdq-attention: 0.99x `all`, but int8 attention costs F1.)
+CALIBRATED_RECIPES = ("all", "static-qdq", "ffn-out-fp32")
 
 
 @dataclass
@@ -102,19 +116,30 @@ def engine_version() -> str:
         return "unknown"
 
 
-def variant_dir(model_path: Path, cache_dir: Path, *, per_channel: bool = True, recipe: str = "all") -> Path:
-    key = hashlib.sha256(
-        json.dumps(
-            {
-                "sha256": _sha256(model_path),
-                "onnxruntime": engine_version(),
-                "version": RECIPE,
-                "recipe": recipe,
-                "per_channel": per_channel,
-            },
-            sort_keys=True,
-        ).encode()
-    )
+def variant_dir(
+    model_path: Path,
+    cache_dir: Path,
+    *,
+    per_channel: bool = True,
+    recipe: str = "all",
+    calibration: Path | None = None,
+) -> Path:
+    """The variant's directory, keyed by what makes the model: the fp32 file, onnxruntime, the recipe and
+    options, and for a static recipe the calibration features' sha256 (other features, other ranges)."""
+    if recipe in STATIC_RECIPES and calibration is None:
+        raise ModelError(f"the {recipe} int8 recipe is calibrated: pass --calibration PATH (a SQuAD v1.1 train JSON)")
+    fields: dict[str, object] = {
+        "sha256": _sha256(model_path),
+        "onnxruntime": engine_version(),
+        "version": RECIPE,
+        "recipe": recipe,
+        "per_channel": per_channel,
+    }
+    if recipe in STATIC_RECIPES:  # dynamic keys stay as they were: their cached variants and checks still hold
+        assert calibration is not None
+        fields["calibration_sha256"] = _sha256(calibration)
+        fields["static"] = STATIC_VERSION
+    key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_path.stem)[:60]
     return cache_dir / "quantized" / f"{stem}-{key.hexdigest()[:20]}"
 
@@ -149,10 +174,20 @@ def _usable(check: AccuracyCheck | None, int8: Path, features: int, batch_size: 
     )
 
 
-def approved_int8(model_path: Path, cache_dir: Path, *, per_channel: bool = True) -> Path | None:
+def calibration_for(config: RunConfig, cache_dir: Path) -> Path | None:
+    """The train features' .npz the static recipe calibrates on when the run names --calibration (built once,
+    the set openvino's NNCF calibrates on); None without it."""
+    if config.calibration_path is None:
+        return None
+    return calibration_features(config.calibration_path, resolve_vocab(config.vocab_path, cache_dir), cache_dir)
+
+
+def approved_int8(
+    model_path: Path, cache_dir: Path, *, per_channel: bool = True, calibration: Path | None = None
+) -> Path | None:
     """The fastest int8 variant of model_path whose recorded check passed, for the file it checked; else None."""
-    for recipe in RECIPES:
-        directory = variant_dir(model_path, cache_dir, per_channel=per_channel, recipe=recipe)
+    for recipe in CALIBRATED_RECIPES if calibration is not None else RECIPES:
+        directory = variant_dir(model_path, cache_dir, per_channel=per_channel, recipe=recipe, calibration=calibration)
         check = read_check(directory)
         path = directory / INT8_FILE
         if check is None or not check.passed or not path.is_file():
@@ -171,6 +206,7 @@ def quantize(
     per_channel: bool = True,
     recipe: str = "all",
     optimized_cache_dir: Path | None = None,
+    calibration: Path | None = None,
     python: str | None = None,
 ) -> dict[str, object]:
     """Run the quantization in a child process (the harness side owns onnxruntime)."""
@@ -189,6 +225,8 @@ def quantize(
         cmd.append("--per-tensor")
     if optimized_cache_dir is not None:
         cmd += ["--optimized-cache-dir", str(optimized_cache_dir)]
+    if recipe in STATIC_RECIPES and calibration is not None:
+        cmd += ["--calibration", str(calibration)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_DIR.parent), env.get("PYTHONPATH")]))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -269,10 +307,15 @@ def make_int8_variant(
     batch_size: int = 32,
     threads: int | None = None,
     recheck: bool = False,
-    recipes: tuple[str, ...] = RECIPES,
+    recipes: tuple[str, ...] | None = None,
+    calibration: Path | None = None,
 ) -> Int8Variant:
     """Quantize (once per recipe) and check (once, unless recheck) until a recipe passes; the first that
-    passes, or the last tried when none does (check.passed tells)."""
+    passes, or the last tried when none does (check.passed tells). `calibration`: the train features' .npz
+    (orchestrator/workflows/calibration.py) a static recipe is calibrated on; by default the recipes are
+    CALIBRATED_RECIPES with it, RECIPES (dynamic only) without."""
+    if recipes is None:
+        recipes = CALIBRATED_RECIPES if calibration is not None else RECIPES
     model_path = Path(model_path).resolve()
     if not model_path.is_file():
         raise ModelError(f"the fp32 model {model_path} does not exist; pass an existing ONNX file with --model-path")
@@ -280,7 +323,7 @@ def make_int8_variant(
     fp32_result: tuple[Any, Any] | None = None
     variant: Int8Variant | None = None
     for recipe in recipes:
-        directory = variant_dir(model_path, cache_dir, per_channel=per_channel, recipe=recipe)
+        directory = variant_dir(model_path, cache_dir, per_channel=per_channel, recipe=recipe, calibration=calibration)
         path = directory / INT8_FILE
         if not path.is_file():
             directory.mkdir(parents=True, exist_ok=True)
@@ -291,6 +334,7 @@ def make_int8_variant(
                     per_channel=per_channel,
                     recipe=recipe,
                     optimized_cache_dir=cache_dir / "optimized",
+                    calibration=calibration,
                 )
             except ModelError:
                 if not any(directory.iterdir()):

@@ -51,13 +51,12 @@ from orchestrator.containers.cluster import (
 from orchestrator.errors import DockerError, PreflightError, RunError
 from orchestrator.harness.spec import EXIT_INTERRUPTED, SPEC_FILE, HarnessSpec, RaySpec
 from orchestrator.logs import current_verbosity
-from orchestrator.runners.runner import Runner, RunnerOutcome, StartHook
+from orchestrator.runners.runner import STOP_GRACE_S, Runner, RunnerOutcome, StartHook
 from orchestrator.stop_signals import signal_name, signal_of
 
 log = logging.getLogger(__name__)
 
 SCRATCH_ROOT = "/tmp/mlperf-bert-runs"
-STOP_GRACE_S = 30.0
 PID_FILE = "harness.pid"
 
 

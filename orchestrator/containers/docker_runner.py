@@ -56,7 +56,7 @@ from orchestrator.containers.preflight import ImageFacts, missing_image_error, r
 from orchestrator.errors import DockerError, MlperfBertError
 from orchestrator.harness.spec import EXIT_INTERRUPTED, HarnessSpec
 from orchestrator.logs import current_verbosity
-from orchestrator.runners.runner import Runner, RunnerOutcome, Started, StartHook
+from orchestrator.runners.runner import STOP_GRACE_S, Runner, RunnerOutcome, Started, StartHook
 from orchestrator.runs import new_run_dir
 from orchestrator.stop_signals import signal_name, signal_of
 
@@ -144,7 +144,7 @@ class DockerRunner(Runner):
         memory: str | None = None,
         client: Any | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
-        stop_timeout: float = 30.0,
+        stop_timeout: float = STOP_GRACE_S,
         docker_cli: str = "docker",
         exec_fn: Callable[[list[str]], int] | None = None,
         console: IO[bytes] | None = None,

@@ -23,12 +23,11 @@ from orchestrator.harness.spec import EXIT_INTERRUPTED, HarnessSpec
 from orchestrator.logs import current_verbosity
 from orchestrator.paths import PACKAGE_DIR
 from orchestrator.runners import venvs
-from orchestrator.runners.runner import Runner, RunnerOutcome, Started, StartHook
+from orchestrator.runners.runner import STOP_GRACE_S, Runner, RunnerOutcome, Started, StartHook
 from orchestrator.stop_signals import Terminated, signal_name, signal_of
 
 log = logging.getLogger(__name__)
 INTERRUPT_GRACE_S = 2.0  # a terminal's Ctrl-C reaches the harness itself; pass it on only after this
-STOP_GRACE_S = 30.0  # how long a stopped harness may take to record its ending before it is killed
 
 
 def _send(proc: subprocess.Popen[bytes], signum: int) -> None:

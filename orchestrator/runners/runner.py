@@ -10,6 +10,10 @@ from pathlib import Path
 from orchestrator.errors import ConfigError
 from orchestrator.harness.spec import HarnessSpec
 
+# How long a stopped harness (a process, a container, a harness in a cluster's head) may take to record its
+# ending after Ctrl-C/SIGTERM/SIGHUP before it is killed: every runner's grace time.
+STOP_GRACE_S = 30.0
+
 
 @dataclass
 class RunnerOutcome:

@@ -24,8 +24,8 @@ Engine options (HarnessSpec.engine_options, all strings):
                           for the optimizer (default: read from the graph).
     precision             auto / fp32 (default): the model's own weights. fp16 (GPU providers only): the
                           transformers fusions, then float16 weights and activations (inputs and logits keep
-                          their types); the run records "accuracy unchecked" for it (benchmarks/gpu_check.sh
-                          compares its F1 with fp32's on the same questions).
+                          their types); trusted only with a passing accuracy-check record (`tune --precisions
+                          fp16`; run.json's accuracy_check says "accuracy unchecked" otherwise).
 On a GPU provider the session must really run there: onnxruntime registers the CPU provider instead when
 the GPU one fails to load (a missing CUDA or cuDNN library), and the engine then fails with one sentence.
 With optimize=auto on CUDA, inputs and outputs are bound on the device (IOBinding with device OrtValues),
@@ -366,7 +366,7 @@ class OnnxRuntimeEngine(Engine):
             "threads_per_instance": str(self.threads_per_instance or "default"),
             "io_binding": self._binding_text(),
             # A converted precision has no accuracy verdict of its own in the run: say so.
-            "precision": "fp16 (accuracy unchecked)" if self.fp16 else "as given",
+            "precision": "fp16" if self.fp16 else "as given",
         }
 
     def _binding_text(self) -> str:

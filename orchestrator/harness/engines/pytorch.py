@@ -9,8 +9,8 @@ start/end logits as the ONNX export of the same checkpoint. Inference runs under
 Engine options (strings, `PyTorchOptions`):
     precision     auto / fp32 (default): float32 weights. bf16: bfloat16 weights (CPU and CUDA). fp16:
                   float16 weights (CUDA only: CPU float16 kernels are slow or missing). A converted precision
-                  is recorded as "accuracy unchecked" in the run's settings (benchmarks/gpu_check.sh compares
-                  its F1 with fp32's on the same questions).
+                  is trusted only with a passing accuracy-check record (`tune --precisions`, found by the
+                  host: orchestrator/workflows/accuracy_checks.py); run.json's accuracy_check says which.
     compile       1/true: wrap the model in `torch.compile`; the first batch of each new shape then compiles,
                   so warm it up outside a timed run. Off by default until measured faster.
     compile_mode  torch.compile's mode, e.g. "max-autotune".
@@ -186,9 +186,8 @@ class PyTorchEngine(Engine):
         return versions
 
     def settings(self) -> dict[str, str]:
+        # Only the dtype: whether its accuracy was checked is the host's verdict (run.json accuracy_check).
         precision = DTYPES[self.opts.precision]
-        if self.opts.precision in ("fp16", "bf16"):
-            precision += " (accuracy unchecked)"
         return {
             "precision": precision,
             "compile": "yes" if self._compiled else "no",

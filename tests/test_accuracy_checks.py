@@ -195,3 +195,37 @@ def test_the_summary_says_which_record_passed_it_or_how_to_check_it(tmp_path: Pa
     unchecked = make_record(tmp_path, accuracy_check=UNCHECKED)
     text = format_result(RunResult(tmp_path, unchecked))
     assert "ACCURACY UNCHECKED: this int8 run" in text and check_command(unchecked) in text
+
+
+def test_the_engines_numerics_are_part_of_the_key(tmp_path: Path) -> None:
+    """openvino's NNCF recipe, calibration rows and seed (engine_settings `numerics`): another recipe under the
+    same versions is other numerics, so an old verdict must not cover it."""
+    recipe = {"precision": "int8", "numerics": "nncf-ptq-v1; calibration rows 300, seed 0"}
+    key = check_key(make_record(tmp_path, engine_settings=recipe))
+    other = check_key(make_record(tmp_path, engine_settings={**recipe, "numerics": "nncf-ptq-v2; rows 300, seed 0"}))
+    assert key is not None and other is not None and key["numerics"] == recipe["numerics"] and key != other
+
+
+def test_fp16_on_onnxruntime_cuda_needs_its_own_passing_record(tmp_path: Path) -> None:
+    """issue 17's gate: precision=fp16 (made by the transformers optimizer on the GPU) is accepted only with a
+    recorded passing check of the same numerics; the GPU's engine versions are part of the key."""
+    fp16 = make_record(
+        tmp_path,
+        "fp16",
+        target="onnxruntime-cuda",
+        engine_settings={"precision": "fp16", "io_binding": "device"},
+        versions={"mlperf-bert": "0.1.0", "onnxruntime": "1.31.1"},
+    )
+    assert accuracy_check_label(fp16, Path(fp16.model.path)) == UNCHECKED
+    key = check_key(fp16)
+    assert key is not None and key["target"] == "onnxruntime-cuda" and key["precision"] == "fp16"
+    path = write_check(a_check(fp16), tmp_path / "cache")
+    assert accuracy_check_label(fp16, Path(fp16.model.path)) == f"passed ({path})"
+    newer = make_record(
+        tmp_path,
+        "fp16",
+        target="onnxruntime-cuda",
+        engine_settings={"precision": "fp16"},
+        versions={"onnxruntime": "1.32.0"},
+    )
+    assert accuracy_check_label(newer, Path(newer.model.path)) == UNCHECKED  # another onnxruntime: check again

@@ -230,6 +230,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--skip-large", action="store_true")
     parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument(
+        "--large-static",
+        action="store_true",
+        help="also a static QDQ BERT-large (its percentile calibration keeps every activation: ~12+ GB)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.quick:
@@ -272,7 +277,7 @@ def main() -> None:
                     int8_of(large, cache),
                     None,
                     args.calibration,
-                    static_int8_of(large, cache, args.calibration) if args.calibration else None,
+                    static_int8_of(large, cache, args.calibration) if args.calibration and args.large_static else None,
                 ),
                 FlopModel.of(large),
                 args.large_samples,

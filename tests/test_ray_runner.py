@@ -31,6 +31,7 @@ from ray_faults import KILLED_FILE
 from orchestrator.config import RunConfig
 from orchestrator.errors import ConfigError, PreflightError
 from orchestrator.harness import ray_cluster
+from orchestrator.harness.cpu import detect_isa
 from orchestrator.harness.spec import HarnessResult
 from orchestrator.runs import RunRecord
 
@@ -129,6 +130,8 @@ def test_two_ray_actors_give_the_local_runners_f1(tmp_path: Path, session_cache:
     assert "127.0.0.1" in settings["ray_nodes"] and "object store" in settings["ray_data"]
     assert "hop" in settings["latency"] and float(settings["ray_hop_ms_per_batch"]) > 0
     assert ray.versions["ray"]
+    # The node's own instruction set (a cluster's nodes may differ from the driver's); here it is this machine.
+    assert [(n.actors, n.isa) for n in ray.nodes] == [(2, detect_isa().describe())]
 
 
 RAY_LOCAL_2 = ("--runner", "ray", "--ray-address", "local", "--ray-actors", "2")

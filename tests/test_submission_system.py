@@ -89,6 +89,7 @@ def _ray_node(name: str, cpus: float, gpus: float = 0, actors: int = 1) -> NodeI
         accelerators=gpus,
         accelerator_model="H100" if gpus else None,
         cpu_model="AMD EPYC 9654",
+        isa="avx512_bf16 avx512_vnni avx512f avx2",
         actors=actors,
     )
 
@@ -102,7 +103,9 @@ def test_a_ray_runs_system_lists_its_nodes():
     assert found["accelerators_per_node"] == "2" and found["accelerator_model_name"] == "H100"
     assert found["host_processor_model_name"] == "AMD EPYC 9654"  # the nodes', not the driver's Xeon
     assert found["accelerator_memory_capacity"] == "unspecified"  # not the driver's T4
-    assert found["hw_notes"].startswith("Ray cluster of 2 nodes: w1 (10.0.0.2) 64 CPUs, 2 x H100, 2 engine actors; w2")
+    assert found["hw_notes"].startswith(
+        "Ray cluster of 2 nodes: w1 (10.0.0.2) 64 CPUs, 2 x H100, avx512_bf16 avx512_vnni avx512f avx2, 2 engine actors; w2"
+    )
     assert "logical CPUs (8)" not in found["hw_notes"]
     system = describe_system(record, "open", Overrides(), "")
     assert system.description["number_of_nodes"] == "2"
@@ -121,4 +124,6 @@ def test_a_local_ray_run_keeps_this_machines_description_and_notes_the_node():
     ray = detect(_record("onnxruntime-cpu", {"hostname": here, "cpu_model": "x", "cpu_count": 2}, [_ray_node(here, 2)]))
     assert ray["number_of_nodes"] == "1"
     assert ray["host_processor_core_count"] == plain["host_processor_core_count"]
-    assert ray["hw_notes"].endswith(f"Ray cluster of 1 node: {here} (10.0.0.{len(here)}) 2 CPUs, 1 engine actor")
+    assert ray["hw_notes"].endswith(
+        f"Ray cluster of 1 node: {here} (10.0.0.{len(here)}) 2 CPUs, avx512_bf16 avx512_vnni avx512f avx2, 1 engine actor"
+    )

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.errors import PreflightError
+from orchestrator.harness.cpu import Isa
 from orchestrator.harness.spec import RAY_LOCAL
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class NodeReport:
     gpus: float
     missing: tuple[str, ...] = field(default=())
     cpu_model: str | None = None  # the node's /proc/cpuinfo model name
+    isa: str | None = None  # its matrix-relevant instructions (cpu.Isa.describe), e.g. "avx512_vnni avx512f avx2"
     accelerator: str | None = None  # Ray's accelerator_type resource (e.g. A100), when the node declares one
 
 
@@ -156,12 +158,24 @@ def check_nodes(packages: tuple[str, ...] = (), *, gpu: bool = False) -> list[No
                 pass
             return None
 
+        def vector_flags() -> list[str] | None:
+            # only the AMX/AVX family: the driver turns them into its Isa description
+            try:
+                with open("/proc/cpuinfo") as fh:
+                    for line in fh:
+                        if line.startswith("flags"):
+                            return [f for f in line.split(":", 1)[1].split() if f.startswith(("amx", "avx"))]
+            except OSError:
+                pass
+            return None
+
         return {
             "python": plat.python_version(),
             "ray": worker_ray.__version__,
             "hostname": socket.gethostname(),
             "missing": [m for m in modules if not found(m)],
             "cpu_model": cpu_model(),
+            "flags": vector_flags(),
         }
 
     resource = "GPU" if gpu else "CPU"
@@ -195,6 +209,7 @@ def check_nodes(packages: tuple[str, ...] = (), *, gpu: bool = False) -> list[No
             gpus=float(n["Resources"].get("GPU", 0)),
             missing=tuple(a["missing"]),
             cpu_model=a.get("cpu_model"),
+            isa=Isa.from_flags(set(a["flags"])).describe() if a.get("flags") is not None else None,
             accelerator=accelerator_type(n.get("Resources", {})),
         )
         for n, a in zip(nodes, answers, strict=True)

@@ -97,6 +97,7 @@ class NodeInfo(BaseModel):
     accelerators: float = 0  # GPUs it offers
     accelerator_model: str | None = None  # Ray's accelerator_type, when the node declares one
     cpu_model: str | None = None  # its /proc/cpuinfo model name
+    isa: str | None = None  # its matrix-relevant instructions (run.json's own `isa` is the driver's)
     actors: int = 0  # engine actors the run placed on it
 
 

@@ -151,6 +151,7 @@ def _nodes(record: RunRecord) -> dict[str, str]:
     listed = "; ".join(
         f"{n.hostname} ({n.address}) {n.cpus:g} CPUs"
         + (f", {n.accelerators:g} x {n.accelerator_model or 'GPU'}" if n.accelerators else "")
+        + (f", {n.isa}" if n.isa else "")
         + f", {n.actors} engine actor{'s' if n.actors != 1 else ''}"
         for n in nodes
     )

@@ -292,6 +292,7 @@ class RayPoolEngine(Engine):
                 accelerators=n.gpus,
                 accelerator_model=n.accelerator,
                 cpu_model=n.cpu_model,
+                isa=n.isa,
                 actors=actors[n.node_id],
             )
             for n in self._nodes

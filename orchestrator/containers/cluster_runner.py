@@ -26,7 +26,6 @@ import io
 import json
 import logging
 import shlex
-import sys
 import tarfile
 import threading
 import time
@@ -48,6 +47,7 @@ from orchestrator.containers.cluster import (
     ray_image,
     ray_probe,
 )
+from orchestrator.containers.docker_runner import echo
 from orchestrator.errors import DockerError, PreflightError, RunError
 from orchestrator.harness.spec import EXIT_INTERRUPTED, SPEC_FILE, HarnessSpec, RaySpec
 from orchestrator.logs import current_verbosity
@@ -369,11 +369,8 @@ class ClusterRunner(Runner):
         return lost
 
     def _echo(self, chunk: bytes) -> None:
-        if not self.stream:
-            return
-        out = self.console or sys.stderr.buffer
-        out.write(chunk)
-        out.flush()
+        if self.stream:
+            echo(chunk, self.console)
 
 
 class _Reader(threading.Thread):

@@ -103,6 +103,13 @@ def map_spec(spec: HarnessSpec, run_dir: Path) -> tuple[HarnessSpec, tuple[Mount
     return inner, tuple(mounts)
 
 
+def echo(chunk: bytes, console: IO[bytes] | None = None) -> None:
+    """A piece of a container's output onto the console (stderr unless given), as it comes."""
+    out = console or sys.stderr.buffer
+    out.write(chunk)
+    out.flush()
+
+
 def _container_name(run_dir: Path) -> str:
     base = re.sub(r"[^a-zA-Z0-9_.-]+", "-", Path(run_dir).name).strip("-.") or "run"
     return f"mlperf-bert-{base[:80]}-{secrets.token_hex(3)}"
@@ -294,11 +301,8 @@ class DockerRunner(Runner):
         return self.client.containers.run(**sdk_run_kwargs(cs))
 
     def _echo(self, chunk: bytes) -> None:
-        if not self.stream:
-            return
-        out = self.console or sys.stderr.buffer
-        out.write(chunk)
-        out.flush()
+        if self.stream:
+            echo(chunk, self.console)
 
     def _follow(self, container: Any, sink: IO[bytes], written: list[int]) -> None:
         for chunk in container.logs(stream=True, follow=True):

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
+
+# A suite started in the background by a shell without job control (`nohup make test &`, `(cmd &)`) inherits
+# SIGINT ignored, and so would every CLI and harness it starts: the Ctrl-C tests would then test nothing but
+# the ignore. Python's own handler here makes the children start with SIGINT at its default again.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MLPERF_BERT_SHARED", REPO.parent / "shared"))

@@ -16,7 +16,12 @@ from cli_support import invoke
 from orchestrator.backends import TARGETS
 from orchestrator.errors import ConfigError, PreflightError
 from orchestrator.harness.cpu import FAKE_FLAGS_ENV, Isa, cpu_flags, detect_isa, parse_cpu_flags
-from orchestrator.harness.engines.openvino import OpenVinoOptions, calibration_items, resolve_precision
+from orchestrator.harness.engines.openvino import (
+    OpenVinoOptions,
+    calibration_items,
+    compiled_cache_dir,
+    resolve_precision,
+)
 from orchestrator.harness.engines.options import parse_engine_options
 from orchestrator.paths import PACKAGE_DIR
 from orchestrator.workflows.accuracy_label import UNCHECKED, accuracy_check_label
@@ -74,6 +79,16 @@ def test_options() -> None:
         parse_engine_options(OpenVinoOptions, {"precision": "fp16"}, "openvino")
     with pytest.raises(ConfigError, match="buckets='64,128'"):
         parse_engine_options(OpenVinoOptions, {"shapes": "buckets", "buckets": "64,128"}, "openvino")
+
+
+def test_each_compile_configuration_has_its_own_compiled_cache(tmp_path: Path) -> None:
+    """OpenVINO's blob key ignores the precision hint (a bf16 compile loaded the fp32 blob and crashed)."""
+    fp32 = {"INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": "2"}
+    bf16 = {**fp32, "INFERENCE_PRECISION_HINT": "bf16"}
+    a = compiled_cache_dir(tmp_path, fp32, "2026.4.1")
+    assert a == compiled_cache_dir(tmp_path, dict(reversed(fp32.items())), "2026.4.1")  # stable, order-free
+    assert a.parent == tmp_path / "compiled"
+    assert len({a, compiled_cache_dir(tmp_path, bf16, "2026.4.1"), compiled_cache_dir(tmp_path, fp32, "2026.5.0")}) == 3
 
 
 def test_calibration_items_are_a_fixed_trimmed_subset(tmp_path: Path) -> None:
@@ -186,7 +201,7 @@ def test_fp32_logits_equal_onnxruntime(openvino_python: Path, fp32_model: Path, 
     report, arrays = run_probe(openvino_python, fp32_model, options, tmp_path)
     assert report["provider"] == "CPU" and report["settings"]["precision"] == "fp32"
     assert report["versions"]["openvino"].startswith("2026.4.1")
-    assert any((tmp_path / "cache" / "compiled").iterdir())  # the compiled model is cached
+    assert any((tmp_path / "cache" / "compiled").rglob("*.blob"))  # the compiled model is cached
     session = ort.InferenceSession(str(fp32_model), providers=["CPUExecutionProvider"])
     for i in range(4):
         ids, mask, seg = (arrays[f"b{i}_{k}"] for k in ("ids", "mask", "seg"))
@@ -196,6 +211,22 @@ def test_fp32_logits_equal_onnxruntime(openvino_python: Path, fp32_model: Path, 
         real = mask.astype(bool)
         np.testing.assert_allclose(start[real], ref_start[real], atol=2e-3, rtol=0)
         np.testing.assert_allclose(end[real], ref_end[real], atol=2e-3, rtol=0)
+
+
+@pytest.mark.slow
+def test_bf16_after_fp32_in_one_cache(openvino_python: Path, fp32_model: Path, tmp_path: Path) -> None:
+    """An fp32 compile then a bf16 compile of the same model with the same cache_dir: both run (with one
+    shared CACHE_DIR the bf16 engine loaded the fp32 blob and died of SIGSEGV on a Xeon with AMX)."""
+    if not detect_isa().bf16:
+        pytest.skip("this CPU has no native bf16")
+    cache = str(tmp_path / "cache")
+    for precision in ("fp32", "bf16", "fp32"):  # the last one loads its own cached blob
+        (tmp_path / precision).mkdir(exist_ok=True)
+        report, _ = run_probe(
+            openvino_python, fp32_model, {"precision": precision, "cache_dir": cache}, tmp_path / precision
+        )
+        assert report["settings"]["precision"] == precision
+    assert len(list((tmp_path / "cache" / "compiled").iterdir())) == 2
 
 
 @pytest.mark.slow

@@ -21,8 +21,9 @@ length-sorted batches run at their own longest length; buckets compiles one per 
 fp32, a 2-core AMD EPYC Zen 4, five alternating pairs): dynamic 1.24x buckets (median 38.9 vs 31.3
 samples/s, dynamic faster in 4 of 5), so it is the default.
 
-`cache_dir` (the registry's cache_option): OpenVINO's CACHE_DIR (compiled blobs, under compiled/) and
-the int8 IRs. Unset: no compiled-model cache, and int8 quantizes into a temporary directory per run.
+`cache_dir` (the registry's cache_option): OpenVINO's CACHE_DIR (compiled blobs, under
+compiled/<digest of the compile configuration>: OpenVINO's own blob key ignores the precision) and the
+int8 IRs. Unset: no compiled-model cache, and int8 quantizes into a temporary directory per run.
 Threads: the spec's `threads`, else the physical cores this process may use (harness/cpu.py).
 """
 
@@ -120,6 +121,16 @@ def calibration_items(path: Path, rows: int, seed: int) -> list[dict[str, np.nda
     return items
 
 
+def compiled_cache_dir(cache_dir: Path, config: dict[str, str], version: str) -> Path:
+    """OpenVINO's CACHE_DIR for one compile configuration: compiled/<digest of the config and version>.
+
+    OpenVINO 2026.4's blob key leaves INFERENCE_PRECISION_HINT out: in one shared CACHE_DIR a bf16 compile
+    after an fp32 compile of the same model loads the fp32 blob and crashes with SIGSEGV at the first
+    inference (seen on a Xeon with AMX, 2026-12-02). One directory per configuration keeps them apart."""
+    text = json.dumps({"openvino": version, **config}, sort_keys=True)
+    return cache_dir / "compiled" / hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -184,7 +195,7 @@ class OpenVinoEngine(Engine):
         }
         self.cache = "none"
         if self.opts.cache_dir:
-            compiled_dir = Path(self.opts.cache_dir) / "compiled"
+            compiled_dir = compiled_cache_dir(Path(self.opts.cache_dir), self._config, str(ov.__version__))
             compiled_dir.mkdir(parents=True, exist_ok=True)
             self._config["CACHE_DIR"] = str(compiled_dir)
             self.cache = str(compiled_dir)

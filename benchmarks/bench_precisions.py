@@ -171,6 +171,18 @@ def configs(
                 {**ov, "model_path": fp32, "engine_options": {"precision": "int8"}, "calibration_path": calibration},
             )
         )
+        rows.append(
+            Config(
+                "openvino int8 (NNCF static, bf16 rest)",
+                "int8",
+                {
+                    **ov,
+                    "model_path": fp32,
+                    "engine_options": {"precision": "int8", "int8_float": "bf16"},
+                    "calibration_path": calibration,
+                },
+            )
+        )
     if static is not None:  # DeepSparse 1.8 cannot compile dynamic int8; the static QDQ model it does
         rows.append(Config("deepsparse int8 (static QDQ)", "int8", {"backend": "deepsparse", "model_path": static}))
     if checkpoint is not None:

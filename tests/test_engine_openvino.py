@@ -20,6 +20,7 @@ from orchestrator.harness.engines.openvino import (
     OpenVinoOptions,
     calibration_items,
     compiled_cache_dir,
+    int8_float_precision,
     resolve_precision,
 )
 from orchestrator.harness.engines.options import parse_engine_options
@@ -68,6 +69,33 @@ def test_precision_choice_and_fallback() -> None:
     assert resolve_precision("int8", old, caps)[0] == "int8"  # int8 runs anywhere, only slower without VNNI
     with pytest.raises(PreflightError, match=r"precision=bf16 needs a CPU with native bf16.*precision=fp32"):
         resolve_precision("bf16", old, caps)
+
+
+def test_int8_float_rest_follows_the_cpu() -> None:
+    caps = ["FP32", "BF16", "INT8"]
+    amx, old = Isa.from_flags(parse_cpu_flags(SAPPHIRE)), Isa.from_flags(parse_cpu_flags(OLD))
+    assert int8_float_precision("auto", amx, caps) == "bf16"
+    assert int8_float_precision("auto", old, caps) == "fp32"  # no native bf16: falls back, no error
+    assert int8_float_precision("fp32", amx, caps) == "fp32"
+    with pytest.raises(PreflightError, match="precision=bf16 needs a CPU with native bf16"):
+        int8_float_precision("bf16", old, caps)
+
+
+def test_pad_to_gives_the_sut_lengths_in_steps() -> None:
+    from orchestrator.harness.engines.openvino import OpenVinoEngine
+
+    engine = OpenVinoEngine.__new__(OpenVinoEngine)  # only the options and shapes matter here
+    engine._buckets = None
+    engine.opts = parse_engine_options(OpenVinoOptions, {}, "openvino")
+    assert engine.opts.pad_to == 32
+    steps = engine.seq_buckets()
+    assert steps is not None and steps[:2] == [32, 64] and steps[-1] == 384 and len(steps) == 12
+    engine.opts = parse_engine_options(OpenVinoOptions, {"pad_to": "1"}, "openvino")
+    assert engine.seq_buckets() is None  # every batch at its own length
+    engine.opts = parse_engine_options(OpenVinoOptions, {"pad_to": "100"}, "openvino")
+    assert engine.seq_buckets() == [100, 200, 300, 384]
+    with pytest.raises(ConfigError, match="pad_to=512 is above 384"):
+        parse_engine_options(OpenVinoOptions, {"pad_to": "512"}, "openvino")
 
 
 def test_options() -> None:
@@ -332,6 +360,26 @@ def test_int8_f1_within_a_point(
     again = harness_run(tmp_path, fp32_model, "int8-again", *args, cache=session_cache)
     assert "cached yes" in again["engine_settings"]["int8"]
     assert again["results"]["accuracy"]["f1"] == record["results"]["accuracy"]["f1"]
+
+
+@pytest.mark.slow
+def test_int8_with_a_bf16_rest_passes_bert99_on_the_full_dev_set(
+    openvino_python: Path, fp32_model: Path, shared_assets: Path, session_cache: Path, tmp_path: Path
+) -> None:
+    """int8_float=bf16 (the faster numerics on AMX) against openvino fp32, all 10,833 dev features: bert-99."""
+    train = shared_assets / "squad" / TRAIN
+    if not train.is_file():
+        pytest.skip(f"{train} is absent (the reconstructed SQuAD train set)")
+    if not detect_isa().bf16:
+        pytest.skip("this CPU has no native bf16")
+    full = ("--test-query-count", "10833")
+    fp32 = harness_run(tmp_path, fp32_model, "fp32", "--backend", "openvino", *full, cache=session_cache)
+    int8 = ("--engine-option", "precision=int8", "--engine-option", "int8_float=bf16", "--calibration", train)
+    record = harness_run(tmp_path, fp32_model, "int8-bf16", "--backend", "openvino", *int8, *full, cache=session_cache)
+    assert record["engine_settings"]["int8_float"] == "bf16"
+    assert "float rest bf16" in record["engine_settings"]["numerics"]
+    f1, reference = (float(r["results"]["accuracy"]["f1"]) for r in (record, fp32))
+    assert f1 >= 0.99 * reference, (f1, reference)
 
 
 @pytest.mark.slow

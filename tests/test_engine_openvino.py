@@ -248,13 +248,15 @@ def test_bf16_after_fp32_in_one_cache(openvino_python: Path, fp32_model: Path, t
     if not detect_isa().bf16:
         pytest.skip("this CPU has no native bf16")
     cache = str(tmp_path / "cache")
+    (tmp_path / "cache" / "compiled").mkdir(parents=True)
+    (tmp_path / "cache" / "compiled" / "123.blob").write_bytes(b"a blob of the old shared layout")
     for precision in ("fp32", "bf16", "fp32"):  # the last one loads its own cached blob
         (tmp_path / precision).mkdir(exist_ok=True)
         report, _ = run_probe(
             openvino_python, fp32_model, {"precision": precision, "cache_dir": cache}, tmp_path / precision
         )
         assert report["settings"]["precision"] == precision
-    assert len(list((tmp_path / "cache" / "compiled").iterdir())) == 2
+    assert len(list((tmp_path / "cache" / "compiled").iterdir())) == 2  # two directories; the old blob is gone
 
 
 @pytest.mark.slow

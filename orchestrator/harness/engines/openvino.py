@@ -227,6 +227,9 @@ class OpenVinoEngine(Engine):
         if self.opts.cache_dir:
             compiled_dir = compiled_cache_dir(Path(self.opts.cache_dir), self._config, str(ov.__version__))
             compiled_dir.mkdir(parents=True, exist_ok=True)
+            for stale in compiled_dir.parent.glob("*.blob"):  # the old shared layout: never read again
+                log.info("openvino: removing %s (a compiled blob of the old, shared cache layout)", stale.name)
+                stale.unlink(missing_ok=True)
             self._config["CACHE_DIR"] = str(compiled_dir)
             self.cache = str(compiled_dir)
         started = time.perf_counter()

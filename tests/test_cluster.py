@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from cli_support import invoke
+from docker_support import ensure_image
 
 from orchestrator.backends import TARGETS
 from orchestrator.containers import cluster
@@ -71,12 +72,7 @@ def client() -> Any:
         if REQUIRE:
             pytest.fail(f"no Docker engine answers ({type(exc).__name__}) (MLPERF_BERT_REQUIRE_DOCKER=1)")
         pytest.skip(f"no Docker engine answers ({type(exc).__name__})")
-    try:
-        c.images.get(f"{TARGETS['onnxruntime-cpu'].image}:latest")
-    except Exception:  # noqa: BLE001
-        if REQUIRE:
-            pytest.fail("no mlperf-bert/onnxruntime-cpu:latest image; build it with mlperf-bert images build")
-        pytest.skip("no mlperf-bert/onnxruntime-cpu:latest image; build it with mlperf-bert images build")
+    ensure_image(c, "onnxruntime-cpu")  # cluster up runs its nodes on it; built here on a fresh machine
     return c
 
 

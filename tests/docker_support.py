@@ -1,0 +1,51 @@
+"""The backend image a docker test runs on, built here when it is missing (a fresh machine has none).
+
+`images.build_image` on an unchanged tree is a matter of seconds once Docker's layer cache holds it, so a
+test module can ask for the image without depending on another module having built it first."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from orchestrator.containers import images
+
+REQUIRE = os.environ.get("MLPERF_BERT_REQUIRE_DOCKER") == "1"
+BASES = ("mlperf-bert/base:bookworm", "python:3.11-slim-bookworm")
+
+
+def unavailable(reason: str) -> None:
+    """Skip with the reason; in CI (MLPERF_BERT_REQUIRE_DOCKER=1) fail instead."""
+    if REQUIRE:
+        pytest.fail(f"{reason} (MLPERF_BERT_REQUIRE_DOCKER=1)")
+    pytest.skip(reason)
+
+
+def base_image(client: Any) -> str:
+    import docker
+
+    for ref in (os.environ.get("MLPERF_BERT_BASE_IMAGE"), *BASES):
+        if not ref:
+            continue
+        try:
+            client.images.get(ref)
+            return ref
+        except docker.errors.ImageNotFound:
+            continue
+    unavailable(f"none of the base images {', '.join(BASES)} is present; make one with `bash .ci/docker-setup.sh`")
+    raise AssertionError("unreachable")
+
+
+def ensure_image(client: Any, key: str) -> str:
+    """`mlperf-bert/<key>:latest`, built from images/<key> on the local base image when it is absent."""
+    import docker
+
+    recipe = images.get_recipe(key)
+    ref = f"{recipe.repository}:latest"
+    try:
+        client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        images.build_image(recipe, client=client, base_image=base_image(client), on_step=lambda line: None)
+    return ref

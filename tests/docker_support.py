@@ -1,7 +1,9 @@
-"""The backend image a docker test runs on, built here when it is missing (a fresh machine has none).
+"""What the docker-marked tests share: the engine, the base image, and a backend image built here when it
+is missing (a fresh machine has none). Each skips with its reason, or fails in CI
+(MLPERF_BERT_REQUIRE_DOCKER=1), where the docker tests must run.
 
 `images.build_image` on an unchanged tree is a matter of seconds once Docker's layer cache holds it, so a
-test module can ask for the image without depending on another module having built it first."""
+test module can ask for an image without depending on another module having built it first."""
 
 from __future__ import annotations
 
@@ -23,7 +25,20 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def docker_client(timeout: int = 120) -> Any:
+    """A client of the Docker engine that answers here."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means no engine here
+        unavailable(f"no Docker engine answers ({type(exc).__name__}); start one with `bash .ci/docker-setup.sh`")
+    return client
+
+
 def base_image(client: Any) -> str:
+    """The local base image (.ci/docker-setup.sh), else the public one if it is here."""
     import docker
 
     for ref in (os.environ.get("MLPERF_BERT_BASE_IMAGE"), *BASES):

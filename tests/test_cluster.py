@@ -15,13 +15,12 @@ from typing import Any
 
 import pytest
 from cli_support import invoke
-from docker_support import ensure_image
+from docker_support import docker_client, ensure_image
 
 from orchestrator.backends import TARGETS
 from orchestrator.containers import cluster
 from orchestrator.errors import ConfigError
 
-REQUIRE = os.environ.get("MLPERF_BERT_REQUIRE_DOCKER") == "1"
 NAME = "pytest-cluster"
 
 
@@ -63,15 +62,7 @@ def test_status_text_of_no_cluster() -> None:
 # ---- a real cluster --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def client() -> Any:
-    import docker
-
-    try:
-        c = docker.from_env(timeout=180)
-        c.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means no engine here
-        if REQUIRE:
-            pytest.fail(f"no Docker engine answers ({type(exc).__name__}) (MLPERF_BERT_REQUIRE_DOCKER=1)")
-        pytest.skip(f"no Docker engine answers ({type(exc).__name__})")
+    c = docker_client(timeout=180)
     ensure_image(c, "onnxruntime-cpu")  # cluster up runs its nodes on it; built here on a fresh machine
     return c
 

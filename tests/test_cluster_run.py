@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 from cli_support import invoke
-from docker_support import ensure_image
+from docker_support import docker_client, ensure_image
 
 from orchestrator.assets import resolve_model
 from orchestrator.backends import TARGETS
@@ -41,7 +41,6 @@ from orchestrator.harness.spec import HarnessSpec, RaySpec
 from orchestrator.paths import default_cache_dir
 from orchestrator.runs import RunRecord
 
-REQUIRE = os.environ.get("MLPERF_BERT_REQUIRE_DOCKER") == "1"
 NAME = "pytest-cluster-run"
 ORT = TARGETS["onnxruntime-cpu"]
 
@@ -161,16 +160,7 @@ def test_dry_run_names_the_exec_in_the_head(tmp_path: Path) -> None:
 # ---- a real cluster -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def client() -> Any:
-    import docker
-
-    try:
-        c = docker.from_env(timeout=180)
-        c.ping()
-    except Exception as exc:  # noqa: BLE001 - no engine: nothing to run on
-        why = f"no Docker engine answers ({type(exc).__name__})"
-        if REQUIRE:
-            pytest.fail(f"{why} (MLPERF_BERT_REQUIRE_DOCKER=1)")
-        pytest.skip(why)
+    c = docker_client(timeout=180)
     ensure_image(c, ORT.key)  # cluster up runs its nodes on it; built here on a fresh machine
     return c
 

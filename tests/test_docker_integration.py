@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import docker_support
 import pytest
 from harness_support import wait_for_harness_line
 
@@ -32,42 +33,16 @@ from orchestrator.paths import EMBEDDED_DATASET, EMBEDDED_MODEL, EMBEDDED_VOCAB
 from orchestrator.runs import RunRecord
 
 REPO = Path(__file__).resolve().parents[1]
-REQUIRE = os.environ.get("MLPERF_BERT_REQUIRE_DOCKER") == "1"
-BASES = ("mlperf-bert/base:bookworm", "python:3.11-slim-bookworm")
-
-
-def _unavailable(reason: str) -> None:
-    if REQUIRE:
-        pytest.fail(f"{reason} (MLPERF_BERT_REQUIRE_DOCKER=1)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
 def client() -> Any:
-    import docker
-
-    try:
-        c = docker.from_env(timeout=120)
-        c.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means no engine here
-        _unavailable(f"no Docker engine answers ({type(exc).__name__}); start one with `bash .ci/docker-setup.sh`")
-    return c
+    return docker_support.docker_client()
 
 
 @pytest.fixture(scope="module")
 def base_image(client: Any) -> str:
-    import docker
-
-    for ref in (os.environ.get("MLPERF_BERT_BASE_IMAGE"), *BASES):
-        if not ref:
-            continue
-        try:
-            client.images.get(ref)
-            return ref
-        except docker.errors.ImageNotFound:
-            continue
-    _unavailable(f"none of the base images {', '.join(BASES)} is present; make one with `bash .ci/docker-setup.sh`")
-    raise AssertionError("unreachable")
+    return docker_support.base_image(client)
 
 
 @pytest.fixture(scope="module")
@@ -341,7 +316,7 @@ def test_compose_service_runs_a_prepared_run_directory(
 
     compose = shutil.which("docker-compose")
     if compose is None:
-        _unavailable("docker-compose is not installed (bash .ci/docker-setup.sh installs it)")
+        docker_support.unavailable("docker-compose is not installed (bash .ci/docker-setup.sh installs it)")
     runner = DockerRunner(TARGETS["onnxruntime-cpu"], exec_fn=lambda argv: 0)
     runner.debug(_spec(tmp_path / "x", features, modes=["accuracy"], test_query_count=5), tmp_path / "runs")
     (run_dir,) = (tmp_path / "runs").iterdir()

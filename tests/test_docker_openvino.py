@@ -9,54 +9,28 @@ engine answers, and fail instead when MLPERF_BERT_REQUIRE_DOCKER=1 (CI).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+import docker_support
 import pytest
 
 from orchestrator.api import run_benchmark
 from orchestrator.config import RunConfig
 from orchestrator.containers import images
 
-REQUIRE = os.environ.get("MLPERF_BERT_REQUIRE_DOCKER") == "1"
-BASES = ("mlperf-bert/base:bookworm", "python:3.11-slim-bookworm")
 MODEL = "demo-minilm-l6-squad.fp32.onnx"
 SAMPLES = 50
 
 
-def _unavailable(reason: str) -> None:
-    if REQUIRE:
-        pytest.fail(f"{reason} (MLPERF_BERT_REQUIRE_DOCKER=1)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def client() -> Any:
-    import docker
-
-    try:
-        c = docker.from_env(timeout=120)
-        c.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means no engine here
-        _unavailable(f"no Docker engine answers ({type(exc).__name__}); start one with `bash .ci/docker-setup.sh`")
-    return c
+    return docker_support.docker_client()
 
 
 @pytest.fixture(scope="module")
 def base_image(client: Any) -> str:
-    import docker
-
-    for ref in (os.environ.get("MLPERF_BERT_BASE_IMAGE"), *BASES):
-        if not ref:
-            continue
-        try:
-            client.images.get(ref)
-            return ref
-        except docker.errors.ImageNotFound:
-            continue
-    _unavailable(f"none of the base images {', '.join(BASES)} is present; make one with `bash .ci/docker-setup.sh`")
-    raise AssertionError("unreachable")
+    return docker_support.base_image(client)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import socket
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import docker_support
 import pytest
 
 from orchestrator.api import run_benchmark
@@ -29,19 +30,11 @@ from orchestrator.harness.spec import HarnessSpec
 
 log = logging.getLogger(__name__)
 
-REQUIRE = os.environ.get("MLPERF_BERT_REQUIRE_DOCKER") == "1"
-BASES = ("mlperf-bert/base:bookworm", "python:3.11-slim-bookworm")
 CHECKPOINT = "demo-minilm-l6-squad-hf"
 SAMPLES = 20
 # PyPI's own index: where the Dockerfile's default (PyTorch's CPU index) cannot be reached, pip then takes
 # the CPU wheel its configuration provides instead of waiting on the unreachable host for every package.
 DEFAULT_INDEX = "https://pypi.org/simple"
-
-
-def _unavailable(reason: str) -> None:
-    if REQUIRE:
-        pytest.fail(f"{reason} (MLPERF_BERT_REQUIRE_DOCKER=1)")
-    pytest.skip(reason)
 
 
 # --- the mapping of a checkpoint directory (no engine needed) ---------------------------------------------
@@ -90,30 +83,12 @@ def test_a_checkpoint_is_seen_whole_and_read_only_in_the_container(tmp_path: Pat
 # --- the image and the benchmark in it --------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def client() -> Any:
-    import docker
-
-    try:
-        c = docker.from_env(timeout=120)
-        c.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means no engine here
-        _unavailable(f"no Docker engine answers ({type(exc).__name__}); start one with `bash .ci/docker-setup.sh`")
-    return c
+    return docker_support.docker_client()
 
 
 @pytest.fixture(scope="module")
 def base_image(client: Any) -> str:
-    import docker
-
-    for ref in (os.environ.get("MLPERF_BERT_BASE_IMAGE"), *BASES):
-        if not ref:
-            continue
-        try:
-            client.images.get(ref)
-            return ref
-        except docker.errors.ImageNotFound:
-            continue
-    _unavailable(f"none of the base images {', '.join(BASES)} is present; make one with `bash .ci/docker-setup.sh`")
-    raise AssertionError("unreachable")
+    return docker_support.base_image(client)
 
 
 @pytest.fixture(scope="module")

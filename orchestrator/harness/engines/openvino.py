@@ -17,7 +17,8 @@ Precision (`precision`):
            pairs) the bf16 rest ran 1.15x the fp32 rest (16.2 vs 14.1 samples/s); on the demo MiniLM's
            full dev set it costs F1 (80.134 vs 80.194 for the fp32 rest, fp32 80.401: both pass
            bert-99), and on the first 200 questions 1.42 points against fp32 (the fp32 rest 0.77), so
-           the faster numerics are opt-in and checked like any other (`tune`, the check store). The quantized IR is cached under
+           the faster numerics are opt-in and checked like any other (`tune`, the check store). The
+           quantized IR (the same for either rest) is cached under
            `cache_dir`/int8/<sha256 of model + recipe + calibration features>, written into a temporary
            directory and renamed into place, so a failed or interrupted quantization leaves nothing behind.
 
@@ -92,7 +93,7 @@ class OpenVinoOptions(EngineOptions):
 
     def __post_init__(self) -> None:
         if self.pad_to > SEQ_LEN:
-            raise ConfigError(f"openvino engine option pad_to={self.pad_to} is above {SEQ_LEN}; pass e.g. 16 or 32.")
+            raise ConfigError(f"openvino engine option pad_to={self.pad_to} is above {SEQ_LEN}; pass e.g. 32")
         if self.shapes == "buckets" and (not self.buckets or max(self.buckets) != SEQ_LEN or min(self.buckets) < 1):
             text = ",".join(str(b) for b in self.buckets)
             raise ConfigError(
@@ -120,8 +121,11 @@ def int8_float_precision(requested: str, isa: Isa, capabilities: list[str]) -> s
     """What an int8 model's float remainder runs in: bf16 or fp32 (bf16 refused without native bf16)."""
     if requested == "auto":
         return "bf16" if isa.bf16 and "BF16" in capabilities else "fp32"
-    if requested == "bf16":
-        resolve_precision("bf16", isa, capabilities)  # the same one sentence on a CPU without bf16
+    if requested == "bf16" and not (isa.bf16 and "BF16" in capabilities):
+        raise PreflightError(
+            f"int8_float=bf16 needs a CPU with native bf16 (amx_bf16 or avx512_bf16), which this one lacks "
+            f"(ISA: {isa.describe()}); drop the option (the float rest then runs in fp32)."
+        )
     return requested
 
 

@@ -190,6 +190,10 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "vocab mismatch": (["--vocab", str(other_vocab)], "vocab"),
         "unknown scenario": (["--scenario", "Batch"], "scenario"),
         "count too large": (["--test-query-count", "20000"], "larger than the dataset"),
+        # The engine's own parser, run on the host before any run directory (it used to fail the run).
+        "misspelt engine option": (["--engine-option", "optimise=none"], "unknown onnxruntime engine option"),
+        "bad engine option value": (["--engine-option", "instances=many"], "instances='many' is not auto or"),
+        "unknown engine precision": (["--engine-option", "precision=bf16"], "runs precision auto, fp32, fp16"),
     }
 
 

@@ -5,6 +5,8 @@ before any engine package is imported; the options the API adds for a target are
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from typing import Literal
 
 import pytest
@@ -13,7 +15,7 @@ from orchestrator.backends import TARGETS
 from orchestrator.errors import ConfigError
 from orchestrator.harness.engines.deepsparse import PROVIDER as DEEPSPARSE_PROVIDER
 from orchestrator.harness.engines.deepsparse import DeepSparseEngine, DeepSparseOptions
-from orchestrator.harness.engines.engine import Engine
+from orchestrator.harness.engines.engine import Engine, check_engine_options
 from orchestrator.harness.engines.onnxruntime import OnnxRuntimeEngine, OnnxRuntimeOptions
 from orchestrator.harness.engines.openvino import OpenVinoEngine, OpenVinoOptions
 from orchestrator.harness.engines.options import (
@@ -165,3 +167,30 @@ def test_precision_is_declared_once_for_every_engine() -> None:
         assert parse_engine_options(options, {}, backend).precision == "auto"
         assert "auto" in options.supported_precisions
         assert set(options.supported_precisions) <= set(PRECISIONS)
+
+
+@pytest.mark.parametrize("backend", sorted(ENGINES))
+def test_the_host_check_parses_with_the_engines_own_options(backend: str) -> None:
+    """check_engine_options (the host's, before any run directory) refuses what the engine refuses, with its
+    sentence, and takes what it takes; importing the engine module for it imports no engine package."""
+    engine, options, _ = ENGINES[backend]
+    assert engine.options_class is options
+    target = next(t for t in TARGETS.values() if t.backend == backend)
+    with pytest.raises(ConfigError) as caught:
+        check_engine_options(target.engine_class, {"optimise_typo": "1"})
+    assert str(caught.value).startswith(f"unknown {backend} engine option 'optimise_typo'; the valid ones are")
+    check_engine_options(target.engine_class, dict(target.offline_options) | dict(target.reference_options))
+
+
+def test_the_host_check_imports_no_engine_package() -> None:
+    code = (
+        "import sys\n"
+        "from orchestrator.backends import TARGETS\n"
+        "from orchestrator.harness.engines.engine import check_engine_options\n"
+        "for t in TARGETS.values():\n"
+        "    check_engine_options(t.engine_class, {})\n"
+        "bad = [m for m in ('onnxruntime', 'openvino', 'torch', 'tensorrt', 'deepsparse', 'nncf') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -28,12 +28,15 @@ from cli_support import invoke
 from harness_support import REPO, harness_env, make_spec, write_features
 from ray_faults import KILLED_FILE
 
+from orchestrator.backends import get_target
 from orchestrator.config import RunConfig
 from orchestrator.errors import ConfigError, PreflightError
 from orchestrator.harness import ray_cluster
-from orchestrator.harness.cpu import detect_isa
+from orchestrator.harness.cpu import FAKE_FLAGS_ENV, detect_isa
+from orchestrator.harness.engines.ray_pool import merged_settings
 from orchestrator.harness.spec import HarnessResult
 from orchestrator.runs import RunRecord
+from orchestrator.workflows.calibration import check_precision
 
 os.environ.update(ray_cluster.LOOPBACK_ENV)  # before anything here imports ray: Ray on 127.0.0.1 only
 HAVE_RAY = importlib.util.find_spec("ray") is not None
@@ -80,6 +83,31 @@ def test_nodes_on_other_versions_or_without_the_backend_are_refused() -> None:
     with pytest.raises(PreflightError, match="lacks onnxruntime"):
         ray_cluster.check_reports([_node(missing=("onnxruntime",))], python="3.11.7", ray_version="2.60.0")
     assert ray_cluster.describe_nodes([_node(), _node(hostname="w2", gpus=1.0)]).startswith("2 nodes: w1 (10.0.0.2)")
+
+
+def test_settings_that_differ_between_actors_name_each_value_with_its_hosts() -> None:
+    """On a cluster of unlike CPUs precision=auto runs bf16 on one node and fp32 on another: run.json says so."""
+    infos = [
+        {"hostname": "amx1", "settings": {"precision": "bf16", "instances": "1"}},
+        {"hostname": "epyc", "settings": {"precision": "fp32", "instances": "1"}},
+        {"hostname": "amx2", "settings": {"precision": "bf16", "instances": "1", "pinned": "0-3"}},
+    ]
+    merged = merged_settings(infos)
+    assert merged["instances"] == "1"
+    assert merged["precision"] == "bf16 (on amx1, amx2) | fp32 (on epyc)"
+    assert merged["pinned"] == "(not set) (on amx1, epyc) | 0-3 (on amx2)"
+    assert merged_settings(infos[:1]) == infos[0]["settings"]
+
+
+def test_bf16_on_a_ray_cluster_is_left_to_its_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver's CPU decides nothing for a remote cluster's nodes; for Ray on this host it does."""
+    monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 fma")
+    target = get_target("openvino", "cpu")
+    options = {"engine_options": {"precision": "bf16"}}
+    check_precision(RunConfig(runner="ray", ray_address="10.0.0.5:6379", **options), target)  # type: ignore[arg-type]
+    for local in (RunConfig(runner="ray", **options), RunConfig(runner="local", **options)):  # type: ignore[arg-type]
+        with pytest.raises(PreflightError, match="precision=bf16 needs a CPU with native bf16"):
+            check_precision(local, target)
 
 
 # ---- real Ray on loopback ------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from orchestrator.errors import (
     RunError,
     RunInterrupted,
 )
+from orchestrator.harness.engines.engine import check_engine_options
 from orchestrator.harness.spec import EXIT_BAD_INPUT, RAY_LOCAL, HarnessResult, HarnessSpec, RaySpec
 from orchestrator.loadgen_logs import PerfSummary, parse_performance
 from orchestrator.logs import progress_wanted
@@ -251,16 +252,9 @@ def with_default_batch_size(config: RunConfig, target: Target) -> RunConfig:
     return config.model_copy(update={"batch_size": effective_batch_size(config, target)})
 
 
-def build_spec(
-    config: RunConfig,
-    target: Target,
-    inputs: Inputs,
-    run_dir: Path,
-    *,
-    progress: bool,
-    cache_dir: Path | None = None,
-    audit: AuditRequest | None = None,
-) -> HarnessSpec:
+def run_engine_options(config: RunConfig, target: Target, cache_dir: Path | None) -> dict[str, str]:
+    """The engine options a run passes: the user's, then the target's for the reference SUT or Offline, then
+    the engine's cache directory (made here) unless the user named one."""
     engine_options = dict(config.engine_options)
     if config.sut is SutKind.reference:
         for key, value in target.reference_options:
@@ -272,6 +266,26 @@ def build_spec(
         engine_dir = (cache_dir / "engines" / target.key).resolve()
         engine_dir.mkdir(parents=True, exist_ok=True)
         engine_options[target.cache_option] = str(engine_dir)
+    return engine_options
+
+
+def check_run_engine_options(config: RunConfig, target: Target) -> None:
+    """A misspelt --engine-option or a bad value: the engine's own one-sentence ConfigError, before any run
+    directory (the harness parses them again when the engine starts)."""
+    check_engine_options(target.engine_class, run_engine_options(config, target, None))
+
+
+def build_spec(
+    config: RunConfig,
+    target: Target,
+    inputs: Inputs,
+    run_dir: Path,
+    *,
+    progress: bool,
+    cache_dir: Path | None = None,
+    audit: AuditRequest | None = None,
+) -> HarnessSpec:
+    engine_options = run_engine_options(config, target, cache_dir)
     return HarnessSpec(
         target=target.key,
         engine_class=target.engine_class,
@@ -362,6 +376,7 @@ def run_benchmark(
         raise ConfigError(f"a {audit.test} compliance run is a performance pass only; use --mode performance")
     target = get_target(config.backend, config.device)
     config = with_default_batch_size(config, target)
+    check_run_engine_options(config, target)  # before the inputs, which may take a while to build
     cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
     inputs = resolve_inputs(config, cache_dir)
     check_precision(config, target)
@@ -486,6 +501,7 @@ def prepare_only(config: RunConfig, *, debug: bool = False) -> str:
     """--dry-run: the command the runner would execute (nothing is run or written).
     --debug (docker runner): open a shell in the container with everything mounted."""
     target = get_target(config.backend, config.device)
+    check_run_engine_options(config, target)
     cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
     inputs = resolve_inputs(config, cache_dir)
     check_precision(config, target)

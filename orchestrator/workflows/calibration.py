@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.backends import Target
-from orchestrator.config import RUN_FLAGS, RunConfig
+from orchestrator.config import RUN_FLAGS, RunConfig, RunnerKind
 from orchestrator.dataset import build_features, load_features
 from orchestrator.errors import ConfigError, PreflightError
 from orchestrator.harness.cpu import detect_isa
+from orchestrator.harness.spec import RAY_LOCAL
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,10 @@ def requested_precision(config: RunConfig, target: Target) -> str | None:
 def check_precision(config: RunConfig, target: Target) -> None:
     """bf16 on a CPU without native bf16 fails here, with one sentence, before any run directory."""
     if target.device != "cpu" or requested_precision(config, target) != "bf16":
+        return
+    if config.runner is RunnerKind.ray and config.cluster is None and config.ray_address not in (None, RAY_LOCAL):
+        # This host is only the driver: each node's engine checks its own CPU as its actor starts.
+        log.info("precision=bf16 on the Ray cluster at %s: each node checks its own CPU", config.ray_address)
         return
     isa = detect_isa()
     if isa.known and not isa.bf16:

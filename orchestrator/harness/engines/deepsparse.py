@@ -216,6 +216,7 @@ def save_fixed_shape(model: Any, batch: int, length: int, out_dir: Path) -> Path
 
 class DeepSparseEngine(Engine):
     name = "deepsparse"
+    options_class = DeepSparseOptions
     packages = ("deepsparse",)
 
     def __init__(

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import ClassVar
 
 import numpy as np
 
 from orchestrator.errors import ConfigError, ModelError, PreflightError
+from orchestrator.harness.engines.options import EngineOptions, parse_engine_options
 from orchestrator.harness.spec import NodeInfo
 
 # The settings() entry where an engine that makes a precision itself names what, beside the precision and
@@ -24,6 +27,9 @@ class Engine(ABC):
     name: str = "engine"
     # The Python packages the engine imports when it starts: the Ray runner checks every worker has them.
     packages: tuple[str, ...] = ()
+    # The engine's options (parsed from the spec's strings by parse_engine_options); declared here too so
+    # the host can check a run's options before any run directory (check_engine_options).
+    options_class: ClassVar[type[EngineOptions]] = EngineOptions
 
     def __init__(
         self,
@@ -107,4 +113,12 @@ def load_engine_class(engine_class: str) -> type[Engine]:
     return cls
 
 
-__all__ = ["Engine", "ModelError", "load_engine_class"]
+def check_engine_options(engine_class: str, options: Mapping[str, str]) -> None:
+    """The options parsed as the engine will parse them, so that a misspelt option or a bad value fails on
+    the host, before any run directory, with the engine's own sentence. Importing an engine module imports
+    numpy only (its engine package is imported when the engine starts), so the host may call this."""
+    cls = load_engine_class(engine_class)
+    parse_engine_options(cls.options_class, options, cls.name)
+
+
+__all__ = ["Engine", "ModelError", "check_engine_options", "load_engine_class"]

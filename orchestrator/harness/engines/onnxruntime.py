@@ -167,6 +167,7 @@ class _DeviceBound:
 
 class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
+    options_class = OnnxRuntimeOptions
     packages = ("onnxruntime",)
 
     def __init__(

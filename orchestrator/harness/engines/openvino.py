@@ -173,6 +173,7 @@ def sha256_file(path: Path) -> str:
 
 class OpenVinoEngine(Engine):
     name = "openvino"
+    options_class = OpenVinoOptions
 
     def __init__(
         self,

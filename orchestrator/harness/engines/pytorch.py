@@ -92,6 +92,7 @@ def checkpoint_dir(path: Path) -> Path:
 
 class PyTorchEngine(Engine):
     name = "pytorch"
+    options_class = PyTorchOptions
     packages = ("torch", "transformers")
 
     def __init__(

@@ -150,6 +150,26 @@ class EngineActor:
         self.engine.close()
 
 
+def merged_settings(infos: list[dict[str, Any]]) -> dict[str, str]:
+    """The actors' engine settings as one: a value they all share as it is; one that differs between them
+    (on a cluster of unlike CPUs, precision=auto runs bf16 on one node and fp32 on another) as each value
+    with the hosts that ran it, so run.json never names one actor's precision for the whole run."""
+    keys = list(dict.fromkeys(k for info in infos for k in info["settings"]))
+    out: dict[str, str] = {}
+    for key in keys:
+        by_value: dict[str, list[str]] = {}
+        for info in infos:
+            value = str(info["settings"].get(key, "(not set)"))
+            hosts = by_value.setdefault(value, [])
+            if info["hostname"] not in hosts:
+                hosts.append(info["hostname"])
+        if len(by_value) == 1:
+            out[key] = next(iter(by_value))
+        else:
+            out[key] = " | ".join(f"{value} (on {', '.join(hosts)})" for value, hosts in by_value.items())
+    return out
+
+
 @dataclass
 class _HopStats:
     calls: int = 0
@@ -305,7 +325,7 @@ class RayPoolEngine(Engine):
         hosts: dict[str, int] = {}
         for info in self._info:
             hosts[info["hostname"]] = hosts.get(info["hostname"], 0) + 1
-        out = dict(self._info[0]["settings"])
+        out = merged_settings(self._info)
         out.update(
             {
                 "ray_address": self.ray_spec.address,

@@ -296,6 +296,7 @@ def build_serialized_engine(trt: Any, model_path: Path, settings: TensorRTSettin
 
 class TensorRTEngine(Engine):
     name = "tensorrt"
+    options_class = TensorRTOptions
     packages = ("tensorrt",)
 
     def __init__(

@@ -114,6 +114,20 @@ def test_precision_words() -> None:
     assert ran_precision({"precision": "as given"}) is None and ran_precision({}) is None
 
 
+def test_actors_that_ran_different_precisions(tmp_path: Path) -> None:
+    """Ray actors on unlike CPUs (bf16 on some nodes, fp32 on others): the bf16 check covers the run, as its
+    fp32 batches are the reference's numerics; two reduced precisions at once match no check."""
+    mixed = make_record(tmp_path, "bf16 (auto) (on amx1) | fp32 (auto) (on epyc)")
+    assert ran_precision(mixed.engine_settings) == "bf16"
+    assert check_key(mixed) == check_key(make_record(tmp_path, "bf16"))
+    assert accuracy_check_label(mixed, Path(mixed.model.path)) == UNCHECKED
+    write_check(a_check(make_record(tmp_path, "bf16")), tmp_path / "cache")
+    assert str(accuracy_check_label(mixed, Path(mixed.model.path))).startswith("passed (")
+    assert ran_precision({"precision": "fp32 (on a) | fp32 (on b)"}) == "fp32"
+    two = make_record(tmp_path, "bf16 (on amx1) | int8 (on epyc)")
+    assert check_key(two) is None and accuracy_check_label(two, Path(two.model.path)) == UNCHECKED
+
+
 def test_label_from_the_store(tmp_path: Path) -> None:
     record = make_record(tmp_path)
     assert accuracy_check_label(record, Path(record.model.path)) == UNCHECKED  # no record yet

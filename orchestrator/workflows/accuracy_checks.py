@@ -57,13 +57,27 @@ CHECK_SAMPLES_FLAG = "--precision-check-samples"  # tune's option: how many dev 
 CALIBRATION_OPTION = "calibration_path"  # the engine option naming the calibration features (calibration.py)
 
 
+def ran_precisions(engine_settings: dict[str, str]) -> list[str | None]:
+    """The precision of each value of the settings' `precision` (e.g. "bf16 (auto)"; on Ray actors whose
+    CPUs differ, "bf16 (on a) | fp32 (on b)"): fp32 or a reduced one, None for "as given"."""
+    out: list[str | None] = []
+    for part in engine_settings.get("precision", "").split(" | "):
+        words = part.split()
+        word = words[0].lower() if words else ""
+        word = TORCH_DTYPES.get(word, word)
+        out.append(word if word in (*REDUCED, "fp32") else None)
+    return out
+
+
 def ran_precision(engine_settings: dict[str, str]) -> str | None:
-    """The precision the engine says it converted the model to (its settings' `precision`, e.g. "bf16
-    (auto)"), if it says; None for "as given" (the model's own)."""
-    words = engine_settings.get("precision", "").split()
-    word = words[0].lower() if words else ""
-    word = TORCH_DTYPES.get(word, word)
-    return word if word in (*REDUCED, "fp32") else None
+    """The precision the engine says it converted the model to, if it says; None for "as given" (the
+    model's own). Where actors ran different ones, the reduced one (fp32's batches need no check), or
+    the first of several reduced ones (check_key then has no key: no one check covers them)."""
+    ran = ran_precisions(engine_settings)
+    reduced = sorted({p for p in ran if p in REDUCED})
+    if reduced:
+        return reduced[0]
+    return "fp32" if "fp32" in ran else None
 
 
 def threshold_for(precision: str) -> float:
@@ -76,6 +90,8 @@ def check_key(record: RunRecord) -> dict[str, Any] | None:
     precision = ran_precision(record.engine_settings)
     if precision is None or record.model.sha256 is None:
         return None
+    if len({p for p in ran_precisions(record.engine_settings) if p in REDUCED}) > 1:
+        return None  # actors that ran different reduced precisions: unchecked
     calibration = None
     if precision == "int8" and CALIBRATION_OPTION in record.config.engine_options:
         features = Path(record.config.engine_options[CALIBRATION_OPTION])

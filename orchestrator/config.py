@@ -83,6 +83,9 @@ class RunConfig(BaseModel):
     ray_address: str | None = None  # ray runner: local | auto | HOST:PORT (default: local)
     ray_actors: int | None = Field(default=None, ge=1)  # ray runner: engine actors (default: one per CPU/GPU)
     cluster: str | None = None  # ray runner: a `cluster up` cluster, the driver in its head container
+    # Seconds a stopped run (Ctrl-C, SIGTERM, SIGHUP) gets to record itself before it is killed; under a batch
+    # system, less than its own kill wait (Slurm's KillWait: 30 s by default). None: STOP_GRACE_S (runners).
+    stop_grace_s: float | None = Field(default=None, ge=0, le=3600)
 
     @field_validator("scenario", mode="before")
     @classmethod
@@ -178,6 +181,7 @@ class RunOverrides:
     ray_address: str | None = None
     ray_actors: int | None = None
     cluster: str | None = None
+    stop_grace_s: float | None = None
 
     def given(self) -> dict[str, Any]:
         """The options given, by RunConfig field name."""
@@ -247,6 +251,7 @@ RUN_FLAGS: dict[str, str] = {
     "ray_address": "--ray-address",
     "ray_actors": "--ray-actors",
     "cluster": "--cluster",
+    "stop_grace_s": "--stop-grace-s",
     "output_dir": "--output-dir",
     "cache_dir": "--cache-dir",
 }

@@ -114,6 +114,7 @@ def test_recorded_run_flags_parse_back_to_the_same_options(tmp_path: Path) -> No
         ray_address="10.0.0.5:6379",
         ray_actors=2,
         cluster="demo",
+        stop_grace_s=20.0,
     )
     assert set(every.given()) == set(RunConfig.model_fields)  # the test covers every field
     argv = submission_run.run_command(every, tmp_path / "c.yaml")

@@ -281,6 +281,31 @@ def test_a_signal_to_the_cli_marks_the_run_interrupted_and_leaves_nothing_runnin
     assert not is_alive(rec.process.harness_pid, rec.process.harness_started)  # nothing keeps running
 
 
+def test_no_stop_grace_kills_the_harness_at_once_and_still_marks_the_run(tmp_path: Path, session_cache: Path) -> None:
+    """--stop-grace-s 0 (a batch system that kills soon after its SIGTERM): the harness is killed without
+    waiting for it to record itself; the CLI still marks run.json interrupted and leaves nothing running."""
+    import signal
+    import subprocess
+    import sys
+
+    from orchestrator.run_status import is_alive
+
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "orchestrator.cli", "run", "--runner", "local", "--test-query-count", "10833"]
+    cmd += ["--mode", "accuracy", "--stop-grace-s", "0", "--output-dir", str(runs), "--cache-dir", str(session_cache)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for_harness_line(runs, "QSL samples", timeout=120)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    (run_dir,) = list(runs.iterdir())
+    rec = RunRecord.load(run_dir)
+    assert rec.status == "interrupted" and rec.error == "interrupted by SIGTERM"
+    assert b"did not stop within 0 s; killing it" in err
+    assert rec.process is not None and rec.process.harness_pid
+    assert not is_alive(rec.process.harness_pid, rec.process.harness_started)
+
+
 STUB = "zoo:nlp/question_answering/bert-base/pytorch/huggingface/squad/base-none"
 
 

@@ -95,3 +95,29 @@ def test_local_env_current_runs_the_harness_in_this_python() -> None:
     assert runner.command(Path("/run"))[0] == sys.executable
     managed = make_runner(config.model_copy(update={"local_env": LocalEnv.auto}), target, stream=False)
     assert isinstance(managed, LocalRunner) and managed.local_env == "pytorch-cpu"
+
+
+def test_stop_grace_reaches_every_runner() -> None:
+    """--stop-grace-s: the seconds every runner gives a stopped harness or container before killing it."""
+    from orchestrator.backends import TARGETS
+    from orchestrator.config import RunConfig
+    from orchestrator.containers.cluster_runner import ClusterRunner
+    from orchestrator.containers.docker_runner import DockerRunner
+    from orchestrator.runners.runner import STOP_GRACE_S
+    from orchestrator.workflows.benchmark import make_runner
+
+    target = TARGETS["onnxruntime-cpu"]
+    runners = {
+        "local": RunConfig(runner="local", stop_grace_s=5),  # type: ignore[arg-type]
+        "ray": RunConfig(runner="ray", stop_grace_s=5),  # type: ignore[arg-type]
+        "cluster": RunConfig(runner="ray", cluster="demo", stop_grace_s=5),  # type: ignore[arg-type]
+        "docker": RunConfig(runner="docker", stop_grace_s=5),  # type: ignore[arg-type]
+    }
+    for kind, config in runners.items():
+        runner = make_runner(config, target, stream=False)
+        grace = runner.stop_timeout if isinstance(runner, DockerRunner) else runner.stop_grace_s  # type: ignore[attr-defined]
+        assert grace == 5, kind
+        assert isinstance(runner, ClusterRunner) == (kind == "cluster")
+    assert make_runner(RunConfig(runner="local"), target).stop_grace_s == STOP_GRACE_S  # type: ignore[arg-type,attr-defined]
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        RunConfig(stop_grace_s=-1)

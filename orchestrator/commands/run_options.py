@@ -140,6 +140,15 @@ LocalEnvOption = Annotated[
         f"(default: {_default('local_env')}).",
     ),
 ]
+StopGraceOption = Annotated[
+    float | None,
+    _option(
+        "stop_grace_s",
+        "Seconds a run stopped by Ctrl-C, SIGTERM or SIGHUP gets to record itself before it is killed; under a "
+        "batch system, give less than its kill wait (Slurm's KillWait, 30 s by default) (default: 30).",
+        metavar="<seconds>",
+    ),
+]
 ImageOption = Annotated[str | None, _option("image", "Docker runner: the image reference to use.", metavar="<ref>")]
 ShmSizeOption = Annotated[
     str | None, _option("shm_size", "Docker runner: shared memory size (default: 1g).", metavar="<size>")

@@ -31,6 +31,7 @@ from orchestrator.commands.run_options import (
     RayAddressOption,
     RunnerOption,
     ScenariosOption,
+    StopGraceOption,
     SutOption,
     TargetQpsOption,
     TestQueryCountOption,
@@ -258,6 +259,7 @@ def run(
     ray_address: RayAddressOption = None,
     ray_actors: RayActorsOption = None,
     cluster: ClusterOption = None,
+    stop_grace_s: StopGraceOption = None,
     output_dir: OutputDirOption = None,
     cache_dir: CacheDirOption = None,
     config: ConfigFileOption = None,
@@ -291,6 +293,7 @@ def run(
         ray_address=ray_address,
         ray_actors=ray_actors,
         cluster=cluster,
+        stop_grace_s=stop_grace_s,
         output_dir=output_dir,
         cache_dir=cache_dir,
     )

@@ -23,6 +23,7 @@ from orchestrator.errors import PreflightError
 from orchestrator.harness import ray_cluster
 from orchestrator.harness.spec import RAY_LOCAL, HarnessSpec
 from orchestrator.runners.local import LocalRunner
+from orchestrator.runners.runner import STOP_GRACE_S
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,15 @@ class RayRunner(LocalRunner):
     # record the interruption; SIGINT reaches Python, which stops the run and ends the Ray job.
     harness_stop_signal = signal.SIGINT
 
-    def __init__(self, *, address: str = RAY_LOCAL, stream: bool = True, cache_dir: Path | None = None) -> None:
-        super().__init__(local_env="main", stream=stream, cache_dir=cache_dir)
+    def __init__(
+        self,
+        *,
+        address: str = RAY_LOCAL,
+        stream: bool = True,
+        cache_dir: Path | None = None,
+        stop_grace_s: float = STOP_GRACE_S,
+    ) -> None:
+        super().__init__(local_env="main", stream=stream, cache_dir=cache_dir, stop_grace_s=stop_grace_s)
         self.address = address
 
     def preflight(self) -> None:

@@ -57,7 +57,7 @@ from orchestrator.run_status import process_start, this_process
 from orchestrator.runners.host_checks import check_host
 from orchestrator.runners.local import CURRENT_ENV, LocalRunner
 from orchestrator.runners.ray_runner import RayRunner
-from orchestrator.runners.runner import Runner, Started, StartHook
+from orchestrator.runners.runner import STOP_GRACE_S, Runner, Started, StartHook
 from orchestrator.runs import FileRef, RunRecord, git_sha, host_info, new_run_dir, utc_now
 from orchestrator.stop_signals import signal_name, signal_of
 from orchestrator.workflows.accuracy_label import accuracy_check_label
@@ -201,6 +201,7 @@ def _check_vocab_matches_model(model: ResolvedModel, vocab: Path) -> None:
 
 def make_runner(config: RunConfig, target: Target, *, stream: bool = True, cache_dir: Path | None = None) -> Runner:
     kind = config.runner
+    grace = STOP_GRACE_S if config.stop_grace_s is None else config.stop_grace_s
     if kind is RunnerKind.auto:
         kind, why = _auto_runner(config, target)
         log.info("runner %s (auto: %s)", kind.value, why)
@@ -213,17 +214,18 @@ def make_runner(config: RunConfig, target: Target, *, stream: bool = True, cache
             shm_size=config.shm_size or "1g",
             cpuset_cpus=config.cpuset_cpus,
             memory=config.memory,
+            stop_timeout=grace,
         )
     if kind is RunnerKind.ray and config.cluster is not None:
-        return ClusterRunner(target, cluster=config.cluster, stream=stream)
+        return ClusterRunner(target, cluster=config.cluster, stream=stream, stop_grace_s=grace)
     if kind is RunnerKind.ray:
         address = config.ray_address or RAY_LOCAL
         if address == RAY_LOCAL:
             check_host(target)  # the local instance's actors run on this machine
-        return RayRunner(address=address, stream=stream, cache_dir=cache_dir)
+        return RayRunner(address=address, stream=stream, cache_dir=cache_dir, stop_grace_s=grace)
     check_host(target)
     env = CURRENT_ENV if config.local_env is LocalEnv.current else target.local_env
-    return LocalRunner(local_env=env, stream=stream, cache_dir=cache_dir)
+    return LocalRunner(local_env=env, stream=stream, cache_dir=cache_dir, stop_grace_s=grace)
 
 
 def _auto_runner(config: RunConfig, target: Target) -> tuple[RunnerKind, str]:

@@ -88,6 +88,7 @@ def test_cluster_up_gives_three_nodes(client: Any, running: str) -> None:
     assert sorted(n.cpuset for n in status.nodes if n.role == "worker") == ["0", "1"]
     result = invoke(["cluster", "status", "--name", NAME])
     assert result.exit_code == 0 and "3 nodes alive" in result.stdout, result.output
+    assert status.target == "onnxruntime-cpu" and f"cluster {NAME}: onnxruntime-cpu, network" in result.stdout
 
 
 @pytest.mark.docker

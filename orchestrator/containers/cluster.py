@@ -67,6 +67,7 @@ class ClusterStatus:
     nodes: list[ClusterNode]
     ray_nodes_alive: int | None  # what Ray itself reports (None: the head does not answer)
     ray_cpus: float | None
+    target: str | None = None  # the backend-device its nodes run (their TARGET_LABEL; None: no node, or unlike)
 
 
 def ray_version() -> str:
@@ -416,6 +417,7 @@ def cluster_status(client: Any, name: str) -> ClusterStatus:
             answer = json.loads(out.strip().splitlines()[-1])
             alive, cpus = int(answer["alive"]), float(answer["cpus"])
     internal = bool(net.attrs.get("Internal")) if net is not None else None
+    targets = {c.labels.get(TARGET_LABEL) for c in containers}
     return ClusterStatus(
         name=name,
         network=net.name if net else None,
@@ -423,6 +425,7 @@ def cluster_status(client: Any, name: str) -> ClusterStatus:
         nodes=nodes,
         ray_nodes_alive=alive,
         ray_cpus=cpus,
+        target=next(iter(targets)) if len(targets) == 1 else None,
     )
 
 
@@ -443,7 +446,8 @@ def format_status(status: ClusterStatus) -> str:
     if not status.nodes and status.network is None:
         return f"no cluster named {status.name}"
     lines = [
-        f"cluster {status.name}: network {status.network or '-'} (internal: {status.internal}), "
+        f"cluster {status.name}: {status.target or 'target unknown'}, network {status.network or '-'} "
+        f"(internal: {status.internal}), "
         + (
             f"Ray: {status.ray_nodes_alive} nodes alive, {status.ray_cpus:g} CPUs for actors"
             if status.ray_nodes_alive is not None

@@ -64,6 +64,7 @@ def test_run_submission_run_and_tune_take_their_run_options_from_one_declaration
     # the fields all three take: the same flag, help text and type
     shared = set.intersection(*(set(options) for options in declared.values()))
     assert {"backend", "device", "model", "model_path", "sut", "runner", "output_dir", "cache_dir"} <= shared
+    assert "engine_options" in shared
     for field in shared - {"scenario"}:
         assert len({str(declared[label][field]) for label in COMMANDS}) == 1, field
         assert len({(tuple(seen[label][field][0]), seen[label][field][1]) for label in COMMANDS}) == 1, field
@@ -161,6 +162,14 @@ def test_output_dir_is_where_run_directories_go_in_every_command(
     result = invoke([*argv, "--output-dir", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")])
     assert result.stderr.splitlines()[-1] == "error: stopped by the test", result.output
     assert [c.output_dir for c in seen] == [tmp_path / "runs"]
+
+
+@pytest.mark.parametrize("argv", [["run"], ["tune"], ["submission", "run"]])
+def test_engine_options_reach_the_config_in_every_command(argv: list[str], tmp_path: Path, seen: list[Any]) -> None:
+    """`tune --engine-option int8_float=bf16` (the README's AMX example) and the same on `submission run`."""
+    result = invoke([*argv, "--engine-option", "int8_float=bf16", "--output-dir", str(tmp_path / "runs")])
+    assert result.stderr.splitlines()[-1] == "error: stopped by the test", result.output
+    assert [c.engine_options for c in seen] == [{"int8_float": "bf16"}]
 
 
 def test_submissions_have_their_own_folder_flag(tmp_path: Path, seen: list[Any]) -> None:

@@ -4,6 +4,7 @@ real LoadGen and onnxruntime on the embedded int8 model."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -73,6 +74,24 @@ def test_performance_config_is_a_valid_run_config(tmp_path: Path) -> None:
     files = write_performance_config(tmp_path, single, _trial(1, 50.0), {"target_latency_ms": 21.5})
     assert "bert.SingleStream.target_latency = 21.5" in Path(files["user_conf"]).read_text()
     assert load_config_file(Path(files["config"]))["target_latency_ms"] == 21.5
+
+
+def test_performance_config_keeps_the_precision_and_engine_options_that_won(tmp_path: Path) -> None:
+    """A precision sweep's config.yaml runs what the best trial ran: its precision and instances, the user's
+    engine options, the calibration set (the valid run must not fall back to precision=auto)."""
+    base = RunConfig(
+        backend="openvino",
+        model_path=tmp_path / "m.onnx",
+        calibration_path=tmp_path / "train.json.gz",
+        engine_options={"int8_float": "bf16"},
+    )
+    best = dataclasses.replace(_trial(4, 14.5), precision="int8", instances=2)
+    files = write_performance_config(tmp_path, base, best, {"target_qps": 13.0})
+    config = resolve_config(None, Path(files["config"]))
+    assert config.engine_options == {"int8_float": "bf16", "instances": "2", "precision": "int8"}
+    assert config.calibration_path == tmp_path / "train.json.gz" and config.backend == "openvino"
+    plain = write_performance_config(tmp_path, RunConfig(), _trial(2, 90.0), {"target_qps": 80.0})
+    assert "engine_options" not in load_config_file(Path(plain["config"]))
 
 
 def test_a_vetted_best_skips_the_trials_the_vet_turns_down() -> None:

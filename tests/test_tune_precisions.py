@@ -73,6 +73,35 @@ def test_the_fastest_precision_whose_check_passes_wins(tmp_path: Path, monkeypat
     assert all(len(t["repeat_samples_per_second"]) == 3 for t in summary["trials"])
 
 
+@pytest.mark.parametrize("scenario", ["Offline", "Server"])
+def test_find_performance_runs_the_precision_that_won(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scenario: str
+) -> None:
+    """The short run that sets target_qps, and the config.yaml for the valid run, use the best precision."""
+    calls: list[str | None] = []
+
+    def fake_trial(base: RunConfig, **kw: Any) -> Trial:
+        calls.append(kw.get("precision"))
+        trial = _trial(RATES[kw.get("precision") or "fp32"], kw.get("precision"))
+        return Trial(**{**trial.__dict__, "batch_size": kw["batch_size"]})
+
+    monkeypatch.setattr(tune_module, "run_trial", fake_trial)
+    monkeypatch.setattr(tune_module, "_constraints_met", lambda trial: True)
+    request = TuneRequest(
+        base=RunConfig(backend="openvino", scenario=scenario, output_dir=tmp_path),  # type: ignore[arg-type]
+        batch_sizes=[4],
+        precisions=["fp32", "int8"],
+        plot=False,
+        find_performance=True,
+        vet=lambda t: None,
+    )
+    result = tune(request)
+    assert result.best is not None and result.best.precision == "int8"
+    assert calls == ["fp32", "int8", "int8"]  # the find-performance run too
+    written = RunConfig(**__import__("yaml").safe_load(Path(result.files["config"]).read_text()))
+    assert written.engine_options["precision"] == "int8"
+
+
 def test_precision_check_compares_with_fp32_at_the_same_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from test_accuracy_checks import make_record
 

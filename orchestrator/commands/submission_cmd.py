@@ -23,6 +23,7 @@ from orchestrator.commands.run_options import (
     ClusterOption,
     ConfigFileOption,
     DeviceOption,
+    EngineOptionsOption,
     ExecutionModeOption,
     ModelOption,
     ModelPathOption,
@@ -36,6 +37,7 @@ from orchestrator.commands.run_options import (
     TargetQpsOption,
     TestQueryCountOption,
     ThreadsOption,
+    parse_engine_options,
 )
 from orchestrator.commands.verbosity import QuietOption, VerboseOption, apply_verbosity
 from orchestrator.config import RunOverrides
@@ -260,6 +262,7 @@ def run(
     ray_actors: RayActorsOption = None,
     cluster: ClusterOption = None,
     stop_grace_s: StopGraceOption = None,
+    engine_options: EngineOptionsOption = None,
     output_dir: OutputDirOption = None,
     cache_dir: CacheDirOption = None,
     config: ConfigFileOption = None,
@@ -294,6 +297,7 @@ def run(
         ray_actors=ray_actors,
         cluster=cluster,
         stop_grace_s=stop_grace_s,
+        engine_options=parse_engine_options(engine_options),
         output_dir=output_dir,
         cache_dir=cache_dir,
     )

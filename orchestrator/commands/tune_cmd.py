@@ -23,6 +23,7 @@ from orchestrator.commands.run_options import (
     ClusterOption,
     ConfigFileOption,
     DeviceOption,
+    EngineOptionsOption,
     ModelOption,
     ModelPathOption,
     OutputDirOption,
@@ -31,6 +32,7 @@ from orchestrator.commands.run_options import (
     RunnerOption,
     ScenarioOption,
     SutOption,
+    parse_engine_options,
 )
 from orchestrator.commands.verbosity import QuietOption, VerboseOption, apply_verbosity
 from orchestrator.config import RunOverrides, resolve_config
@@ -122,6 +124,7 @@ def command(
     ray_address: RayAddressOption = None,
     ray_actors: RayActorsOption = None,
     cluster: ClusterOption = None,
+    engine_options: EngineOptionsOption = None,
     output_dir: OutputDirOption = None,
     cache_dir: CacheDirOption = None,
     config: ConfigFileOption = None,
@@ -176,6 +179,7 @@ def command(
         ray_address=ray_address,
         ray_actors=ray_actors,
         cluster=cluster,
+        engine_options=parse_engine_options(engine_options),
         output_dir=output_dir,
         cache_dir=cache_dir,
         calibration_path=calibration_path,

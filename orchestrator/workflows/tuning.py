@@ -415,6 +415,7 @@ def find_performance(base: RunConfig, best: Trial, request: TuneRequest, trials_
         instances=best.instances,
         samples=samples,
         output_dir=trials_dir,
+        precision=best.precision,
     )
     if not short.ok:
         raise RunError(f"the find-performance run failed: {short.error}")
@@ -442,6 +443,7 @@ def _find_server_qps(
             samples=max(samples, int(qps * 20)),
             output_dir=trials_dir,
             target_qps=round(qps, 3),
+            precision=best.precision,
         )
         met = _constraints_met(trial)
         tries.append({"target_qps": round(qps, 3), "constraints_met": met, **asdict(trial)})
@@ -483,8 +485,12 @@ def write_performance_config(directory: Path, base: RunConfig, best: Trial, perf
         config["model"] = base.model
     if best.threads is not None:
         config["threads"] = best.threads
-    if best.instances is not None:
-        config["engine_options"] = {"instances": str(best.instances)}
+    # The engine options the best trial ran with: the user's, its instances and its precision.
+    engine_options = _engine_options(base, best.instances, best.precision).get("engine_options", base.engine_options)
+    if engine_options:
+        config["engine_options"] = dict(engine_options)
+    if base.calibration_path is not None:
+        config["calibration_path"] = str(base.calibration_path)
     if "target_qps" in perf:
         lines.append(f"bert.{scenario}.target_qps = {perf['target_qps']}")
         config["target_qps"] = perf["target_qps"]

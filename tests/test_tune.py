@@ -141,7 +141,9 @@ def test_sweep_keeps_every_trial_and_continues_after_a_failure(tmp_path: Path, m
         samples: int,
         output_dir: Path,
         target_qps: float | None = None,
+        options: dict[str, str] | None = None,
     ) -> Trial:
+        assert options == {}  # no --sweep-option
         asked.append((batch_size, threads))
         assert output_dir.name == "trials" and output_dir.is_dir() and samples == 32
         if batch_size == 4:

@@ -66,6 +66,23 @@ def _int_list(text: str, what: str) -> list[int]:
     return values
 
 
+def parse_option_sweeps(items: list[str] | None) -> dict[str, list[str]]:
+    """--sweep-option KEY=V1,V2 (repeatable) as {KEY: [V1, V2]}, in the order given."""
+    sweeps: dict[str, list[str]] = {}
+    for item in items or []:
+        key, sep, values = item.partition("=")
+        key = key.strip()
+        listed = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not key or not listed:
+            raise ConfigError(
+                f"--sweep-option {item!r} is not KEY=V1,V2; pass e.g. --sweep-option int8_float=fp32,bf16"
+            )
+        if key in sweeps:
+            raise ConfigError(f"--sweep-option {key} is given twice; list all its values once, e.g. {key}=A,B")
+        sweeps[key] = listed
+    return sweeps
+
+
 def check_samples(text: str) -> int | None:
     """--precision-check-samples: a count of dev features, or None for `all` (the full dev set)."""
     if text.strip().lower() == "all":
@@ -113,6 +130,16 @@ def command(
         int,
         typer.Option(min=1, metavar="<n>", help="Runs per setting; the median samples/s counts, the min is recorded."),
     ] = 1,
+    sweep_options: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sweep-option",
+            metavar="<key=v1,v2>",
+            help="An engine option to sweep, its values comma-separated, e.g. int8_float=fp32,bf16 or "
+            "pad_to=16,32,64 (openvino); repeatable: every combination is a setting. Precision and instances "
+            "have --precisions and --instances.",
+        ),
+    ] = None,
     calibration_path: CalibrationOption = None,
     scenario: ScenarioOption = None,
     backend: BackendOption = None,
@@ -194,6 +221,7 @@ def command(
         precisions=precisions,
         precision_check_samples=precision_check_samples,
         repeats=repeats,
+        sweep_options=sweep_options,
         find_performance=find_performance,
         performance_samples=performance_samples,
         int8=int8,
@@ -217,6 +245,7 @@ def _tune(
     precisions: str | None = None,
     precision_check_samples: str = str(DEFAULT_CHECK_SAMPLES),
     repeats: int = 1,
+    sweep_options: list[str] | None = None,
     int8_check_samples: int | None,
     plot: bool,
     as_json: bool,
@@ -273,6 +302,7 @@ def _tune(
     request = TuneRequest(
         base=base,
         precisions=swept,
+        option_sweeps=parse_option_sweeps(sweep_options),
         repeats=repeats,
         batch_sizes=_int_list(batch_sizes, "batch-sizes"),
         threads=list(_int_list(threads, "threads")) if threads else [None],  # type: ignore[arg-type]
@@ -296,7 +326,8 @@ def _tune(
             (f"best: precision {best.precision}, " if best.precision else "best: ")
             + f"batch size {best.batch_size}, threads {best.threads or 'auto'}, "
             f"instances {best.instances_ran or best.instances or 'default'}, "
-            f"{best.samples_per_second:.2f} samples/s (test mode)"
+            + "".join(f"{k}={v}, " for k, v in best.options.items())
+            + f"{best.samples_per_second:.2f} samples/s (test mode)"
         )
     if result.performance:
         target = result.performance.get("target_qps", result.performance.get("target_latency_ms"))

@@ -208,7 +208,9 @@ def _trial_series(t: dict[str, Any], tune: TuneView) -> str:
     instances = t.get("instances_ran") or tune.instances_ran.get(run_dir) or t.get("instances") or "default"
     precision = tune.precision.get(run_dir)
     label = f"threads {t.get('threads') or 'auto'}, instances {instances}"
-    return label + (f", {precision}" if precision else "")
+    options = t.get("options")  # the swept engine options (tune --sweep-option)
+    swept = "".join(f", {k}={v}" for k, v in options.items()) if isinstance(options, dict) else ""
+    return label + swept + (f", {precision}" if precision else "")
 
 
 def tune_section(tune: TuneView, page_dir: Path) -> str:

@@ -36,6 +36,7 @@ from orchestrator import plots
 from orchestrator.backends import get_target
 from orchestrator.config import RunConfig
 from orchestrator.errors import ConfigError, MlperfBertError, RunError
+from orchestrator.harness.engines.engine import check_engine_options
 from orchestrator.html_report import REPORT_FILE, write_report
 from orchestrator.loadgen_logs import parse_performance
 from orchestrator.mlperf import Scenario
@@ -79,6 +80,7 @@ class Trial:
     accepted: str | None = None  # the request's vet asked and took it ("passed its check")
     instances_ran: str | None = None  # the engine's own account of its instances, e.g. "2 (auto)"
     precision: str | None = None  # the engine's precision option (None: the backend's default)
+    options: dict[str, str] = field(default_factory=dict)  # the swept engine options (--sweep-option) it ran with
     # repeats > 1: every repeat's samples/s; samples_per_second is their median, min_samples_per_second the min
     repeat_samples_per_second: list[float] = field(default_factory=list)
     min_samples_per_second: float | None = None
@@ -95,6 +97,9 @@ class TuneRequest:
     threads: list[int | None] = field(default_factory=lambda: [None])
     instances: list[int | None] = field(default_factory=lambda: [None])
     precisions: list[str | None] = field(default_factory=lambda: [None])  # the target's precision option
+    # Engine options swept besides those (`--sweep-option int8_float=fp32,bf16`): every combination of their
+    # values is a setting, crossed with the precisions, threads, instances and batch sizes.
+    option_sweeps: dict[str, list[str]] = field(default_factory=dict)
     repeats: int = 1  # runs per setting; the median counts
     samples: int = 512  # per trial (test mode)
     find_performance: bool = False
@@ -122,16 +127,41 @@ def _config(base: RunConfig, **update: Any) -> RunConfig:
     return RunConfig(**data)
 
 
-def _engine_options(base: RunConfig, instances: int | None, precision: str | None = None) -> dict[str, Any]:
-    """The instances and precision settings, as engine options."""
-    if instances is None and precision is None:
+def _engine_options(
+    base: RunConfig, instances: int | None, precision: str | None = None, swept: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The instances, precision and swept settings, as engine options over the user's."""
+    if instances is None and precision is None and not swept:
         return {}
-    options = dict(base.engine_options)
+    options = {**base.engine_options, **(swept or {})}
     if instances is not None:
         options["instances"] = str(instances)
     if precision is not None:
         options[precision_option(base)] = precision
     return {"engine_options": options}
+
+
+# Options with a sweep flag of their own: --sweep-option names the others.
+_OWN_FLAGS = {"instances": "--instances", "precision": "--precisions"}
+
+
+def option_combinations(base: RunConfig, sweeps: dict[str, list[str]]) -> list[dict[str, str]]:
+    """Every combination of the swept engine options' values (one empty one without sweeps), each checked by
+    the engine's own parser before any trial runs: a misspelt option or value is one sentence, not N failed
+    trials."""
+    for key, values in sweeps.items():
+        if key in _OWN_FLAGS or key == get_target(base.backend, base.device).precision_option:
+            flag = _OWN_FLAGS.get(key, "--precisions")
+            raise ConfigError(f"{key} has its own sweep flag; pass {flag} instead of --sweep-option {key}=...")
+        if not values:
+            raise ConfigError(f"--sweep-option {key}= names no value; pass e.g. --sweep-option {key}=A,B")
+    combos: list[dict[str, str]] = [{}]
+    for key, values in sweeps.items():
+        combos = [{**combo, key: value} for combo in combos for value in dict.fromkeys(values)]
+    target = get_target(base.backend, base.device)
+    for combo in combos:
+        check_engine_options(target.engine_class, {**base.engine_options, **combo})
+    return combos
 
 
 def precision_option(base: RunConfig) -> str:
@@ -154,10 +184,18 @@ def run_trial(
     output_dir: Path,
     target_qps: float | None = None,
     precision: str | None = None,
+    options: dict[str, str] | None = None,
 ) -> Trial:
     """One short performance run; never raises for a failed run (the error is recorded)."""
 
-    trial = Trial(batch_size=batch_size, threads=threads, instances=instances, run_dir=None, precision=precision)
+    trial = Trial(
+        batch_size=batch_size,
+        threads=threads,
+        instances=instances,
+        run_dir=None,
+        precision=precision,
+        options=dict(options or {}),
+    )
     started = time.perf_counter()
     try:
         config = _config(
@@ -169,7 +207,7 @@ def run_trial(
             threads=threads,
             output_dir=output_dir,
             target_qps=target_qps,
-            **_engine_options(base, instances, precision),
+            **_engine_options(base, instances, precision, options),
         )
         result = run_benchmark(config, progress=False, stream=False)
         trial.run_dir = str(result.run_dir)
@@ -186,10 +224,11 @@ def run_trial(
         log.warning("trial batch %d threads %s failed: %s", batch_size, threads, exc)
     trial.seconds = round(time.perf_counter() - started, 2)
     log.info(
-        "trial batch %d threads %s instances %s: %s samples/s",
+        "trial batch %d threads %s instances %s%s: %s samples/s",
         batch_size,
         threads or "auto",
         instances or "default",
+        "".join(f" {k}={v}" for k, v in trial.options.items()),
         f"{trial.samples_per_second:.2f}" if trial.ok else "failed",
     )
     return trial
@@ -223,11 +262,12 @@ def precision_check(
     THRESHOLDS: bert-99 for int8/fp16, bert-99.9 for bf16) at the same batch size, both scored from real
     accuracy runs through the harness; fp32 (and the default) pass as they are. Each verdict, pass or
     fail, is recorded in the check store (accuracy_checks.py), where later runs of the same numerics find it."""
-    runs: dict[tuple[str, int], RunResult] = {}
+    runs: dict[tuple[str, int, tuple[tuple[str, str], ...]], RunResult] = {}
     store = (cache_dir or base.cache_dir or default_cache_dir()).expanduser()
 
     def score(trial: Trial, precision: str) -> RunResult:
-        key = (precision, trial.batch_size)
+        # The same swept options in the fp32 run: the check compares one configuration's two precisions.
+        key = (precision, trial.batch_size, tuple(sorted(trial.options.items())))
         if key not in runs:
             config = _config(
                 base,
@@ -237,7 +277,7 @@ def precision_check(
                 batch_size=trial.batch_size,
                 threads=trial.threads,
                 output_dir=output_dir,
-                **_engine_options(base, trial.instances, precision),
+                **_engine_options(base, trial.instances, precision, trial.options),
             )
             result = run_benchmark(config, progress=False, stream=False)
             if result.accuracy is None:
@@ -332,6 +372,7 @@ def tune(request: TuneRequest) -> TuneResult:
         raise ConfigError("--samples must be at least 1; pass e.g. 512")
     if base.scenario is Scenario.SingleStream and len(request.batch_sizes) > 1:
         log.warning("SingleStream runs one sample at a time: the batch size changes nothing there")
+    combos = option_combinations(base, request.option_sweeps)  # before the tune directory: bad input writes nothing
     stamp = time.strftime("%Y%m%d-%H%M%S")
     directory = Path(base.output_dir) / f"tune-{stamp}-{base.scenario.value}"
     n = 1
@@ -344,13 +385,14 @@ def tune(request: TuneRequest) -> TuneResult:
     if request.repeats < 1:
         raise ConfigError("--repeats must be at least 1; pass e.g. 3")
     settings = [
-        (precision, threads, instances, batch)
+        (precision, options, threads, instances, batch)
         for precision in request.precisions
+        for options in combos
         for threads in request.threads
         for instances in request.instances
         for batch in sorted(set(request.batch_sizes))
     ]
-    for precision, threads, instances, batch in settings:
+    for precision, options, threads, instances, batch in settings:
         repeats = []
         for _ in range(request.repeats):
             repeats.append(
@@ -361,6 +403,7 @@ def tune(request: TuneRequest) -> TuneResult:
                     instances=instances,
                     samples=request.samples,
                     output_dir=trials_dir,
+                    options=options,
                     **_precision_kw(precision),
                 )
             )
@@ -416,6 +459,7 @@ def find_performance(base: RunConfig, best: Trial, request: TuneRequest, trials_
         samples=samples,
         output_dir=trials_dir,
         precision=best.precision,
+        options=best.options,
     )
     if not short.ok:
         raise RunError(f"the find-performance run failed: {short.error}")
@@ -444,6 +488,7 @@ def _find_server_qps(
             output_dir=trials_dir,
             target_qps=round(qps, 3),
             precision=best.precision,
+            options=best.options,
         )
         met = _constraints_met(trial)
         tries.append({"target_qps": round(qps, 3), "constraints_met": met, **asdict(trial)})
@@ -486,7 +531,8 @@ def write_performance_config(directory: Path, base: RunConfig, best: Trial, perf
     if best.threads is not None:
         config["threads"] = best.threads
     # The engine options the best trial ran with: the user's, its instances and its precision.
-    engine_options = _engine_options(base, best.instances, best.precision).get("engine_options", base.engine_options)
+    chosen = _engine_options(base, best.instances, best.precision, best.options)
+    engine_options = chosen.get("engine_options", base.engine_options)
     if engine_options:
         config["engine_options"] = dict(engine_options)
     if base.calibration_path is not None:
@@ -508,9 +554,12 @@ def write_performance_config(directory: Path, base: RunConfig, best: Trial, perf
 def markdown_table(trials: list[Trial], best: Trial | None) -> str:
     """The trials as a table; the precision and min columns only where a sweep has them."""
     with_precision = any(t.precision for t in trials)
+    with_options = any(t.options for t in trials)
     with_min = any(t.min_samples_per_second is not None for t in trials)
     head = ["batch size", "threads", "instances", "samples/s"]
     align = ["---:", "---:", "---:", "---:"]
+    if with_options:
+        head, align = ["engine options", *head], ["---", *align]
     if with_precision:
         head, align = ["precision", *head], ["---", *align]
     if with_min:
@@ -524,6 +573,8 @@ def markdown_table(trials: list[Trial], best: Trial | None) -> str:
         mark = " **best**" if t is best else f" (not taken: {t.rejected})" if t.rejected else ""
         p99 = f"{t.p99_latency_ms:.1f}" if t.p99_latency_ms is not None else "-"
         cells = [str(t.batch_size), str(t.threads or "auto"), str(t.instances or "default"), rate + mark]
+        if with_options:
+            cells.insert(0, options_text(t.options) or "-")
         if with_precision:
             cells.insert(0, t.precision or "default")
         if with_min:
@@ -544,6 +595,7 @@ def write_summary(result: TuneResult, request: TuneRequest) -> None:
         "threads": request.threads,
         "instances": request.instances,
         "precisions": request.precisions,
+        "option_sweeps": request.option_sweeps,
         "repeats": request.repeats,
         "trials": [asdict(t) for t in result.trials],
         "best": asdict(best) if best else None,
@@ -560,11 +612,16 @@ def write_summary(result: TuneResult, request: TuneRequest) -> None:
     result.files.setdefault("table", str(result.directory / "tune.md"))
 
 
+def options_text(options: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in options.items())
+
+
 def series_label(trial: Trial) -> str:
-    """A sweep line's name: the precision, the threads and the instance count the engine ran (not the
-    request's None)."""
+    """A sweep line's name: the precision, the swept options, the threads and the instance count the engine
+    ran (not the request's None)."""
     label = f"threads {trial.threads or 'auto'}, instances {trial.instances_ran or trial.instances or 'default'}"
-    return (f"{trial.precision}, " if trial.precision else "") + label
+    swept = f", {options_text(trial.options)}" if trial.options else ""
+    return (f"{trial.precision}, " if trial.precision else "") + label + swept
 
 
 def plot_throughput(trials: list[Trial], path: Path, *, title: str, chosen: Trial | None = None) -> Path | None:

@@ -1,0 +1,194 @@
+"""`tune --sweep-option KEY=V1,V2`: engine options swept beside precision, threads, instances and batch size.
+
+Unit tests replace the trials (run_trial, run_benchmark) with stand-ins; the slow test sweeps a real option of
+onnxruntime through the CLI with the real harness and LoadGen.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import yaml
+from cli_support import invoke
+
+from orchestrator.commands.tune_cmd import parse_option_sweeps
+from orchestrator.config import RunConfig
+from orchestrator.errors import ConfigError
+from orchestrator.workflows import tuning as tune_module
+from orchestrator.workflows.tuning import (
+    Trial,
+    TuneRequest,
+    markdown_table,
+    option_combinations,
+    precision_check,
+    series_label,
+    tune,
+)
+
+# Stand-in rates: the bf16 rest and a longer pad are faster (as measured on AMX for int8_float).
+RATE = {("fp32", "16"): 10.0, ("fp32", "32"): 11.0, ("bf16", "16"): 12.0, ("bf16", "32"): 13.0}
+
+
+def test_every_combination_is_a_setting_and_the_best_keeps_its_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[tuple[str | None, dict[str, str], int]] = []
+
+    def fake_trial(base: RunConfig, **kw: Any) -> Trial:
+        options = kw["options"]
+        asked.append((kw.get("precision"), options, kw["batch_size"]))
+        rate = RATE[(options["int8_float"], options["pad_to"])] + kw["batch_size"] / 100
+        return Trial(
+            batch_size=kw["batch_size"],
+            threads=None,
+            instances=None,
+            run_dir=f"/runs/{len(asked)}",
+            samples_per_second=rate,
+            precision=kw.get("precision"),
+            options=dict(options),
+        )
+
+    monkeypatch.setattr(tune_module, "run_trial", fake_trial)
+    base = RunConfig(backend="openvino", output_dir=tmp_path, engine_options={"calibration_rows": "64"})
+    request = TuneRequest(
+        base=base,
+        batch_sizes=[4, 8],
+        precisions=["int8"],
+        option_sweeps={"int8_float": ["fp32", "bf16"], "pad_to": ["16", "32"]},
+        plot=False,
+        find_performance=True,
+    )
+    monkeypatch.setattr(tune_module, "_constraints_met", lambda trial: True)
+    result = tune(request)
+    assert [(p, o["int8_float"], o["pad_to"], b) for p, o, b in asked[:8]] == [
+        ("int8", f, pad, b) for f in ("fp32", "bf16") for pad in ("16", "32") for b in (4, 8)
+    ]
+    best = result.best
+    assert best is not None and best.options == {"int8_float": "bf16", "pad_to": "32"} and best.batch_size == 8
+    assert asked[-1] == ("int8", {"int8_float": "bf16", "pad_to": "32"}, 8)  # the find-performance run
+    written = RunConfig(**yaml.safe_load(Path(result.files["config"]).read_text()))
+    assert written.engine_options == {
+        "calibration_rows": "64",
+        "int8_float": "bf16",
+        "pad_to": "32",
+        "precision": "int8",
+    }
+    summary = json.loads((result.directory / "tune.json").read_text())
+    assert summary["option_sweeps"] == {"int8_float": ["fp32", "bf16"], "pad_to": ["16", "32"]}
+    assert summary["best"]["options"] == {"int8_float": "bf16", "pad_to": "32"}
+    table = markdown_table(result.trials, best)
+    assert table.splitlines()[0].startswith("| precision | engine options | batch size |")
+    assert "| int8 | int8_float=bf16, pad_to=32 | 8 |" in table
+    assert len({series_label(t) for t in result.trials}) == 4  # one plotted line per combination
+
+
+@pytest.mark.parametrize(
+    ("sweeps", "message"),
+    [
+        ({"precision": ["fp32", "bf16"]}, "precision has its own sweep flag; pass --precisions"),
+        ({"instances": ["1", "2"]}, "instances has its own sweep flag; pass --instances"),
+        ({"int8_flaot": ["bf16"]}, "unknown openvino engine option 'int8_flaot'; the valid ones are"),
+        ({"pad_to": ["32", "999"]}, "openvino engine option pad_to=999 is above 384"),
+    ],
+)
+def test_a_bad_sweep_is_one_sentence_before_any_trial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sweeps: dict[str, list[str]], message: str
+) -> None:
+    monkeypatch.setattr(tune_module, "run_trial", lambda *a, **k: pytest.fail("no trial may run"))
+    with pytest.raises(ConfigError, match=message):
+        tune(TuneRequest(base=RunConfig(backend="openvino", output_dir=tmp_path), option_sweeps=sweeps, plot=False))
+    assert not list(tmp_path.iterdir())  # no tune directory
+
+
+def test_option_combinations_keep_the_order_given_and_drop_repeats() -> None:
+    base = RunConfig(backend="openvino")
+    combos = option_combinations(base, {"pad_to": ["32", "16", "32"], "shapes": ["dynamic", "buckets"]})
+    assert combos == [
+        {"pad_to": "32", "shapes": "dynamic"},
+        {"pad_to": "32", "shapes": "buckets"},
+        {"pad_to": "16", "shapes": "dynamic"},
+        {"pad_to": "16", "shapes": "buckets"},
+    ]
+    assert option_combinations(base, {}) == [{}]
+
+
+def test_the_flag_parses_and_refuses_in_one_sentence() -> None:
+    assert parse_option_sweeps(["int8_float=fp32, bf16", "pad_to=32"]) == {
+        "int8_float": ["fp32", "bf16"],
+        "pad_to": ["32"],
+    }
+    assert parse_option_sweeps(None) == {}
+    for bad, message in (("pad_to", "is not KEY=V1,V2"), ("=1,2", "is not KEY=V1,V2"), ("pad_to=", "is not KEY")):
+        with pytest.raises(ConfigError, match=message):
+            parse_option_sweeps([bad])
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_option_sweeps(["pad_to=16", "pad_to=32"])
+    result = invoke(["tune", "--sweep-option", "pad_to", "--backend", "openvino"])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "is not KEY=V1,V2" in result.stderr
+
+
+def test_the_accuracy_check_runs_both_precisions_with_the_trials_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_accuracy_checks import make_record
+
+    seen: list[dict[str, str]] = []
+
+    def fake_run(config: RunConfig, **kw: Any) -> Any:
+        seen.append(dict(config.engine_options))
+        precision = config.engine_options["precision"]
+        accuracy = SimpleNamespace(f1=80.0, exact_match=70.0, questions_scored=48, features_answered=50)
+        record = make_record(tmp_path, precision, engine_settings={"precision": precision})
+        return SimpleNamespace(accuracy=accuracy, record=record, run_dir=tmp_path / precision)
+
+    monkeypatch.setattr(tune_module, "run_benchmark", fake_run)
+    vet = precision_check(RunConfig(backend="openvino", cache_dir=tmp_path / "cache"), samples=50, output_dir=tmp_path)
+    trial = Trial(batch_size=4, threads=None, instances=None, run_dir="/r", samples_per_second=9.0, precision="int8")
+    for rest in ("fp32", "bf16"):
+        trial.options = {"int8_float": rest}
+        assert vet(trial) is None
+    assert seen == [
+        {"int8_float": "fp32", "precision": "int8"},
+        {"int8_float": "fp32", "precision": "fp32"},
+        {"int8_float": "bf16", "precision": "int8"},
+        {"int8_float": "bf16", "precision": "fp32"},
+    ]
+
+
+@pytest.mark.slow
+def test_a_real_sweep_of_an_engine_option(tmp_path: Path) -> None:
+    """onnxruntime's `optimize` swept through the CLI: two real trials per batch size, each run with its value."""
+    result = invoke(
+        [
+            "tune",
+            "--batch-sizes",
+            "2",
+            "--samples",
+            "24",
+            "--sweep-option",
+            "optimize=auto,none",
+            "--runner",
+            "local",
+            "--output-dir",
+            str(tmp_path),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--no-plot",
+            "--json",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[result.output.index("{") :])
+    assert [t["options"] for t in summary["trials"]] == [{"optimize": "auto"}, {"optimize": "none"}]
+    for t in summary["trials"]:
+        assert t["error"] is None and t["samples_per_second"] > 0
+        record = json.loads((Path(t["run_dir"]) / "run.json").read_text())
+        assert (
+            record["status"] == "succeeded"
+            and record["config"]["engine_options"]["optimize"] == t["options"]["optimize"]
+        )
+    assert summary["best"]["options"] in [t["options"] for t in summary["trials"]]

@@ -474,17 +474,73 @@ def test_auto_falls_back_to_fp32_without_bf16(
     assert abs(float(record["results"]["accuracy"]["f1"]) - fp32_f1) < 0.05
 
 
+def _stand_in_train() -> dict:
+    """A small train-like set: two dev articles whose paragraphs are made other paragraphs (a sentence added at
+    the end keeps every answer_start), so the dev check does not take them for the dev set."""
+    from orchestrator.paths import EMBEDDED_DATASET
+
+    squad = json.loads(EMBEDDED_DATASET.read_text())
+    squad["data"] = squad["data"][:2]
+    for article in squad["data"]:
+        article["title"] += " (stand-in)"
+        for paragraph in article["paragraphs"]:
+            paragraph["context"] += " This paragraph stands in for a training paragraph."
+    return squad
+
+
+def test_a_calibration_set_with_dev_paragraphs_is_refused(tmp_path: Path) -> None:
+    """MLPerf calibrates on train, never dev: the dev set itself, or a set with one dev article mixed in, is
+    refused with one sentence before any feature is built; a clean set's verdict is kept."""
+    from orchestrator.paths import EMBEDDED_DATASET, EMBEDDED_VOCAB
+    from orchestrator.workflows.calibration import calibration_features
+
+    cache = tmp_path / "cache"
+    with pytest.raises(ConfigError, match="shares 2067 paragraphs with the dev set dev-v1.1.json; MLPerf calibrates"):
+        calibration_features(EMBEDDED_DATASET, EMBEDDED_VOCAB, cache)
+    mixed = _stand_in_train()
+    mixed["data"].append(json.loads(EMBEDDED_DATASET.read_text())["data"][5])
+    mixed_path = tmp_path / "mixed.json"
+    mixed_path.write_text(json.dumps(mixed))
+    with pytest.raises(ConfigError, match=r"mixed.json shares \d+ paragraphs with the dev set"):
+        calibration_features(mixed_path, EMBEDDED_VOCAB, cache)
+    other_dev = tmp_path / "my-dev.json"  # the run's own dev set, when it is not the embedded one
+    other_dev.write_text(json.dumps(_stand_in_train()))
+    clean = tmp_path / "train.json"
+    clean.write_text(json.dumps(_stand_in_train()))
+    with pytest.raises(ConfigError, match="with the dev set my-dev.json"):
+        calibration_features(clean, EMBEDDED_VOCAB, cache, dev=other_dev)
+    assert not list((cache / "calibration").glob("*.npz")) and not (cache / "features").exists()
+    calibration_features(clean, EMBEDDED_VOCAB, cache, rows=8)
+    assert len(list((cache / "calibration").glob("not-dev-*.ok"))) == 1
+    result = invoke(
+        [
+            "run",
+            "--backend",
+            "openvino",
+            "--engine-option",
+            "precision=int8",
+            "--calibration",
+            str(EMBEDDED_DATASET),
+            "--dry-run",
+            "--cache-dir",
+            str(cache),
+            "--output-dir",
+            str(tmp_path / "runs"),
+        ]
+    )
+    assert result.exit_code == 2 and result.stderr.splitlines()[-1].startswith("error: the calibration set")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_calibration_features_from_a_gzipped_train_json(tmp_path: Path) -> None:
     """--calibration's .json.gz: built once into the cache, a fixed seeded subset, nothing half-written."""
     import gzip
 
-    from orchestrator.paths import EMBEDDED_DATASET, EMBEDDED_VOCAB
+    from orchestrator.paths import EMBEDDED_VOCAB
     from orchestrator.workflows.calibration import calibration_features
 
-    squad = json.loads(EMBEDDED_DATASET.read_text())
-    squad["data"] = squad["data"][:2]  # a small stand-in for the train set
     train = tmp_path / "train.json.gz"
-    train.write_bytes(gzip.compress(json.dumps(squad).encode()))
+    train.write_bytes(gzip.compress(json.dumps(_stand_in_train()).encode()))
     cache = tmp_path / "cache"
     first = calibration_features(train, EMBEDDED_VOCAB, cache, rows=40, seed=0)
     again = calibration_features(train, EMBEDDED_VOCAB, cache, rows=40, seed=0)

@@ -121,3 +121,19 @@ def test_stop_grace_reaches_every_runner() -> None:
     assert make_runner(RunConfig(runner="local"), target).stop_grace_s == STOP_GRACE_S  # type: ignore[arg-type,attr-defined]
     with pytest.raises(ValueError, match="greater than or equal to 0"):
         RunConfig(stop_grace_s=-1)
+
+
+def test_the_default_batch_is_one_where_no_batch_can_be_larger() -> None:
+    """SingleStream's queries are one sample each, and the reference SUT runs batch 1: run.json must not
+    record the target's default (2 on onnxruntime-cpu) as the batch size that ran."""
+    from orchestrator.backends import TARGETS
+    from orchestrator.config import RunConfig
+    from orchestrator.workflows.benchmark import effective_batch_size, with_default_batch_size
+
+    target = TARGETS["onnxruntime-cpu"]
+    assert effective_batch_size(RunConfig(scenario="SingleStream"), target) == 1  # type: ignore[arg-type]
+    assert effective_batch_size(RunConfig(sut="reference"), target) == 1  # type: ignore[arg-type]
+    assert effective_batch_size(RunConfig(scenario="Offline"), target) == target.batch_size  # type: ignore[arg-type]
+    assert effective_batch_size(RunConfig(scenario="MultiStream"), target) == target.batch_size  # type: ignore[arg-type]
+    given = RunConfig(scenario="SingleStream", batch_size=8)  # type: ignore[arg-type]
+    assert with_default_batch_size(given, target).batch_size == 8

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrator.backends import BACKENDS, DEVICES
+from orchestrator.backends import BACKENDS, DEVICES, TARGETS, Target
 from orchestrator.config import (
     CONFIG_FLAG,
     RUN_FLAGS,
@@ -79,10 +79,14 @@ ExecutionModeOption = Annotated[
 TestQueryCountOption = Annotated[
     int | None, _option("test_query_count", f"Samples in a test-mode run (default: {_default('test_query_count')}).")
 ]
+_USUAL_BATCH = Target.__dataclass_fields__["batch_size"].default
+_OWN_BATCH = ", ".join(f"{t.key} {t.batch_size}" for t in TARGETS.values() if t.batch_size != _USUAL_BATCH)
 BatchSizeOption = Annotated[
     int | None,
     _option(
-        "batch_size", "Batch size of the optimized SUT (default: the backend's, 2 for onnxruntime on the CPU, else 16)."
+        "batch_size",
+        f"Batch size of the optimized SUT (default: the target's, {_OWN_BATCH}, else {_USUAL_BATCH}; 1 in "
+        "SingleStream, whose queries are one sample).",
     ),
 ]
 ThreadsOption = Annotated[int | None, _option("threads", "Intra-op threads (default: the engine's choice).")]

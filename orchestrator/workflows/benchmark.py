@@ -240,10 +240,13 @@ def _auto_runner(config: RunConfig, target: Target) -> tuple[RunnerKind, str]:
 
 
 def effective_batch_size(config: RunConfig, target: Target) -> int:
-    """The batch size a run uses: the user's, else 1 for the reference SUT, else the target's default."""
+    """The batch size a run uses: the user's, else 1 for the reference SUT and for SingleStream (each query
+    is one sample, so no batch is ever larger), else the target's default."""
     if config.batch_size is not None:
         return config.batch_size
-    return 1 if config.sut is SutKind.reference else target.batch_size
+    if config.sut is SutKind.reference or config.scenario is Scenario.SingleStream:
+        return 1
+    return target.batch_size
 
 
 def with_default_batch_size(config: RunConfig, target: Target) -> RunConfig:
@@ -382,7 +385,7 @@ def run_benchmark(
     cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
     inputs = resolve_inputs(config, cache_dir)
     check_precision(config, target)
-    config = with_calibration(config, target, inputs.vocab, cache_dir)
+    config = with_calibration(config, target, inputs.vocab, cache_dir, inputs.dataset)
     runner = make_runner(config, target, stream=stream, cache_dir=cache_dir)
     runner.preflight()  # venv, engine, image, GPU: fail before a run directory exists
     label = f"{target.key}-{config.scenario.value}-{audit.test if audit else config.mode.value}"
@@ -507,7 +510,9 @@ def prepare_only(config: RunConfig, *, debug: bool = False) -> str:
     cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
     inputs = resolve_inputs(config, cache_dir)
     check_precision(config, target)
-    config = with_calibration(config, target, inputs.vocab, cache_dir)  # --debug's shell gets it mounted too
+    config = with_calibration(
+        config, target, inputs.vocab, cache_dir, inputs.dataset
+    )  # --debug's shell gets it mounted too
     runner = make_runner(config, target, stream=True, cache_dir=cache_dir)
     run_dir = (config.output_dir / "<new-run>").resolve()
     spec = build_spec(config, target, inputs, run_dir, progress=True, cache_dir=cache_dir)

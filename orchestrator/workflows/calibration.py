@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -22,12 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestrator.assets.hashing import cached_sha256
 from orchestrator.backends import Target
 from orchestrator.config import RUN_FLAGS, RunConfig, RunnerKind
 from orchestrator.dataset import build_features, load_features
-from orchestrator.errors import ConfigError, PreflightError
+from orchestrator.errors import ConfigError, PreflightError, first_line
 from orchestrator.harness.cpu import detect_isa
 from orchestrator.harness.spec import RAY_LOCAL
+from orchestrator.paths import EMBEDDED_DATASET
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +63,10 @@ def check_precision(config: RunConfig, target: Target) -> None:
         )
 
 
-def with_calibration(config: RunConfig, target: Target, vocab: Path, cache_dir: Path) -> RunConfig:
+def with_calibration(config: RunConfig, target: Target, vocab: Path, cache_dir: Path, dev: Path) -> RunConfig:
     """The config with `calibration_path` among its engine options when the run asks for an int8 that the
-    engine calibrates itself; a ConfigError when it does and --calibration is missing."""
+    engine calibrates itself; a ConfigError when it does and --calibration is missing, or names a set that
+    shares paragraphs with the dev set `dev` the run scores on."""
     flag = RUN_FLAGS["calibration_path"]
     if not target.int8_calibration or requested_precision(config, target) != "int8":
         if config.calibration_path is not None:
@@ -75,15 +79,23 @@ def with_calibration(config: RunConfig, target: Target, vocab: Path, cache_dir: 
             f"{target.key} precision=int8 quantizes the model from calibration data; pass {flag} PATH, a SQuAD "
             "v1.1 train JSON (.json or .json.gz; never the dev set)"
         )
-    features = calibration_features(config.calibration_path, vocab, cache_dir)
+    features = calibration_features(config.calibration_path, vocab, cache_dir, dev=dev)
     options = {**config.engine_options, CALIBRATION_OPTION: str(features.resolve())}
     return config.model_copy(update={"engine_options": options})
 
 
 def calibration_features(
-    dataset: Path, vocab: Path, cache_dir: Path, *, rows: int = CALIBRATION_ROWS, seed: int = CALIBRATION_SEED
+    dataset: Path,
+    vocab: Path,
+    cache_dir: Path,
+    *,
+    dev: Path | None = None,
+    rows: int = CALIBRATION_ROWS,
+    seed: int = CALIBRATION_SEED,
 ) -> Path:
-    """<cache>/calibration/<key>.npz: `rows` seeded feature rows of the train set `dataset` (built once)."""
+    """<cache>/calibration/<key>.npz: `rows` seeded feature rows of the train set `dataset` (built once).
+    A set that shares a paragraph with SQuAD's dev set (the embedded one, and `dev` when it is another) is
+    refused: MLPerf calibrates on the training set, never on what is scored."""
     dataset = Path(dataset).expanduser()
     if not dataset.is_file():
         raise ConfigError(
@@ -93,6 +105,8 @@ def calibration_features(
     folder = cache_dir / "calibration"
     folder.mkdir(parents=True, exist_ok=True)
     source = _plain_json(dataset, folder)
+    for scored in dict.fromkeys([EMBEDDED_DATASET, *([dev] if dev is not None else [])]):
+        check_not_dev(source, scored, folder, shown=dataset)
     features_path = build_features(source, vocab, cache_dir / "features")
     digest = hashlib.sha256(f"{features_path.name}:{rows}:{seed}".encode()).hexdigest()[:24]
     out = folder / f"calibration-{digest}.npz"
@@ -105,6 +119,41 @@ def calibration_features(
     _save_atomically(out, arrays)
     log.info("calibration: %d of %d train features of %s -> %s", len(pick), count, dataset.name, out)
     return out
+
+
+def check_not_dev(calibration: Path, dev: Path, folder: Path, *, shown: Path | None = None) -> None:
+    """A ConfigError when the calibration JSON holds a paragraph (context) of the dev JSON; the verdict for a
+    passing pair of files is kept in `folder` (both JSONs are read once, about a second for SQuAD's train)."""
+    key = hashlib.sha256(f"{cached_sha256(calibration)}:{cached_sha256(dev)}".encode()).hexdigest()[:24]
+    marker = folder / f"not-dev-{key}.ok"
+    if marker.is_file():
+        return
+    shared = _contexts(calibration) & _contexts(dev)
+    if shared:
+        raise ConfigError(
+            f"the calibration set {shown or calibration} shares {len(shared)} paragraphs with the dev set "
+            f"{dev.name}; MLPerf calibrates on the training set, never on dev: pass a SQuAD v1.1 train JSON "
+            f"to {RUN_FLAGS['calibration_path']}"
+        )
+    fd, tmp = tempfile.mkstemp(prefix=f".{marker.name}.", dir=folder)
+    os.close(fd)
+    os.replace(tmp, marker)
+
+
+def _contexts(path: Path) -> set[str]:
+    """The sha256 of every paragraph's context in a SQuAD JSON (the dataset loader checks its form later)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {
+            hashlib.sha256(paragraph["context"].encode()).hexdigest()
+            for article in data["data"]
+            for paragraph in article["paragraphs"]
+        }
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"{path} is not a SQuAD v1.1 JSON ({type(exc).__name__}: {first_line(exc)[:80]}); pass the "
+            "train or dev JSON as it is published"
+        ) from None
 
 
 def _plain_json(dataset: Path, folder: Path) -> Path:

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.assets import resolve_vocab
+from orchestrator.assets import resolve_dataset, resolve_vocab
 from orchestrator.assets.hashing import cached_sha256
 from orchestrator.config import ExecutionMode, Mode, RunConfig, RunnerKind
 from orchestrator.errors import ModelError, RunError
@@ -179,7 +179,9 @@ def calibration_for(config: RunConfig, cache_dir: Path) -> Path | None:
     the set openvino's NNCF calibrates on); None without it."""
     if config.calibration_path is None:
         return None
-    return calibration_features(config.calibration_path, resolve_vocab(config.vocab_path, cache_dir), cache_dir)
+    vocab = resolve_vocab(config.vocab_path, cache_dir)
+    dev = resolve_dataset(config.dataset_path, cache_dir)
+    return calibration_features(config.calibration_path, vocab, cache_dir, dev=dev)
 
 
 def approved_int8(

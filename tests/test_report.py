@@ -98,6 +98,22 @@ def test_an_unknown_status_is_shown_as_given(tmp_path: Path) -> None:
     assert '<span class="st-other">paused-by-scheduler</span>' in page
 
 
+def test_the_page_replaces_only_its_own_earlier_page(tmp_path: Path) -> None:
+    """-o onto a run's run.json (or any file it did not write) is refused and the file kept; its own page is
+    replaced."""
+    run_dir = _write_run(tmp_path / "runs", "good", _record("good"))
+    before = (run_dir / "run.json").read_bytes()
+    result = invoke(["report", str(tmp_path / "runs"), "-o", str(run_dir / "run.json")])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "exists and is not a page this command wrote" in result.stderr
+    assert (run_dir / "run.json").read_bytes() == before
+    page = tmp_path / "report.html"
+    write_report([tmp_path / "runs"], page)
+    first = page.read_text()
+    write_report([tmp_path / "runs"], page)  # again: its own page, replaced
+    assert page.read_text().count("good") == first.count("good")
+
+
 def test_a_failed_runs_error_is_escaped(tmp_path: Path) -> None:
     error = "engine option fusions='<b>bogus</b>' & more"
     _write_run(tmp_path, "bad", _record("bad", status="failed", error=error, results={}))

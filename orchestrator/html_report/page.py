@@ -307,6 +307,9 @@ def submission_section(sub: SubmissionView) -> str:
 
 
 # ---- the page --------------------------------------------------------------------------------------------
+GENERATOR = "mlperf-bert report"
+
+
 def render(sources: Sources, page_path: Path, *, inputs: list[Path], title: str = "MLPerf BERT report") -> str:
     page_dir = page_path.parent.resolve()
     body = [f"<h1>{_e(title)}</h1>"]
@@ -339,6 +342,7 @@ def render(sources: Sources, page_path: Path, *, inputs: list[Path], title: str 
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<meta name='generator' content='{GENERATOR}'>"  # write_report replaces only pages that say this
         # Nothing may be fetched: no script, no remote style, image or font (the page works offline).
         "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'; "
         'img-src data:">'

@@ -97,6 +97,12 @@ class RunConfig(BaseModel):
                 return v  # pydantic names the valid values
         return v
 
+    @field_validator("mode", "execution_mode", "sut", "runner", "local_env", mode="before")
+    @classmethod
+    def _choice_case(cls, v: Any) -> Any:
+        """Choices in any case, as on the command line (their values are lower case)."""
+        return v.lower() if isinstance(v, str) and not isinstance(v, Enum) else v
+
     @field_validator("backend")
     @classmethod
     def _known_backend(cls, v: str) -> str:
@@ -202,9 +208,15 @@ def _first_error(exc: ValidationError) -> str:
 def load_config_file(path: Path) -> dict[str, Any]:
     """Read a YAML config file (keys as in RunConfig, dashes or underscores)."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist; pass an existing YAML file to --config") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder; pass a YAML file to --config") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text; pass a YAML file to --config") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read the config file {path} ({e.strerror}); pass a readable YAML file") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {path} is not valid YAML ({e.__class__.__name__}); fix its syntax") from None
     if not isinstance(data, dict):

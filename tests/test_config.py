@@ -3,6 +3,7 @@ import typing
 from pathlib import Path
 
 import pytest
+from cli_support import invoke
 
 from orchestrator.backends import TARGETS, get_target
 from orchestrator.config import Mode, RunConfig, RunOverrides, Scenario, resolve_config
@@ -88,6 +89,28 @@ def test_scenario_is_case_insensitive(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("scenario: singlestream\n")
     assert resolve_config(None, f).scenario is Scenario.SingleStream
+
+
+def test_every_choice_is_case_insensitive_in_files_and_flags(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("mode: BOTH\nexecution-mode: Test\nsut: Reference\nrunner: LOCAL\nlocal-env: Current\n")
+    config = resolve_config(None, f)
+    assert (config.mode.value, config.execution_mode.value, config.sut.value) == ("both", "test", "reference")
+    assert (config.runner.value, config.local_env.value) == ("local", "current")
+    flags = ["--mode", "Accuracy", "--execution-mode", "TEST", "--sut", "REFERENCE", "--runner", "LOCAL"]
+    result = invoke(["run", *flags, "--local-env", "CURRENT", "--dry-run", "--output-dir", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_config_path_that_is_no_text_file_is_one_sentence(tmp_path: Path) -> None:
+    binary = tmp_path / "c.yaml"
+    binary.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ConfigError, match="is not UTF-8 text; pass a YAML file"):
+        resolve_config(None, binary)
+    with pytest.raises(ConfigError, match="is a folder; pass a YAML file"):
+        resolve_config(None, tmp_path)
+    result = invoke(["tune", "--config", str(tmp_path)])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
 
 
 def test_bad_yaml_file(tmp_path: Path) -> None:

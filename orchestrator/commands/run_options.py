@@ -42,6 +42,7 @@ def _choices(values: tuple[str, ...] | type[Enum]) -> str:
 
 
 def _option(field: str, help: str, **kwargs: Any) -> Any:
+    kwargs.setdefault("case_sensitive", False)  # choices in any case (--mode Accuracy, --runner LOCAL)
     return typer.Option(RUN_FLAGS[field], help=help, **kwargs)
 
 

@@ -228,8 +228,13 @@ def resolve_config(overrides: RunOverrides | None = None, config_file: Path | No
     """The options given override the file, which overrides the defaults."""
     merged: dict[str, Any] = load_config_file(config_file) if config_file else {}
     merged.update(overrides.given() if overrides is not None else {})
+    return checked_config(merged)
+
+
+def checked_config(values: dict[str, Any]) -> RunConfig:
+    """RunConfig(**values), its first validation error as a ConfigError of one sentence."""
     try:
-        return RunConfig(**merged)
+        return RunConfig(**values)
     except ValidationError as e:
         raise ConfigError(_first_error(e)) from None
 

@@ -53,7 +53,12 @@ def test_every_combination_is_a_setting_and_the_best_keeps_its_options(
         )
 
     monkeypatch.setattr(tune_module, "run_trial", fake_trial)
-    base = RunConfig(backend="openvino", output_dir=tmp_path, engine_options={"calibration_rows": "64"})
+    base = RunConfig(
+        backend="openvino",
+        output_dir=tmp_path,
+        engine_options={"calibration_rows": "64"},
+        calibration_path=tmp_path / "train.json",
+    )
     request = TuneRequest(
         base=base,
         batch_sizes=[4, 8],
@@ -192,3 +197,29 @@ def test_a_real_sweep_of_an_engine_option(tmp_path: Path) -> None:
             and record["config"]["engine_options"]["optimize"] == t["options"]["optimize"]
         )
     assert summary["best"]["options"] in [t["options"] for t in summary["trials"]]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--batch-sizes", "100000"], "invalid batch_size 100000: input should be less than or equal to 4096"),
+        (["--threads", "0"], "--threads needs whole numbers >= 1"),
+        (["--backend", "openvino", "--precisions", "fp32,int4"], "precision='int4' is not one of auto, fp32"),
+        (["--backend", "openvino", "--precisions", "fp32,int8"], "precision=int8 quantizes the model from calibration"),
+        (["--precision-check-samples", "some"], "--precision-check-samples 'some' is neither"),
+    ],
+)
+def test_a_setting_no_trial_could_run_is_refused_before_the_tune_folder(
+    tmp_path: Path, argv: list[str], message: str
+) -> None:
+    result = invoke(["tune", *argv, "--output-dir", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_tune_folder_that_cannot_be_made_is_one_sentence(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = invoke(["tune", "--batch-sizes", "2", "--output-dir", str(blocker)])
+    assert result.exit_code == 2 and result.stderr.startswith("error: cannot make the tune folder under")

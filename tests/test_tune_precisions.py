@@ -57,7 +57,7 @@ def test_the_fastest_precision_whose_check_passes_wins(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(tune_module, "run_trial", fake_trial)
     request = TuneRequest(
-        base=RunConfig(backend="openvino", output_dir=tmp_path),
+        base=RunConfig(backend="openvino", output_dir=tmp_path, calibration_path=tmp_path / "train.json"),
         batch_sizes=[4],
         precisions=["fp32", "bf16", "int8"],
         repeats=3,
@@ -88,7 +88,9 @@ def test_find_performance_runs_the_precision_that_won(
     monkeypatch.setattr(tune_module, "run_trial", fake_trial)
     monkeypatch.setattr(tune_module, "_constraints_met", lambda trial: True)
     request = TuneRequest(
-        base=RunConfig(backend="openvino", scenario=scenario, output_dir=tmp_path),  # type: ignore[arg-type]
+        base=RunConfig(  # type: ignore[arg-type]
+            backend="openvino", scenario=scenario, output_dir=tmp_path, calibration_path=tmp_path / "train.json"
+        ),
         batch_sizes=[4],
         precisions=["fp32", "int8"],
         plot=False,

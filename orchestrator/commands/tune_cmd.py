@@ -251,6 +251,7 @@ def _tune(
     as_json: bool,
 ) -> None:
     base = resolve_config(overrides, config)
+    check_samples(precision_check_samples)  # checked when given, whether or not --precisions uses it
     notes: list[str] = []
     vet: Callable[[Trial], str | None] | None = None
     if int8:

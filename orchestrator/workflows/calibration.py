@@ -74,14 +74,25 @@ def with_calibration(config: RunConfig, target: Target, vocab: Path, cache_dir: 
         return config
     if CALIBRATION_OPTION in config.engine_options:
         return config  # the features' .npz given directly (e.g. by a test or a --config file)
-    if config.calibration_path is None:
-        raise ConfigError(
-            f"{target.key} precision=int8 quantizes the model from calibration data; pass {flag} PATH, a SQuAD "
-            "v1.1 train JSON (.json or .json.gz; never the dev set)"
-        )
+    missing = missing_calibration(config, target)
+    if missing:
+        raise ConfigError(missing)
+    assert config.calibration_path is not None
     features = calibration_features(config.calibration_path, vocab, cache_dir, dev=dev)
     options = {**config.engine_options, CALIBRATION_OPTION: str(features.resolve())}
     return config.model_copy(update={"engine_options": options})
+
+
+def missing_calibration(config: RunConfig, target: Target) -> str | None:
+    """The sentence that refuses an int8 the engine calibrates itself when no calibration set is given."""
+    if not target.int8_calibration or requested_precision(config, target) != "int8":
+        return None
+    if CALIBRATION_OPTION in config.engine_options or config.calibration_path is not None:
+        return None
+    return (
+        f"{target.key} precision=int8 quantizes the model from calibration data; pass "
+        f"{RUN_FLAGS['calibration_path']} PATH, a SQuAD v1.1 train JSON (.json or .json.gz; never the dev set)"
+    )
 
 
 def calibration_features(

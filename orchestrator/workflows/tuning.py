@@ -34,7 +34,7 @@ import yaml
 
 from orchestrator import plots
 from orchestrator.backends import get_target
-from orchestrator.config import RunConfig
+from orchestrator.config import RunConfig, checked_config
 from orchestrator.errors import ConfigError, MlperfBertError, RunError
 from orchestrator.harness.engines.engine import check_engine_options
 from orchestrator.html_report import REPORT_FILE, write_report
@@ -49,6 +49,7 @@ from orchestrator.workflows.accuracy_checks import (
     write_check,
 )
 from orchestrator.workflows.benchmark import RunResult, run_benchmark
+from orchestrator.workflows.calibration import missing_calibration
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def _config(base: RunConfig, **update: Any) -> RunConfig:
     """A copy of base with updates, validated again (model_copy alone skips validation)."""
     data = base.model_dump()
     data.update(update)
-    return RunConfig(**data)
+    return checked_config(data)
 
 
 def _engine_options(
@@ -143,6 +144,29 @@ def _engine_options(
 
 # Options with a sweep flag of their own: --sweep-option names the others.
 _OWN_FLAGS = {"instances": "--instances", "precision": "--precisions"}
+
+
+def check_settings(request: TuneRequest, combos: list[dict[str, str]]) -> None:
+    """Every setting the sweep would run, checked as its run will check it, before the tune folder exists: a
+    batch size or thread count RunConfig refuses, a precision or option the engine refuses, int8 without its
+    calibration set. One sentence, instead of a folder of failed trials."""
+    base = request.base
+    target = get_target(base.backend, base.device)
+    for batch in sorted(set(request.batch_sizes)):
+        for threads in request.threads:
+            _config(base, batch_size=batch, threads=threads, test_query_count=request.samples)
+    for precision in request.precisions:
+        for options in combos:
+            for instances in request.instances:
+                engine_options = _engine_options(base, instances, precision, options).get(
+                    "engine_options", base.engine_options
+                )
+                check_engine_options(target.engine_class, engine_options)
+        if precision is not None:
+            asked = {**base.engine_options, precision_option(base): precision}
+            missing = missing_calibration(base.model_copy(update={"engine_options": asked}), target)
+            if missing:
+                raise ConfigError(missing)
 
 
 def option_combinations(base: RunConfig, sweeps: dict[str, list[str]]) -> list[dict[str, str]]:
@@ -372,7 +396,10 @@ def tune(request: TuneRequest) -> TuneResult:
         raise ConfigError("--samples must be at least 1; pass e.g. 512")
     if base.scenario is Scenario.SingleStream and len(request.batch_sizes) > 1:
         log.warning("SingleStream runs one sample at a time: the batch size changes nothing there")
+    if request.repeats < 1:
+        raise ConfigError("--repeats must be at least 1; pass e.g. 3")
     combos = option_combinations(base, request.option_sweeps)  # before the tune directory: bad input writes nothing
+    check_settings(request, combos)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     directory = Path(base.output_dir) / f"tune-{stamp}-{base.scenario.value}"
     n = 1
@@ -380,10 +407,13 @@ def tune(request: TuneRequest) -> TuneResult:
         n += 1
         directory = Path(base.output_dir) / f"tune-{stamp}-{base.scenario.value}-{n}"
     trials_dir = directory / "trials"
-    trials_dir.mkdir(parents=True)
+    try:
+        trials_dir.mkdir(parents=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot make the tune folder under {base.output_dir} ({exc.strerror}); pass a writable --output-dir"
+        ) from None
     result = TuneResult(directory=directory, trials=[], best=None)
-    if request.repeats < 1:
-        raise ConfigError("--repeats must be at least 1; pass e.g. 3")
     settings = [
         (precision, options, threads, instances, batch)
         for precision in request.precisions

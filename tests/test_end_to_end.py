@@ -18,6 +18,7 @@ from orchestrator.api import run_benchmark
 from orchestrator.cli import app
 from orchestrator.config import RunConfig
 from orchestrator.errors import ConfigError, DatasetError, ModelError
+from orchestrator.paths import EMBEDDED_MODEL
 from orchestrator.runs import RunRecord
 
 pytestmark = pytest.mark.slow
@@ -194,6 +195,16 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "misspelt engine option": (["--engine-option", "optimise=none"], "unknown onnxruntime engine option"),
         "bad engine option value": (["--engine-option", "instances=many"], "instances='many' is not auto or"),
         "unknown engine precision": (["--engine-option", "precision=bf16"], "runs precision auto, fp32, fp16"),
+        # What the engine would refuse for its device as it starts, checked on the host first.
+        "fp16 on the CPU": (["--engine-option", "precision=fp16"], "precision=fp16 runs on a GPU provider"),
+        "cuda graphs on the CPU": (
+            ["--backend", "pytorch", "--model-path", str(tmp_path), "--engine-option", "cuda_graphs=1"],
+            "cuda_graphs=1 needs the CUDA device",
+        ),
+        "an ONNX file for pytorch": (
+            ["--backend", "pytorch", "--model-path", str(EMBEDDED_MODEL)],
+            "runs a Hugging Face checkpoint, but",
+        ),
     }
 
 

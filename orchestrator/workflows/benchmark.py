@@ -125,6 +125,11 @@ def resolve_inputs(config: RunConfig, cache_dir: Path) -> Inputs:
 
 def _check_model_format(model: ResolvedModel, target: Target) -> None:
     """The model must be what the target runs; an ONNX model must have the MLPerf interface."""
+    if target.model_format == "pytorch" and Path(model.path).suffix == ".onnx":
+        raise ModelError(
+            f"{target.key} runs a Hugging Face checkpoint, but {model.path} is an ONNX file; pass the checkpoint "
+            "directory (config.json + model.safetensors) to --model-path, or use --backend onnxruntime"
+        )
     if target.model_format != "onnx":
         return
     if Path(model.path).is_dir():
@@ -277,7 +282,12 @@ def run_engine_options(config: RunConfig, target: Target, cache_dir: Path | None
 def check_run_engine_options(config: RunConfig, target: Target) -> None:
     """A misspelt --engine-option or a bad value: the engine's own one-sentence ConfigError, before any run
     directory (the harness parses them again when the engine starts)."""
-    check_engine_options(target.engine_class, run_engine_options(config, target, None))
+    check_engine_options(
+        target.engine_class,
+        run_engine_options(config, target, None),
+        device=target.device,
+        execution_provider=target.execution_provider,
+    )
 
 
 def build_spec(

@@ -31,6 +31,11 @@ class Engine(ABC):
     # the host can check a run's options before any run directory (check_engine_options).
     options_class: ClassVar[type[EngineOptions]] = EngineOptions
 
+    @classmethod  # noqa: B027 - optional: most engines' options run on any device they are built for
+    def check_options(cls, options: EngineOptions, *, device: str, execution_provider: str) -> None:
+        """Refuse, with one sentence, options that cannot run on this device or provider (fp16 on a CPU,
+        CUDA graphs without CUDA): what the engine checks as it starts, that the host can check first."""
+
     def __init__(
         self,
         model_path: str,
@@ -113,12 +118,17 @@ def load_engine_class(engine_class: str) -> type[Engine]:
     return cls
 
 
-def check_engine_options(engine_class: str, options: Mapping[str, str]) -> None:
-    """The options parsed as the engine will parse them, so that a misspelt option or a bad value fails on
-    the host, before any run directory, with the engine's own sentence. Importing an engine module imports
-    numpy only (its engine package is imported when the engine starts), so the host may call this."""
+def check_engine_options(
+    engine_class: str, options: Mapping[str, str], *, device: str | None = None, execution_provider: str | None = None
+) -> None:
+    """The options parsed as the engine will parse them (and, given the device and provider, checked against
+    them), so that a misspelt option, a bad value or one the device cannot run fails on the host, before any
+    run directory, with the engine's own sentence. Importing an engine module imports numpy only (its engine
+    package is imported when the engine starts), so the host may call this."""
     cls = load_engine_class(engine_class)
-    parse_engine_options(cls.options_class, options, cls.name)
+    parsed = parse_engine_options(cls.options_class, options, cls.name)
+    if device is not None and execution_provider is not None:
+        cls.check_options(parsed, device=device, execution_provider=execution_provider)
 
 
 __all__ = ["Engine", "ModelError", "check_engine_options", "load_engine_class"]

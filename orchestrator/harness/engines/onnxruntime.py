@@ -165,6 +165,21 @@ class _DeviceBound:
         return start, end
 
 
+def check_precision_options(opts: OnnxRuntimeOptions, provider: str) -> None:
+    """fp16 needs a GPU provider and the transformers optimizer (which makes it): one sentence otherwise."""
+    if opts.precision != "fp16":
+        return
+    if provider == CPU:
+        raise ConfigError(
+            "precision=fp16 runs on a GPU provider (onnxruntime-cuda, onnxruntime-rocm); on the CPU use "
+            "precision=auto, or an int8 model."
+        )
+    if opts.optimize != "auto" or opts.fusions == "onnxruntime":
+        raise ConfigError(
+            "precision=fp16 is made by the transformers optimizer; drop optimize=none and fusions=onnxruntime."
+        )
+
+
 class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
     options_class = OnnxRuntimeOptions
@@ -253,17 +268,12 @@ class OnnxRuntimeEngine(Engine):
         return self.opts.precision == "fp16"
 
     def _check_precision(self, provider: str) -> None:
-        if not self.fp16:
-            return
-        if provider == CPU:
-            raise ConfigError(
-                "precision=fp16 runs on a GPU provider (onnxruntime-cuda, onnxruntime-rocm); on the CPU use "
-                "precision=auto, or an int8 model."
-            )
-        if not self.optimized or self.opts.fusions == "onnxruntime":
-            raise ConfigError(
-                "precision=fp16 is made by the transformers optimizer; drop optimize=none and fusions=onnxruntime."
-            )
+        check_precision_options(self.opts, provider)
+
+    @classmethod
+    def check_options(cls, options: EngineOptions, *, device: str, execution_provider: str) -> None:
+        assert isinstance(options, OnnxRuntimeOptions)
+        check_precision_options(options, execution_provider)
 
     def _check_fallback(self, provider: str) -> None:
         """onnxruntime registers the CPU provider in place of a GPU one that failed to load: fail, not run slow."""

@@ -95,6 +95,11 @@ class PyTorchEngine(Engine):
     options_class = PyTorchOptions
     packages = ("torch", "transformers")
 
+    @classmethod
+    def check_options(cls, options: EngineOptions, *, device: str, execution_provider: str) -> None:
+        assert isinstance(options, PyTorchOptions)
+        check_device_options(options, device)
+
     def __init__(
         self,
         model_path: str,

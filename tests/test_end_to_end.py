@@ -181,6 +181,12 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     corrupt.write_bytes(b"\x08\x07not a model" * 100)
     bad_json = tmp_path / "bad.json"
     bad_json.write_text('{"data": [ {"title": "x", "paragraphs": ')
+    unanswered = tmp_path / "questions.json"  # a question list, no dev set: nothing to score against
+    unanswered.write_text(
+        json.dumps(
+            {"data": [{"title": "x", "paragraphs": [{"context": "abc", "qas": [{"id": "q1", "question": "q"}]}]}]}
+        )
+    )
     other_vocab = tmp_path / "vocab.txt"
     other_vocab.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\na" + "\n")
     return {
@@ -188,6 +194,7 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "corrupt model": (["--model-path", str(corrupt)], "model"),
         "unknown model name": (["--model", "bert-1000"], "unknown model"),
         "malformed squad": (["--dataset", str(bad_json)], "JSON"),
+        "questions without answers": (["--dataset", str(unanswered), "--test-query-count", "1"], "have no answers"),
         "vocab mismatch": (["--vocab", str(other_vocab)], "vocab"),
         "unknown scenario": (["--scenario", "Batch"], "scenario"),
         "count too large": (["--test-query-count", "20000"], "larger than the dataset"),
@@ -197,6 +204,10 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "unknown engine precision": (["--engine-option", "precision=bf16"], "runs precision auto, fp32, fp16"),
         # What the engine would refuse for its device as it starts, checked on the host first.
         "fp16 on the CPU": (["--engine-option", "precision=fp16"], "precision=fp16 runs on a GPU provider"),
+        "an engine cache that is a file": (
+            ["--engine-option", f"optimized_cache_dir={corrupt}"],
+            "is a file, not a folder",
+        ),
         "cuda graphs on the CPU": (
             ["--backend", "pytorch", "--model-path", str(tmp_path), "--engine-option", "cuda_graphs=1"],
             "cuda_graphs=1 needs the CUDA device",

@@ -37,7 +37,7 @@ from orchestrator.config import ExecutionMode, LocalEnv, RunConfig, RunnerKind, 
 from orchestrator.containers.client import docker_unusable
 from orchestrator.containers.cluster_runner import ClusterRunner
 from orchestrator.containers.docker_runner import DockerRunner
-from orchestrator.dataset import build_features, load_features
+from orchestrator.dataset import build_features, load_examples, load_features
 from orchestrator.errors import (
     ConfigError,
     DatasetError,
@@ -120,7 +120,20 @@ def resolve_inputs(config: RunConfig, cache_dir: Path) -> Inputs:
     dataset = resolve_dataset(config.dataset_path, cache_dir)
     vocab = resolve_vocab(config.vocab_path, cache_dir)
     _check_vocab_matches_model(model, vocab)
+    if "accuracy" in config.mode.modes():
+        _check_answers(dataset)
     return _with_features(config, model, dataset, vocab, cache_dir)
+
+
+def _check_answers(dataset: Path) -> None:
+    """An accuracy run scores every question against its answers: a question without one fails here, before
+    the run, not at scoring after it (a SQuAD train file or a question list is no dev set)."""
+    unanswered = [e.qas_id for e in load_examples(dataset) if not e.answers]
+    if unanswered:
+        raise DatasetError(
+            f"{len(unanswered)} questions of {dataset.name} have no answers (the first: {unanswered[0]!r}), so an "
+            "accuracy run cannot score them; pass a SQuAD v1.1 dev file, or --mode performance"
+        )
 
 
 def _check_model_format(model: ResolvedModel, target: Target) -> None:
@@ -288,6 +301,12 @@ def check_run_engine_options(config: RunConfig, target: Target) -> None:
         device=target.device,
         execution_provider=target.execution_provider,
     )
+    given = config.engine_options.get(target.cache_option or "")
+    if given and Path(given).expanduser().exists() and not Path(given).expanduser().is_dir():
+        raise ConfigError(
+            f"engine option {target.cache_option}={given} is a file, not a folder; pass the folder the engine may "
+            "keep its cache in, or leave the option out (the run's cache then holds it)"
+        )
 
 
 def build_spec(

@@ -6,6 +6,7 @@ harness inside a runner receives, with paths as the runner sees them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from enum import Enum, StrEnum
 from pathlib import Path
@@ -32,6 +33,16 @@ __all__ = [
     "resolve_config",
     "run_flags",
 ]
+
+
+# Docker's forms (its go-units sizes; cpuset lists; image references, registry/name:tag@digest), checked here so
+# that a typo is one sentence before any run directory, not a container that fails to start.
+_DOCKER_SIZE = re.compile(r"\d+(\.\d+)?\s?[kKmMgGtTpP]?[iI]?[bB]?")
+_CPU_LIST = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
+_IMAGE_REF = re.compile(
+    r"([A-Za-z0-9.-]+(:\d+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?"
+)
 
 
 class RunnerKind(StrEnum):
@@ -102,6 +113,27 @@ class RunConfig(BaseModel):
     def _choice_case(cls, v: Any) -> Any:
         """Choices in any case, as on the command line (their values are lower case)."""
         return v.lower() if isinstance(v, str) and not isinstance(v, Enum) else v
+
+    @field_validator("shm_size", "memory")
+    @classmethod
+    def _docker_size(cls, v: str | None) -> str | None:
+        if v is not None and not _DOCKER_SIZE.fullmatch(v.strip()):
+            raise ValueError("not a size Docker reads; pass a number with a unit, e.g. 512m or 8g")
+        return v.strip() if v is not None else v
+
+    @field_validator("cpuset_cpus")
+    @classmethod
+    def _cpu_list(cls, v: str | None) -> str | None:
+        if v is not None and not _CPU_LIST.fullmatch(v.strip()):
+            raise ValueError("not a list of CPUs; pass numbers and ranges, e.g. 0-3 or 0,2,4")
+        return v.strip() if v is not None else v
+
+    @field_validator("image")
+    @classmethod
+    def _image_reference(cls, v: str | None) -> str | None:
+        if v is not None and not _IMAGE_REF.fullmatch(v.strip()):
+            raise ValueError("not an image reference; pass e.g. mlperf-bert/onnxruntime-cpu:latest")
+        return v.strip() if v is not None else v
 
     @field_validator("backend")
     @classmethod

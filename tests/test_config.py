@@ -128,3 +128,28 @@ def test_registry_keys_match_image_folders_convention() -> None:
         assert target.image.endswith(key)
     assert get_target("onnxruntime").device == "cpu"
     assert Mode.accuracy.modes() == ["accuracy"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"shm_size": "lots"}, "invalid shm_size 'lots': not a size Docker reads"),
+        ({"memory": "-5g"}, "invalid memory '-5g': not a size Docker reads"),
+        ({"cpuset_cpus": "0-x"}, "invalid cpuset_cpus '0-x': not a list of CPUs"),
+        ({"image": "UPPER CASE::bad"}, "invalid image 'UPPER CASE::bad': not an image reference"),
+    ],
+)
+def test_docker_settings_in_a_form_docker_cannot_read_are_one_sentence(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        resolve_config(RunOverrides(runner="docker", **values))  # type: ignore[arg-type]
+
+
+def test_docker_settings_docker_reads_are_taken() -> None:
+    config = RunConfig(
+        runner="docker",  # type: ignore[arg-type]
+        shm_size="1g",
+        memory="512MiB",
+        cpuset_cpus="0-3,6",
+        image="registry.example.com:5000/team/mlperf-bert_onnxruntime-cpu:v1.2@sha256:" + "a" * 64,
+    )
+    assert (config.shm_size, config.memory, config.cpuset_cpus) == ("1g", "512MiB", "0-3,6")

@@ -137,3 +137,29 @@ def test_the_default_batch_is_one_where_no_batch_can_be_larger() -> None:
     assert effective_batch_size(RunConfig(scenario="MultiStream"), target) == target.batch_size  # type: ignore[arg-type]
     given = RunConfig(scenario="SingleStream", batch_size=8)  # type: ignore[arg-type]
     assert with_default_batch_size(given, target).batch_size == 8
+
+
+def test_the_harness_in_this_python_needs_the_engines_packages_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--local-env current (or a target of the main environment) without the engine's packages: one sentence
+    before any run directory, saying to install them or to let the runner build the backend's environment."""
+    import importlib.util
+
+    from orchestrator.backends import TARGETS
+    from orchestrator.config import LocalEnv, RunConfig, RunnerKind
+    from orchestrator.errors import PreflightError
+    from orchestrator.workflows.benchmark import make_runner
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("torch", "transformers") else real(name, *a),
+    )
+    config = RunConfig(backend="pytorch", runner=RunnerKind.local, local_env=LocalEnv.current)
+    runner = make_runner(config, TARGETS["pytorch-cpu"], stream=False)
+    with pytest.raises(
+        PreflightError,
+        match="lacks torch and transformers; install torch and transformers in it .* drop --local-env current",
+    ):
+        runner.preflight()
+    make_runner(RunConfig(runner=RunnerKind.local), TARGETS["onnxruntime-cpu"], stream=False).preflight()  # has it

@@ -7,6 +7,7 @@ dependencies (DeepSparse) run from its own virtual environment with the same ent
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import shlex
@@ -18,7 +19,7 @@ from pathlib import Path
 from signal import SIGINT, SIGTERM
 from typing import IO
 
-from orchestrator.errors import RunError
+from orchestrator.errors import PreflightError, RunError
 from orchestrator.harness.spec import EXIT_INTERRUPTED, HarnessSpec
 from orchestrator.logs import current_verbosity
 from orchestrator.paths import PACKAGE_DIR
@@ -66,15 +67,26 @@ class LocalRunner(Runner):
         stream: bool = True,
         cache_dir: Path | None = None,
         stop_grace_s: float = STOP_GRACE_S,
+        packages: tuple[str, ...] = (),
     ) -> None:
         self.local_env = local_env
         self.stream = stream
         self.cache_dir = cache_dir
+        self.packages = packages  # what the engine imports: checked here when the harness runs in this Python
         self.stop_grace_s = stop_grace_s
 
     def preflight(self) -> None:
-        """Build the backend's venv (once) before a run directory exists, so a failed build leaves none."""
+        """Build the backend's venv (once) before a run directory exists, so a failed build leaves none; when
+        the harness runs in this Python, its engine's packages must be importable here."""
         harness_python(self.local_env, self.cache_dir)
+        if self.local_env in ("main", CURRENT_ENV):
+            missing = [p for p in self.packages if importlib.util.find_spec(p) is None]
+            if missing:
+                names = " and ".join(missing)
+                fix = f"install {names} in it (pip install {' '.join(missing)})"
+                if self.local_env == CURRENT_ENV:
+                    fix += ", or drop --local-env current (the local runner then builds the backend's own environment)"
+                raise PreflightError(f"the harness runs in this Python ({sys.executable}), which lacks {names}; {fix}")
 
     def command(self, run_dir: Path) -> list[str]:
         return [harness_python(self.local_env, self.cache_dir), "-m", "orchestrator.harness", str(run_dir)]

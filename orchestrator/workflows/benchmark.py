@@ -47,7 +47,7 @@ from orchestrator.errors import (
     RunError,
     RunInterrupted,
 )
-from orchestrator.harness.engines.engine import check_engine_options
+from orchestrator.harness.engines.engine import check_engine_options, load_engine_class
 from orchestrator.harness.spec import EXIT_BAD_INPUT, RAY_LOCAL, HarnessResult, HarnessSpec, RaySpec
 from orchestrator.loadgen_logs import PerfSummary, parse_performance
 from orchestrator.logs import progress_wanted
@@ -243,7 +243,8 @@ def make_runner(config: RunConfig, target: Target, *, stream: bool = True, cache
         return RayRunner(address=address, stream=stream, cache_dir=cache_dir, stop_grace_s=grace)
     check_host(target)
     env = CURRENT_ENV if config.local_env is LocalEnv.current else target.local_env
-    return LocalRunner(local_env=env, stream=stream, cache_dir=cache_dir, stop_grace_s=grace)
+    packages = load_engine_class(target.engine_class).packages
+    return LocalRunner(local_env=env, stream=stream, cache_dir=cache_dir, stop_grace_s=grace, packages=packages)
 
 
 def _auto_runner(config: RunConfig, target: Target) -> tuple[RunnerKind, str]:

@@ -5,6 +5,10 @@ Only the CLI edge (cli.py) catches these; library code raises them and lets them
 
 from __future__ import annotations
 
+# How a child process of ours (e.g. the int8 quantizer) writes its one error sentence on stderr, so that the
+# parent passes that sentence on as it is, not the child's log lines.
+CHILD_ERROR_PREFIX = "mlperf-bert child error: "
+
 
 class MlperfBertError(Exception):
     """Base of every error this tool reports to a user."""

@@ -187,4 +187,9 @@ def test_bad_fp32_models_are_one_sentence_and_leave_no_cache_entry(tmp_path: Pat
     corrupt.write_bytes(b"not a model")
     with pytest.raises(ModelError, match="quantizing corrupt.onnx failed .*check that it is an fp32 ONNX model"):
         make_int8_variant(corrupt, cache_dir=cache, output_dir=tmp_path / "runs")
-    assert not any((cache / "quantized").iterdir())  # no empty or partial variant left behind
+    assert not (cache / "quantized").exists()  # no empty or partial variant, nor the folder made for it
+    # The quantizer's own sentence comes through as it is, without the child's log prefix (time, level, logger).
+    with pytest.raises(ModelError) as caught:
+        make_int8_variant(MODEL, cache_dir=cache, output_dir=tmp_path / "runs")
+    assert str(caught.value).startswith(f"{MODEL.name} is already quantized (") and "ERROR" not in str(caught.value)
+    assert not (cache / "quantized").exists()

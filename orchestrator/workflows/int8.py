@@ -38,7 +38,7 @@ from typing import Any
 from orchestrator.assets import resolve_dataset, resolve_vocab
 from orchestrator.assets.hashing import cached_sha256
 from orchestrator.config import ExecutionMode, Mode, RunConfig, RunnerKind
-from orchestrator.errors import ModelError, RunError
+from orchestrator.errors import CHILD_ERROR_PREFIX, ModelError, RunError
 from orchestrator.mlperf import DATASET_SIZE
 from orchestrator.paths import PACKAGE_DIR
 from orchestrator.workflows.accuracy_checks import BERT99_RATIO
@@ -233,7 +233,11 @@ def quantize(
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_DIR.parent), env.get("PYTHONPATH")]))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
-        reason = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        lines = proc.stderr.strip().splitlines()
+        ours = [line.removeprefix(CHILD_ERROR_PREFIX) for line in lines if line.startswith(CHILD_ERROR_PREFIX)]
+        if ours:  # the quantizer's own sentence says what is wrong and what to do
+            raise ModelError(ours[-1])
+        reason = (lines or [f"exit code {proc.returncode}"])[-1]
         raise ModelError(f"quantizing {model_path.name} failed ({reason}); check that it is an fp32 ONNX model")
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
@@ -328,6 +332,7 @@ def make_int8_variant(
         directory = variant_dir(model_path, cache_dir, per_channel=per_channel, recipe=recipe, calibration=calibration)
         path = directory / INT8_FILE
         if not path.is_file():
+            made = [d for d in (directory.parent, directory) if not d.exists()]  # removed again if it fails
             directory.mkdir(parents=True, exist_ok=True)
             try:
                 quantize(
@@ -339,8 +344,9 @@ def make_int8_variant(
                     calibration=calibration,
                 )
             except ModelError:
-                if not any(directory.iterdir()):
-                    directory.rmdir()  # leave the cache as it was: no empty variant for a model that failed
+                for made_dir in reversed(made):  # leave the cache as it was: no empty folder for a failed model
+                    if made_dir.is_dir() and not any(made_dir.iterdir()):
+                        made_dir.rmdir()
                 raise
         check = None if recheck else read_check(directory)
         if not _usable(check, path, wanted, batch_size):

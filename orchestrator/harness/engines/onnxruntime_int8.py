@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import MlperfBertError, ModelError
+from orchestrator.errors import CHILD_ERROR_PREFIX, MlperfBertError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             calibration=args.calibration,
         )
     except MlperfBertError as exc:
-        log.error("%s", exc)
+        sys.stderr.write(f"{CHILD_ERROR_PREFIX}{exc}\n")  # the one line the parent (workflows/int8.py) passes on
         return exc.exit_code
     sys.stdout.write(json.dumps(record) + "\n")
     return 0

@@ -85,6 +85,15 @@ def test_not_utf8(tmp_path: Path) -> None:
         load_examples(path)
 
 
+def test_gzipped_file_says_to_decompress_it(tmp_path: Path) -> None:
+    import gzip
+
+    path = tmp_path / "dev-v1.1.json.gz"
+    path.write_bytes(gzip.compress(b'{"data": []}'))
+    with pytest.raises(DatasetError, match=r"is gzip-compressed; decompress it first \(gunzip -k dev-v1.1.json.gz\)"):
+        load_examples(path)
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="does not exist"):
         load_examples(tmp_path / "nope.json")

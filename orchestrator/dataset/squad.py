@@ -66,6 +66,11 @@ def load_examples(path: Path) -> list[Example]:
 
 def parse_examples(data: bytes, source: Path) -> list[Example]:
     """Parse the bytes of a SQuAD v1.1 file; `source` only names the file in error messages."""
+    if data[:2] == b"\x1f\x8b":
+        raise DatasetError(
+            f"SQuAD file {source} is gzip-compressed; decompress it first (gunzip -k {source.name}) and pass the "
+            ".json file (only --calibration reads .json.gz)."
+        )
     try:
         text = data.decode("utf-8-sig")  # tolerate a byte order mark; the reference files have none
     except UnicodeDecodeError as exc:

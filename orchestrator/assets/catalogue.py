@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -202,6 +203,10 @@ def parse_catalogue(text: str, origin: str = "catalogue") -> Catalogue:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise AssetError(f"{origin} is not valid YAML ({e.__class__.__name__}); fix its syntax") from None
+    if data is None:
+        raise AssetError(f"{origin} is empty; a catalogue is a YAML mapping with an `assets:` list")
+    if not isinstance(data, dict):
+        raise AssetError(f"{origin} is not a YAML mapping; a catalogue is a mapping with an `assets:` list")
     try:
         return Catalogue.model_validate(data)
     except ValidationError as e:
@@ -213,19 +218,47 @@ def parse_catalogue(text: str, origin: str = "catalogue") -> Catalogue:
         raise AssetError(f"{origin} is invalid at {loc}: {msg}") from None
 
 
+def _remedy(path: Path) -> str:
+    """What to do about an unusable catalogue: git restores only the project's own file."""
+    own = paths.CONFIGS_DIR / "assets.yaml"
+    if os.path.abspath(path) == os.path.abspath(own):
+        return "restore configs/assets.yaml from git (`git checkout -- configs/assets.yaml`)"
+    configs = os.environ.get("MLPERF_BERT_CONFIGS")
+    if configs and os.path.abspath(path) == os.path.abspath(Path(configs) / "assets.yaml"):
+        return "copy the repository's configs/assets.yaml there, or unset $MLPERF_BERT_CONFIGS"
+    return "pass the path of a catalogue YAML file (like configs/assets.yaml) to --catalogue or $MLPERF_BERT_CATALOGUE"
+
+
 @lru_cache(maxsize=8)
 def _load_cached(path: str, mtime_ns: int) -> Catalogue:
-    return parse_catalogue(Path(path).read_text(), origin=path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise AssetError(
+            f"asset catalogue {path} cannot be read ({e.strerror or e.__class__.__name__}); {_remedy(Path(path))}"
+        ) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise AssetError(
+            f"asset catalogue {path} is not a YAML text file (bad UTF-8 byte at offset {e.start}); "
+            f"{_remedy(Path(path))}"
+        ) from None
+    return parse_catalogue(text, origin=path)
 
 
 def load_catalogue(path: Path | None = None) -> Catalogue:
     """Read and validate the catalogue (cached per file version)."""
     path = path or default_catalogue_path()
     try:
-        mtime = path.stat().st_mtime_ns
-    except FileNotFoundError:
-        raise AssetError(f"asset catalogue {path} does not exist; restore configs/assets.yaml from git") from None
-    return _load_cached(str(path), mtime)
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise AssetError(f"asset catalogue {path} does not exist; {_remedy(path)}") from None
+    except OSError as e:
+        raise AssetError(f"asset catalogue {path} cannot be read ({e.strerror}); {_remedy(path)}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise AssetError(f"asset catalogue {path} is a directory, not a file; {_remedy(path)}")
+    return _load_cached(str(path), st.st_mtime_ns)
 
 
 def no_mirror_message(asset: Asset) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.errors import ModelError
+from orchestrator.errors import AssetError, ConfigError, ModelError
 from orchestrator.harness.engines.onnxruntime_fusions import detect_attention_shape
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,12 @@ def _dequantized(inits: dict[str, Any], stem: str) -> np.ndarray:
     """(q - zero_point) x scale of the initializer `<stem>_quantized`; the float tensor `stem` if not quantized."""
     if stem in inits:
         return _array(inits[stem]).astype(np.float32)
+    parts = [stem + suffix for suffix in ("_quantized", "_scale", "_zero_point")]
+    if not all(p in inits for p in parts):
+        raise ModelError(
+            f"the ONNX model's quantized weight {stem} lacks its scale or zero point; derive a checkpoint from a "
+            "model quantized by onnxruntime's quantize_dynamic."
+        )
     q = _array(inits[stem + "_quantized"]).astype(np.float32)
     scale = _array(inits[stem + "_scale"]).astype(np.float32)
     zero = _array(inits[stem + "_zero_point"]).astype(np.float32)
@@ -86,8 +92,22 @@ def derive_state_dict(model: Any) -> dict[str, np.ndarray]:
 
 def bert_config(state: dict[str, np.ndarray], model: Any) -> dict[str, Any]:
     """A transformers BertConfig for these weights (sizes read from them and from the graph)."""
-    vocab, hidden = state["bert.embeddings.word_embeddings.weight"].shape
-    layers = 1 + max(int(k.split(".")[3]) for k in state if k.startswith("bert.encoder.layer."))
+    layer_ids = {k.split(".")[3] for k in state if k.startswith("bert.encoder.layer.") and k.count(".") > 4}
+    needed = ("bert.embeddings.position_embeddings.weight", "bert.embeddings.token_type_embeddings.weight")
+    words = state["bert.embeddings.word_embeddings.weight"]
+    if (
+        words.ndim != 2
+        or "0" not in layer_ids
+        or not all(i.isdigit() for i in layer_ids)
+        or "bert.encoder.layer.0.intermediate.dense.weight" not in state
+        or not all(n in state for n in needed)
+    ):
+        raise ModelError(
+            "the ONNX model does not hold BertForQuestionAnswering's embeddings and encoder layers under "
+            "transformers' names (a torch.onnx export of that model); derive a checkpoint from such an export."
+        )
+    vocab, hidden = words.shape
+    layers = 1 + max(int(i) for i in layer_ids)
     heads, _ = detect_attention_shape(model)
     if not heads:
         raise ModelError("the number of attention heads cannot be read from the ONNX graph; export it again.")
@@ -110,7 +130,54 @@ def bert_config(state: dict[str, np.ndarray], model: Any) -> dict[str, Any]:
     }
 
 
+def expected_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Every tensor transformers' BertForQuestionAnswering loads, and its shape, for this config."""
+    h, f = config["hidden_size"], config["intermediate_size"]
+    shapes: dict[str, tuple[int, ...]] = {
+        "bert.embeddings.word_embeddings.weight": (config["vocab_size"], h),
+        "bert.embeddings.position_embeddings.weight": (config["max_position_embeddings"], h),
+        "bert.embeddings.token_type_embeddings.weight": (config["type_vocab_size"], h),
+        "bert.embeddings.LayerNorm.weight": (h,),
+        "bert.embeddings.LayerNorm.bias": (h,),
+        "qa_outputs.weight": (2, h),
+        "qa_outputs.bias": (2,),
+    }
+    for n in range(config["num_hidden_layers"]):
+        p = f"bert.encoder.layer.{n}"
+        for module, out, inp in (
+            ("attention.self.query", h, h),
+            ("attention.self.key", h, h),
+            ("attention.self.value", h, h),
+            ("attention.output.dense", h, h),
+            ("intermediate.dense", f, h),
+            ("output.dense", h, f),
+        ):
+            shapes[f"{p}.{module}.weight"] = (out, inp)
+            shapes[f"{p}.{module}.bias"] = (out,)
+        for norm in ("attention.output.LayerNorm", "output.LayerNorm"):
+            shapes[f"{p}.{norm}.weight"] = (h,)
+            shapes[f"{p}.{norm}.bias"] = (h,)
+    return shapes
+
+
+def check_shapes(state: dict[str, np.ndarray], config: dict[str, Any]) -> None:
+    """Refuse weights transformers would not load as they are (a missing tensor it would fill with random
+    values; a transposed one, e.g. from a graph that is not a torch.onnx export of the model)."""
+    for name, shape in expected_shapes(config).items():
+        if name not in state:
+            raise ModelError(
+                f"the ONNX model has no weight for {name}; derive a checkpoint from a torch.onnx export of "
+                "BertForQuestionAnswering."
+            )
+        if tuple(state[name].shape) != shape:
+            raise ModelError(
+                f"the ONNX model's {name} has the shape {list(state[name].shape)}, not {list(shape)}; derive a "
+                "checkpoint from a torch.onnx export of BertForQuestionAnswering."
+            )
+
+
 def write_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
+    """Write the tensors to `path` (the caller makes it visible: see derive_checkpoint)."""
     header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
     offset = 0
     for name, array in tensors.items():
@@ -119,26 +186,60 @@ def write_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
         offset += size
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # the format aligns the data to 8 bytes
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("wb") as out:
+    with path.open("wb") as out:
         out.write(struct.pack("<Q", len(raw)))
         out.write(raw)
         for array in tensors.values():
             out.write(np.ascontiguousarray(array, dtype="<f4").tobytes())
-    tmp.replace(path)
+
+
+def _load_onnx(onnx_path: Path) -> Any:
+    import onnx
+    from google.protobuf.message import Error as ProtobufError
+
+    if onnx_path.is_dir():
+        raise ModelError(f"the ONNX model {onnx_path} is a directory; pass the .onnx file itself.")
+    if not onnx_path.is_file():
+        raise ModelError(f"the ONNX model {onnx_path} does not exist; pass an existing file.")
+    try:
+        return onnx.load(str(onnx_path))
+    except (ProtobufError, ValueError, OSError) as e:  # not protobuf at all; external weights missing
+        raise ModelError(
+            f"{onnx_path} is not a readable ONNX model ({e.__class__.__name__}); pass an ONNX export of "
+            "BertForQuestionAnswering."
+        ) from None
 
 
 def derive_checkpoint(onnx_path: Path, destination: Path) -> Path:
-    """Write `destination`/config.json and model.safetensors from the ONNX model; the directory."""
-    import onnx
+    """Write `destination`/config.json and model.safetensors from the ONNX model; the directory.
 
-    if not onnx_path.is_file():
-        raise ModelError(f"the ONNX model {onnx_path} does not exist; pass an existing file.")
-    model = onnx.load(str(onnx_path))
+    Everything is read and checked before anything is written; a failure while writing leaves no partial
+    file, and no folder this call made."""
+    from orchestrator.assets.store import make_dirs, nearest_dir, remove_dirs
+
+    what, remedy = "checkpoint directory", "pass another --output"
+    if destination.exists() and not destination.is_dir():
+        raise ConfigError(f"{destination} is a file, not a checkpoint directory; pass another --output (a directory).")
+    nearest_dir(destination, what=what, remedy=remedy, error=ConfigError)
+    model = _load_onnx(onnx_path)
     state = derive_state_dict(model)
     config = bert_config(state, model)
-    destination.mkdir(parents=True, exist_ok=True)
-    write_safetensors(destination / WEIGHTS_FILE, state)
-    (destination / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    check_shapes(state, config)
+    created = make_dirs(destination, what=what, remedy=remedy, error=ConfigError)
+    weights, conf = destination / (WEIGHTS_FILE + ".tmp"), destination / (CONFIG_FILE + ".tmp")
+    try:  # both files complete under temporary names first, so a failure never leaves a mismatched pair
+        write_safetensors(weights, state)
+        conf.write_text(json.dumps(config, indent=2) + "\n")
+        weights.replace(destination / WEIGHTS_FILE)
+        conf.replace(destination / CONFIG_FILE)
+    except BaseException as e:
+        weights.unlink(missing_ok=True)
+        conf.unlink(missing_ok=True)
+        remove_dirs(created)
+        if isinstance(e, OSError):
+            raise AssetError(
+                f"cannot write the checkpoint {destination} ({e.strerror}); free disk space or pass another --output"
+            ) from None
+        raise
     log.info("derived %s (%d tensors) from %s", destination, len(state), onnx_path.name)
     return destination

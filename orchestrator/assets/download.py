@@ -131,12 +131,14 @@ def brief(e: BaseException) -> str:
     return str(e) or e.__class__.__name__
 
 
-def ensure_space(directory: Path, needed: int, name: str) -> None:
+def ensure_space(
+    directory: Path, needed: int, name: str, *, remedy: str = "free some space or pass --cache-dir on a larger disk"
+) -> None:
     free = shutil.disk_usage(directory).free
     if needed > 0 and free < needed + SPACE_RESERVE:
         raise AssetError(
             f"not enough free disk space in {directory} for {name}: it needs {human(needed)} more and "
-            f"{human(free)} is free; free some space or pass --cache-dir on a larger disk"
+            f"{human(free)} is free; {remedy}"
         )
 
 

@@ -25,14 +25,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from orchestrator.assets.catalogue import NAME_PATTERN, Asset, Catalogue, Kind
+from orchestrator.assets.catalogue import NAME_PATTERN, Asset, Catalogue, Interface, Kind
 from orchestrator.assets.hashing import CHUNK, cached_digests, file_digests, mismatches
 from orchestrator.assets.interface import check_onnx_interface
-from orchestrator.errors import AssetError
+from orchestrator.errors import AssetError, MlperfBertError
 
 log = logging.getLogger(__name__)
 
@@ -127,28 +127,116 @@ def stamp_for(
     )
 
 
+def nearest_dir(directory: Path, *, what: str, remedy: str, error: type[MlperfBertError] = AssetError) -> Path:
+    """The deepest existing directory at or above `directory` (where it would be created); refuse, in one
+    sentence, a path under something that is not a directory (a regular file, a broken link)."""
+    here = Path(directory)
+    while not os.path.isdir(here):
+        if os.path.lexists(here):
+            raise error(f"{what} {directory} cannot be created because {here} is not a directory; {remedy}")
+        if here.parent == here:
+            break
+        here = here.parent
+    return here
+
+
+def make_dirs(directory: Path, *, what: str, remedy: str, error: type[MlperfBertError] = AssetError) -> list[Path]:
+    """`mkdir -p` that returns the directories it made (outermost first), so that a failure after it can
+    take them away again (remove_dirs); an error in one sentence instead of an OSError."""
+    directory = Path(directory)
+    top = nearest_dir(directory, what=what, remedy=remedy, error=error)
+    missing = []
+    here = directory
+    while here != top:
+        missing.append(here)
+        here = here.parent
+    created: list[Path] = []
+    for path in reversed(missing):
+        try:
+            path.mkdir()
+        except FileExistsError:
+            if path.is_dir():  # another process made it meanwhile: it is not ours to remove
+                continue
+            remove_dirs(created)
+            raise error(f"{what} {directory} cannot be created because {path} is not a directory; {remedy}") from None
+        except OSError as e:
+            remove_dirs(created)
+            raise error(f"cannot create {what} {path} ({e.strerror}); {remedy}") from None
+        created.append(path)
+    return created
+
+
+def remove_dirs(created: list[Path]) -> None:
+    """Remove the directories make_dirs made, innermost first, as far as they are still empty."""
+    for path in reversed(created):
+        try:
+            path.rmdir()
+        except OSError:
+            return  # not empty (someone else's file is there now), or gone: leave it and those above
+
+
+def check_asset_name(name: str) -> None:
+    """A name the cache may hold: the catalogue's rule (lower-case letters, digits, '.', '_', '-')."""
+    if not re.match(NAME_PATTERN, name):
+        raise AssetError(f"asset name {name!r} is not valid; use lower-case letters, digits, '.', '_' and '-'")
+
+
+def _same_file(lock: IO[bytes], path: Path) -> bool:
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    mine = os.fstat(lock.fileno())
+    return (mine.st_dev, mine.st_ino) == (st.st_dev, st.st_ino)
+
+
 @contextlib.contextmanager
 def asset_lock(cache_dir: Path, name: str) -> Iterator[Path]:
-    """Hold the asset's lock (fcntl.flock): a second writer waits here until the first is done."""
+    """Hold the asset's lock (fcntl.flock): a second writer waits here until the first is done.
+
+    A writer that leaves nothing in the directory (a refused import, a failed generation) removes the lock
+    file and the directories it created on its way out, so a failure leaves no empty directory behind; a
+    waiter whose lock file was removed meanwhile takes the lock again on a new one.
+    """
     directory = asset_dir(cache_dir, name)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise AssetError(
-            f"cannot create cache directory {directory} ({e.strerror}); pass a writable --cache-dir"
-        ) from None
-    with open(directory / LOCK_FILE, "a+b") as lock:
+    lock_path = directory / LOCK_FILE
+    created: list[Path] = []
+    while True:
+        created += make_dirs(directory, what="cache directory", remedy="pass a writable --cache-dir")
         try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            lock = open(lock_path, "a+b")  # closed below, after the body has run
+        except FileNotFoundError:  # a writer that gave up removed the directory just now: make it again
+            continue
         except OSError as e:
-            if e.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            log.warning("%s: another process is writing this asset; waiting for it to finish", name)
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            remove_dirs(created)
+            raise AssetError(f"cannot create {lock_path} ({e.strerror}); pass a writable --cache-dir") from None
         try:
-            yield directory
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                log.warning("%s: another process is writing this asset; waiting for it to finish", name)
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        except BaseException:
+            lock.close()
+            raise
+        if _same_file(lock, lock_path):
+            break
+        lock.close()  # the lock file was removed while this process waited for it: lock the new one
+    try:
+        yield directory
+    finally:
+        try:
+            if {p.name for p in directory.iterdir()} <= {LOCK_FILE}:  # nothing was placed: leave no trace
+                lock_path.unlink(missing_ok=True)
+                directory.rmdir()
+                remove_dirs([d for d in created if d != directory])
+        except OSError:
+            pass  # someone else's file is there now: the directory stays
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+            lock.close()
 
 
 def fsync_dir(directory: Path) -> None:
@@ -338,6 +426,27 @@ def _copy_hashing(src: Path, dst: Path) -> dict[str, str]:
     return {"md5": md5.hexdigest(), "sha256": sha.hexdigest()}
 
 
+def check_content(src: Path, kind: Kind, fmt: str | None, interface: Interface | None = None) -> None:
+    """Refuse, in one sentence, a file a run could not use as this kind of asset: an ONNX model needs the
+    MLPerf BERT interface, a dataset must be SQuAD v1.1 JSON and a vocab a WordPiece vocab.txt, each read
+    by the same loader a run uses."""
+    if kind == "model" and fmt == "onnx":
+        problems = check_onnx_interface(src, interface)
+        if problems:
+            raise AssetError(
+                f"{src} does not have the expected model interface: {'; '.join(problems)}; "
+                "export it as described in docs/CUSTOM_MODELS.md"
+            )
+    elif kind == "dataset":
+        from orchestrator.dataset.squad import load_examples
+
+        load_examples(src)  # DatasetError: not UTF-8 JSON, not SQuAD v1.1's structure, no questions
+    elif kind == "vocab":
+        from orchestrator.dataset.vocab import load_vocab
+
+        load_vocab(src)  # DatasetError: not UTF-8, empty or repeated lines, no [CLS]/[SEP]/[UNK]/[PAD]
+
+
 def import_file(
     src: Path,
     name: str,
@@ -352,14 +461,15 @@ def import_file(
 
     A catalogue name must match the catalogue's checksums; any other name becomes a custom asset
     whose sha256 is recorded. With link, a hard link is made when src is on the same file system,
-    else a symbolic link. ONNX models must pass the interface check.
+    else a symbolic link. What no checksum proves must pass check_content: an ONNX model the interface
+    check, a dataset or a vocab the loader a run reads it with. A refused file leaves nothing in the cache.
     """
     src = Path(src).expanduser()
     if not src.is_file():
         raise AssetError(f"{src} is not a file; pass the path of the file to import")
     asset = catalogue.find(name)
-    if asset is None and not re.match(NAME_PATTERN, name):
-        raise AssetError(f"asset name {name!r} is not valid; use lower-case letters, digits, '.', '_' and '-'")
+    if asset is None:
+        check_asset_name(name)
     canonical = asset.name if asset is not None else name
     if asset is not None and embedded_file(asset) is not None:
         log.info("%s is embedded in the repository; importing a cache copy anyway", canonical)
@@ -374,16 +484,14 @@ def import_file(
                 "under a new name (e.g. --as my-model) to use it as a custom asset"
             )
     fmt = asset.format if asset is not None else ("onnx" if src.suffix == ".onnx" else None)
-    # A matching checksum already proves a catalogue file; the interface check is for everything else.
+    kind = asset.kind if asset is not None else kind
+    # A matching checksum already proves a catalogue file; the content checks are for everything else.
     unproven = asset is None or not asset.checksums
-    if check_interface and unproven and fmt == "onnx" and (asset is None or asset.kind == "model"):
-        problems = check_onnx_interface(src, asset.interface if asset is not None else None)
-        if problems:
-            raise AssetError(
-                f"{src} does not have the expected model interface: {'; '.join(problems)}; "
-                "export it as described in docs/CUSTOM_MODELS.md"
-            )
+    if check_interface and unproven:
+        check_content(src, kind, fmt, asset.interface if asset is not None else None)
     filename = asset.filename if asset is not None else src.name
+    if filename in (STAMP_FILE, STAMP_FILE + ".tmp", LOCK_FILE):
+        raise AssetError(f"{src.name} is a file name the cache uses itself; rename the file and import it again")
     with asset_lock(cache_dir, canonical) as directory:
         final = directory / filename
         tmp = part_path(final)
@@ -394,7 +502,12 @@ def import_file(
                 os.link(src, tmp)
                 placed = "hardlink"
             except OSError:
-                os.symlink(src.resolve(), tmp)
+                try:
+                    os.symlink(src.resolve(), tmp)
+                except OSError as e:
+                    raise AssetError(
+                        f"cannot link {src} into {directory} ({e.strerror}); import it without --link"
+                    ) from None
                 placed = "symlink"
             digests = src_digests
         else:
@@ -403,7 +516,17 @@ def import_file(
                     f"not enough free space in {directory} to copy {src}; free space, "
                     "use --link, or pass another --cache-dir"
                 )
-            digests = _copy_hashing(src, tmp)
+            try:
+                digests = _copy_hashing(src, tmp)
+            except OSError as e:
+                tmp.unlink(missing_ok=True)
+                raise AssetError(
+                    f"cannot copy {src} into {directory} ({e.strerror}); free space, use --link, "
+                    "or pass another --cache-dir"
+                ) from None
+            except BaseException:  # interrupted: a half-copied file is of no use to anyone
+                tmp.unlink(missing_ok=True)
+                raise
             if digests != src_digests:
                 tmp.unlink(missing_ok=True)
                 raise AssetError(f"{src} changed while it was copied; import it again")
@@ -413,7 +536,7 @@ def import_file(
             stamp_for(
                 final,
                 canonical,
-                asset.kind if asset is not None else kind,
+                kind,
                 digests,
                 f"import:{src.resolve()}",
                 placed_as=placed,
@@ -443,9 +566,18 @@ def place_generated(
         final = directory / filename
         tmp = part_path(final)
         tmp.unlink(missing_ok=True)
-        writer(tmp)
-        digests = file_digests(tmp)
-        publish(tmp, final)
+        try:
+            writer(tmp)
+            digests = file_digests(tmp)
+            publish(tmp, final)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise AssetError(
+                f"cannot write {final} ({e.strerror}); free disk space or pass another --cache-dir"
+            ) from None
+        except BaseException:  # interrupted, or the writer failed: no half-written file stays
+            tmp.unlink(missing_ok=True)
+            raise
         write_stamp(
             directory,
             stamp_for(

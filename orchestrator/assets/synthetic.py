@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator import __version__
+from orchestrator.errors import AssetError, ConfigError
 
 OPSET = 17
 
@@ -220,16 +221,51 @@ def build_synthetic_bert(shape: BertShape = BERT_LARGE, seed: int = 0):  # type:
 
 
 def write_synthetic_bert(path: Path, shape: BertShape = BERT_LARGE, seed: int = 0) -> Path:
-    """Build the model and write it atomically (to <path>.part, fsync, rename)."""
+    """Build the model and write it atomically (to <path>.part, fsync, rename); on any failure no part stays."""
+    if seed < 0:
+        raise ValueError(f"seed {seed} is negative; use 0 or more")
     path = Path(path)
     model = build_synthetic_bert(shape, seed)
     tmp = path.with_name(path.name + ".part")
     data = model.SerializeToString()
     del model
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    del data
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        del data
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def write_synthetic_file(output: Path, shape: BertShape = BERT_LARGE, seed: int = 0) -> Path:
+    """`assets make-synthetic --output FILE`: a path that can be a file, the space for it, its folders made;
+    on any failure nothing stays behind (no part file, no folder this call created)."""
+    from orchestrator.assets.download import ensure_space
+    from orchestrator.assets.store import make_dirs, nearest_dir, remove_dirs
+
+    output = Path(output).expanduser()
+    if output.is_dir():
+        raise ConfigError(
+            f"--output {output} is a directory; pass the path of the .onnx file to write, e.g. {output / 'model.onnx'}"
+        )
+    what, remedy = "output directory", "pass an --output path in a writable directory"
+    ensure_space(
+        nearest_dir(output.parent, what=what, remedy=remedy, error=ConfigError),
+        shape.file_bytes(),
+        output.name,
+        remedy="free some space or pass an --output on a larger disk",
+    )
+    created = make_dirs(output.parent, what=what, remedy=remedy, error=ConfigError)
+    try:
+        return write_synthetic_bert(output, shape, seed)
+    except OSError as e:
+        remove_dirs(created)
+        raise AssetError(f"cannot write {output} ({e.strerror}); free disk space or pass another --output") from None
+    except BaseException:
+        remove_dirs(created)
+        raise

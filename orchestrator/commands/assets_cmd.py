@@ -18,15 +18,17 @@ from orchestrator.assets.download import RetryPolicy, ensure_space, fetch_asset,
 from orchestrator.assets.resolve import resolve_asset
 from orchestrator.assets.store import (
     asset_dir,
+    check_asset_name,
     custom_stamps,
     custom_status,
     import_file,
+    nearest_dir,
     place_generated,
     status,
     verify_cached,
     verify_embedded,
 )
-from orchestrator.assets.synthetic import BERT_LARGE, BertShape, write_synthetic_bert
+from orchestrator.assets.synthetic import BERT_LARGE, BertShape, write_synthetic_bert, write_synthetic_file
 from orchestrator.commands.help_format import Command
 from orchestrator.commands.verbosity import QuietOption, VerboseOption, apply_verbosity
 from orchestrator.errors import AssetError
@@ -239,7 +241,12 @@ def import_(
         typer.Option("--link", help="Hard-link the file (symbolic link across file systems) instead of copying it."),
     ] = False,
     kind: Annotated[
-        str, typer.Option(metavar="<kind>", help="Kind of a custom asset: model, dataset or vocab.")
+        str,
+        typer.Option(
+            metavar="<kind>",
+            help="Kind of a custom asset, checked before it is copied: model (an .onnx one needs the MLPerf "
+            "interface), dataset (SQuAD v1.1 JSON) or vocab (WordPiece vocab.txt).",
+        ),
     ] = "model",
     cache_dir: CacheDir = None,
 ) -> None:
@@ -262,7 +269,7 @@ def make_synthetic(
     hidden: Annotated[int, typer.Option(min=1, metavar="<n>", help="Hidden size (a multiple of --heads).")] = 1024,
     heads: Annotated[int, typer.Option(min=1, metavar="<n>", help="Attention heads per layer.")] = 16,
     ffn: Annotated[int, typer.Option(min=1, metavar="<n>", help="Feed-forward (intermediate) size.")] = 4096,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed and shape: same bytes).")] = 0,
+    seed: Annotated[int, typer.Option(min=0, metavar="<n>", help="Random seed (same seed and shape: same bytes).")] = 0,
     cache_dir: CacheDir = None,
 ) -> None:
     """Generate a BERT-shaped ONNX model with RANDOM weights (BERT-large by default) for speed tests."""
@@ -272,21 +279,22 @@ def make_synthetic(
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        ensure_space(output.parent, shape.file_bytes(), output.name)
-        write_synthetic_bert(output, shape, seed)
+        output = write_synthetic_file(output, shape, seed)
         typer.echo(f"wrote {output} ({human(output.stat().st_size)}, random weights, seed {seed})")
         return
     catalogue = _catalogue(ctx)
     asset = catalogue.find(name)
+    if asset is None:
+        check_asset_name(name)  # the rule `assets import --as` applies
     if asset is not None and not asset.synthetic:
         raise AssetError(f"{name} is a real catalogue asset; pass another --as name for a synthetic model")
     if asset is not None and shape != BERT_LARGE:
         raise AssetError(f"{asset.name} must have BERT-large's shape; pass --as another name for a smaller model")
     cache = _cache(cache_dir)
     directory = asset_dir(cache, asset.name if asset else name)
-    directory.mkdir(parents=True, exist_ok=True)
-    ensure_space(directory, shape.file_bytes(), name)
+    # Checked on the disk it will land on before any folder is made: a refusal leaves nothing behind.
+    where = nearest_dir(directory, what="cache directory", remedy="pass a writable --cache-dir")
+    ensure_space(where, shape.file_bytes(), name)
     filename = asset.filename if asset is not None else f"{name}.onnx"
     final = place_generated(
         cache,

@@ -105,10 +105,15 @@ def test_a_model_path_with_a_catalogue_checksum_is_recognised(tmp_path):
 
 
 def test_user_paths_for_dataset_and_vocab(tmp_path):
-    with pytest.raises(DatasetError, match="--dataset-path"):
+    # The flags a user types (--dataset, --vocab), not the config keys; a folder is called a folder.
+    with pytest.raises(DatasetError, match="dev.json does not exist; pass a SQuAD v1.1 JSON file to --dataset$"):
         resolve_dataset(tmp_path / "dev.json", tmp_path)
-    with pytest.raises(DatasetError, match="--vocab-path"):
+    with pytest.raises(DatasetError, match="vocab.txt does not exist; pass a BERT vocab.txt to --vocab$"):
         resolve_vocab(tmp_path / "vocab.txt", tmp_path)
+    with pytest.raises(DatasetError, match="is a folder; pass a SQuAD v1.1 JSON file"):
+        resolve_dataset(tmp_path, tmp_path)
+    with pytest.raises(DatasetError, match="is a folder; pass a BERT vocab.txt"):
+        resolve_vocab(tmp_path, tmp_path)
     vocab = tmp_path / "v.txt"
     vocab.write_text("[PAD]\n")
     assert resolve_vocab(vocab, tmp_path) == vocab

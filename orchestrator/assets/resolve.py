@@ -31,6 +31,7 @@ from orchestrator.assets.store import (
     stamp_for,
     write_stamp,
 )
+from orchestrator.config import RUN_FLAGS
 from orchestrator.errors import AssetError, DatasetError, ModelError
 
 DEFAULT_DATASET = "squad-dev-v1.1"
@@ -232,11 +233,14 @@ def _checkpoint_dir(path: Path, catalogue: Catalogue) -> ResolvedModel:
 def resolve_dataset(
     dataset_path: Path | None, cache_dir: Path, *, name: str = DEFAULT_DATASET, catalogue: Catalogue | None = None
 ) -> Path:
-    """--dataset-path when given, else the catalogue's SQuAD dev set (embedded by default)."""
+    """--dataset when given, else the catalogue's SQuAD dev set (embedded by default)."""
     if dataset_path is not None:
         path = Path(dataset_path).expanduser()
         if not path.is_file():
-            raise DatasetError(f"dataset file {path} does not exist; pass a SQuAD v1.1 JSON file to --dataset-path")
+            what = "is a folder" if path.is_dir() else "does not exist"
+            raise DatasetError(
+                f"dataset file {path} {what}; pass a SQuAD v1.1 JSON file to {RUN_FLAGS['dataset_path']}"
+            )
         return path
     return resolve_asset(name, cache_dir, kind="dataset", catalogue=catalogue).path
 
@@ -244,10 +248,11 @@ def resolve_dataset(
 def resolve_vocab(
     vocab_path: Path | None, cache_dir: Path, *, name: str = DEFAULT_VOCAB, catalogue: Catalogue | None = None
 ) -> Path:
-    """--vocab-path when given, else the catalogue's BERT uncased vocabulary (embedded by default)."""
+    """--vocab when given, else the catalogue's BERT uncased vocabulary (embedded by default)."""
     if vocab_path is not None:
         path = Path(vocab_path).expanduser()
         if not path.is_file():
-            raise DatasetError(f"vocab file {path} does not exist; pass a BERT vocab.txt to --vocab-path")
+            what = "is a folder" if path.is_dir() else "does not exist"
+            raise DatasetError(f"vocab file {path} {what}; pass a BERT vocab.txt to {RUN_FLAGS['vocab_path']}")
         return path
     return resolve_asset(name, cache_dir, kind="vocab", catalogue=catalogue).path

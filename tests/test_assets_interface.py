@@ -78,10 +78,11 @@ def test_hugging_face_names_are_reported_with_the_rename(tmp_path):
     hf_out = [("start_logits", TensorProto.FLOAT, ["b", "s"]), ("end_logits", TensorProto.FLOAT, ["b", "s"])]
     problems = check_onnx_interface(identity_model(tmp_path / "hf.onnx", hf_in, hf_out))
     assert (
-        "missing input 'input_mask' (it has 'attention_mask': rename it); the model's inputs are "
-        "['attention_mask', 'input_ids', 'token_type_ids']" in problems
+        "missing inputs 'input_mask' (it has 'attention_mask': rename it), 'segment_ids' (it has 'token_type_ids': "
+        "rename it); the model's inputs are ['attention_mask', 'input_ids', 'token_type_ids']" in problems
     )
-    assert any(p.startswith("missing output 'output_end_logits' (it has 'end_logits'") for p in problems)
+    assert any(p.startswith("missing outputs 'output_start_logits' (it has 'start_logits'") for p in problems)
+    assert sum("the model's outputs are" in p for p in problems) == 1  # listed once, not once per missing name
     assert (
         "unexpected input 'token_type_ids'; the harness feeds only ['input_ids', 'input_mask', 'segment_ids']"
         in problems
@@ -209,3 +210,9 @@ def test_the_attention_mask_hides_padding(session):
     assert np.abs(unmasked[0, :20] - base[0, :20]).max() > 1e-4  # ...only because of the mask
     short, _ = session.run(None, feeds(ids[:, :20], np.ones((1, 20))))
     assert np.abs(short[0] - base[0, :20]).max() < 1e-5  # and the padded length does not matter
+
+
+def test_an_empty_file_is_called_empty(tmp_path):
+    empty = tmp_path / "model.onnx"
+    empty.write_bytes(b"")
+    assert check_onnx_interface(empty) == ["model.onnx is empty (0 bytes), not an ONNX model"]

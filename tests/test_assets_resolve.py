@@ -192,7 +192,7 @@ def test_importing_a_custom_onnx_model_checks_its_interface(tiny, tmp_path):
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
     )
     save(helper.make_model(graph), str(tmp_path / "other.onnx"))
-    with pytest.raises(AssetError, match=r"does not have the expected model interface: missing input 'input_ids'"):
+    with pytest.raises(AssetError, match=r"does not have the expected model interface: missing inputs 'input_ids'"):
         import_file(tmp_path / "other.onnx", "other", tmp_path / "c", CATALOGUE)
     final = import_file(tiny, "bert-tiny", tmp_path / "c", CATALOGUE)
     model = resolve_model("bert-tiny", None, tmp_path / "c")

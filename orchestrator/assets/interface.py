@@ -73,23 +73,30 @@ def check_onnx_interface(path: Path, expected: Interface | None = None) -> list[
     path = Path(path)
     if not path.is_file():
         return [f"{path} does not exist"]
+    if path.stat().st_size == 0:
+        return [f"{path.name} is empty (0 bytes), not an ONNX model"]
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # noqa: BLE001 - onnx raises DecodeError, ValueError, OSError, protobuf errors
         return [f"{path.name} is not a readable ONNX file ({e.__class__.__name__})"]
     graph = model.graph
+    if not graph.input and not graph.output and not graph.node:
+        return [f"{path.name} holds no graph (no inputs, outputs or nodes), so it is no ONNX model"]
     initializers = {i.name for i in graph.initializer}
     inputs = {vi.name: vi for vi in graph.input if vi.name not in initializers}  # IR < 4 lists weights as inputs
     outputs = {vi.name: vi for vi in graph.output}
     problems: list[str] = []
     for role, have, want in (("input", inputs, expected.inputs), ("output", outputs, expected.outputs)):
+        missing = []
         for name, dtype in want.items():
             if name in have:
                 problems += _check_tensor(role, name, have[name], dtype, expected.seq_len)
             else:
                 renamed = [h for h, ours in _HF_NAMES.items() if ours == name and h in have]
-                hint = f" (it has {renamed[0]!r}: rename it)" if renamed else ""
-                problems.append(f"missing {role} {name!r}{hint}; the model's {role}s are {sorted(have)}")
+                missing.append(f"{name!r}" + (f" (it has {renamed[0]!r}: rename it)" if renamed else ""))
+        if missing:
+            listed = f"missing {role}{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+            problems.append(f"{listed}; the model's {role}s are {sorted(have)}")
     for extra in sorted(set(inputs) - set(expected.inputs)):
         problems.append(f"unexpected input {extra!r}; the harness feeds only {sorted(expected.inputs)}")
     missing_data = sorted(

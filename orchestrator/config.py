@@ -79,8 +79,9 @@ class RunConfig(BaseModel):
     dataset_path: Path | None = None  # default: the embedded SQuAD v1.1 dev set
     vocab_path: Path | None = None  # default: the embedded BERT uncased vocab
     calibration_path: Path | None = None  # SQuAD v1.1 train JSON (.json/.json.gz) for an engine's static int8
-    target_qps: float | None = Field(default=None, gt=0)
-    target_latency_ms: float | None = Field(default=None, gt=0)  # Server only; MLPerf's is 130
+    target_qps: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    # Server: the latency bound (MLPerf's is 130); SingleStream/MultiStream: the expected latency.
+    target_latency_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     runner: RunnerKind = RunnerKind.auto
     local_env: LocalEnv = LocalEnv.auto  # local runner: the target's environment, or the current one
     output_dir: Path = Path("runs")
@@ -159,6 +160,15 @@ class RunConfig(BaseModel):
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("pass the Ray head's HOST:PORT (e.g. 10.0.0.5:6379), auto, or local")
         return v
+
+    @model_validator(mode="after")
+    def _reference_runs_batch_one(self) -> RunConfig:
+        if self.sut is SutKind.reference and self.batch_size not in (None, 1):
+            raise ValueError(
+                f"the reference SUT runs MLPerf's batch of 1, not {self.batch_size}; drop --batch-size, or pass "
+                "--sut optimized"
+            )
+        return self
 
     @model_validator(mode="after")
     def _ray_options_need_ray(self) -> RunConfig:

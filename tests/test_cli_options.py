@@ -94,7 +94,7 @@ def test_recorded_run_flags_parse_back_to_the_same_options(tmp_path: Path) -> No
         test_query_count=7,
         batch_size=3,
         threads=2,
-        sut=SutKind.reference,
+        sut=SutKind.optimized,
         model="demo-int8",
         model_path=tmp_path / "m.onnx",
         dataset_path=tmp_path / "d.json",

@@ -153,3 +153,12 @@ def test_docker_settings_docker_reads_are_taken() -> None:
         image="registry.example.com:5000/team/mlperf-bert_onnxruntime-cpu:v1.2@sha256:" + "a" * 64,
     )
     assert (config.shm_size, config.memory, config.cpuset_cpus) == ("1g", "512MiB", "0-3,6")
+
+
+def test_the_reference_sut_with_another_batch_size_is_refused() -> None:
+    """MLPerf's reference SUT runs batch 1: a run.json saying batch 8 for it would record what did not run."""
+    with pytest.raises(ConfigError, match="the reference SUT runs MLPerf's batch of 1, not 8; drop --batch-size"):
+        resolve_config(RunOverrides(sut="reference", batch_size=8))  # type: ignore[arg-type]
+    assert resolve_config(RunOverrides(sut="reference", batch_size=1)).batch_size == 1  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="input should be a finite number"):
+        resolve_config(RunOverrides(target_qps=float("inf")))

@@ -163,3 +163,17 @@ def test_the_harness_in_this_python_needs_the_engines_packages_here(monkeypatch:
     ):
         runner.preflight()
     make_runner(RunConfig(runner=RunnerKind.local), TARGETS["onnxruntime-cpu"], stream=False).preflight()  # has it
+
+
+def test_a_target_the_scenario_does_not_read_is_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    from orchestrator.config import RunConfig
+    from orchestrator.workflows.benchmark import warn_unused_targets
+
+    with caplog.at_level(logging.WARNING, logger="orchestrator.workflows.benchmark"):
+        warn_unused_targets(RunConfig(scenario="SingleStream", target_qps=20))  # type: ignore[arg-type]
+        warn_unused_targets(RunConfig(scenario="Offline", target_latency_ms=50))  # type: ignore[arg-type]
+        warn_unused_targets(RunConfig(scenario="Server", target_qps=20, target_latency_ms=130))  # type: ignore[arg-type]
+    assert [r.getMessage() for r in caplog.records] == [
+        "SingleStream does not read --target-qps (Offline and Server do); it changes nothing",
+        "Offline does not read --target-latency-ms (the other scenarios do); it changes nothing",
+    ]

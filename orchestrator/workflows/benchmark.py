@@ -293,6 +293,15 @@ def run_engine_options(config: RunConfig, target: Target, cache_dir: Path | None
     return engine_options
 
 
+def warn_unused_targets(config: RunConfig) -> None:
+    """One line for a LoadGen target the scenario does not read (it changes nothing, so it is not an error)."""
+    scenario = config.scenario
+    if config.target_qps is not None and scenario in (Scenario.SingleStream, Scenario.MultiStream):
+        log.warning("%s does not read --target-qps (Offline and Server do); it changes nothing", scenario.value)
+    if config.target_latency_ms is not None and scenario is Scenario.Offline:
+        log.warning("Offline does not read --target-latency-ms (the other scenarios do); it changes nothing")
+
+
 def check_run_engine_options(config: RunConfig, target: Target) -> None:
     """A misspelt --engine-option or a bad value: the engine's own one-sentence ConfigError, before any run
     directory (the harness parses them again when the engine starts)."""
@@ -412,6 +421,7 @@ def run_benchmark(
     target = get_target(config.backend, config.device)
     config = with_default_batch_size(config, target)
     check_run_engine_options(config, target)  # before the inputs, which may take a while to build
+    warn_unused_targets(config)
     cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
     inputs = resolve_inputs(config, cache_dir)
     check_precision(config, target)

@@ -6,10 +6,13 @@ orchestrator.errors exceptions and reported by the CLI edge (orchestrator.cli.ru
 
 from __future__ import annotations
 
+import gzip
 import json
+import lzma
 import sys
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,7 +44,7 @@ from orchestrator.commands.run_options import (
 )
 from orchestrator.commands.verbosity import QuietOption, VerboseOption, apply_verbosity
 from orchestrator.config import RunOverrides
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, first_line
 from orchestrator.submission import GenerateOptions, Overrides, check_submission, generate_submission
 from orchestrator.submission.rules import DEFAULT_VERSION, MLPERF_MODELS, SUBMITTABLE_DIVISIONS, VERSIONS
 from orchestrator.workflows.submission_run import run_and_submit
@@ -162,10 +165,19 @@ def generate(
     _print_result(result, as_json)
 
 
+def _open_tar(archive: Path) -> tarfile.TarFile:
+    try:
+        return tarfile.open(archive)
+    except tarfile.ReadError:  # tarfile tried each compression and none fits
+        raise ConfigError(
+            f"{archive} is not a tar archive (plain, gzip, bzip2 or xz); pass a submission folder or its .tar.gz"
+        ) from None
+
+
 def _extract(archive: Path, dest: Path) -> Path:
     """A submission tarball unpacked safely (plain files and folders only, nothing outside dest)."""
     try:
-        with tarfile.open(archive) as tar:
+        with _open_tar(archive) as tar:
             for member in tar.getmembers():
                 if not (member.isfile() or member.isdir()):
                     raise ConfigError(
@@ -173,9 +185,26 @@ def _extract(archive: Path, dest: Path) -> Path:
                         "a submission tarball must hold only the tree"
                     )
             tar.extractall(dest, filter="data")
+    except (EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile, tarfile.ReadError) as e:  # cut or corrupt
+        raise ConfigError(
+            f"{archive} is truncated or corrupt ({first_line(e)}); pass a complete submission folder or tarball"
+        ) from None
     except (tarfile.TarError, OSError) as e:
-        raise ConfigError(f"{archive} cannot be read as a tar.gz ({e}); pass a submission folder or tarball") from None
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else first_line(e)
+        raise ConfigError(
+            f"{archive} cannot be read as a tar.gz ({reason}); pass a submission folder or tarball"
+        ) from None
     return dest
+
+
+def _full_logs(run_dirs: list[Path]) -> list[Path]:
+    """The full accuracy log of each --run-dir, which must be a run directory."""
+    for d in run_dirs:
+        if not d.exists():
+            raise ConfigError(f"--run-dir {d} does not exist; pass a run directory made by `mlperf-bert run`")
+        if not d.is_dir():
+            raise ConfigError(f"--run-dir {d} is not a directory; pass a run directory made by `mlperf-bert run`")
+    return [d / "accuracy" / "mlperf_log_accuracy.json" for d in run_dirs]
 
 
 @app.command(cls=Command)
@@ -201,9 +230,9 @@ def check(
     as_json: AsJson = False,
 ) -> None:
     """Check a submission against the MLPerf rules: one line per problem, naming the file."""
+    full_logs = _full_logs(run_dir or [])
     with tempfile.TemporaryDirectory(prefix="mlperf-bert-check-") as tmp:
         root = _extract(path, Path(tmp)) if path.is_file() else path
-        full_logs = [d / "accuracy" / "mlperf_log_accuracy.json" for d in run_dir or []]
         report = check_submission(root, mlperf_version, full_logs)
     if as_json:
         typer.echo(

@@ -33,7 +33,7 @@ from orchestrator.submission.rules import (
     VERSIONS,
 )
 from orchestrator.submission.source import collect_source, write_source
-from orchestrator.submission.system import Overrides, System, describe_system, slug
+from orchestrator.submission.system import Overrides, System, check_overrides, describe_system, slug
 from orchestrator.workflows.accuracy_label import UNCHECKED, check_command, engine_precision
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class GenerateOptions:
             raise ConfigError(
                 f"--benchmark {self.benchmark!r} is not a BERT benchmark; choose one of {', '.join(MLPERF_MODELS)}"
             )
+        check_overrides(self.overrides, self.division)  # --submitter and the --system-config YAML, before any run
 
 
 @dataclass
@@ -144,6 +145,11 @@ def load_runs(run_dirs: list[Path]) -> list[Run]:
     return sorted(runs, key=lambda r: r.name)
 
 
+def is_mlperf_model_name(name: str | None, demo: bool) -> bool:
+    """A model of this (run record) name is the MLPerf BERT-large model, not a custom one."""
+    return not demo and (name or "").startswith(("bert-large", "mlperf-bert-large"))
+
+
 def is_mlperf_model(record: RunRecord) -> bool:
     """Only the MLPerf BERT-large model may appear as bert-99 itself; anything else is a custom model."""
     meta = record.model_meta
@@ -151,19 +157,35 @@ def is_mlperf_model(record: RunRecord) -> bool:
         return False
     if "mlperf_model" in meta:
         return bool(meta["mlperf_model"])
-    return (record.model.name or "").startswith(("bert-large", "mlperf-bert-large"))
+    return is_mlperf_model_name(record.model.name, False)
 
 
-def custom_model_name(record: RunRecord, options: GenerateOptions) -> str:
-    if options.model_name:
-        name = slug(options.model_name)
-    else:
-        name = slug(record.model.name or Path(record.model.path).stem)
+def _custom_folder(name: str) -> str:
     if name in MLPERF_MODELS:
         raise ConfigError(
             f"model folder name {name!r} would claim to be the MLPerf model itself; pass another --model-name"
         )
     return name
+
+
+def custom_model_name(record: RunRecord, options: GenerateOptions) -> str:
+    if options.model_name:
+        return _custom_folder(slug(options.model_name))
+    return _custom_folder(slug(record.model.name or Path(record.model.path).stem))
+
+
+def check_model(name: str, path: str, demo: bool, options: GenerateOptions) -> None:
+    """What plan_submission will say about runs of this model (its run record name and path), said before
+    the runs are made: the closed division takes only the MLPerf model, a custom model needs a folder name
+    that is not an MLPerf model's."""
+    if is_mlperf_model_name(name, demo):
+        return
+    if options.division != "open":
+        raise SubmissionError(
+            f"--division {options.division} needs the MLPerf BERT-large model and {name or path} is not it; "
+            "pass --division open, or the MLPerf model with --model or --model-path"
+        )
+    _custom_folder(slug(options.model_name or name or Path(path).stem))
 
 
 def _sw_notes(run: Run) -> str:

@@ -112,6 +112,43 @@ def check_output_dir(output_dir: Path) -> None:
         )
 
 
+def make_output_dir(output_dir: Path) -> list[Path]:
+    """Create output_dir and the folders above it that are missing; return those it created, deepest first,
+    for remove_made to take away again when the attempt is not made."""
+    made: list[Path] = []
+    here = output_dir
+    while not here.exists() and here != here.parent:
+        made.append(here)
+        here = here.parent
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        remove_made(made)  # the folders above it made before the one that failed
+        raise SubmissionError(
+            f"cannot create --submission-dir {output_dir} ({e.strerror or e}); pass a folder that can be created"
+        ) from None
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        remove_made(made)
+        raise SubmissionError(f"--submission-dir {output_dir} is not writable; pass a folder you can write to")
+    return made
+
+
+def remove_made(made: list[Path]) -> None:
+    """Remove the folders make_output_dir created, those still empty (what an attempt left there stays)."""
+    for path in made:
+        try:
+            path.rmdir()
+        except OSError:
+            return  # not empty (or gone): nor can any folder above it be removed
+
+
+def probe_output_dir(output_dir: Path) -> None:
+    """check_output_dir, and that the folder can be created and written, leaving nothing behind: what
+    `submission run` checks before its first benchmark run."""
+    check_output_dir(output_dir)
+    remove_made(make_output_dir(output_dir))
+
+
 def choose_attempt(output_dir: Path, requested: str | None, test_mode: bool) -> str:
     if requested is not None:
         if not ATTEMPT_RE.match(requested):
@@ -246,11 +283,14 @@ def write_summary_csv(output_dir: Path) -> Path:
             systems[f"{attempt}/{sid}"] = sj
     dest = output_dir / SUMMARY_CSV
     tmp = output_dir / (SUMMARY_CSV + ".tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.writer(f, quoting=csv.QUOTE_ALL)
-        writer.writerow(CSV_HEAD)
-        writer.writerows(csv_rows(records, systems))
-    tmp.replace(dest)
+    try:
+        with tmp.open("w", newline="") as f:
+            writer = csv.writer(f, quoting=csv.QUOTE_ALL)
+            writer.writerow(CSV_HEAD)
+            writer.writerows(csv_rows(records, systems))
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)  # only there when the write failed
     return dest
 
 

@@ -21,6 +21,8 @@ from orchestrator.submission.package import (
     attempt_paths,
     check_output_dir,
     choose_attempt,
+    make_output_dir,
+    remove_made,
     write_artifacts,
 )
 from orchestrator.submission.rules import DEMO_MODEL_LABEL, TEST_MODE_LABEL
@@ -103,8 +105,28 @@ def generate_submission(
     check_output_dir(output_dir)
     plan = plan_submission(runs, options, root=output_dir)  # validates every system before any write
     attempt = choose_attempt(output_dir, attempt, plan.test_mode)
+    made = make_output_dir(output_dir)  # taken away again (when still empty) if no attempt is made
+    done = False
+    try:
+        result = _make_attempt(plan, output_dir, options, attempt, package, keep_invalid, argv, started)
+        done = True
+    finally:
+        if not done:
+            remove_made(made)
+    return result
+
+
+def _make_attempt(
+    plan: Plan,
+    output_dir: Path,
+    options: GenerateOptions,
+    attempt: str,
+    package: bool,
+    keep_invalid: bool,
+    argv: list[str] | None,
+    started: str,
+) -> SubmissionResult:
     tree = attempt_paths(output_dir, attempt)["tree"]
-    output_dir.mkdir(parents=True, exist_ok=True)
     tmp = output_dir / f".tmp-{PREFIX}{attempt}-{os.getpid()}"
     try:
         write_tree(plan, tmp)
@@ -137,16 +159,31 @@ def generate_submission(
         systems = {sid: s.description for sid, s in plan.systems.items()}
         demo = {e.model_dir: e.demo_model for e in plan.entries}
         weights = {e.model_dir: str(e.performance.record.model_meta.get("precision") or "") for e in plan.entries}
-        result.artifacts = write_artifacts(
-            output_dir,
-            attempt,
-            tree,
-            report,
-            _steps(plan, cmd, started),
-            systems,
-            demo,
-            _highlights(plan, report),
-            weights,
-        )
+        packaged = False
+        try:
+            result.artifacts = write_artifacts(
+                output_dir,
+                attempt,
+                tree,
+                report,
+                _steps(plan, cmd, started),
+                systems,
+                demo,
+                _highlights(plan, report),
+                weights,
+            )
+            packaged = True
+        finally:
+            if not packaged:  # no half-packaged attempt: its tree and whatever artifacts were written go
+                _remove_attempt(output_dir, attempt)
     log.info("attempt %s: %s", attempt, report.summary_line())
     return result
+
+
+def _remove_attempt(output_dir: Path, attempt: str) -> None:
+    """Take away what this attempt wrote (choose_attempt made sure none of these paths was there before)."""
+    for path in attempt_paths(output_dir, attempt).values():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)

@@ -14,6 +14,7 @@ import re
 import shutil
 import socket
 import subprocess
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,13 +49,25 @@ def slug(text: str) -> str:
 
 def load_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"{what} {path} does not exist; pass an existing YAML file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a directory; pass a YAML file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is not UTF-8 text; pass a YAML file") from None
+    except OSError as e:
+        raise ConfigError(f"{what} {path} cannot be read ({e.strerror or e}); pass a readable YAML file") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{what} {path} is not valid YAML ({e.__class__.__name__}); fix its syntax") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{what} {path} must hold a mapping of key: value; it holds {type(data).__name__}")
+    for k, v in data.items():
+        if isinstance(v, (dict, list)):
+            raise ConfigError(
+                f"{what} {path} gives {k} a {'mapping' if isinstance(v, dict) else 'list'}; "
+                "give every key one plain value (a string)"
+            )
     return {str(k): ("" if v is None else str(v)) for k, v in data.items()}
 
 
@@ -242,17 +255,88 @@ def load_schema() -> dict[str, Any]:
     return json.loads(SCHEMA_FILE.read_text())
 
 
-def validate(desc: dict[str, Any], where: str) -> None:
-    """Raise SubmissionError naming the first key that breaks configs/system.schema.json."""
+# The system keys a flag sets (it wins over the YAML): an invalid value is the flag's to fix. key -> (flag, what
+# a valid value is).
+FLAG_KEYS = {
+    "submitter": (
+        "--submitter",
+        "a name of letters, digits, '_', '.' and '-' that starts with a letter or digit (it names a folder)",
+    ),
+}
+
+
+def _flag_values(overrides: Overrides) -> dict[str, str]:
+    """key -> value, for each system key given by a flag."""
+    return {"submitter": overrides.submitter} if overrides.submitter is not None else {}
+
+
+def _flag_error(key: str, value: Any, err: jsonschema.ValidationError) -> str:
+    flag, valid = FLAG_KEYS[key]
+    return f"{flag} {value!r} is invalid ({err.message}); pass {valid}"
+
+
+def validate(desc: dict[str, Any], where: str, flag_keys: Collection[str] = ()) -> None:
+    """Raise SubmissionError naming the first key that breaks configs/system.schema.json, or the flag to fix
+    when a flag gave that key (one of flag_keys, in FLAG_KEYS) its value."""
     validator = jsonschema.Draft202012Validator(load_schema())
     errors = sorted(validator.iter_errors(desc), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
         key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        if key in flag_keys:
+            raise SubmissionError(_flag_error(key, desc[key], err))
         raise SubmissionError(
             f"system description for {where} is invalid at {key}: {err.message}; "
             "fix it in your --system-config YAML (see configs/system.schema.json)"
         )
+
+
+def load_system_config(overrides: Overrides, division: str) -> dict[str, str]:
+    """The user's --system-config YAML (empty without one): readable, a mapping of known keys, agreeing with
+    --division."""
+    if overrides.system_config is None:
+        return {}
+    user = load_yaml_mapping(overrides.system_config, "system config")
+    unknown = sorted(set(user) - set(SYSTEM_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"system config {overrides.system_config} has unknown keys {', '.join(unknown)}; "
+            "use the 35 keys listed in configs/system.schema.json"
+        )
+    if user.get("division") and user["division"] != division:
+        raise ConfigError(
+            f"system config {overrides.system_config} says division {user['division']!r} but --division is "
+            f"{division!r}; remove division from the YAML or pass --division {user['division']}"
+        )
+    return user
+
+
+def _key_error(schema: dict[str, Any], key: str, value: str) -> jsonschema.ValidationError | None:
+    """The first way value breaks the schema of its key, if any."""
+    sub = schema.get("properties", {}).get(key, {})
+    return next(iter(jsonschema.Draft202012Validator(sub).iter_errors(value)), None)
+
+
+def check_overrides(overrides: Overrides, division: str) -> None:
+    """Check what the flags and the --system-config YAML say about the system, before any run is read: every
+    value given there ends up in the description as given (division and sw_notes aside, which are set or
+    extended here), so each is held against its key's schema now, as describe_system would later."""
+    schema = load_schema()
+    flags = _flag_values(overrides)
+    for key, value in flags.items():
+        err = _key_error(schema, key, value)
+        if err is not None:
+            raise SubmissionError(_flag_error(key, value, err))
+    user = load_system_config(overrides, division)
+    for key, value in user.items():
+        if key in flags or key in ("division", "sw_notes"):
+            continue
+        err = _key_error(schema, key, value)
+        if err is not None:
+            raise SubmissionError(
+                f"system config {overrides.system_config} is invalid at {key}: {err.message}; "
+                "fix it in that YAML (see configs/system.schema.json)"
+            )
 
 
 @dataclass(frozen=True)
@@ -276,21 +360,10 @@ def describe_system(record: RunRecord, division: str, overrides: Overrides, sw_n
     desc: dict[str, str] = load_yaml_mapping(DEFAULTS_FILE, "system defaults file")
     detected = detect(record)
     desc.update(detected)
-    user = load_yaml_mapping(overrides.system_config, "system config") if overrides.system_config else {}
-    unknown = sorted(set(user) - set(SYSTEM_KEYS))
-    if unknown:
-        raise ConfigError(
-            f"system config {overrides.system_config} has unknown keys {', '.join(unknown)}; "
-            "use the 35 keys listed in configs/system.schema.json"
-        )
-    if user.get("division") and user["division"] != division:
-        raise ConfigError(
-            f"system config {overrides.system_config} says division {user['division']!r} but --division is "
-            f"{division!r}; remove division from the YAML or pass --division {user['division']}"
-        )
+    user = load_system_config(overrides, division)
     desc.update(user)
-    if overrides.submitter:
-        desc["submitter"] = overrides.submitter
+    flags = _flag_values(overrides)
+    desc.update(flags)
     if overrides.hw_name:
         hw = overrides.hw_name
     elif user.get("system_name"):
@@ -306,6 +379,6 @@ def describe_system(record: RunRecord, division: str, overrides: Overrides, sw_n
     notes = [n for n in (desc.get("sw_notes", ""), sw_notes) if n]
     desc["sw_notes"] = "; ".join(notes)
     ordered = {k: desc.get(k, "") for k in SYSTEM_KEYS}
-    validate(ordered, f"system {sid}")
+    validate(ordered, f"system {sid}", flags)
     undetected = tuple(k for k, v in ordered.items() if v == "unspecified")
     return System(id=sid, description=ordered, undetected=undetected)

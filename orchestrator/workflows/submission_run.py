@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from orchestrator.assets import resolve_model
 from orchestrator.config import (
     CONFIG_FLAG,
     ExecutionMode,
@@ -24,8 +25,9 @@ from orchestrator.config import (
 )
 from orchestrator.errors import ConfigError
 from orchestrator.html_report import write_report
-from orchestrator.submission.generate import GenerateOptions
-from orchestrator.submission.package import PREFIX
+from orchestrator.paths import default_cache_dir
+from orchestrator.submission.generate import GenerateOptions, check_model
+from orchestrator.submission.package import PREFIX, choose_attempt, probe_output_dir
 from orchestrator.submission.rules import SINGLESTREAM_MIN_QUERIES
 from orchestrator.submission.submit import SubmissionResult, generate_submission
 from orchestrator.workflows import benchmark, compliance
@@ -68,6 +70,30 @@ def scenario_steps(
     return list(zip(steps, configs, strict=True))
 
 
+def _run_model(cfg: RunConfig) -> tuple[str, str, bool]:
+    """The name, path and demo flag the run record of cfg's model will hold, found as the run finds its model
+    (benchmark.resolve_inputs; a file is hashed once per process, so the run does not hash it again)."""
+    if cfg.model_path is None and cfg.model.startswith(benchmark.ZOO_PREFIX):
+        return cfg.model, cfg.model, False  # a SparseZoo stub: a custom model, fetched when the run starts
+    model = resolve_model(cfg.model, cfg.model_path, (cfg.cache_dir or default_cache_dir()).expanduser())
+    return model.name, str(model.path), model.demo
+
+
+def check_before_runs(
+    configs: list[RunConfig], submission_dir: Path, options: GenerateOptions, attempt: str | None
+) -> None:
+    """Refuse now what generate_submission would refuse about the submission options once every scenario has
+    run: the --submission-dir (a folder that can be created, holding only attempts), the --attempt (its form,
+    and not one already there), and the model for --division and --model-name. (--submitter and the
+    --system-config YAML are options.validate()'s.) Leaves nothing behind."""
+    probe_output_dir(submission_dir)
+    test_mode = any(cfg.execution_mode is ExecutionMode.test for cfg in configs)
+    choose_attempt(submission_dir, attempt, test_mode)
+    if options.division != "open" or options.model_name:
+        for name, path, demo in sorted({_run_model(cfg) for cfg in configs}):
+            check_model(name, path, demo, options)
+
+
 def run_and_submit(
     overrides: RunOverrides,
     config_file: Path | None,
@@ -84,6 +110,7 @@ def run_and_submit(
     into submission_dir."""
     options.validate()
     steps = scenario_steps(overrides, config_file, scenarios)
+    check_before_runs([cfg for _, cfg in steps], submission_dir, options, attempt)
     if run_benchmark is None:
         run_benchmark = benchmark.run_benchmark  # looked up now, so that a test can stand in for it
     run_dirs: list[Path] = []

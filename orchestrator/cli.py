@@ -62,7 +62,7 @@ from orchestrator.commands.run_options import (
 )
 from orchestrator.commands.verbosity import QuietOption, VerboseOption, apply_verbosity
 from orchestrator.config import RunOverrides, resolve_config
-from orchestrator.errors import MlperfBertError
+from orchestrator.errors import MlperfBertError, first_line
 from orchestrator.logs import setup_logging
 from orchestrator.run_summary import format_result, result_json
 from orchestrator.stop_signals import Terminated, exit_code_for, signal_name, signal_of, stop_signals_interrupt
@@ -218,7 +218,18 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except _UsageError as exc:
         return _usage_error(exc)
+    except Exception as exc:  # noqa: BLE001 - the last resort: a failure no check above named is a bug of ours
+        log.debug("the traceback of the unexpected error", exc_info=True)
+        typer.echo(
+            f"error: unexpected {type(exc).__name__}: {first_line(exc)[:300]} (a bug in mlperf-bert: rerun with -v "
+            "for the traceback, and report it)",
+            err=True,
+        )
+        return UNEXPECTED_EXIT
     return 0
+
+
+UNEXPECTED_EXIT = 1
 
 
 def _usage_error(exc: Exception) -> int:

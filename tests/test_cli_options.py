@@ -216,6 +216,19 @@ def test_an_error_in_any_sub_command_is_one_line_and_its_exit_code(
 
 
 @pytest.mark.parametrize(("argv", "target", "name"), SUB_COMMANDS, ids=[" ".join(a[:2]) for a, _, _ in SUB_COMMANDS])
+def test_an_unexpected_exception_is_one_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], target: Any, name: str
+) -> None:
+    """A failure no check names (a bug of ours) still reaches the user as one line saying so, exit 1."""
+    _first_call_of(monkeypatch, target, name, KeyError("oops"))
+    result = invoke(argv)
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert result.stderr == (
+        "error: unexpected KeyError: 'oops' (a bug in mlperf-bert: rerun with -v for the traceback, and report it)\n"
+    )
+
+
+@pytest.mark.parametrize(("argv", "target", "name"), SUB_COMMANDS, ids=[" ".join(a[:2]) for a, _, _ in SUB_COMMANDS])
 def test_ctrl_c_in_any_sub_command_is_exit_130(
     monkeypatch: pytest.MonkeyPatch, argv: list[str], target: Any, name: str
 ) -> None:

@@ -114,6 +114,13 @@ def test_the_page_replaces_only_its_own_earlier_page(tmp_path: Path) -> None:
     assert page.read_text().count("good") == first.count("good")
 
 
+def test_a_report_of_nothing_that_exists_is_refused(tmp_path: Path) -> None:
+    """No page for inputs that are all missing (a typo); one missing among others is named on the page."""
+    result = invoke(["report", str(tmp_path / "nosuch"), "-o", str(tmp_path / "r.html")])
+    assert result.exit_code == 2 and "nosuch does not exist; pass run, runs, tune" in result.stderr
+    assert not (tmp_path / "r.html").exists()
+
+
 def test_a_failed_runs_error_is_escaped(tmp_path: Path) -> None:
     error = "engine option fusions='<b>bogus</b>' & more"
     _write_run(tmp_path, "bad", _record("bad", status="failed", error=error, results={}))

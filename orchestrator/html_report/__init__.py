@@ -37,6 +37,12 @@ def write_report(inputs: list[Path], output: Path, *, title: str | None = None) 
         raise ConfigError("the report needs at least one run, runs, tune or submission folder; pass one or more")
     if output.is_dir():
         raise ConfigError(f"{output} is a folder; pass the page's file name with -o, e.g. -o {output / REPORT_FILE}")
+    absent = [p for p in inputs if not Path(p).exists()]
+    if len(absent) == len(inputs):
+        raise ConfigError(
+            f"{absent[0]} does not exist{' (nor any other input)' if len(absent) > 1 else ''}; pass run, runs, tune "
+            "or submission folders that exist"
+        )
     if output.exists() and not _is_our_page(output):
         raise ConfigError(
             f"{output} exists and is not a page this command wrote; pass a new file name with -o (it replaces only "

@@ -15,7 +15,7 @@ from cli_support import invoke
 from orchestrator import __version__, cli
 from orchestrator.commands import assets_cmd, images_cmd, run_options, submission_cmd, tune_cmd
 from orchestrator.config import ExecutionMode, LocalEnv, Mode, RunConfig, RunnerKind, RunOverrides, Scenario, SutKind
-from orchestrator.errors import MlperfBertError, RunError
+from orchestrator.errors import ConfigError, MlperfBertError, RunError
 from orchestrator.workflows import benchmark, submission_run
 
 COMMANDS = {"run": cli.run, "submission run": submission_cmd.run, "tune": tune_cmd.command}
@@ -130,6 +130,9 @@ def test_recorded_run_flags_parse_back_to_the_same_options(tmp_path: Path) -> No
 def test_engine_option_items_must_be_key_value() -> None:
     assert run_options.parse_engine_options(["a=1", " b = x=y "]) == {"a": "1", "b": "x=y"}
     assert run_options.parse_engine_options(None) is None
+    assert run_options.parse_engine_options(["a=1", "a=1"]) == {"a": "1"}  # the same twice is no conflict
+    with pytest.raises(ConfigError, match=r"--engine-option optimize is given twice \(none and auto\); give it once"):
+        run_options.parse_engine_options(["optimize=none", "optimize=auto"])
     result = invoke(["run", "--engine-option", "optimize", "--dry-run"])
     assert result.exit_code == 2
     assert result.stderr == (

@@ -222,5 +222,8 @@ def parse_engine_options(items: list[str] | None) -> dict[str, str] | None:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"{flag} {item!r} is not KEY=VALUE; write it like {flag} optimize=none")
-        out[key.strip()] = value.strip()
+        key, value = key.strip(), value.strip()
+        if key in out and out[key] != value:
+            raise ConfigError(f"{flag} {key} is given twice ({out[key]} and {value}); give it once")
+        out[key] = value
     return out

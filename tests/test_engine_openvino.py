@@ -497,6 +497,7 @@ def test_a_calibration_set_with_dev_paragraphs_is_refused(tmp_path: Path) -> Non
     cache = tmp_path / "cache"
     with pytest.raises(ConfigError, match="shares 2067 paragraphs with the dev set dev-v1.1.json; MLPerf calibrates"):
         calibration_features(EMBEDDED_DATASET, EMBEDDED_VOCAB, cache)
+    assert not (cache / "calibration").exists()  # a refused set leaves no folder behind
     mixed = _stand_in_train()
     mixed["data"].append(json.loads(EMBEDDED_DATASET.read_text())["data"][5])
     mixed_path = tmp_path / "mixed.json"

@@ -109,12 +109,25 @@ def calibration_features(
     refused: MLPerf calibrates on the training set, never on what is scored."""
     dataset = Path(dataset).expanduser()
     if not dataset.is_file():
+        what = "is a folder" if dataset.is_dir() else "does not exist"
         raise ConfigError(
-            f"the calibration set {dataset} does not exist; pass {RUN_FLAGS['calibration_path']} a SQuAD v1.1 "
+            f"the calibration set {dataset} {what}; pass {RUN_FLAGS['calibration_path']} a SQuAD v1.1 "
             "train JSON (.json or .json.gz)"
         )
     folder = cache_dir / "calibration"
+    made = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return _calibration_npz(dataset, vocab, cache_dir, folder, dev=dev, rows=rows, seed=seed)
+    except BaseException:
+        if made and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # a refused set leaves the cache as it was
+        raise
+
+
+def _calibration_npz(
+    dataset: Path, vocab: Path, cache_dir: Path, folder: Path, *, dev: Path | None, rows: int, seed: int
+) -> Path:
     source = _plain_json(dataset, folder)
     for scored in dict.fromkeys([EMBEDDED_DATASET, *([dev] if dev is not None else [])]):
         check_not_dev(source, scored, folder, shown=dataset)

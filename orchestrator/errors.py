@@ -38,6 +38,12 @@ class AssetError(MlperfBertError):
     """An asset cannot be fetched, verified or imported."""
 
 
+class UnknownAssetError(AssetError):
+    """A name the catalogue does not hold: a bad value the user typed, so the exit code of one (2)."""
+
+    exit_code = 2
+
+
 class RunError(MlperfBertError):
     """The benchmark run itself failed (harness crash, LoadGen error, interrupted)."""
 

@@ -120,8 +120,9 @@ def test_synthetic_entries_need_no_checksum():
 def test_lookup_errors_list_the_choices():
     with pytest.raises(AssetError, match=r"unknown model 'bert-huge'; choose one of .*bert-large-onnx-fp32"):
         CATALOGUE.get("bert-huge", "model")
-    with pytest.raises(AssetError, match="unknown model 'squad-dev-v1.1'"):
+    with pytest.raises(AssetError, match="unknown model 'squad-dev-v1.1'") as caught:
         CATALOGUE.get("squad-dev-v1.1", "model")
+    assert caught.value.exit_code == 2  # a bad value the user typed, as a bad flag value is
 
 
 def test_invalid_yaml_and_missing_file_are_asset_errors(tmp_path):

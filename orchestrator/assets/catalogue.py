@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrator import paths
-from orchestrator.errors import AssetError
+from orchestrator.errors import AssetError, UnknownAssetError
 
 Kind = Literal["model", "dataset", "vocab"]
 Dtype = Literal["int32", "int64", "float16", "float32"]
@@ -185,7 +185,7 @@ class Catalogue(_Strict):
         if asset is None or (kind is not None and asset.kind != kind):
             choices = ", ".join(a.name for a in self.assets if kind is None or a.kind == kind)
             what = kind or "asset"
-            raise AssetError(f"unknown {what} {name!r}; choose one of {choices} (see `mlperf-bert assets list`)")
+            raise UnknownAssetError(f"unknown {what} {name!r}; choose one of {choices} (see `mlperf-bert assets list`)")
         return asset
 
 

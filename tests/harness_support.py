@@ -99,8 +99,8 @@ def logits_of(entry: dict) -> np.ndarray:
 
 class InstantEngine(Engine):
     """Answers at once: start logit = input id, end logit = position. Options (strings):
-    report_provider, buckets ("128,384"), max_batch, instances (instance_count), fail_at_batch (raise on
-    that call, 1-based), delay_s (sleep per call), record (a file that gets one JSON line [B, S] per call)."""
+    report_provider, buckets ("128,384"), max_batch, instances (instance_count), shape_cost ("1": its first
+    call at each shape is slow, like OpenVINO's), fail_at_batch (raise on that call, 1-based), delay_s (sleep per call), record (a file that gets one JSON line [B, S] per call)."""
 
     name = "instant"
 
@@ -123,6 +123,9 @@ class InstantEngine(Engine):
     def max_batch(self) -> int | None:
         text = self.options.get("max_batch")
         return int(text) if text else None
+
+    def shape_costs_first_call(self) -> bool:
+        return self.options.get("shape_cost") == "1"
 
     @property
     def instance_count(self) -> int:

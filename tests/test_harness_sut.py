@@ -173,6 +173,22 @@ def test_engine_defaults_one_instance_and_the_sut_names_it(features) -> None:
     assert engine.instances_seen and set(engine.instances_seen) == {0}
 
 
+def test_warm_up_covers_every_width_the_dataset_pads_to_when_shapes_cost_a_compile(features) -> None:
+    # OpenVINO compiles per input shape at its first call: the warm-up runs each width the dataset's lengths
+    # fall into, at the planned batch, on every instance, so no compile lands in LoadGen's timed run.
+    buckets = [32, 64, 96, 128, 192, 256, 384]
+    engine = _engine(instances="2", buckets=",".join(map(str, buckets)), shape_cost="1")
+    sut = _sut(features, engine, batch_size=3)
+    sut.warm_up()
+    widths = sorted({pick_length(int(n), buckets) for n in features.seq_len})
+    assert len(widths) > 1  # the fixture's lengths span several buckets, or this test proves nothing
+    assert sorted(engine.calls) == sorted([(3, w) for w in widths] * 2)
+    # An engine without a per-shape cost: one short call per instance, as before.
+    plain = _engine(instances="2", buckets=",".join(map(str, buckets)))
+    _sut(features, plain, batch_size=3).warm_up()
+    assert plain.calls == [(3, 64), (3, 64)]
+
+
 def test_each_worker_passes_its_own_instance(features) -> None:
     engine = _engine(instances="2")
     sut = _sut(features, engine)

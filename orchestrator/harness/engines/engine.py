@@ -75,6 +75,12 @@ class Engine(ABC):
         """Largest batch the engine accepts; None means any."""
         return None
 
+    def shape_costs_first_call(self) -> bool:
+        """True when the first call at each new input shape is slow (a per-shape compile, or a model per
+        length bucket): the SUT then warms every bucket the dataset's lengths fall into before LoadGen
+        times anything, so a short run measures the steady speed, not the compiles."""
+        return False
+
     def nodes(self) -> list[NodeInfo]:
         """The machines the engine runs on when they are not the harness's own (a cluster's nodes, recorded in
         run.json and described in a submission's system); empty for an engine in this process."""

@@ -435,6 +435,11 @@ class OpenVinoEngine(Engine):
             return sorted({min(SEQ_LEN, n) for n in range(step, SEQ_LEN + step, step)})
         return self._buckets
 
+    def shape_costs_first_call(self) -> bool:
+        # Dynamic shapes: OpenVINO compiles kernels for each new input shape at its first call; buckets: each
+        # bucket is its own compiled model, first touched at its first call.
+        return True
+
     def infer(
         self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray, *, instance: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -135,6 +135,7 @@ class EngineActor:
             "settings": self.engine.settings(),
             "seq_buckets": self.engine.seq_buckets(),
             "max_batch": self.engine.max_batch(),
+            "shape_costs_first_call": self.engine.shape_costs_first_call(),
             "node_id": ray.get_runtime_context().get_node_id(),
             "hostname": socket.gethostname(),
             "pid": os.getpid(),
@@ -294,6 +295,9 @@ class RayPoolEngine(Engine):
     def max_batch(self) -> int | None:
         value = self._info[0]["max_batch"]
         return int(value) if value else None
+
+    def shape_costs_first_call(self) -> bool:
+        return bool(self._info[0].get("shape_costs_first_call"))
 
     @property
     def instance_count(self) -> int:

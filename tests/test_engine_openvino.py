@@ -87,9 +87,9 @@ def test_pad_to_gives_the_sut_lengths_in_steps() -> None:
     engine = OpenVinoEngine.__new__(OpenVinoEngine)  # only the options and shapes matter here
     engine._buckets = None
     engine.opts = parse_engine_options(OpenVinoOptions, {}, "openvino")
-    assert engine.opts.pad_to == 32
+    assert engine.opts.pad_to == 16
     steps = engine.seq_buckets()
-    assert steps is not None and steps[:2] == [32, 64] and steps[-1] == 384 and len(steps) == 12
+    assert steps is not None and steps[:2] == [16, 32] and steps[-1] == 384 and len(steps) == 24
     engine.opts = parse_engine_options(OpenVinoOptions, {"pad_to": "1"}, "openvino")
     assert engine.seq_buckets() is None  # every batch at its own length
     engine.opts = parse_engine_options(OpenVinoOptions, {"pad_to": "100"}, "openvino")

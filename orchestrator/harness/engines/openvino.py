@@ -35,7 +35,11 @@ every batch at its own length ran 11.0 samples/s, the same batches padded to a m
 one fixed length 14.6. Fewer distinct shapes win over the padded tokens. Through LoadGen (Offline, same
 machine, two alternating rounds): BERT-large int8, 128 samples, pad_to 1 / 16 / 32 / 64: 11.6-11.9 /
 14.1-14.3 / 14.4-14.8 / 13.5-14.9 samples/s; the demo MiniLM, 512 samples, int8 86-88 -> 167-172 and
-bf16 131 -> 165-173 with pad_to 32, the default.
+bf16 131 -> 165-173 with pad_to 32. Those runs paid for each shape's first-call compile inside the timed
+run; since the SUT warms every padded width first (`shape_costs_first_call`), finer steps win (another AMX
+Xeon, 2026-12-02 13:30, two alternating rounds, int8 with the bf16 rest): BERT-large 128 samples pad_to
+32 / 16 / 8: 19.3-19.7 / 20.6-21.1 / 20.4-20.8 samples/s, the demo 512 samples 226-232 / 234-243 /
+228-241. So 16 is the default (22 widths to warm: 12 s for BERT-large int8, 1.5 s for the demo).
 
 `cache_dir` (the registry's cache_option): OpenVINO's CACHE_DIR (compiled blobs, under
 compiled/<digest of the compile configuration>: OpenVINO's own blob key ignores the precision) and the
@@ -84,7 +88,7 @@ class OpenVinoOptions(EngineOptions):
     instances: int | Literal["auto"] = option(1, minimum=1)  # auto: one stream per thread
     shapes: Literal["dynamic", "buckets"] = "dynamic"
     buckets: tuple[int, ...] = DEFAULT_BUCKETS
-    pad_to: int = option(32, minimum=1)  # dynamic shapes: batch lengths padded up to a multiple of it
+    pad_to: int = option(16, minimum=1)  # dynamic shapes: batch lengths padded up to a multiple of it
     cache_dir: str | None = None
     calibration_path: str | None = None  # int8: an .npz of train features (input_ids, input_mask, segment_ids)
     calibration_rows: int = option(300, minimum=1)  # a fixed seeded subset of the calibration features
@@ -93,7 +97,7 @@ class OpenVinoOptions(EngineOptions):
 
     def __post_init__(self) -> None:
         if self.pad_to > SEQ_LEN:
-            raise ConfigError(f"openvino engine option pad_to={self.pad_to} is above {SEQ_LEN}; pass e.g. 32")
+            raise ConfigError(f"openvino engine option pad_to={self.pad_to} is above {SEQ_LEN}; pass e.g. 16")
         if self.shapes == "buckets" and (not self.buckets or max(self.buckets) != SEQ_LEN or min(self.buckets) < 1):
             text = ",".join(str(b) for b in self.buckets)
             raise ConfigError(

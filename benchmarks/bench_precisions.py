@@ -11,8 +11,9 @@ in its own environment), Offline performance in test mode over the first N sampl
 the same samples for every row). Rounds go configuration by configuration, round after round, so a slower
 stretch of this shared machine hits every row alike; the best and the median of the rounds are printed.
 
-Per row: samples/s, x the reference SUT, GFLOP/s counted on real tokens (the mean real length of the N
-features a test-mode run draws its samples from: padding is not work), and the
+Per row: samples/s, x the reference SUT, GFLOP/s counted on the real tokens of the samples LoadGen issued
+(the run's performance/run_1/sut_samples.npy: LoadGen draws them at random from the whole dev set, the
+same ones in every run; padding is not work), and the
 fraction of the measured matrix-multiply ceiling FOR THAT PRECISION (fp32: numpy/onnxruntime MatMul;
 int8: onnxruntime MatMulInteger; bf16: PyTorch's bf16 matmul, oneDNN, in the pytorch-cpu venv), all
 measured in this run. For the demo model also the F1 of an accuracy run over the first `--f1-samples`
@@ -46,6 +47,7 @@ from orchestrator.api import RunConfig, run_benchmark  # noqa: E402
 from orchestrator.dataset import build_features, load_features  # noqa: E402
 from orchestrator.errors import MlperfBertError  # noqa: E402
 from orchestrator.harness.cpu import detect_isa  # noqa: E402
+from orchestrator.harness.latencies import SAMPLES_FILE  # noqa: E402
 from orchestrator.paths import EMBEDDED_DATASET, EMBEDDED_MODEL, EMBEDDED_VOCAB, default_cache_dir  # noqa: E402
 from orchestrator.runners import venvs  # noqa: E402
 from orchestrator.workflows import int8 as int8_variants  # noqa: E402
@@ -63,6 +65,7 @@ class Config:
     f1: float | None = None
     settings: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    samples: np.ndarray | None = None  # the QSL indices LoadGen issued in its runs (the same in every one)
 
 
 def machine() -> dict[str, Any]:
@@ -219,6 +222,10 @@ def family(name: str, rows: list[Config], args: argparse.Namespace, out: Path) -
                 print(f"  {cfg.label}: FAILED {e}", flush=True)
                 continue
             rate = float(result.performance.samples_per_second)
+            issued = np.load(result.run_dir / "performance" / "run_1" / SAMPLES_FILE)
+            if cfg.samples is not None and not np.array_equal(np.sort(issued), np.sort(cfg.samples)):
+                raise SystemExit(f"{cfg.label}: LoadGen issued other samples than in its first run")
+            cfg.samples = issued
             cfg.rates.append(rate)
             cfg.settings = dict(result.record.engine_settings)
             print(f"  round {rnd + 1} {cfg.label}: {rate:.2f} samples/s", flush=True)
@@ -260,7 +267,7 @@ def main() -> None:
     results["ceilings_gflops"] = ceilings
     print(f"ceilings (GFLOP/s or GOP/s at 2048x1024x4096): {ceilings}", flush=True)
     out = Path(tempfile.mkdtemp(prefix="bench-precisions-"))
-    families: list[tuple[str, list[Config], FlopModel, int]] = []
+    families: list[tuple[str, list[Config], FlopModel]] = []
     fp32 = None if args.skip_demo else demo_fp32(cache)
     if fp32 is not None:
         checkpoint = SHARED_CHECKPOINT if SHARED_CHECKPOINT.is_dir() else None
@@ -276,7 +283,6 @@ def main() -> None:
                     static_int8_of(fp32, cache, args.calibration) if args.calibration else None,
                 ),
                 FlopModel.of(fp32),
-                args.samples,
             )
         )
     if not args.skip_large:
@@ -293,19 +299,23 @@ def main() -> None:
                     static_int8_of(large, cache, args.calibration) if args.calibration and args.large_static else None,
                 ),
                 FlopModel.of(large),
-                args.large_samples,
             )
         )
     rows_out = []
-    for name, rows, flop_model, count in families:
-        real = features.seq_len[:count].astype(np.int64)
+    for name, rows, flop_model in families:
         family(name, rows, args, out)
+        issued = [r.samples for r in rows if r.samples is not None]
+        if any(not np.array_equal(np.sort(x), np.sort(issued[0])) for x in issued):
+            raise SystemExit(f"{name}: LoadGen issued other samples to different configurations")
+        real = features.seq_len[issued[0]].astype(np.int64) if issued else np.zeros(1, np.int64)
+        results.setdefault("mean_real_tokens", {})[name] = round(float(real.mean()), 1)
+        print(f"{name}: {real.size} samples, mean real length {real.mean():.1f} tokens", flush=True)
         reference = next((r for r in rows if "reference" in r.label and r.rates), None)
         fp32_f1 = next((r.f1 for r in rows if r.label.endswith("onnxruntime fp32")), None)
         for r in rows:
             best = max(r.rates) if r.rates else None
             median = statistics.median(r.rates) if r.rates else None
-            work = flop_model.flops(real) / count  # FLOPs per sample on real tokens
+            work = flop_model.flops(real) / real.size  # FLOPs per sample on real tokens
             gflops = best * work / 1e9 if best else None
             ceiling = ceilings.get(r.precision)
             row = {

@@ -26,7 +26,7 @@ from cli_support import invoke
 from harness_support import wait_for_harness_line
 
 from orchestrator import plots
-from orchestrator.harness.latencies import LATENCIES_FILE, LatencyLog
+from orchestrator.harness.latencies import LATENCIES_FILE, SAMPLES_FILE, LatencyLog
 from orchestrator.html_report import write_report
 from orchestrator.html_report.sources import collect
 from orchestrator.submission.package import ENTRY_RE
@@ -141,9 +141,10 @@ def test_the_cli_writes_the_page_and_refuses_a_folder_as_output(tmp_path: Path) 
 
 def test_latency_log_grows_and_marks_what_never_completed() -> None:
     log = LatencyLog(2)
-    first = log.reserve(3, now=10.0)
+    first = log.reserve(3, now=10.0, samples=[7, 3, 9])
     second = log.reserve(2, now=11.0)
     assert (first, second, log.count) == (0, 3, 5)
+    assert log.samples().tolist() == [7, 3, 9, -1, -1]  # the QSL index per slot, -1 where none was given
     log.complete(np.array([0, 2]), now=10.5)
     log.complete(np.array([3]), now=11.25)
     ms = log.latencies_ms()
@@ -257,6 +258,8 @@ def test_the_report_of_real_runs_holds_their_figures(real_runs: Path, tmp_path: 
             assert f"{perf['latency_percentiles_ms']['90']:,.2f}" in page
             latencies = np.load(run_dir / "performance" / "run_1" / LATENCIES_FILE)
             assert latencies.shape == (perf["samples_issued"],) and not np.isnan(latencies).any()
+            samples = np.load(run_dir / "performance" / "run_1" / SAMPLES_FILE)  # which QSL sample each was
+            assert samples.shape == latencies.shape and samples.min() >= 0 and samples.max() < 10833
             # the SUT's own times sit just under LoadGen's (which also counts its own scheduling)
             assert np.percentile(latencies, 90) <= perf["latency_percentiles_ms"]["90"] * 1.05 + 5
         acc = rec["results"].get("accuracy")

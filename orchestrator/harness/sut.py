@@ -203,7 +203,7 @@ class BertSUT:
         now = time.monotonic()
         with self._count_lock:
             self.samples_issued += len(ids)
-            first = self.latencies.reserve(len(ids), now)
+            first = self.latencies.reserve(len(ids), now, indices)
         if self._queue is not None:
             for k, (rid, index) in enumerate(zip(ids, indices, strict=True)):
                 self._queue.put(_Waiting(rid, index, now, first + k))
@@ -294,7 +294,7 @@ class BertSUT:
         exception, so a failure is recorded, reported, and the samples are answered empty so the test ends."""
         if slots is None:  # a caller outside LoadGen's issue path (tests): slots of their own
             with self._count_lock:
-                first = self.latencies.reserve(len(ids), time.monotonic())
+                first = self.latencies.reserve(len(ids), time.monotonic(), indices)
             slots = np.arange(first, first + len(ids), dtype=np.int64)
         try:
             batches = self._plan(indices)

@@ -7,8 +7,8 @@ model), pytorch fp32/bf16, each on the SAME LoadGen samples, rounds interleaved.
     .venv/bin/python benchmarks/bench_precisions.py --skip-large ... # the demo model only
 
 Every configuration is a normal `mlperf-bert run` (orchestrator.api.run_benchmark, local runner, each backend
-in its own environment), Offline performance in test mode over the first N samples (same seeds, same count:
-the same samples for every row). Rounds go configuration by configuration, round after round, so a slower
+in its own environment), Offline performance in test mode, N samples per run (LoadGen's fixed seeds and the
+same count: the same samples for every row). Rounds go configuration by configuration, round after round, so a slower
 stretch of this shared machine hits every row alike; the best and the median of the rounds are printed.
 
 Per row: samples/s, x the reference SUT, GFLOP/s counted on the real tokens of the samples LoadGen issued

@@ -107,6 +107,7 @@ class InstantEngine(Engine):
     def __init__(self, model_path: str, **kwargs: object) -> None:
         super().__init__(model_path, **kwargs)  # type: ignore[arg-type]
         self.calls: list[tuple[int, int]] = []
+        self.calls_by_instance: list[tuple[int, int, int]] = []  # (instance, B, S): one append, thread-safe
         self.buffers_seen: list[int] = []
 
     @property
@@ -138,6 +139,7 @@ class InstantEngine(Engine):
         assert input_ids.dtype == np.int64 and input_ids.flags.c_contiguous
         assert input_ids.shape == input_mask.shape == segment_ids.shape
         self.calls.append(tuple(input_ids.shape))  # type: ignore[arg-type]
+        self.calls_by_instance.append((instance, *input_ids.shape))  # type: ignore[arg-type]
         self.buffers_seen.append(input_ids.ctypes.data)
         if "record" in self.options:
             with open(self.options["record"], "a") as fh:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -182,11 +184,49 @@ def test_warm_up_covers_every_width_the_dataset_pads_to_when_shapes_cost_a_compi
     sut.warm_up()
     widths = sorted({pick_length(int(n), buckets) for n in features.seq_len})
     assert len(widths) > 1  # the fixture's lengths span several buckets, or this test proves nothing
-    assert sorted(engine.calls) == sorted([(3, w) for w in widths] * 2)
+    assert sorted(engine.calls_by_instance) == sorted([(i, 3, w) for w in widths for i in (0, 1)])
     # An engine without a per-shape cost: one short call per instance, as before.
     plain = _engine(instances="2", buckets=",".join(map(str, buckets)))
     _sut(features, plain, batch_size=3).warm_up()
-    assert plain.calls == [(3, 64), (3, 64)]
+    assert sorted(plain.calls_by_instance) == [(0, 3, 64), (1, 3, 64)]
+    # The reference SUT runs batch 1 at 384 only: that one shape.
+    ref = _engine(buckets=",".join(map(str, buckets)), shape_cost="1")
+    _sut(features, ref, kind="reference").warm_up()
+    assert ref.calls == [(1, 384)]
+
+
+def test_a_signal_during_the_warm_up_stops_it_and_propagates(features) -> None:
+    # The harness turns SIGTERM into Interrupted (an Exception) in the main thread; the warm-up must not
+    # swallow it as an engine error (the run would go on and never be marked interrupted), and its threads
+    # stop after their current call.
+    from orchestrator.harness.run import Interrupted
+
+    def on_term(signum: int, _frame: object) -> None:
+        raise Interrupted(signum)
+
+    buckets = list(range(32, 385, 32))
+    engine = _engine(instances="2", buckets=",".join(map(str, buckets)), shape_cost="1", delay_s="0.5")
+    sut = _sut(features, engine, batch_size=2)
+    previous = signal.signal(signal.SIGTERM, on_term)
+    timer = threading.Timer(0.25, signal.pthread_kill, (threading.main_thread().ident, signal.SIGTERM))
+    timer.start()
+    try:
+        with pytest.raises(Interrupted, match="SIGTERM"):
+            sut.warm_up()
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGTERM, previous)
+    widths = {pick_length(int(n), buckets) for n in features.seq_len}
+    assert len(widths) >= 3
+    assert len(engine.calls) < 2 * len(widths)  # stopped early (2 calls, one per instance), not every width
+
+
+def test_an_engine_error_in_the_warm_up_is_logged_and_the_run_goes_on(features, caplog) -> None:
+    engine = _engine(instances="2", fail_at_batch="1")
+    sut = _sut(features, engine)
+    with caplog.at_level("WARNING"):
+        sut.warm_up()  # does not raise: the measured run reports engine failures itself
+    assert "warm-up call failed" in caplog.text
 
 
 def test_each_worker_passes_its_own_instance(features) -> None:

@@ -243,27 +243,42 @@ class BertSUT:
         """Untimed engine calls per instance on synthetic tokens (no dataset sample): the first call of a
         session pays for first-touching the weights and starting its threads, which is no part of the
         system's steady speed. An engine whose first call at each new shape is slow (OpenVINO compiles per
-        shape) is called once at every width the dataset's lengths pad to, with the planned batch, so the
-        compiles do not land in the timed run (a 128-sample BERT-large run otherwise spends about half its
-        time in them). The instances warm up side by side, as they run."""
-        if self.buckets and self.engine.shape_costs_first_call():
+        shape) is called once at every width the dataset's lengths pad to, with the planned batch, so those
+        compiles do not land in the timed run (a 128-sample BERT-large run otherwise spent several seconds
+        in them); a batch of another size (a Server batch, a query's last partial batch) may still compile
+        there. The instances warm up side by side, as they run. An engine error is logged and the run goes
+        on (the measured run reports it); a signal (Interrupted, KeyboardInterrupt) stops the warm-up and
+        propagates."""
+        if self.kind == SutKind.reference:  # batch 1, every sample padded to 384: one shape
+            widths, rows = [pick_length(SEQ_LEN, self.buckets)], 1
+        elif self.buckets and self.engine.shape_costs_first_call():
             widths = sorted({pick_length(int(n), self.buckets) for n in np.unique(self._seq_len)})
             rows = self.batch_size
         else:
             widths, rows = [pick_length(64, self.buckets)], min(self.batch_size, 4)
+        stop = threading.Event()
 
-        def warm(worker: _Worker) -> None:
-            for width in widths:
-                ids = np.full((rows, width), 1996, dtype=np.int64)  # "the", repeated
-                ids[:, 0], ids[:, -1] = 101, 102  # [CLS] ... [SEP]
-                self.engine.infer(ids, np.ones_like(ids), np.zeros_like(ids), instance=worker.instance)
+        def warm(worker: _Worker) -> Exception | None:
+            try:
+                for width in widths:
+                    if stop.is_set():
+                        return None
+                    ids = np.full((rows, width), 1996, dtype=np.int64)  # "the", repeated
+                    ids[:, 0], ids[:, -1] = 101, 102  # [CLS] ... [SEP]
+                    self.engine.infer(ids, np.ones_like(ids), np.zeros_like(ids), instance=worker.instance)
+            except Exception as exc:  # noqa: BLE001 - the measured run reports engine failures itself
+                return exc
+            return None
 
         started = time.perf_counter()
+        pool = ThreadPoolExecutor(max_workers=len(self._workers), thread_name_prefix="sut-warm-up")
         try:
-            with ThreadPoolExecutor(max_workers=len(self._workers), thread_name_prefix="sut-warm-up") as pool:
-                list(pool.map(warm, self._workers))
-        except Exception as exc:  # noqa: BLE001 - the measured run reports engine failures itself
-            log.warning("warm-up call failed (%s: %s); continuing", type(exc).__name__, exc)
+            errors = [e for e in pool.map(warm, self._workers) if e is not None]
+        finally:  # a signal raised in this thread lands here: the threads end after their current call
+            stop.set()
+            pool.shutdown(wait=True)
+        if errors:
+            log.warning("warm-up call failed (%s: %s); continuing", type(errors[0]).__name__, errors[0])
             return
         log.log(
             logging.INFO if len(widths) > 1 else logging.DEBUG,

@@ -195,6 +195,32 @@ def test_warm_up_covers_every_width_the_dataset_pads_to_when_shapes_cost_a_compi
     assert ref.calls == [(1, 384)]
 
 
+def test_the_first_warm_up_call_runs_alone(features) -> None:
+    # OpenVINO's Python binding deadlocks when two threads make the process's first infer() at once.
+    import time
+
+    spans: list[tuple[float, float]] = []
+
+    class Timed(InstantEngine):
+        def infer(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            start = time.monotonic()
+            out = super().infer(*args, **kwargs)
+            spans.append((start, time.monotonic()))
+            return out
+
+    engine = Timed(
+        "unused.onnx",
+        device="cpu",
+        batch_size=4,
+        threads=None,
+        execution_provider="X",
+        options={"instances": "2", "buckets": "96,160,192,384", "shape_cost": "1", "delay_s": "0.05"},
+    )
+    _sut(features, engine).warm_up()
+    spans.sort()
+    assert len(spans) > 2 and all(spans[0][1] <= later[0] for later in spans[1:])
+
+
 def test_a_signal_during_the_warm_up_stops_it_and_propagates(features) -> None:
     # The harness turns SIGTERM into Interrupted (an Exception) in the main thread; the warm-up must not
     # swallow it as an engine error (the run would go on and never be marked interrupted), and its threads

@@ -258,22 +258,32 @@ class BertSUT:
             widths, rows = [pick_length(64, self.buckets)], min(self.batch_size, 4)
         stop = threading.Event()
 
-        def warm(worker: _Worker) -> Exception | None:
+        def warm_one(worker: _Worker, width: int) -> Exception | None:
+            ids = np.full((rows, width), 1996, dtype=np.int64)  # "the", repeated
+            ids[:, 0], ids[:, -1] = 101, 102  # [CLS] ... [SEP]
             try:
-                for width in widths:
-                    if stop.is_set():
-                        return None
-                    ids = np.full((rows, width), 1996, dtype=np.int64)  # "the", repeated
-                    ids[:, 0], ids[:, -1] = 101, 102  # [CLS] ... [SEP]
-                    self.engine.infer(ids, np.ones_like(ids), np.zeros_like(ids), instance=worker.instance)
+                self.engine.infer(ids, np.ones_like(ids), np.zeros_like(ids), instance=worker.instance)
             except Exception as exc:  # noqa: BLE001 - the measured run reports engine failures itself
                 return exc
+            return None
+
+        def warm(worker: _Worker) -> Exception | None:
+            for width in widths[1:] if worker is self._workers[0] else widths:  # worker 0 ran widths[0] first
+                if stop.is_set():
+                    return None
+                error = warm_one(worker, width)
+                if error is not None:
+                    return error
             return None
 
         started = time.perf_counter()
         pool = ThreadPoolExecutor(max_workers=len(self._workers), thread_name_prefix="sut-warm-up")
         try:
-            errors = [e for e in pool.map(warm, self._workers) if e is not None]
+            # The process's first engine call runs alone: OpenVINO's Python binding initialises a
+            # function-local static in its first infer() while holding the GIL, and two threads making that
+            # first call at once deadlock (seen 2026-12-02: one in __cxa_guard_acquire, one waiting for the GIL).
+            first = pool.submit(warm_one, self._workers[0], widths[0]).result()
+            errors = [first] if first is not None else [e for e in pool.map(warm, self._workers) if e is not None]
         finally:  # a signal raised in this thread lands here: the threads end after their current call
             stop.set()
             pool.shutdown(wait=True)

@@ -37,7 +37,7 @@ machine, two alternating rounds): BERT-large int8, 128 samples, pad_to 1 / 16 / 
 14.1-14.3 / 14.4-14.8 / 13.5-14.9 samples/s; the demo MiniLM, 512 samples, int8 86-88 -> 167-172 and
 bf16 131 -> 165-173 with pad_to 32. Those runs paid for each shape's first-call compile inside the timed
 run; since the SUT warms every padded width first (`shape_costs_first_call`), finer steps win (another AMX
-Xeon, 2026-12-02 13:30, two alternating rounds, int8 with the bf16 rest): BERT-large 128 samples pad_to
+Xeon, lscpu model 167, 2026-12-02 13:30, two alternating rounds, int8 with the bf16 rest): BERT-large 128 samples pad_to
 32 / 16 / 8: 19.3-19.7 / 20.6-21.1 / 20.4-20.8 samples/s, the demo 512 samples 226-232 / 234-243 /
 228-241. So 16 is the default (22 widths to warm: 12 s for BERT-large int8, 1.5 s for the demo).
 

@@ -221,6 +221,42 @@ def test_the_first_warm_up_call_runs_alone(features) -> None:
     assert len(spans) > 2 and all(spans[0][1] <= later[0] for later in spans[1:])
 
 
+def test_the_warm_up_calls_are_made_untimed_and_the_run_s_are_not(features) -> None:
+    # An engine that counts its calls for run.json (the Ray pool's ray_batches) must not count the warm-up's.
+    import contextlib
+
+    inside: list[bool] = []
+    untimed = [0]
+
+    class Counting(InstantEngine):
+        @contextlib.contextmanager
+        def untimed(self):  # type: ignore[no-untyped-def]
+            untimed[0] += 1
+            try:
+                yield
+            finally:
+                untimed[0] -= 1
+
+        def infer(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            inside.append(untimed[0] > 0)
+            return super().infer(*args, **kwargs)
+
+    engine = Counting(
+        "unused.onnx",
+        device="cpu",
+        batch_size=4,
+        threads=None,
+        execution_provider="X",
+        options={"instances": "2", "buckets": "96,160,192,384", "shape_cost": "1"},
+    )
+    sut = _sut(features, engine)
+    sut.warm_up()
+    assert len(inside) > 2 and all(inside) and untimed[0] == 0
+    indices = np.array([1, 3])
+    sut._infer_into(sut._workers[0], indices, features.seq_len[indices].astype(int))
+    assert inside[-1] is False
+
+
 def test_a_signal_during_the_warm_up_stops_it_and_propagates(features) -> None:
     # The harness turns SIGTERM into Interrupted (an Exception) in the main thread; the warm-up must not
     # swallow it as an engine error (the run would go on and never be marked interrupted), and its threads

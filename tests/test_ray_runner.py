@@ -199,6 +199,9 @@ def test_singlestream_on_ray_answers_every_sample_once_and_says_its_latency_incl
     assert sorted(_answers(run_dir)) == list(range(16))
     assert data["results"]["accuracy"]["questions_scored"] == 16
     assert float(data["engine_settings"]["ray_hop_ms_per_batch"]) > 0
+    # SingleStream sends one sample per batch: the pool counted the LoadGen runs' batches, not the warm-ups'.
+    issued = 16 + data["results"]["performance"]["samples_issued"]  # the accuracy pass's 16, the performance pass's
+    assert int(data["engine_settings"]["ray_batches"]) == issued
 
 
 @pytest.mark.slow

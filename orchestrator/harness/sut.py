@@ -278,15 +278,17 @@ class BertSUT:
 
         started = time.perf_counter()
         pool = ThreadPoolExecutor(max_workers=len(self._workers), thread_name_prefix="sut-warm-up")
-        try:
-            # The process's first engine call runs alone: OpenVINO's Python binding initialises a
-            # function-local static in its first infer() while holding the GIL, and two threads making that
-            # first call at once deadlock (seen 2026-12-02: one in __cxa_guard_acquire, one waiting for the GIL).
-            first = pool.submit(warm_one, self._workers[0], widths[0]).result()
-            errors = [first] if first is not None else [e for e in pool.map(warm, self._workers) if e is not None]
-        finally:  # a signal raised in this thread lands here: the threads end after their current call
-            stop.set()
-            pool.shutdown(wait=True)
+        with self.engine.untimed():  # no part of a LoadGen run: an engine's call counts leave these out
+            try:
+                # The process's first engine call runs alone: OpenVINO's Python binding initialises a
+                # function-local static in its first infer() while holding the GIL, and two threads making that
+                # first call at once deadlock (seen 2026-12-02: one in __cxa_guard_acquire, one waiting for the
+                # GIL).
+                first = pool.submit(warm_one, self._workers[0], widths[0]).result()
+                errors = [first] if first is not None else [e for e in pool.map(warm, self._workers) if e is not None]
+            finally:  # a signal raised in this thread lands here: the threads end after their current call
+                stop.set()
+                pool.shutdown(wait=True)
         if errors:
             log.warning("warm-up call failed (%s: %s); continuing", type(errors[0]).__name__, errors[0])
             return

@@ -6,9 +6,10 @@ int64 [B, S] arrays into float32 start/end logits [B, S]. Engines are imported o
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import ClassVar
 
 import numpy as np
@@ -80,6 +81,12 @@ class Engine(ABC):
         length bucket): the SUT then warms every bucket the dataset's lengths fall into before LoadGen
         times anything, so a short run measures the steady speed, not the compiles."""
         return False
+
+    @contextlib.contextmanager
+    def untimed(self) -> Iterator[None]:
+        """Calls made inside this block (the SUT's warm-up) are no part of any LoadGen run: an engine that
+        counts its calls for run.json (the Ray pool's batches and hop cost) leaves them out."""
+        yield
 
     def nodes(self) -> list[NodeInfo]:
         """The machines the engine runs on when they are not the harness's own (a cluster's nodes, recorded in

@@ -20,12 +20,14 @@ Ray and the run's engine are imported only here, inside the harness (the engine 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,6 +208,7 @@ class RayPoolEngine(Engine):
         self.target = target
         self._lock = threading.Lock()
         self._stats = _HopStats()
+        self._untimed = 0  # open untimed() blocks: their calls are not counted in _stats
         self._lost: list[str] = []
         self._actors: list[Any] = []
         self._alive: list[bool] = []
@@ -370,10 +373,22 @@ class RayPoolEngine(Engine):
             except RayTaskError as exc:  # the engine raised: the original error, as a local engine's would be
                 raise _original(exc) from None
             with self._lock:
-                self._stats.calls += 1
-                self._stats.wall_s += time.perf_counter() - started
-                self._stats.compute_s += compute
+                if not self._untimed:
+                    self._stats.calls += 1
+                    self._stats.wall_s += time.perf_counter() - started
+                    self._stats.compute_s += compute
             return start, end
+
+    @contextlib.contextmanager
+    def untimed(self) -> Iterator[None]:
+        """The warm-up's calls (compiles, first touches) are not counted in ray_batches or the hop's cost."""
+        with self._lock:
+            self._untimed += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._untimed -= 1
 
     def _submit(self, index: int, ids: np.ndarray, mask: np.ndarray, seg: np.ndarray) -> Any:
         """Send one batch to actor `index` (its ObjectRef); the fault tests kill actors right after it."""

@@ -14,9 +14,10 @@ stretch of this shared machine hits every row alike; the best and the median of 
 Per row: samples/s, x the reference SUT, GFLOP/s counted on the real tokens of the samples LoadGen issued
 (the run's performance/run_1/sut_samples.npy: LoadGen draws them at random from the whole dev set, the
 same ones in every run; padding is not work), and the
-fraction of the measured matrix-multiply ceiling FOR THAT PRECISION (fp32: numpy/onnxruntime MatMul;
-int8: onnxruntime MatMulInteger; bf16: PyTorch's bf16 matmul, oneDNN, in the pytorch-cpu venv), all
-measured in this run. For the demo model also the F1 of an accuracy run over the first `--f1-samples`
+fraction of the measured matrix-multiply ceiling FOR THAT PRECISION, all measured in this run: the fastest
+GEMM any of our engines does here in that precision (benchmarks/gemm_ceilings.py: onnxruntime, OpenVINO and
+PyTorch side by side; before 2026-12-02 int8 was onnxruntime's MatMulInteger alone, with its weight an input,
+and bf16 PyTorch's matmul alone). For the demo model also the F1 of an accuracy run over the first `--f1-samples`
 features against onnxruntime fp32 on the same questions (indicative: not the full dev set unless
 --f1-samples 10833).
 """
@@ -27,7 +28,6 @@ import argparse
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+import gemm_ceilings  # noqa: E402
 from bench_throughput import FlopModel, demo_fp32, int8_of, large_model, matmul_ceiling  # noqa: E402
 
 from orchestrator.api import RunConfig, run_benchmark  # noqa: E402
@@ -49,7 +50,6 @@ from orchestrator.errors import MlperfBertError  # noqa: E402
 from orchestrator.harness.cpu import detect_isa  # noqa: E402
 from orchestrator.harness.latencies import SAMPLES_FILE  # noqa: E402
 from orchestrator.paths import EMBEDDED_DATASET, EMBEDDED_MODEL, EMBEDDED_VOCAB, default_cache_dir  # noqa: E402
-from orchestrator.runners import venvs  # noqa: E402
 from orchestrator.workflows import int8 as int8_variants  # noqa: E402
 from orchestrator.workflows.calibration import calibration_features  # noqa: E402
 
@@ -83,51 +83,6 @@ def machine() -> dict[str, Any]:
         "load_before": Path("/proc/loadavg").read_text().split()[:3],
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
-
-
-def int8_ceiling(tokens: int = 2048, repeats: int = 3) -> float:
-    """GOP/s of onnxruntime's MatMulInteger at one BERT-large layer's biggest GEMM shape."""
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-
-    m, k, n = tokens, 1024, 4096
-    graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["a", "b"], ["c"])],
-        "g",
-        [
-            helper.make_tensor_value_info("a", TensorProto.UINT8, [m, k]),
-            helper.make_tensor_value_info("b", TensorProto.INT8, [k, n]),
-        ],
-        [helper.make_tensor_value_info("c", TensorProto.INT32, [m, n])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    so = ort.SessionOptions()
-    session = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    a = np.random.default_rng(0).integers(0, 255, (m, k), dtype=np.uint8)
-    b = np.random.default_rng(1).integers(-127, 127, (k, n), dtype=np.int8)
-    session.run(None, {"a": a, "b": b})
-    best = min(_timed(lambda: session.run(None, {"a": a, "b": b})) for _ in range(repeats))
-    return 2 * m * k * n / best / 1e9
-
-
-def bf16_ceiling(tokens: int = 2048) -> float | None:
-    """GFLOP/s of torch's bf16 matmul (oneDNN; AMX where the CPU has it), in the pytorch-cpu venv."""
-    script = (
-        "import time, torch\n"
-        f"a = torch.randn({tokens}, 1024, dtype=torch.bfloat16); b = torch.randn(1024, 4096, dtype=torch.bfloat16)\n"
-        "for _ in range(3): a @ b\n"
-        # the best of 20: with 5, one run on a shared machine read 208 GFLOP/s where 390-400 is the rate
-        "best = min((lambda t: (a @ b, time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(20))\n"
-        f"print(2 * {tokens} * 1024 * 4096 / best / 1e9)\n"
-    )
-    try:
-        python = venvs.ensure_venv("pytorch-cpu")
-        out = subprocess.run([str(python), "-c", script], capture_output=True, text=True, timeout=300, check=True)
-        return float(out.stdout.strip().splitlines()[-1])
-    except (MlperfBertError, subprocess.SubprocessError, ValueError, OSError) as e:
-        print(f"bf16 ceiling not measured: {e}", file=sys.stderr)
-        return None
 
 
 def _timed(fn: Any) -> float:
@@ -263,9 +218,14 @@ def main() -> None:
     features = load_features(build_features(EMBEDDED_DATASET, EMBEDDED_VOCAB, cache / "features"))
     results: dict[str, Any] = {"machine": machine()}
     print(json.dumps(results["machine"]), flush=True)
-    ceilings = {"fp32": float(matmul_ceiling()["ceiling_gflops"]), "int8": int8_ceiling(), "bf16": bf16_ceiling()}
-    results["ceilings_gflops"] = ceilings
-    print(f"ceilings (GFLOP/s or GOP/s at 2048x1024x4096): {ceilings}", flush=True)
+    gemms = gemm_ceilings.measure()
+    ceilings, sources = dict(gemms["ceilings"]), dict(gemms["sources"])
+    layer_fp32 = float(matmul_ceiling()["ceiling_gflops"])  # a BERT-large layer's fp32 GEMMs, numpy and ORT
+    if ceilings["fp32"] is None or layer_fp32 > ceilings["fp32"]:
+        ceilings["fp32"], sources["fp32"] = layer_fp32, "fp32 a BERT-large layer's GEMMs (numpy, onnxruntime)"
+    results["ceilings_gflops"], results["ceiling_sources"], results["gemm_rates"] = ceilings, sources, gemms["rates"]
+    print(f"GEMM rates (GFLOP/s or GOP/s): {json.dumps(gemms['rates'])}", flush=True)
+    print(f"ceilings, the best per precision: {ceilings} from {sources}", flush=True)
     out = Path(tempfile.mkdtemp(prefix="bench-precisions-"))
     families: list[tuple[str, list[Config], FlopModel]] = []
     fp32 = None if args.skip_demo else demo_fp32(cache)

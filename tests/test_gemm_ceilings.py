@@ -1,0 +1,37 @@
+"""benchmarks/gemm_ceilings.py: every engine's GEMM rate side by side, the ceiling of a precision the best of
+them, and a precision counted only where the engine really runs it (OpenVINO falls back to fp32 for bf16 on a
+CPU without bf16). The rates themselves are figures for RESULTS.md, not asserted."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from harness_support import REPO
+
+from orchestrator.harness.cpu import detect_isa
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import gemm_ceilings  # noqa: E402
+
+
+@pytest.mark.slow
+def test_each_precision_s_ceiling_is_its_best_engine_and_bf16_only_where_it_runs() -> None:
+    result = gemm_ceilings.measure(threads=1)
+    rates = result["rates"]
+    for label in (
+        "fp32 onnxruntime MatMul",
+        "int8 onnxruntime MatMulInteger, weight an input",
+        "int8 onnxruntime MatMulInteger, weight a constant",
+        "fp32 OpenVINO FullyConnected",
+        "int8 OpenVINO FullyConnected u8 x i8",
+        "bf16 PyTorch matmul (oneDNN)",
+    ):
+        assert rates[label] > 0, label
+    isa = detect_isa()
+    # OpenVINO runs bf16 only where the CPU has it; elsewhere its FullyConnected runs fp32 and is not a bf16 rate.
+    assert ("bf16 OpenVINO FullyConnected" in rates) == (isa.amx_bf16 or isa.avx512_bf16)
+    for precision in ("fp32", "int8", "bf16"):
+        mine = {k: v for k, v in rates.items() if k.startswith(precision + " ")}
+        assert result["ceilings"][precision] == max(mine.values())
+        assert result["sources"][precision] == max(mine, key=mine.__getitem__)

@@ -200,20 +200,27 @@ def measure(threads: int | None = None) -> dict[str, Any]:
         **venv_rates("openvino-cpu", OPENVINO_SCRIPT, threads),
         **venv_rates("pytorch-cpu", TORCH_SCRIPT, threads),
     }
+    rates = {k: round(v, 1) for k, v in rates.items()}
+    ceilings, sources = ceilings_of(rates)
+    return {
+        "shape": f"[{M}, {K}] x [{K}, {N}]",
+        "threads": threads,
+        "rates": rates,
+        "ceilings": ceilings,
+        "sources": sources,
+    }
+
+
+def ceilings_of(rates: dict[str, float]) -> tuple[dict[str, float | None], dict[str, str | None]]:
+    """Per precision (a label's first word) the best rate and the label that set it; None where none ran."""
     ceilings: dict[str, float | None] = {}
     sources: dict[str, str | None] = {}
     for precision in ("fp32", "int8", "bf16"):
         mine = {label: rate for label, rate in rates.items() if label.startswith(precision + " ")}
         best = max(mine, key=mine.__getitem__) if mine else None
-        ceilings[precision] = round(mine[best], 1) if best else None
+        ceilings[precision] = mine[best] if best else None
         sources[precision] = best
-    return {
-        "shape": f"[{M}, {K}] x [{K}, {N}]",
-        "threads": threads,
-        "rates": {k: round(v, 1) for k, v in rates.items()},
-        "ceilings": ceilings,
-        "sources": sources,
-    }
+    return ceilings, sources
 
 
 def main() -> None:

@@ -17,8 +17,8 @@ same ones in every run; padding is not work), and the
 fraction of the measured matrix-multiply ceiling FOR THAT PRECISION, all measured in this run: the fastest
 GEMM any of our engines does here in that precision (benchmarks/gemm_ceilings.py: onnxruntime, OpenVINO and
 PyTorch side by side, at the start and at the end of the run, the better kept; before 2026-12-02 int8 was
-onnxruntime's MatMulInteger alone, with its weight an input, and bf16 PyTorch's matmul alone). For the demo model also the F1 of an accuracy run over the first `--f1-samples`
-features against onnxruntime fp32 on the same questions (indicative: not the full dev set unless
+onnxruntime's MatMulInteger alone, with its weight an input, and bf16 PyTorch's matmul alone). For the demo
+model also the F1 of an accuracy run over the first `--f1-samples` features against onnxruntime fp32 on the same questions (indicative: not the full dev set unless
 --f1-samples 10833).
 """
 
@@ -259,7 +259,8 @@ def main() -> None:
     for name, rows, _ in families:
         family(name, rows, args, out)
     # Measured again at the end and the better of the two kept: a shared machine's slower stretch at the start
-    # read one engine's fp32 rate 30% low (2026-12-02 17:38), and every fraction of that ceiling read high.
+    # read the fp32 ceiling (OpenVINO's 167.4) ~10% low against 179-188 minutes later (2026-12-02 17:38), and
+    # fp32 fractions above 1 followed.
     end = measured_rates()
     print(f"GEMM rates at the end: {json.dumps(end)}", flush=True)
     best_rates = {label: max(start.get(label, 0.0), end.get(label, 0.0)) for label in {**start, **end}}

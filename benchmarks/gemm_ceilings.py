@@ -13,9 +13,10 @@ One GEMM at BERT-large's biggest layer shape, [2048, 1024] x [1024, 4096], best 
 The ceiling of a precision is the best of its engines: a model's rate is judged against the fastest GEMM this
 machine does in that precision, not against one library's. Before 2026-12-02 the int8 ceiling was
 onnxruntime's MatMulInteger with the weight as an input alone, and the bf16 ceiling PyTorch's alone.
-OpenVINO's and PyTorch's rates are measured in their managed venvs (each backend's own packages); an engine
-that cannot run a precision on this CPU (bf16 without avx512_bf16 or AMX: OpenVINO falls back to fp32) is
-reported as not measured, never as a rate.
+OpenVINO's and PyTorch's rates are measured in their managed venvs (each backend's own packages). OpenVINO's
+rate for a precision counts only when its compiled FullyConnected really ran in it: where its CPU plugin has
+no bf16 (below AVX-512 or AVX2-VNNI-2) it falls back to fp32, and that is reported as not measured, never as
+a bf16 rate. (On AVX-512 without avx512_bf16 it emulates bf16; that rate is a real bf16 rate of this CPU.)
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def onnxruntime_rates(threads: int) -> dict[str, float]:
 
 
 # Run inside the openvino-cpu venv; prints one JSON object {label: rate}. A precision counts only when the
-# compiled FullyConnected really runs in it (runtimePrecision), so a CPU without bf16 reports no bf16 rate.
+# compiled FullyConnected really runs in it (runtimePrecision): where OpenVINO falls back to fp32, no rate.
 OPENVINO_SCRIPT = """
 import json, sys, time
 import numpy as np
@@ -186,8 +187,10 @@ def venv_rates(venv: str, script: str, threads: int) -> dict[str, float]:
         )
         sys.stderr.write(done.stderr)
         return {k: float(v) for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
-    except (MlperfBertError, subprocess.SubprocessError, ValueError, OSError) as e:
+    except (MlperfBertError, subprocess.SubprocessError, ValueError, IndexError, OSError) as e:
         detail = getattr(e, "stderr", "") or ""
+        if isinstance(detail, bytes):  # TimeoutExpired keeps bytes even with text=True
+            detail = detail.decode(errors="replace")
         print(f"{venv}: GEMM rates not measured: {e} {detail[-500:]}", file=sys.stderr)
         return {}
 

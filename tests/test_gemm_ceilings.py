@@ -1,6 +1,6 @@
 """benchmarks/gemm_ceilings.py: every engine's GEMM rate side by side, the ceiling of a precision the best of
-them, and a precision counted only where the engine really runs it (OpenVINO falls back to fp32 for bf16 on a
-CPU without bf16). The rates themselves are figures for RESULTS.md, not asserted."""
+them, and a precision counted only where the engine really runs it (OpenVINO falls back to fp32 for bf16 where
+its CPU plugin has no bf16). The rates themselves are figures for RESULTS.md, not asserted."""
 
 from __future__ import annotations
 
@@ -19,18 +19,22 @@ import gemm_ceilings  # noqa: E402
 def test_each_precision_s_ceiling_is_its_best_engine_and_bf16_only_where_it_runs() -> None:
     result = gemm_ceilings.measure(threads=1)
     rates = result["rates"]
-    for label in (
+    expected = (
         "fp32 onnxruntime MatMul",
         "int8 onnxruntime MatMulInteger, weight an input",
         "int8 onnxruntime MatMulInteger, weight a constant",
         "fp32 OpenVINO FullyConnected",
         "int8 OpenVINO FullyConnected u8 x i8",
         "bf16 PyTorch matmul (oneDNN)",
-    ):
-        assert rates[label] > 0, label
+    )
+    missing = [label for label in expected if label not in rates]
+    assert not missing, f"not measured (see the log: a venv that could not be built?): {missing}"
+    assert all(rates[label] > 0 for label in expected)
+    # Where the CPU has native bf16, OpenVINO's FullyConnected runs in bf16 and its rate counts. (Without it,
+    # OpenVINO may emulate bf16 on AVX-512 or fall back to fp32; the script counts only what really ran.)
     isa = detect_isa()
-    # OpenVINO runs bf16 only where the CPU has it; elsewhere its FullyConnected runs fp32 and is not a bf16 rate.
-    assert ("bf16 OpenVINO FullyConnected" in rates) == (isa.amx_bf16 or isa.avx512_bf16)
+    if isa.amx_bf16 or isa.avx512_bf16:
+        assert "bf16 OpenVINO FullyConnected" in rates
     for precision in ("fp32", "int8", "bf16"):
         mine = {k: v for k, v in rates.items() if k.startswith(precision + " ")}
         assert result["ceilings"][precision] == max(mine.values())

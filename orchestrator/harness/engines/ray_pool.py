@@ -359,6 +359,8 @@ class RayPoolEngine(Engine):
         ray = ray_cluster.ray_module()
         from ray.exceptions import RayActorError, RayTaskError
 
+        with self._lock:  # decided when the call starts: a warm-up call is never counted, whenever it ends
+            counted = not self._untimed
         while True:
             index = self._route(instance)
             started = time.perf_counter()
@@ -373,7 +375,7 @@ class RayPoolEngine(Engine):
             except RayTaskError as exc:  # the engine raised: the original error, as a local engine's would be
                 raise _original(exc) from None
             with self._lock:
-                if not self._untimed:
+                if counted:
                     self._stats.calls += 1
                     self._stats.wall_s += time.perf_counter() - started
                     self._stats.compute_s += compute

@@ -213,6 +213,10 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    if args.json and not args.json.parent.is_dir():  # checked first: the runs take half an hour
+        parser.error(
+            f"--json {args.json}: the folder {args.json.parent} does not exist; create it or pick another path"
+        )
     if args.quick:
         args.samples, args.large_samples, args.f1_samples, args.repeats = 64, 8, 100, 1
     cache = default_cache_dir()

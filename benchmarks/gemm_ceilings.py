@@ -231,6 +231,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="threads per engine (default: physical cores)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    # Checked before the measurements, so a wrong flag costs nothing and loses nothing.
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads {args.threads} is not a thread count; pass 1 or more, or leave it out")
+    if args.json and not args.json.parent.is_dir():
+        parser.error(
+            f"--json {args.json}: the folder {args.json.parent} does not exist; create it or pick another path"
+        )
     result = measure(args.threads)
     result["isa"] = str(detect_isa())
     print(f"GEMM {result['shape']}, {result['threads']} threads, {result['isa']}")

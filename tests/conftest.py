@@ -36,3 +36,24 @@ def shared_assets() -> Path:
 def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One feature/asset cache for the whole session, so the dev set is preprocessed once."""
     return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def fp32_model(shared_assets: Path) -> Path:
+    """The demo model's fp32 ONNX (MiniLM-L6-H384 fine-tuned on SQuAD) of the shared assets."""
+    path = shared_assets / "models" / "demo-minilm-l6-squad.fp32.onnx"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (the demo fp32 ONNX of the shared assets)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def openvino_python() -> Path:
+    """The openvino-cpu venv's python, built on first use; the test is skipped where it cannot be built."""
+    from orchestrator.errors import PreflightError
+    from orchestrator.runners import venvs
+
+    try:
+        return venvs.ensure_venv("openvino-cpu")
+    except PreflightError as exc:
+        pytest.skip(f"the openvino environment cannot be built here: {exc}")

@@ -54,11 +54,6 @@ def make_inputs(rows: int, length: int, seed: int) -> tuple[np.ndarray, np.ndarr
 
 
 @pytest.fixture(scope="module")
-def fp32_model(shared_assets: Path) -> Path:
-    return shared_assets / "models" / "demo-minilm-l6-squad.fp32.onnx"
-
-
-@pytest.fixture(scope="module")
 def ort_session(fp32_model: Path):  # type: ignore[no-untyped-def]
     import onnxruntime as ort
 

@@ -169,24 +169,6 @@ print("REPORT " + json.dumps({"provider": engine.execution_provider, "settings":
 """
 
 
-@pytest.fixture(scope="module")
-def openvino_python() -> Path:
-    from orchestrator.runners import venvs
-
-    try:
-        return venvs.ensure_venv("openvino-cpu")
-    except PreflightError as exc:
-        pytest.skip(f"the openvino environment cannot be built here: {exc}")
-
-
-@pytest.fixture(scope="module")
-def fp32_model(shared_assets: Path) -> Path:
-    path = shared_assets / "models" / "demo-minilm-l6-squad.fp32.onnx"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent (the demo fp32 ONNX of the shared assets)")
-    return path
-
-
 def real_batches() -> dict[str, np.ndarray]:
     """Real dev features, as the optimized SUT hands them over: length-sorted groups cut to their longest row."""
     from harness_support import REFERENCE_FEATURES
@@ -358,6 +340,7 @@ def test_int8_f1_within_a_point(
     int8_dir = session_cache / "engines" / "openvino-cpu" / "int8"
     finished = [p for p in int8_dir.iterdir() if not p.name.startswith(".")]
     assert len(finished) == 1 and (finished[0] / "model.xml").is_file()
+    assert settings["int8_model"] == str(finished[0] / "model.xml")  # what benchmarks/profile_openvino.py takes
     assert not [p for p in int8_dir.iterdir() if p.name.startswith(".")]  # no staging left behind
     again = harness_run(tmp_path, fp32_model, "int8-again", *args, cache=session_cache)
     assert "cached yes" in again["engine_settings"]["int8"]

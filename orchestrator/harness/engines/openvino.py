@@ -335,7 +335,7 @@ class OpenVinoEngine(Engine):
         xml = final / "model.xml"
         if xml.is_file():
             record = json.loads((final / "quantization.json").read_text())
-            self.int8_record = {**record, "cached": "yes"}
+            self.int8_record = {**record, "cached": "yes", "model": self._int8_where(xml)}
             log.info("openvino int8: cached quantized model %s", final)
             return self._core.read_model(str(xml))
         root.mkdir(parents=True, exist_ok=True)
@@ -355,8 +355,12 @@ class OpenVinoEngine(Engine):
                     raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        self.int8_record = {**record, "cached": "no"}
+        self.int8_record = {**record, "cached": "no", "model": self._int8_where(xml)}
         return self._core.read_model(str(xml))
+
+    def _int8_where(self, xml: Path) -> str:
+        """Where the quantized IR is, for run.json: a profile or a second look starts from it."""
+        return f"{xml} (temporary: removed after the run)" if self._tmp is not None else str(xml)
 
     def _nncf_quantize(self, path: Path, items: list[dict[str, np.ndarray]]) -> tuple[Any, dict[str, str]]:
         try:
@@ -431,6 +435,7 @@ class OpenVinoEngine(Engine):
                 f"{self.int8_record['quantization']}, {self.int8_record['calibration_rows']} calibration rows, "
                 f"calibration sha256 {self.int8_record['calibration_sha256'][:12]}, cached {self.int8_record['cached']}"
             )
+            settings["int8_model"] = self.int8_record["model"]
         return settings
 
     def seq_buckets(self) -> list[int] | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from orchestrator.harness.engines.openvino import (
     calibration_items,
     compiled_cache_dir,
     int8_float_precision,
+    int8_recipe,
     resolve_precision,
 )
 from orchestrator.harness.engines.options import parse_engine_options
@@ -107,6 +109,16 @@ def test_options() -> None:
         parse_engine_options(OpenVinoOptions, {"precision": "fp16"}, "openvino")
     with pytest.raises(ConfigError, match="buckets='64,128'"):
         parse_engine_options(OpenVinoOptions, {"shapes": "buckets", "buckets": "64,128"}, "openvino")
+    assert parse_engine_options(OpenVinoOptions, {}, "openvino").int8_attention == "int8"
+    with pytest.raises(ConfigError, match="int8_attention='fp16' is not one of int8, float; pass one of them"):
+        parse_engine_options(OpenVinoOptions, {"int8_attention": "fp16"}, "openvino")
+
+
+def test_float_attention_is_another_recipe() -> None:
+    # Another cache key and another numerics (a check of one never covers the other); the default's name is
+    # the one existing caches and check records were written under.
+    assert int8_recipe("int8") == "nncf-ptq-v1:transformer,mixed,smoothquant=0.95,fast_bias_correction"
+    assert int8_recipe("float") == int8_recipe("int8") + ",attention-float"
 
 
 def test_each_compile_configuration_has_its_own_compiled_cache(tmp_path: Path) -> None:
@@ -265,6 +277,30 @@ def test_a_model_openvino_cannot_read(openvino_python: Path, tmp_path: Path) -> 
 QUESTIONS = 200
 
 
+def quantized_activation_matmuls(xml: Path) -> int:
+    """How many MatMuls of an OpenVINO IR without a weight input (attention's) take a FakeQuantize'd input,
+    looking through layout ops: the IR itself, read on the host as XML."""
+    root = ET.parse(xml).getroot()
+    types = {layer.get("id"): layer.get("type") for layer in root.iter("layer")}
+    sources: dict[str | None, dict[int, str | None]] = {}
+    for edge in root.iter("edge"):
+        sources.setdefault(edge.get("to-layer"), {})[int(edge.get("to-port") or 0)] = edge.get("from-layer")
+
+    def origin(layer: str | None) -> str | None:
+        while types[layer] in ("Transpose", "Reshape", "Squeeze", "Unsqueeze"):
+            layer = sources[layer][0]
+        return types[layer]
+
+    count = 0
+    for layer, kind in types.items():
+        if kind != "MatMul":
+            continue
+        inputs = [origin(sources[layer][port]) for port in (0, 1)]
+        weightless = not any(t in ("Constant", "Multiply", "Convert") for t in inputs)  # a weight is dequantized
+        count += weightless and "FakeQuantize" in inputs
+    return count
+
+
 def harness_run(tmp_path: Path, model: Path, name: str, *extra: str, cache: Path) -> dict:  # type: ignore[type-arg]
     result = invoke(
         [
@@ -341,10 +377,40 @@ def test_int8_f1_within_a_point(
     finished = [p for p in int8_dir.iterdir() if not p.name.startswith(".")]
     assert len(finished) == 1 and (finished[0] / "model.xml").is_file()
     assert settings["int8_model"] == str(finished[0] / "model.xml")  # what benchmarks/profile_openvino.py takes
+    assert settings["int8_attention"] == "int8" and quantized_activation_matmuls(finished[0] / "model.xml") > 0
     assert not [p for p in int8_dir.iterdir() if p.name.startswith(".")]  # no staging left behind
     again = harness_run(tmp_path, fp32_model, "int8-again", *args, cache=session_cache)
     assert "cached yes" in again["engine_settings"]["int8"]
     assert again["results"]["accuracy"]["f1"] == record["results"]["accuracy"]["f1"]
+
+
+@pytest.mark.slow
+def test_int8_with_float_attention(
+    openvino_python: Path, fp32_model: Path, fp32_f1: float, shared_assets: Path, tmp_path: Path
+) -> None:
+    """int8_attention=float: the attention MatMuls keep no FakeQuantize, in their own cached IR, named in
+    the numerics; F1 within a point of fp32."""
+    train = shared_assets / "squad" / TRAIN
+    if not train.is_file():
+        pytest.skip(f"{train} is absent (the reconstructed SQuAD train set)")
+    options = ("--engine-option", "precision=int8", "--engine-option", "int8_attention=float")
+    record = harness_run(
+        tmp_path,
+        fp32_model,
+        "int8-float-attention",
+        "--backend",
+        "openvino",
+        *options,
+        "--calibration",
+        train,
+        cache=tmp_path / "cache",
+    )
+    settings = record["engine_settings"]
+    assert settings["int8_attention"] == "float" and settings["numerics"].startswith(int8_recipe("float") + ";")
+    assert "12 attention MatMuls left in float" in settings["int8"]
+    xml = Path(settings["int8_model"])
+    assert xml.is_file() and quantized_activation_matmuls(xml) == 0
+    assert abs(float(record["results"]["accuracy"]["f1"]) - fp32_f1) <= 1.0
 
 
 @pytest.mark.slow

@@ -17,8 +17,13 @@ Precision (`precision`):
            pairs) the bf16 rest ran 1.15x the fp32 rest (16.2 vs 14.1 samples/s); on the demo MiniLM's
            full dev set it costs F1 (80.134 vs 80.194 for the fp32 rest, fp32 80.401: both pass
            bert-99), and on the first 200 questions 1.42 points against fp32 (the fp32 rest 0.77), so
-           the faster numerics are opt-in and checked like any other (`tune`, the check store). The
-           quantized IR (the same for either rest) is cached under
+           the faster numerics are opt-in and checked like any other (`tune`, the check store).
+           `int8_attention`: int8 (the default) quantizes the attention's activation x activation
+           MatMuls (Q.K^T and P.V) too; float leaves them to `int8_float` (NNCF's ignored scope). On an
+           AMD EPYC with AVX-512 (2026-12-02, demo, batch 8 x 178, one thread) float attention ran 0.89x
+           int8 attention; on AMX a bf16 attention may run on the tiles where int8 attention runs on
+           AVX-512, which is why it is an option to measure there (`tune --sweep-option
+           int8_attention=int8,float`). The quantized IR (the same for either rest) is cached under
            `cache_dir`/int8/<sha256 of model + recipe + calibration features>, written into a temporary
            directory and renamed into place, so a failed or interrupted quantization leaves nothing behind.
 
@@ -94,6 +99,7 @@ class OpenVinoOptions(EngineOptions):
     calibration_rows: int = option(300, minimum=1)  # a fixed seeded subset of the calibration features
     calibration_seed: int = option(0, minimum=0)
     int8_float: Literal["auto", "fp32", "bf16"] = "fp32"  # int8: the precision of what stays in float
+    int8_attention: Literal["int8", "float"] = "int8"  # int8: the attention's activation MatMuls quantized or not
 
     def __post_init__(self) -> None:
         if self.pad_to > SEQ_LEN:
@@ -119,6 +125,28 @@ def resolve_precision(requested: str, isa: Isa, capabilities: list[str]) -> tupl
     if native_bf16:
         return "bf16", "auto: the CPU has native bf16"
     return "fp32", f"auto: no native bf16 on this CPU (ISA: {isa.describe()}), falling back to fp32"
+
+
+def int8_recipe(attention: str) -> str:
+    """The recipe name of an int8 IR: part of its cache key, its quantization.json and the run's numerics."""
+    return INT8_RECIPE if attention == "int8" else INT8_RECIPE + ",attention-float"
+
+
+def activation_matmuls(model: Any) -> list[str]:
+    """The MatMuls of an OpenVINO model with no weight input (attention's Q.K^T and P.V): neither input is a
+    Constant, directly or through a Convert (a compressed weight)."""
+
+    def is_weight(output: Any) -> bool:
+        node = output.get_node()
+        while node.get_type_name() == "Convert":
+            node = node.input(0).get_source_output().get_node()
+        return bool(node.get_type_name() == "Constant")
+
+    return [
+        op.get_friendly_name()
+        for op in model.get_ordered_ops()
+        if op.get_type_name() == "MatMul" and not any(is_weight(op.input(i).get_source_output()) for i in (0, 1))
+    ]
 
 
 def int8_float_precision(requested: str, isa: Isa, capabilities: list[str]) -> str:
@@ -318,7 +346,7 @@ class OpenVinoEngine(Engine):
         key_text = "\n".join(
             [
                 sha256_file(path),
-                INT8_RECIPE,
+                int8_recipe(self.opts.int8_attention),
                 sha256_file(calibration),
                 str(self.opts.calibration_rows),
                 str(self.opts.calibration_seed),
@@ -342,7 +370,7 @@ class OpenVinoEngine(Engine):
         items = calibration_items(calibration, self.opts.calibration_rows, self.opts.calibration_seed)
         log.info("openvino int8: quantizing %s with NNCF on %d calibration rows (once; cached)", path.name, len(items))
         quantized, record = self._nncf_quantize(path, items)
-        record.update({"recipe": INT8_RECIPE, "calibration_sha256": sha256_file(calibration)})
+        record.update({"recipe": int8_recipe(self.opts.int8_attention), "calibration_sha256": sha256_file(calibration)})
         staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
         staging.chmod(0o755)  # mkdtemp's 0700 would stay on the cached model's directory
         try:
@@ -375,20 +403,29 @@ class OpenVinoEngine(Engine):
                 "it) or the openvino-cpu image."
             ) from exc
         started = time.perf_counter()
+        model = self._core.read_model(str(path))
+        ignored = activation_matmuls(model) if self.opts.int8_attention == "float" else []
+        if self.opts.int8_attention == "float" and not ignored:
+            raise ModelError(
+                f"int8_attention=float found no activation x activation MatMul in {path.name} (its attention is "
+                "fused or absent); drop the option."
+            )
         advanced = AdvancedQuantizationParameters(
             smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=SMOOTH_QUANT_ALPHA)
         )
         quantized = nncf.quantize(
-            self._core.read_model(str(path)),
+            model,
             nncf.Dataset(items),  # the items are feed dicts already
             preset=nncf.QuantizationPreset.MIXED,
             model_type=nncf.ModelType.TRANSFORMER,
             subset_size=len(items),
             fast_bias_correction=True,
             advanced_parameters=advanced,
+            **({"ignored_scope": nncf.IgnoredScope(names=ignored)} if ignored else {}),
         )
         record = {
-            "quantization": "nncf static int8 (post-training)",
+            "quantization": "nncf static int8 (post-training)"
+            + (f", {len(ignored)} attention MatMuls left in float" if ignored else ""),
             "nncf": str(nncf.__version__),
             "calibration_rows": str(len(items)),
             "quantize_seconds": f"{time.perf_counter() - started:.1f}",
@@ -413,7 +450,11 @@ class OpenVinoEngine(Engine):
     def settings(self) -> dict[str, str]:
         settings = {
             "precision": self.precision + (" (auto)" if self.opts.precision == "auto" else ""),
-            **({"int8_float": self.float_precision} if self.precision == "int8" else {}),
+            **(
+                {"int8_float": self.float_precision, "int8_attention": self.opts.int8_attention}
+                if self.precision == "int8"
+                else {}
+            ),
             "streams": str(self.streams),
             "infer_requests": str(self.instances) + (" (auto)" if self.opts.instances == "auto" else ""),
             "threads": str(self.threads_run),
@@ -428,7 +469,8 @@ class OpenVinoEngine(Engine):
         }
         if self.int8_record:
             settings[NUMERICS_SETTING] = (
-                f"{INT8_RECIPE}; calibration rows {self.opts.calibration_rows}, seed {self.opts.calibration_seed}; "
+                f"{int8_recipe(self.opts.int8_attention)}; calibration rows {self.opts.calibration_rows}, "
+                f"seed {self.opts.calibration_seed}; "
                 f"float rest {self.float_precision}"
             )
             settings["int8"] = (

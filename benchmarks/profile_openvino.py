@@ -4,6 +4,7 @@ this CPU's GEMM ceiling for their precision, measured in the same invocation.
     .venv/bin/python benchmarks/profile_openvino.py MODEL [--float fp32|bf16] [--batch 4 --batches 16]
     .venv/bin/python benchmarks/profile_openvino.py ~/.cache/mlperf-bert/engines/openvino-cpu/int8/<key>/model.xml \\
         --float bf16                    # an NNCF int8 model (run.json's engine setting int8_model names it)
+    .venv/bin/python benchmarks/profile_openvino.py --run runs/<run-id>   # the model and float precision a run ran
 
 MODEL is an ONNX file (fp32; `--float` is the precision it runs in) or an OpenVINO IR such as the engine's
 cached int8 model (`--float` is then the precision of its float rest, the engine's `int8_float`). The batches
@@ -52,6 +53,31 @@ CEILING_OF = {"u8": "int8", "i8": "int8", "bf16": "bf16", "f32": "fp32"}
 
 class ProfileError(Exception):
     """A profile that cannot run: one sentence for the user."""
+
+
+def from_run(run: Path) -> tuple[Path, str]:
+    """(the model, its float precision) that an openvino-cpu run ran: its int8 IR and int8_float, or its
+    ONNX model and precision; a ProfileError where the run cannot say."""
+    path = run / "run.json" if run.is_dir() else run
+    try:
+        record = json.loads(path.read_text())
+        target, settings = record["target"], record["engine_settings"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ProfileError(f"{path} is not a readable run.json ({e}); pass a run directory of mlperf-bert run") from e
+    if target != "openvino-cpu":
+        raise ProfileError(f"the run {path.parent.name} ran on {target}; pass a run of --backend openvino")
+    precision = str(settings.get("precision", "")).split(" ")[0]
+    if precision == "int8":
+        model = str(settings.get("int8_model", ""))
+        if not model or model.endswith("(temporary: removed after the run)"):
+            raise ProfileError(
+                f"the run {path.parent.name} kept no int8 model (it ran without a cache); rerun it with a cache "
+                "dir (the default) or pass the model"
+            )
+        return Path(model), str(settings.get("int8_float", "fp32"))
+    if precision not in HINTS:
+        raise ProfileError(f"the run {path.parent.name} records no precision this profile runs ({precision!r})")
+    return Path(record["model"]["path"]), precision
 
 
 def feeds(batch: int, batches: int, pad_to: int, seed: int) -> tuple[dict[str, np.ndarray], dict[str, float]]:
@@ -129,8 +155,9 @@ def summarise(raw: Any, ceilings: dict[str, float | None] | None, batch: int) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", type=Path, help="an ONNX file or an OpenVINO IR (.xml)")
-    parser.add_argument("--float", dest="float_precision", choices=sorted(HINTS), default="fp32")
+    parser.add_argument("model", type=Path, nargs="?", help="an ONNX file or an OpenVINO IR (.xml)")
+    parser.add_argument("--run", type=Path, default=None, help="an openvino run's directory: its model and float")
+    parser.add_argument("--float", dest="float_precision", choices=sorted(HINTS), default=None, help="default fp32")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--batches", type=int, default=16)
     parser.add_argument("--pad-to", type=int, default=16, help="widths padded up to a multiple of it (the engine's)")
@@ -141,6 +168,16 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     # Every flag checked before any measurement: a wrong one costs nothing.
+    if (args.model is None) == (args.run is None):
+        parser.error("pass either a MODEL or --run RUN_DIR (an openvino run), not both or neither")
+    if args.run is not None:
+        if args.float_precision is not None:
+            parser.error("--float comes from the run with --run; drop one of them")
+        try:
+            args.model, args.float_precision = from_run(args.run)
+        except ProfileError as e:
+            parser.error(str(e))
+    args.float_precision = args.float_precision or "fp32"
     if not args.model.is_file():
         parser.error(f"{args.model} is not a file; pass an ONNX model or an OpenVINO IR (.xml)")
     if args.model.suffix not in (".onnx", ".xml"):

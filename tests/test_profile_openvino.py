@@ -5,6 +5,7 @@ figures themselves are for RESULTS.md, not asserted."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -102,3 +103,48 @@ def test_a_model_openvino_cannot_read_is_one_sentence(openvino_python: Path, tmp
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("profile_openvino: OpenVINO could not profile broken.onnx (")
     assert last.endswith("; pass an ONNX or IR BERT model")
+
+
+def write_run(tmp_path: Path, target: str, settings: dict[str, str]) -> Path:
+    run = tmp_path / "20261203-000000-run"
+    run.mkdir(parents=True)
+    record = {"target": target, "engine_settings": settings, "model": {"path": str(tmp_path / "m.onnx")}}
+    (run / "run.json").write_text(json.dumps(record))
+    return run
+
+
+def test_a_run_names_the_model_and_float_precision_it_ran(tmp_path: Path) -> None:
+    ir = str(tmp_path / "int8" / "model.xml")
+    int8 = {"precision": "int8", "int8_float": "bf16", "int8_model": ir}
+    assert profile_openvino.from_run(write_run(tmp_path / "a", "openvino-cpu", int8)) == (Path(ir), "bf16")
+    bf16 = {"precision": "bf16 (auto)"}
+    run = write_run(tmp_path / "b", "openvino-cpu", bf16)
+    assert profile_openvino.from_run(run / "run.json") == (tmp_path / "b" / "m.onnx", "bf16")
+
+
+@pytest.mark.parametrize(
+    ("target", "settings", "sentence"),
+    [
+        ("onnxruntime-cpu", {"precision": "fp32"}, r"ran on onnxruntime-cpu; pass a run of --backend openvino"),
+        (
+            "openvino-cpu",
+            {"precision": "int8", "int8_model": "/tmp/x/model.xml (temporary: removed after the run)"},
+            r"kept no int8 model \(it ran without a cache\)",
+        ),
+    ],
+)
+def test_a_run_that_cannot_say_is_one_sentence(
+    tmp_path: Path, target: str, settings: dict[str, str], sentence: str
+) -> None:
+    with pytest.raises(profile_openvino.ProfileError, match=sentence):
+        profile_openvino.from_run(write_run(tmp_path, target, settings))
+    with pytest.raises(profile_openvino.ProfileError, match=r"is not a readable run\.json"):
+        profile_openvino.from_run(tmp_path / "absent")
+
+
+def test_run_and_model_or_float_together_are_refused(tmp_path: Path) -> None:
+    run = write_run(tmp_path, "openvino-cpu", {"precision": "fp32"})
+    done = run_script(tmp_path / "m.onnx", "--run", run)
+    assert done.returncode == 2 and "pass either a MODEL or --run RUN_DIR" in done.stderr.splitlines()[-1]
+    done = run_script("--run", run, "--float", "bf16")
+    assert done.returncode == 2 and "--float comes from the run with --run" in done.stderr.splitlines()[-1]

@@ -203,6 +203,21 @@ def test_submission_refuses_an_unchecked_engine_precision(tmp_path: Path) -> Non
     )
 
 
+def test_the_check_command_repeats_the_runs_numerics_options(tmp_path: Path) -> None:
+    """A check run without int8_attention=float would record the default recipe's verdict, which never
+    labels this run; the cache folder and the calibration features' option are not repeated."""
+    record = make_record(tmp_path, accuracy_check=UNCHECKED)
+    record.config.engine_options.update(
+        {"int8_attention": "float", "int8_float": "bf16", "instances": "2", "cache_dir": "/c"}
+    )
+    command = check_command(record)
+    assert command.endswith(
+        "--calibration /data/train-v1.1.json.gz --engine-option int8_attention=float --engine-option "
+        "int8_float=bf16 --batch-sizes 8 --precision-check-samples all"
+    )
+    assert "instances" not in command and "cache_dir" not in command and "calibration_path" not in command
+
+
 def test_the_summary_says_which_record_passed_it_or_how_to_check_it(tmp_path: Path) -> None:
     passed = make_record(tmp_path, accuracy_check="passed (/cache/accuracy_checks/x.json)")
     assert "  accuracy check: passed (/cache/accuracy_checks/x.json)" in format_result(RunResult(tmp_path, passed))

@@ -17,10 +17,13 @@ import shlex
 from pathlib import Path
 
 from orchestrator.runs import RunRecord
-from orchestrator.workflows.accuracy_checks import CHECK_SAMPLES_FLAG, REDUCED, find_check
+from orchestrator.workflows.accuracy_checks import CALIBRATION_OPTION, CHECK_SAMPLES_FLAG, REDUCED, find_check
 from orchestrator.workflows.accuracy_checks import ran_precision as engine_precision
 
 CHECK_FILE = "accuracy_check.json"
+# Engine options a check command does not repeat: tune sweeps precision and instances with its own flags, and
+# the calibration features' option is made from --calibration.
+_NOT_NUMERICS = ("precision", "instances", CALIBRATION_OPTION)
 UNCHECKED = "accuracy unchecked"
 
 
@@ -58,5 +61,10 @@ def check_command(record: RunRecord) -> str:
     argv += [*model, "--precisions", ran]
     if ran == "int8" and record.config.calibration_path is not None:
         argv += ["--calibration", str(record.config.calibration_path)]
+    # The run's own engine options (int8_attention=float, int8_float=bf16, calibration_rows, ...): they are
+    # part of the numerics the check is keyed by, so a check without them would never label this run.
+    for key, value in sorted(record.config.engine_options.items()):
+        if key not in _NOT_NUMERICS and not key.endswith("cache_dir"):
+            argv += ["--engine-option", f"{key}={value}"]
     argv += ["--batch-sizes", str(record.batch_size_ran or 1), CHECK_SAMPLES_FLAG, "all"]
     return shlex.join(argv)

@@ -5,8 +5,9 @@
 FEEDS.npz holds the batches as input_ids_<i>, input_mask_<i>, segment_ids_<i> ([batch, width] int64 each).
 Compiles MODEL (ONNX or IR) with PERF_COUNT on one stream of THREADS threads and INFERENCE_PRECISION_HINT
 HINT, runs every batch once (each shape's first call compiles kernels: not counted), then PASSES passes over
-all batches, and prints one JSON object: per op type the node time and count, per FullyConnected its
-operations and time, the attention subgraphs' time, and the wall time of the passes.
+all batches, and prints one JSON object: per op type the node time, count and kernels (the fused attention
+is the op type Subgraph), the FullyConnected layers' operations and time by runtime precision, and the wall
+time of the passes.
 """
 
 from __future__ import annotations

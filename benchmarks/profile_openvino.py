@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import gemm_ceilings  # noqa: E402
 
+from orchestrator.containers.docker_runner import CACHE_DIR as CONTAINER_CACHE  # noqa: E402
 from orchestrator.dataset import build_features, load_features  # noqa: E402
 from orchestrator.errors import MlperfBertError  # noqa: E402
 from orchestrator.harness.cpu import detect_isa  # noqa: E402
@@ -74,10 +75,29 @@ def from_run(run: Path) -> tuple[Path, str]:
                 f"the run {path.parent.name} kept no int8 model (it ran without a cache); rerun it with a cache "
                 "dir (the default) or pass the model"
             )
-        return Path(model), str(settings.get("int8_float", "fp32"))
+        ir = host_path(record, model)
+        if not ir.is_file():
+            raise ProfileError(
+                f"the run {path.parent.name}'s int8 model {ir} is no longer there (its cache was cleared or moved); "
+                "rerun the run, or pass the model"
+            )
+        return ir, str(settings.get("int8_float", "fp32"))
     if precision not in HINTS:
         raise ProfileError(f"the run {path.parent.name} records no precision this profile runs ({precision!r})")
     return Path(record["model"]["path"]), precision
+
+
+def host_path(record: dict[str, Any], model: str) -> Path:
+    """The run's int8 IR on this machine: a docker run records its container path under the engine cache's
+    mount (/cache/cache_dir), which is the host's <cache>/engines/<target> unless the run named cache_dir."""
+    mount = f"{CONTAINER_CACHE}/cache_dir/"
+    if record.get("runner") != "docker" or not model.startswith(mount):
+        return Path(model)
+    config = record.get("config") or {}
+    named = (config.get("engine_options") or {}).get("cache_dir")
+    cache = Path(config.get("cache_dir") or default_cache_dir()).expanduser()
+    engine_dir = Path(named) if named else cache / "engines" / str(record["target"])
+    return engine_dir / model[len(mount) :]
 
 
 def feeds(batch: int, batches: int, pad_to: int, seed: int) -> tuple[dict[str, np.ndarray], dict[str, float]]:

@@ -105,16 +105,18 @@ def test_a_model_openvino_cannot_read_is_one_sentence(openvino_python: Path, tmp
     assert last.endswith("; pass an ONNX or IR BERT model")
 
 
-def write_run(tmp_path: Path, target: str, settings: dict[str, str]) -> Path:
+def write_run(tmp_path: Path, target: str, settings: dict[str, str], **more: object) -> Path:
     run = tmp_path / "20261203-000000-run"
     run.mkdir(parents=True)
-    record = {"target": target, "engine_settings": settings, "model": {"path": str(tmp_path / "m.onnx")}}
+    record = {"target": target, "engine_settings": settings, "model": {"path": str(tmp_path / "m.onnx")}, **more}
     (run / "run.json").write_text(json.dumps(record))
     return run
 
 
 def test_a_run_names_the_model_and_float_precision_it_ran(tmp_path: Path) -> None:
     ir = str(tmp_path / "int8" / "model.xml")
+    Path(ir).parent.mkdir()
+    Path(ir).write_text("<net/>")
     int8 = {"precision": "int8", "int8_float": "bf16", "int8_model": ir}
     assert profile_openvino.from_run(write_run(tmp_path / "a", "openvino-cpu", int8)) == (Path(ir), "bf16")
     bf16 = {"precision": "bf16 (auto)"}
@@ -140,6 +142,25 @@ def test_a_run_that_cannot_say_is_one_sentence(
         profile_openvino.from_run(write_run(tmp_path, target, settings))
     with pytest.raises(profile_openvino.ProfileError, match=r"is not a readable run\.json"):
         profile_openvino.from_run(tmp_path / "absent")
+
+
+def test_a_docker_runs_int8_model_is_found_in_the_hosts_engine_cache(tmp_path: Path) -> None:
+    """The container recorded its own path (/cache/cache_dir/...): the IR is under the host's engine cache."""
+    ir = tmp_path / "cache" / "engines" / "openvino-cpu" / "int8" / "k" / "model.xml"
+    ir.parent.mkdir(parents=True)
+    ir.write_text("<net/>")
+    settings = {"precision": "int8", "int8_model": "/cache/cache_dir/int8/k/model.xml"}
+    config = {"cache_dir": str(tmp_path / "cache"), "engine_options": {"precision": "int8"}}
+    run = write_run(tmp_path / "a", "openvino-cpu", settings, runner="docker", config=config)
+    assert profile_openvino.from_run(run) == (ir, "fp32")
+    named = {"cache_dir": str(tmp_path / "cache"), "engine_options": {"cache_dir": str(tmp_path / "elsewhere")}}
+    run = write_run(tmp_path / "b", "openvino-cpu", settings, runner="docker", config=named)
+    with pytest.raises(profile_openvino.ProfileError) as gone:
+        profile_openvino.from_run(run)
+    assert str(gone.value) == (
+        f"the run {run.name}'s int8 model {tmp_path / 'elsewhere' / 'int8' / 'k' / 'model.xml'} is no longer "
+        "there (its cache was cleared or moved); rerun the run, or pass the model"
+    )
 
 
 def test_run_and_model_or_float_together_are_refused(tmp_path: Path) -> None:

@@ -257,3 +257,22 @@ def test_main_exits_with_run_clis_code(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SystemExit) as exited:
         cli.main()
     assert exited.value.code == 7
+
+
+def test_an_option_the_reference_sut_ignores_is_one_sentence_before_a_run(tmp_path: Path) -> None:
+    result = invoke(
+        ["run", "--sut", "reference", "--engine-option", "fusions=onnxruntime", "--output-dir", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 2 and result.stderr == (
+        "error: engine option fusions=onnxruntime does nothing here: the reference SUT runs onnxruntime-cpu "
+        "with optimize=none; drop it, or use --sut optimized\n"
+    ), result.output
+    assert not (tmp_path / "r").exists()
+    own = invoke(
+        ["run", "--engine-option", "optimize=none", "--engine-option", "fusions=onnxruntime"]
+        + ["--output-dir", str(tmp_path / "r")]
+    )
+    assert own.exit_code == 2 and own.stderr.startswith(
+        "error: onnxruntime engine option fusions=onnxruntime does nothing here: it configures the fusions, and "
+        "optimize=none applies none; drop it, or drop optimize=none"
+    ), own.output

@@ -495,6 +495,21 @@ def test_int8_without_calibration_is_refused_before_a_run(tmp_path: Path) -> Non
     assert not (tmp_path / "runs").exists() and not (tmp_path / "cache" / "engines").exists()
 
 
+def test_an_int8_option_without_int8_is_refused_before_a_run(tmp_path: Path) -> None:
+    """int8_attention=float at precision=bf16 would quietly run the bf16 model and record the option."""
+    result = invoke(
+        ["run", "--backend", "openvino", "--runner", "local", "--engine-option", "precision=bf16"]
+        + ["--engine-option", "int8_attention=float"]
+        + ["--output-dir", tmp_path / "runs", "--cache-dir", tmp_path / "cache"]
+    )
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert result.stderr == (
+        "error: openvino engine option int8_attention=float does nothing here: it applies only to precision=int8, "
+        "and this run's is bf16; drop it, or pass precision=int8\n"
+    )
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache" / "engines").exists()
+
+
 def test_bf16_on_a_cpu_without_bf16_is_refused_before_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 fma")
     result = invoke(

@@ -15,7 +15,12 @@ from orchestrator.backends import TARGETS
 from orchestrator.errors import ConfigError
 from orchestrator.harness.engines.deepsparse import PROVIDER as DEEPSPARSE_PROVIDER
 from orchestrator.harness.engines.deepsparse import DeepSparseEngine, DeepSparseOptions
-from orchestrator.harness.engines.engine import Engine, check_engine_options
+from orchestrator.harness.engines.engine import (
+    Engine,
+    check_engine_options,
+    effective_engine_options,
+    unused_engine_options,
+)
 from orchestrator.harness.engines.onnxruntime import OnnxRuntimeEngine, OnnxRuntimeOptions
 from orchestrator.harness.engines.openvino import OpenVinoEngine, OpenVinoOptions
 from orchestrator.harness.engines.options import (
@@ -194,3 +199,73 @@ def test_the_host_check_imports_no_engine_package() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("backend", "raw", "message"),
+    [
+        (
+            "openvino",
+            {"precision": "bf16", "int8_attention": "float"},
+            "openvino engine option int8_attention=float does nothing here: it applies only to precision=int8, "
+            "and this run's is bf16; drop it, or pass precision=int8",
+        ),
+        (
+            "openvino",
+            {"int8_float": "bf16"},  # precision=auto is bf16 or fp32, never int8
+            "openvino engine option int8_float=bf16 does nothing here: it applies only to precision=int8, "
+            "and this run's is auto; drop it, or pass precision=int8",
+        ),
+        (
+            "openvino",
+            {"shapes": "buckets", "pad_to": "32"},
+            "openvino engine option pad_to=32 does nothing here: shapes=buckets pads each batch to its bucket; "
+            "drop it, or pass shapes=dynamic",
+        ),
+        (
+            "openvino",
+            {"buckets": "128,384"},
+            "openvino engine option buckets=128,384 does nothing here: it applies only to shapes=buckets; "
+            "drop it, or pass shapes=buckets",
+        ),
+        (
+            "pytorch",
+            {"compile_mode": "max-autotune"},
+            "pytorch engine option compile_mode=max-autotune does nothing here: it is torch.compile's mode, and "
+            "compile is off; pass compile=1 too, or drop it",
+        ),
+        (
+            "onnxruntime",
+            {"optimize": "none", "fusions": "transformers"},
+            "onnxruntime engine option fusions=transformers does nothing here: it configures the fusions, and "
+            "optimize=none applies none; drop it, or drop optimize=none",
+        ),
+    ],
+)
+def test_an_option_the_others_make_the_engine_ignore_is_one_sentence(
+    backend: str, raw: dict[str, str], message: str
+) -> None:
+    """A setting that silently does nothing would read in run.json as if it had run; the engine and the host
+    check refuse it with the same sentence, and the same options without it parse."""
+    engine, options, provider = ENGINES[backend]
+    with pytest.raises(ConfigError) as caught:
+        engine("/no/such/model", device="cpu", batch_size=2, threads=None, execution_provider=provider, options=raw)
+    assert str(caught.value) == message
+    target = next(t for t in TARGETS.values() if t.backend == backend)
+    with pytest.raises(ConfigError) as host:
+        check_engine_options(target.engine_class, raw)
+    assert str(host.value) == message
+    (ignored,) = unused_engine_options(target.engine_class, raw)
+    kept = effective_engine_options(target.engine_class, raw)
+    assert ignored not in kept and kept == {k: v for k, v in raw.items() if k != ignored}
+    check_engine_options(target.engine_class, kept)
+
+
+def test_a_default_or_an_empty_value_is_never_refused_as_ignored() -> None:
+    """Only an option given is refused: the defaults of int8-only options at bf16 are no one's mistake."""
+    parsed = parse_engine_options(OpenVinoOptions, {"precision": "bf16", "int8_float": " "}, "openvino")
+    assert parsed.precision == "bf16" and "int8_float" in parsed.unused()
+    int8 = {"precision": "int8", "int8_float": "bf16", "int8_attention": "float", "calibration_rows": "64"}
+    assert parse_engine_options(OpenVinoOptions, int8, "openvino").int8_attention == "float"
+    compiled = parse_engine_options(PyTorchOptions, {"compile": "1", "compile_mode": "reduce-overhead"}, "pytorch")
+    assert compiled.compile_mode == "reduce-overhead"

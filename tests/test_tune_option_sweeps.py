@@ -156,12 +156,103 @@ def test_the_accuracy_check_runs_both_precisions_with_the_trials_options(
     for rest in ("fp32", "bf16"):
         trial.options = {"int8_float": rest}
         assert vet(trial) is None
+    # int8_float does nothing at fp32 (the engine would refuse it there): one fp32 run serves both rests.
     assert seen == [
         {"int8_float": "fp32", "precision": "int8"},
-        {"int8_float": "fp32", "precision": "fp32"},
+        {"precision": "fp32"},
         {"int8_float": "bf16", "precision": "int8"},
-        {"int8_float": "bf16", "precision": "fp32"},
     ]
+
+
+def test_an_int8_option_swept_beside_other_precisions_runs_once_where_it_does_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--precisions fp32,int8 --sweep-option int8_attention=int8,float`: two int8 settings, one fp32 setting
+    without the option (not two identical fp32 trials labelled with an attention that did not run)."""
+    asked: list[tuple[str | None, dict[str, str]]] = []
+
+    def fake_trial(base: RunConfig, **kw: Any) -> Trial:
+        asked.append((kw.get("precision"), dict(kw["options"])))
+        return Trial(
+            batch_size=kw["batch_size"],
+            threads=None,
+            instances=None,
+            run_dir=f"/runs/{len(asked)}",
+            samples_per_second=10.0 + len(asked),
+            precision=kw.get("precision"),
+            options=dict(kw["options"]),
+        )
+
+    monkeypatch.setattr(tune_module, "run_trial", fake_trial)
+    base = RunConfig(backend="openvino", output_dir=tmp_path, calibration_path=tmp_path / "train.json")
+    request = TuneRequest(
+        base=base,
+        batch_sizes=[4],
+        precisions=["fp32", "int8"],
+        option_sweeps={"int8_attention": ["int8", "float"], "pad_to": ["16"]},
+        plot=False,
+    )
+    result = tune(request)
+    assert asked == [
+        ("fp32", {"pad_to": "16"}),
+        ("int8", {"int8_attention": "int8", "pad_to": "16"}),
+        ("int8", {"int8_attention": "float", "pad_to": "16"}),
+    ]
+    assert [t.options for t in result.trials] == [o for _, o in asked]
+
+
+@pytest.mark.parametrize(
+    ("precisions", "sweeps", "options", "message"),
+    [
+        (
+            ["fp32", "bf16"],
+            {"int8_attention": ["int8", "float"]},
+            {},
+            "openvino engine option int8_attention=int8 does nothing here: it applies only to precision=int8, "
+            "and this run's is fp32; drop it, or pass precision=int8 (in every setting of this sweep)",
+        ),
+        (
+            [None],
+            {},
+            {"shapes": "buckets", "pad_to": "32"},
+            "openvino engine option pad_to=32 does nothing here: shapes=buckets pads each batch to its bucket; "
+            "drop it, or pass shapes=dynamic",
+        ),
+    ],
+)
+def test_an_option_no_setting_uses_is_refused_before_the_tune_folder(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    precisions: list[str | None],
+    sweeps: dict[str, list[str]],
+    options: dict[str, str],
+    message: str,
+) -> None:
+    monkeypatch.setattr(tune_module, "run_trial", lambda *a, **k: pytest.fail("no trial may run"))
+    base = RunConfig(backend="openvino", output_dir=tmp_path, engine_options=options)
+    request = TuneRequest(base=base, precisions=precisions, option_sweeps=sweeps, plot=False)
+    with pytest.raises(ConfigError) as caught:
+        tune(request)
+    assert str(caught.value) == message
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_option_the_reference_sut_ignores_is_refused_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reference SUT adds optimize=none: fusions swept there would be N trials that all fail, and the
+    engine's own advice ("drop optimize=none") names an option the user never passed."""
+    monkeypatch.setattr(tune_module, "run_trial", lambda *a, **k: pytest.fail("no trial may run"))
+    base = RunConfig(output_dir=tmp_path, sut="reference")
+    sweeps = {"fusions": ["onnxruntime", "transformers"]}
+    request = TuneRequest(base=base, batch_sizes=[1], option_sweeps=sweeps, plot=False)
+    with pytest.raises(ConfigError) as caught:
+        tune(request)
+    assert str(caught.value) == (
+        "engine option fusions=onnxruntime does nothing here: the reference SUT runs onnxruntime-cpu with "
+        "optimize=none; drop it, or use --sut optimized (in every setting of this sweep)"
+    )
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.slow

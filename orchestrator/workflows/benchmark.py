@@ -47,7 +47,7 @@ from orchestrator.errors import (
     RunError,
     RunInterrupted,
 )
-from orchestrator.harness.engines.engine import check_engine_options, load_engine_class
+from orchestrator.harness.engines.engine import check_engine_options, load_engine_class, unused_engine_options
 from orchestrator.harness.spec import EXIT_BAD_INPUT, RAY_LOCAL, HarnessResult, HarnessSpec, RaySpec
 from orchestrator.loadgen_logs import PerfSummary, parse_performance
 from orchestrator.logs import progress_wanted
@@ -302,9 +302,34 @@ def warn_unused_targets(config: RunConfig) -> None:
         log.warning("Offline does not read --target-latency-ms (the other scenarios do); it changes nothing")
 
 
+def unused_run_options(config: RunConfig, target: Target) -> dict[str, str]:
+    """{each of the user's engine options that this run's engine would ignore: the sentence refusing it}. One
+    ignored because of an option the target adds (the reference SUT's optimize=none) names that, not the
+    engine's advice to drop an option the user never passed; a misspelt option or a bad value is the
+    engine's ConfigError as usual."""
+    merged = run_engine_options(config, target, None)
+    unused = unused_engine_options(target.engine_class, merged)
+    added = {k: v for k, v in merged.items() if k not in config.engine_options}
+    if not unused or not added:
+        return unused
+    own = unused_engine_options(target.engine_class, {**config.engine_options})
+    added_text = ", ".join(f"{k}={v}" for k, v in added.items())
+    if config.sut is SutKind.reference:
+        where, fix = f"the reference SUT runs {target.key} with {added_text}", "drop it, or use --sut optimized"
+    else:
+        where, fix = f"{config.scenario.value} runs {target.key} with {added_text}", "drop it"
+    return {
+        name: sentence if name in own else f"engine option {name}={merged[name]} does nothing here: {where}; {fix}"
+        for name, sentence in unused.items()
+    }
+
+
 def check_run_engine_options(config: RunConfig, target: Target) -> None:
-    """A misspelt --engine-option or a bad value: the engine's own one-sentence ConfigError, before any run
-    directory (the harness parses them again when the engine starts)."""
+    """A misspelt --engine-option, a bad value or one the run would ignore: one sentence (the engine's own
+    but for options the target adds), before any run directory (the harness parses them again when the
+    engine starts)."""
+    for sentence in unused_run_options(config, target).values():
+        raise ConfigError(sentence)
     check_engine_options(
         target.engine_class,
         run_engine_options(config, target, None),

@@ -36,7 +36,7 @@ from orchestrator import plots
 from orchestrator.backends import get_target
 from orchestrator.config import RunConfig, checked_config
 from orchestrator.errors import ConfigError, MlperfBertError, RunError
-from orchestrator.harness.engines.engine import check_engine_options
+from orchestrator.harness.engines.engine import check_engine_options, unused_engine_options
 from orchestrator.html_report import REPORT_FILE, write_report
 from orchestrator.loadgen_logs import parse_performance
 from orchestrator.mlperf import Scenario
@@ -48,7 +48,7 @@ from orchestrator.workflows.accuracy_checks import (
     threshold_for,
     write_check,
 )
-from orchestrator.workflows.benchmark import RunResult, run_benchmark
+from orchestrator.workflows.benchmark import RunResult, run_benchmark, unused_run_options
 from orchestrator.workflows.calibration import missing_calibration
 
 log = logging.getLogger(__name__)
@@ -131,15 +131,38 @@ def _config(base: RunConfig, **update: Any) -> RunConfig:
 def _engine_options(
     base: RunConfig, instances: int | None, precision: str | None = None, swept: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    """The instances, precision and swept settings, as engine options over the user's."""
+    """The instances, precision and swept settings, as engine options over the user's, less those the run
+    would ignore with them (an int8 option at precision=bf16: check_settings refuses one ignored everywhere)."""
     if instances is None and precision is None and not swept:
         return {}
+    options = _asked(base, instances, precision, swept)
+    unused = _unused(base, options)
+    return {"engine_options": {k: v for k, v in options.items() if k not in unused}}
+
+
+def _asked(
+    base: RunConfig, instances: int | None, precision: str | None, swept: dict[str, str] | None
+) -> dict[str, str]:
     options = {**base.engine_options, **(swept or {})}
     if instances is not None:
         options["instances"] = str(instances)
     if precision is not None:
         options[precision_option(base)] = precision
-    return {"engine_options": options}
+    return options
+
+
+def _unused(base: RunConfig, options: dict[str, str]) -> dict[str, str]:
+    """{option: the sentence refusing it} of those the run with these options would ignore (with the options
+    the target adds, e.g. the reference SUT's)."""
+    target = get_target(base.backend, base.device)
+    return unused_run_options(base.model_copy(update={"engine_options": options}), target)
+
+
+def effective_sweep(base: RunConfig, precision: str | None, swept: dict[str, str]) -> dict[str, str]:
+    """The swept options that take effect at this precision: a swept int8 option at bf16 changes nothing, so
+    that setting runs once there and its trial names none of them."""
+    unused = _unused(base, _asked(base, None, precision, swept))
+    return {key: value for key, value in swept.items() if key not in unused}
 
 
 # Options with a sweep flag of their own: --sweep-option names the others.
@@ -152,6 +175,7 @@ def check_settings(request: TuneRequest, combos: list[dict[str, str]]) -> None:
     calibration set. One sentence, instead of a folder of failed trials."""
     base = request.base
     target = get_target(base.backend, base.device)
+    ignored_everywhere: dict[str, str] | None = None  # options no setting uses: the user's mistake
     for batch in sorted(set(request.batch_sizes)):
         for threads in request.threads:
             _config(base, batch_size=batch, threads=threads, test_query_count=request.samples)
@@ -162,11 +186,19 @@ def check_settings(request: TuneRequest, combos: list[dict[str, str]]) -> None:
                     "engine_options", base.engine_options
                 )
                 check_engine_options(target.engine_class, engine_options)
+                ignored = _unused(base, _asked(base, instances, precision, options))
+                ignored_everywhere = (
+                    ignored
+                    if ignored_everywhere is None
+                    else {k: v for k, v in ignored_everywhere.items() if k in ignored}
+                )
         if precision is not None:
             asked = {**base.engine_options, precision_option(base): precision}
             missing = missing_calibration(base.model_copy(update={"engine_options": asked}), target)
             if missing:
                 raise ConfigError(missing)
+    for sentence in (ignored_everywhere or {}).values():
+        raise ConfigError(f"{sentence} (in every setting of this sweep)")
 
 
 def option_combinations(base: RunConfig, sweeps: dict[str, list[str]]) -> list[dict[str, str]]:
@@ -183,9 +215,17 @@ def option_combinations(base: RunConfig, sweeps: dict[str, list[str]]) -> list[d
     for key, values in sweeps.items():
         combos = [{**combo, key: value} for combo in combos for value in dict.fromkeys(values)]
     target = get_target(base.backend, base.device)
-    for combo in combos:
-        check_engine_options(target.engine_class, {**base.engine_options, **combo})
+    for combo in combos:  # an unknown option or a bad value; one ignored at some precision is check_settings'
+        unused_engine_options(target.engine_class, {**base.engine_options, **combo})
     return combos
+
+
+def _distinct(combos: Any) -> list[dict[str, str]]:
+    """The combinations in order, each once (options dropped where they do nothing can make two equal)."""
+    seen: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+    for combo in combos:
+        seen.setdefault(tuple(sorted(combo.items())), combo)
+    return list(seen.values())
 
 
 def precision_option(base: RunConfig) -> str:
@@ -291,7 +331,9 @@ def precision_check(
 
     def score(trial: Trial, precision: str) -> RunResult:
         # The same swept options in the fp32 run: the check compares one configuration's two precisions.
-        key = (precision, trial.batch_size, tuple(sorted(trial.options.items())))
+        # The fp32 run drops the int8-only ones (effective_sweep), so one fp32 run serves every int8 rest.
+        options = _engine_options(base, trial.instances, precision, trial.options)
+        key = (precision, trial.batch_size, tuple(sorted(options.get("engine_options", {}).items())))
         if key not in runs:
             config = _config(
                 base,
@@ -301,7 +343,7 @@ def precision_check(
                 batch_size=trial.batch_size,
                 threads=trial.threads,
                 output_dir=output_dir,
-                **_engine_options(base, trial.instances, precision, trial.options),
+                **options,
             )
             result = run_benchmark(config, progress=False, stream=False)
             if result.accuracy is None:
@@ -417,7 +459,7 @@ def tune(request: TuneRequest) -> TuneResult:
     settings = [
         (precision, options, threads, instances, batch)
         for precision in request.precisions
-        for options in combos
+        for options in _distinct(effective_sweep(base, precision, combo) for combo in combos)
         for threads in request.threads
         for instances in request.instances
         for batch in sorted(set(request.batch_sizes))

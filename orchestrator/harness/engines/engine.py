@@ -15,7 +15,12 @@ from typing import ClassVar
 import numpy as np
 
 from orchestrator.errors import ConfigError, ModelError, PreflightError
-from orchestrator.harness.engines.options import EngineOptions, parse_engine_options
+from orchestrator.harness.engines.options import (
+    EngineOptions,
+    effective_options,
+    parse_engine_options,
+    unused_options,
+)
 from orchestrator.harness.spec import NodeInfo
 
 # The settings() entry where an engine that makes a precision itself names what, beside the precision and
@@ -144,4 +149,24 @@ def check_engine_options(
         cls.check_options(parsed, device=device, execution_provider=execution_provider)
 
 
-__all__ = ["Engine", "ModelError", "check_engine_options", "load_engine_class"]
+def unused_engine_options(engine_class: str, options: Mapping[str, str]) -> dict[str, str]:
+    """{each option given that the engine would ignore with the others' values: the sentence refusing it}
+    (EngineOptions.unused); an unknown option or a bad value is the parser's ConfigError as usual."""
+    cls = load_engine_class(engine_class)
+    return unused_options(cls.options_class, options, cls.name)
+
+
+def effective_engine_options(engine_class: str, options: Mapping[str, str]) -> dict[str, str]:
+    """`options` without those the engine would ignore with the others' values (options.effective_options)."""
+    cls = load_engine_class(engine_class)
+    return effective_options(cls.options_class, options, cls.name)
+
+
+__all__ = [
+    "Engine",
+    "ModelError",
+    "check_engine_options",
+    "effective_engine_options",
+    "load_engine_class",
+    "unused_engine_options",
+]

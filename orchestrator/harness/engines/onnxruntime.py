@@ -81,6 +81,12 @@ class OnnxRuntimeOptions(EngineOptions):
 
     supported_precisions: ClassVar[tuple[str, ...]] = ("auto", "fp32", "fp16")
 
+    def unused(self) -> dict[str, str]:
+        if self.optimize == "auto":
+            return {}
+        why = "it configures the fusions, and optimize=none applies none; drop it, or drop optimize=none"
+        return dict.fromkeys(("fusions", "num_heads", "hidden_size", "model_type"), why)
+
 
 # What to install for a provider that this onnxruntime build lacks.
 _PROVIDER_PACKAGES = {

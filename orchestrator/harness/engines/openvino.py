@@ -22,8 +22,8 @@ Precision (`precision`):
            MatMuls (Q.K^T and P.V) too; float leaves them to `int8_float` (NNCF's ignored scope). On an
            AMD EPYC with AVX-512 (2026-12-02, demo, batch 8 x 178, one thread) float attention ran 0.89x
            int8 attention; on AMX a bf16 attention may run on the tiles where int8 attention runs on
-           AVX-512, which is why it is an option to measure there (`tune --sweep-option
-           int8_attention=int8,float`). The quantized IR (the same for either rest) is cached under
+           AVX-512, which is why it is an option to measure there (`tune --precisions int8
+           --calibration PATH --sweep-option int8_attention=int8,float`). The quantized IR (the same for either rest) is cached under
            `cache_dir`/int8/<sha256 of model + recipe + calibration features>, written into a temporary
            directory and renamed into place, so a failed or interrupted quantization leaves nothing behind.
 
@@ -110,6 +110,17 @@ class OpenVinoOptions(EngineOptions):
                 f"openvino engine option buckets={text!r} is not a list of positive lengths ending with "
                 f"{SEQ_LEN}; pass e.g. 128,256,{SEQ_LEN}"
             )
+
+    def unused(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if self.precision != "int8":  # auto never quantizes: it is bf16 or fp32
+            why = f"it applies only to precision=int8, and this run's is {self.precision}; drop it, or pass precision=int8"
+            out.update(dict.fromkeys(("int8_float", "int8_attention", "calibration_rows", "calibration_seed"), why))
+        if self.shapes == "buckets":
+            out["pad_to"] = "shapes=buckets pads each batch to its bucket; drop it, or pass shapes=dynamic"
+        else:
+            out["buckets"] = "it applies only to shapes=buckets; drop it, or pass shapes=buckets"
+        return out
 
 
 def resolve_precision(requested: str, isa: Isa, capabilities: list[str]) -> tuple[str, str]:

@@ -10,6 +10,12 @@ Field types the parser understands (an empty string means "not given": the defau
     int | Literal[...] (a word or a whole number, e.g. instances=auto|N), tuple[int, ...] (comma-separated),
     and any of these | None.
 Bounds on integers: `option(default, minimum=..., maximum=...)`.
+
+An option given where the other options make the engine ignore it (an int8 setting at precision=bf16,
+`pad_to` with length buckets) is refused too, naming why: a setting that silently does nothing reads, in
+run.json and a tune table, as if it had been measured. An engine names them in `EngineOptions.unused`;
+`tune`, whose sweeps cross precisions with such options, drops them where they do nothing
+(`effective_options`) instead.
 """
 
 from __future__ import annotations
@@ -41,6 +47,12 @@ class EngineOptions:
     # The precisions this engine can run; another one is a ConfigError naming these.
     supported_precisions: ClassVar[tuple[str, ...]] = ("auto",)
 
+    def unused(self) -> dict[str, str]:
+        """{option: why it does nothing with these values of the others}, e.g. {"pad_to": "shapes=buckets pads
+        to its buckets"}; a why ends with what to do instead. Defaults are never reported: only a given
+        option is refused."""
+        return {}
+
 
 OptionsT = TypeVar("OptionsT", bound=EngineOptions)
 
@@ -55,7 +67,38 @@ def option_names(cls: type[EngineOptions]) -> tuple[str, ...]:
 
 
 def parse_engine_options(cls: type[OptionsT], raw: Mapping[str, str], engine: str) -> OptionsT:
-    """`raw` (the spec's strings) as `cls`; a ConfigError for an unknown option or a bad value."""
+    """`raw` (the spec's strings) as `cls`; a ConfigError for an unknown option, a bad value, or an option the
+    others make the engine ignore."""
+    parsed = _parse(cls, raw, engine)
+    for sentence in _unused_given(parsed, raw, engine).values():
+        raise ConfigError(sentence)
+    return parsed
+
+
+def unused_options(cls: type[EngineOptions], raw: Mapping[str, str], engine: str) -> dict[str, str]:
+    """{each option raw gives that the others make the engine ignore: the sentence refusing it}; a ConfigError
+    for what else parse_engine_options refuses."""
+    return _unused_given(_parse(cls, raw, engine), raw, engine)
+
+
+def effective_options(cls: type[EngineOptions], raw: Mapping[str, str], engine: str) -> dict[str, str]:
+    """`raw` without the options its other values make the engine ignore (tune: an int8 setting swept beside
+    precision=bf16 runs once there, not once per value)."""
+    unused = unused_options(cls, raw, engine)
+    return {name: value for name, value in raw.items() if name not in unused}
+
+
+def _unused_given(parsed: EngineOptions, raw: Mapping[str, str], engine: str) -> dict[str, str]:
+    reasons = parsed.unused()
+    given = sorted(name for name, text in raw.items() if text is not None and str(text).strip())
+    return {
+        name: f"{engine} engine option {name}={str(raw[name]).strip()} does nothing here: {reasons[name]}"
+        for name in given
+        if name in reasons
+    }
+
+
+def _parse(cls: type[OptionsT], raw: Mapping[str, str], engine: str) -> OptionsT:
     names = option_names(cls)
     unknown = sorted(set(raw) - set(names))
     if unknown:

@@ -50,6 +50,11 @@ class PyTorchOptions(EngineOptions):
 
     supported_precisions: ClassVar[tuple[str, ...]] = ("auto", "fp32", "fp16", "bf16")
 
+    def unused(self) -> dict[str, str]:
+        if self.compile:
+            return {}
+        return {"compile_mode": "it is torch.compile's mode, and compile is off; pass compile=1 too, or drop it"}
+
 
 # precision -> the torch dtype name of the weights
 DTYPES = {"auto": "float32", "fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}

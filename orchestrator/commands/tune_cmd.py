@@ -136,8 +136,8 @@ def command(
             "--sweep-option",
             metavar="<key=v1,v2>",
             help="An engine option to sweep, its values comma-separated, e.g. int8_float=fp32,bf16 or "
-            "pad_to=16,32,64 (openvino); repeatable: every combination is a setting. Precision and instances "
-            "have --precisions and --instances.",
+            "pad_to=16,32,64 (openvino); repeatable: every combination is a setting, less an option where it "
+            "does nothing (int8_float at fp32). Precision and instances have --precisions and --instances.",
         ),
     ] = None,
     calibration_path: CalibrationOption = None,

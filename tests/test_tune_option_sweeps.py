@@ -314,3 +314,23 @@ def test_a_tune_folder_that_cannot_be_made_is_one_sentence(tmp_path: Path) -> No
     blocker.write_text("x")
     result = invoke(["tune", "--batch-sizes", "2", "--output-dir", str(blocker)])
     assert result.exit_code == 2 and result.stderr.startswith("error: cannot make the tune folder under")
+
+
+def test_tune_int8_checks_its_settings_before_it_quantizes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tune --int8` quantizes and scores the full dev set before its trials: a sweep no trial could run is
+    one sentence first, not minutes later."""
+    from orchestrator.workflows import int8 as int8_checks
+
+    monkeypatch.setattr(int8_checks, "make_int8_variant", lambda *a, **k: pytest.fail("no quantization may run"))
+    fp32 = tmp_path / "model.fp32.onnx"
+    fp32.write_bytes(b"not read")
+    for argv, sentence in (
+        (
+            ["--engine-option", "optimize=none", "--sweep-option", "fusions=onnxruntime,transformers"],
+            "error: onnxruntime engine option fusions=onnxruntime does nothing here: it configures the fusions",
+        ),
+        (["--sweep-option", "int8_flaot=bf16"], "error: unknown onnxruntime engine option 'int8_flaot'"),
+    ):
+        result = invoke(["tune", "--int8", "--model-path", str(fp32), *argv, "--output-dir", str(tmp_path / "out")])
+        assert result.exit_code == 2 and result.stderr.startswith(sentence), result.output
+        assert result.stderr.count("\n") == 1 and not (tmp_path / "out").exists()

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -45,6 +45,7 @@ from orchestrator.workflows.tuning import (
     DEFAULT_CHECK_SAMPLES,
     Trial,
     TuneRequest,
+    check_request,
     markdown_table,
     precision_check,
     precision_option,
@@ -253,6 +254,28 @@ def _tune(
     base = resolve_config(overrides, config)
     check_samples(precision_check_samples)  # checked when given, whether or not --precisions uses it
     notes: list[str] = []
+    swept: list[str | None] = [None]
+    if precisions:
+        if int8:
+            raise ConfigError("--int8 tunes one int8 ONNX model; sweep --precisions without it, or drop --precisions")
+        swept = [p.strip().lower() for p in precisions.split(",") if p.strip()]
+        if not swept:
+            raise ConfigError(f"--precisions {precisions!r} names no precision; pass e.g. fp32,bf16,int8")
+        precision_option(base)  # one sentence before any trial where the target has no precision option
+    settings: dict[str, Any] = {
+        "precisions": swept,
+        "option_sweeps": parse_option_sweeps(sweep_options),
+        "repeats": repeats,
+        "batch_sizes": _int_list(batch_sizes, "batch-sizes"),
+        "threads": list(_int_list(threads, "threads")) if threads else [None],
+        "instances": list(_int_list(instances, "instances")) if instances else [None],
+        "samples": samples,
+        "find_performance": find_performance,
+        "performance_samples": performance_samples,
+        "plot": plot,
+    }
+    # Every setting checked before --int8 spends minutes quantizing and scoring: bad input is one sentence.
+    check_request(TuneRequest(base=base, **settings))
     vet: Callable[[Trial], str | None] | None = None
     if int8:
         if base.model_path is None:
@@ -287,33 +310,13 @@ def _tune(
             return None if check.passed else f"int8 F1 ratio {check.ratio:.4f} < {check.threshold} at this batch size"
 
         vet = int8_holds
-    swept: list[str | None] = [None]
     if precisions:
-        if int8:
-            raise ConfigError("--int8 tunes one int8 ONNX model; sweep --precisions without it, or drop --precisions")
-        swept = [p.strip().lower() for p in precisions.split(",") if p.strip()]
-        if not swept:
-            raise ConfigError(f"--precisions {precisions!r} names no precision; pass e.g. fp32,bf16,int8")
-        precision_option(base)  # one sentence before any trial where the target has no precision option
         vet = precision_check(
             base,
             samples=check_samples(precision_check_samples),
             output_dir=Path(base.output_dir) / "precision-check",
         )
-    request = TuneRequest(
-        base=base,
-        precisions=swept,
-        option_sweeps=parse_option_sweeps(sweep_options),
-        repeats=repeats,
-        batch_sizes=_int_list(batch_sizes, "batch-sizes"),
-        threads=list(_int_list(threads, "threads")) if threads else [None],  # type: ignore[arg-type]
-        instances=list(_int_list(instances, "instances")) if instances else [None],  # type: ignore[arg-type]
-        samples=samples,
-        find_performance=find_performance,
-        performance_samples=performance_samples,
-        plot=plot,
-        vet=vet,
-    )
+    request = TuneRequest(base=base, vet=vet, **settings)
     result = tune(request)
     if as_json:
         typer.echo(json.dumps(json.loads((result.directory / "tune.json").read_text()), indent=2))

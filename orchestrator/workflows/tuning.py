@@ -430,18 +430,25 @@ def vetted_best(trials: list[Trial], vet: Callable[[Trial], str | None] | None) 
     return None
 
 
-def tune(request: TuneRequest) -> TuneResult:
-    base = request.base
+def check_request(request: TuneRequest) -> list[dict[str, str]]:
+    """The request's settings checked before anything is written or run (tune --int8 calls it before it
+    quantizes): one sentence for bad input; the swept options' combinations."""
     if not request.batch_sizes or min(request.batch_sizes) < 1:
         raise ConfigError("batch sizes must be whole numbers >= 1; pass e.g. --batch-sizes 1,4,16,64")
     if request.samples < 1:
         raise ConfigError("--samples must be at least 1; pass e.g. 512")
-    if base.scenario is Scenario.SingleStream and len(request.batch_sizes) > 1:
-        log.warning("SingleStream runs one sample at a time: the batch size changes nothing there")
     if request.repeats < 1:
         raise ConfigError("--repeats must be at least 1; pass e.g. 3")
-    combos = option_combinations(base, request.option_sweeps)  # before the tune directory: bad input writes nothing
+    combos = option_combinations(request.base, request.option_sweeps)
     check_settings(request, combos)
+    return combos
+
+
+def tune(request: TuneRequest) -> TuneResult:
+    base = request.base
+    combos = check_request(request)  # before the tune directory: bad input writes nothing
+    if base.scenario is Scenario.SingleStream and len(request.batch_sizes) > 1:
+        log.warning("SingleStream runs one sample at a time: the batch size changes nothing there")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     directory = Path(base.output_dir) / f"tune-{stamp}-{base.scenario.value}"
     n = 1

@@ -25,7 +25,7 @@ import logging
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,11 +182,9 @@ def check_settings(request: TuneRequest, combos: list[dict[str, str]]) -> None:
     for precision in request.precisions:
         for options in combos:
             for instances in request.instances:
-                engine_options = _engine_options(base, instances, precision, options).get(
-                    "engine_options", base.engine_options
-                )
-                check_engine_options(target.engine_class, engine_options)
-                ignored = _unused(base, _asked(base, instances, precision, options))
+                setting = _asked(base, instances, precision, options)
+                ignored = _unused(base, setting)  # left out of this setting's run (_engine_options)
+                check_engine_options(target.engine_class, {k: v for k, v in setting.items() if k not in ignored})
                 ignored_everywhere = (
                     ignored
                     if ignored_everywhere is None
@@ -197,8 +195,9 @@ def check_settings(request: TuneRequest, combos: list[dict[str, str]]) -> None:
             missing = missing_calibration(base.model_copy(update={"engine_options": asked}), target)
             if missing:
                 raise ConfigError(missing)
+    several = len(request.precisions) * len(combos) * len(request.instances) > 1
     for sentence in (ignored_everywhere or {}).values():
-        raise ConfigError(f"{sentence} (in every setting of this sweep)")
+        raise ConfigError(f"{sentence} (in every setting of this sweep)" if several else sentence)
 
 
 def option_combinations(base: RunConfig, sweeps: dict[str, list[str]]) -> list[dict[str, str]]:
@@ -220,7 +219,7 @@ def option_combinations(base: RunConfig, sweeps: dict[str, list[str]]) -> list[d
     return combos
 
 
-def _distinct(combos: Any) -> list[dict[str, str]]:
+def _distinct(combos: Iterable[dict[str, str]]) -> list[dict[str, str]]:
     """The combinations in order, each once (options dropped where they do nothing can make two equal)."""
     seen: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
     for combo in combos:
@@ -331,7 +330,7 @@ def precision_check(
 
     def score(trial: Trial, precision: str) -> RunResult:
         # The same swept options in the fp32 run: the check compares one configuration's two precisions.
-        # The fp32 run drops the int8-only ones (effective_sweep), so one fp32 run serves every int8 rest.
+        # The fp32 run leaves out the int8-only ones (_engine_options), so one fp32 run serves every int8 rest.
         options = _engine_options(base, trial.instances, precision, trial.options)
         key = (precision, trial.batch_size, tuple(sorted(options.get("engine_options", {}).items())))
         if key not in runs:

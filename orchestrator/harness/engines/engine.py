@@ -17,7 +17,6 @@ import numpy as np
 from orchestrator.errors import ConfigError, ModelError, PreflightError
 from orchestrator.harness.engines.options import (
     EngineOptions,
-    effective_options,
     parse_engine_options,
     unused_options,
 )
@@ -156,17 +155,10 @@ def unused_engine_options(engine_class: str, options: Mapping[str, str]) -> dict
     return unused_options(cls.options_class, options, cls.name)
 
 
-def effective_engine_options(engine_class: str, options: Mapping[str, str]) -> dict[str, str]:
-    """`options` without those the engine would ignore with the others' values (options.effective_options)."""
-    cls = load_engine_class(engine_class)
-    return effective_options(cls.options_class, options, cls.name)
-
-
 __all__ = [
     "Engine",
     "ModelError",
     "check_engine_options",
-    "effective_engine_options",
     "load_engine_class",
     "unused_engine_options",
 ]

@@ -23,9 +23,10 @@ Precision (`precision`):
            AMD EPYC with AVX-512 (2026-12-02, demo, batch 8 x 178, one thread) float attention ran 0.89x
            int8 attention; on AMX a bf16 attention may run on the tiles where int8 attention runs on
            AVX-512, which is why it is an option to measure there (`tune --precisions int8
-           --calibration PATH --sweep-option int8_attention=int8,float`). The quantized IR (the same for either rest) is cached under
-           `cache_dir`/int8/<sha256 of model + recipe + calibration features>, written into a temporary
-           directory and renamed into place, so a failed or interrupted quantization leaves nothing behind.
+           --calibration PATH --sweep-option int8_attention=int8,float`). The quantized IR (the same for
+           either rest) is cached under `cache_dir`/int8/<sha256 of model + recipe + calibration features>,
+           written into a temporary directory and renamed into place, so a failed or interrupted
+           quantization leaves nothing behind.
 
 Shapes (`shapes`): dynamic (default) compiles one model for any [batch, seq], so the optimized SUT's
 length-sorted batches run at their own longest length; buckets compiles one per sequence bucket
@@ -113,8 +114,13 @@ class OpenVinoOptions(EngineOptions):
 
     def unused(self) -> dict[str, str]:
         out: dict[str, str] = {}
-        if self.precision != "int8":  # auto never quantizes: it is bf16 or fp32
-            why = f"it applies only to precision=int8, and this run's is {self.precision}; drop it, or pass precision=int8"
+        if self.precision != "int8":
+            ran = (
+                "precision=auto never quantizes (it is bf16 or fp32)"
+                if self.precision == "auto"
+                else f"this run's is {self.precision}"
+            )
+            why = f"it applies only to precision=int8, and {ran}; drop it, or pass precision=int8"
             out.update(dict.fromkeys(("int8_float", "int8_attention", "calibration_rows", "calibration_seed"), why))
         if self.shapes == "buckets":
             out["pad_to"] = "shapes=buckets pads each batch to its bucket; drop it, or pass shapes=dynamic"

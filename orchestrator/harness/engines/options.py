@@ -14,8 +14,8 @@ Bounds on integers: `option(default, minimum=..., maximum=...)`.
 An option given where the other options make the engine ignore it (an int8 setting at precision=bf16,
 `pad_to` with length buckets) is refused too, naming why: a setting that silently does nothing reads, in
 run.json and a tune table, as if it had been measured. An engine names them in `EngineOptions.unused`;
-`tune`, whose sweeps cross precisions with such options, drops them where they do nothing
-(`effective_options`) instead.
+`tune`, whose sweeps cross precisions with such options, drops them where they do nothing (`unused_options`
+says which) instead.
 """
 
 from __future__ import annotations
@@ -79,13 +79,6 @@ def unused_options(cls: type[EngineOptions], raw: Mapping[str, str], engine: str
     """{each option raw gives that the others make the engine ignore: the sentence refusing it}; a ConfigError
     for what else parse_engine_options refuses."""
     return _unused_given(_parse(cls, raw, engine), raw, engine)
-
-
-def effective_options(cls: type[EngineOptions], raw: Mapping[str, str], engine: str) -> dict[str, str]:
-    """`raw` without the options its other values make the engine ignore (tune: an int8 setting swept beside
-    precision=bf16 runs once there, not once per value)."""
-    unused = unused_options(cls, raw, engine)
-    return {name: value for name, value in raw.items() if name not in unused}
 
 
 def _unused_given(parsed: EngineOptions, raw: Mapping[str, str], engine: str) -> dict[str, str]:

@@ -24,6 +24,15 @@ def repo_root() -> Path:
     return REPO
 
 
+@pytest.fixture
+def bf16_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CPU with native bf16 (an AMD EPYC Zen 4's flags), for tests whose stand-in trials sweep bf16: the host
+    refuses bf16 on a CPU without it (harness/cpu.py bf16_refusal), and these machines are sometimes AVX2-only."""
+    from orchestrator.harness.cpu import FAKE_FLAGS_ENV
+
+    monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 avx512f avx512_bf16 avx512_vnni")
+
+
 @pytest.fixture(scope="session")
 def shared_assets() -> Path:
     path = SHARED / "assets"

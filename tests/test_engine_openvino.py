@@ -40,7 +40,7 @@ def test_registry_entry() -> None:
     t = TARGETS["openvino-cpu"]
     assert t.engine_class == "orchestrator.harness.engines.openvino:OpenVinoEngine"
     assert (t.execution_provider, t.local_env, t.cache_option) == ("CPU", "openvino-cpu", "cache_dir")
-    assert t.int8_calibration and t.precision_option == "precision"
+    assert t.int8_calibration and t.engine_precisions
     assert ("instances", "auto") in t.offline_options
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from orchestrator.backends import TARGETS
 from orchestrator.errors import ConfigError, ModelError, PreflightError
+from orchestrator.harness.cpu import detect_isa
 from orchestrator.harness.engines.options import parse_engine_options
 from orchestrator.harness.engines.pytorch import PyTorchOptions, checkpoint_dir
 from orchestrator.paths import EMBEDDED_MODEL, PACKAGE_DIR, REPO_ROOT
@@ -162,6 +163,8 @@ def test_torch_compile_option(pytorch_python: Path, shared_assets: Path, tmp_pat
 @pytest.mark.slow
 def test_bf16_on_the_cpu(pytorch_python: Path, shared_assets: Path, tmp_path: Path) -> None:
     """precision=bf16: bfloat16 weights, float32 logits near the fp32 export's (bf16 keeps ~3 digits)."""
+    if not detect_isa().bf16:  # refused there (tests/test_native_bf16.py): torch would emulate it
+        pytest.skip(f"this CPU has no native bf16 (ISA: {detect_isa().describe()})")
     models = shared_assets / "models"
     report, arrays = run_probe(pytorch_python, models / "demo-minilm-l6-squad-hf", {"precision": "bf16"}, tmp_path)
     assert report["settings"]["precision"] == "bfloat16"  # checked or not: the host's label says

@@ -66,8 +66,9 @@ class Target:
     # The engine quantizes to int8 itself, statically, from calibration data: `precision=int8` needs
     # --calibration (SQuAD train features, passed as the engine option `calibration_path`).
     int8_calibration: bool = False
-    # The engine option naming the precision (auto|fp32|bf16|int8) that the host checks before a run.
-    precision_option: str | None = None
+    # The engine converts the model to other precisions itself (its `precision` option: bf16, fp16, int8):
+    # `tune --precisions` sweeps them, and the host checks a bf16 request against the CPU before a run.
+    engine_precisions: bool = False
     ci: CiJob | None = None  # None: no CI job
 
     @property
@@ -103,6 +104,7 @@ TARGETS: dict[str, Target] = {
             engine_class="orchestrator.harness.engines.onnxruntime:OnnxRuntimeEngine",
             execution_provider="ROCMExecutionProvider",
             gpu="amd",
+            engine_precisions=True,  # precision=fp16
             cache_option="optimized_cache_dir",
             reference_options=(("optimize", "none"),),
             verified=False,
@@ -115,6 +117,7 @@ TARGETS: dict[str, Target] = {
             engine_class="orchestrator.harness.engines.onnxruntime:OnnxRuntimeEngine",
             execution_provider="CUDAExecutionProvider",
             gpu="nvidia",
+            engine_precisions=True,  # precision=fp16
             cache_option="optimized_cache_dir",
             reference_options=(("optimize", "none"),),
             # Its image only: onnxruntime-gpu would replace the main environment's onnxruntime.
@@ -129,6 +132,7 @@ TARGETS: dict[str, Target] = {
             engine_class="orchestrator.harness.engines.tensorrt:TensorRTEngine",
             execution_provider="TensorRT",
             gpu="nvidia",
+            engine_precisions=True,  # auto builds fp16; fp32; int8 from a QDQ model
             cache_option="engine_cache_dir",
             verified=False,
             notes="needs an NVIDIA GPU; never run on these machines",
@@ -156,7 +160,7 @@ TARGETS: dict[str, Target] = {
             offline_options=(("instances", "auto"),),
             batch_size=4,
             int8_calibration=True,
-            precision_option="precision",
+            engine_precisions=True,
             # CI: the fp32 BERT-large (the demo fp32 has no mirror), on fewer queries, and the image test.
             ci=CiJob(
                 runs_on=_CPU_RUNNER,
@@ -171,6 +175,7 @@ TARGETS: dict[str, Target] = {
             engine_class="orchestrator.harness.engines.pytorch:PyTorchEngine",
             execution_provider="cpu",  # the torch device the weights are on
             model_format="pytorch",
+            engine_precisions=True,  # precision=bf16 (a CPU with native bf16)
             local_env="pytorch-cpu",
             ci=CiJob(runs_on=_CPU_RUNNER, model=_NO_HF_MODEL, container_tests=("tests/test_docker_pytorch.py",)),
         ),
@@ -181,6 +186,7 @@ TARGETS: dict[str, Target] = {
             execution_provider="cuda:0",
             gpu="nvidia",
             model_format="pytorch",
+            engine_precisions=True,  # precision=fp16, bf16
             # The pytorch-cpu pins without its CPU index: PyPI's Linux x86-64 torch is the CUDA build.
             local_env="pytorch-cpu",
             verified=False,

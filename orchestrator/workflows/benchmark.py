@@ -446,10 +446,10 @@ def run_benchmark(
     target = get_target(config.backend, config.device)
     config = with_default_batch_size(config, target)
     check_run_engine_options(config, target)  # before the inputs, which may take a while to build
+    check_precision(config, target)  # this CPU's bf16, likewise
     warn_unused_targets(config)
     cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
     inputs = resolve_inputs(config, cache_dir)
-    check_precision(config, target)
     config = with_calibration(config, target, inputs.vocab, cache_dir, inputs.dataset)
     runner = make_runner(config, target, stream=stream, cache_dir=cache_dir)
     runner.preflight()  # venv, engine, image, GPU: fail before a run directory exists
@@ -572,9 +572,9 @@ def prepare_only(config: RunConfig, *, debug: bool = False) -> str:
     --debug (docker runner): open a shell in the container with everything mounted."""
     target = get_target(config.backend, config.device)
     check_run_engine_options(config, target)
+    check_precision(config, target)
     cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
     inputs = resolve_inputs(config, cache_dir)
-    check_precision(config, target)
     config = with_calibration(
         config, target, inputs.vocab, cache_dir, inputs.dataset
     )  # --debug's shell gets it mounted too

@@ -8,7 +8,7 @@ Docker runner mounts `*_path` options read-only). Every file is written to a tem
 so nothing half-written stays in the cache.
 
 Also here, because it is decided from the same engine option before any run directory exists: the
-precision a run asks for (`Target.precision_option`) must be one this host can run.
+bf16 a run asks for (precision=bf16, openvino's int8_float=bf16) needs a CPU with native bf16.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ from orchestrator.assets.hashing import cached_sha256
 from orchestrator.backends import Target
 from orchestrator.config import RUN_FLAGS, RunConfig, RunnerKind
 from orchestrator.dataset import build_features, load_features
-from orchestrator.errors import ConfigError, PreflightError, first_line
-from orchestrator.harness.cpu import detect_isa
+from orchestrator.errors import ConfigError, first_line
+from orchestrator.harness.cpu import bf16_refusal, detect_isa
+from orchestrator.harness.engines.engine import native_bf16_options
+from orchestrator.harness.engines.options import PRECISION_OPTION
 from orchestrator.harness.spec import RAY_LOCAL
 from orchestrator.paths import EMBEDDED_DATASET
 
@@ -41,26 +43,29 @@ _INPUTS = ("input_ids", "input_mask", "segment_ids")
 
 
 def requested_precision(config: RunConfig, target: Target) -> str | None:
-    """The precision the run's engine options ask for (lower case), or None when the target has no such option."""
-    if target.precision_option is None:
+    """The precision the run's engine options ask for (lower case), or None where the target's engine makes no
+    other precision itself."""
+    if not target.engine_precisions:
         return None
-    return config.engine_options.get(target.precision_option, "auto").strip().lower() or "auto"
+    return config.engine_options.get(PRECISION_OPTION, "auto").strip().lower() or "auto"
 
 
 def check_precision(config: RunConfig, target: Target) -> None:
-    """bf16 on a CPU without native bf16 fails here, with one sentence, before any run directory."""
-    if target.device != "cpu" or requested_precision(config, target) != "bf16":
+    """An option asking for bf16 arithmetic (precision=bf16; openvino's int8_float=bf16) on a CPU without native
+    bf16 fails here, with the engine's one sentence, before any run directory."""
+    if target.device != "cpu":
+        return
+    wanted = native_bf16_options(target.engine_class, config.engine_options)
+    if not wanted:
         return
     if config.runner is RunnerKind.ray and config.cluster is None and config.ray_address not in (None, RAY_LOCAL):
         # This host is only the driver: each node's engine checks its own CPU as its actor starts.
-        log.info("precision=bf16 on the Ray cluster at %s: each node checks its own CPU", config.ray_address)
+        log.info("%s on the Ray cluster at %s: each node checks its own CPU", ", ".join(wanted), config.ray_address)
         return
     isa = detect_isa()
     if isa.known and not isa.bf16:
-        raise PreflightError(
-            f"precision=bf16 needs a CPU with native bf16 (amx_bf16 or avx512_bf16), which this one lacks "
-            f"(ISA: {isa.describe()}); use --engine-option precision=fp32 or precision=int8."
-        )
+        setting, remedy = next(iter(wanted.items()))
+        raise bf16_refusal(setting, isa, remedy)
 
 
 def with_calibration(config: RunConfig, target: Target, vocab: Path, cache_dir: Path, dev: Path) -> RunConfig:

@@ -37,6 +37,7 @@ from orchestrator.backends import get_target
 from orchestrator.config import RunConfig, checked_config
 from orchestrator.errors import ConfigError, MlperfBertError, RunError
 from orchestrator.harness.engines.engine import check_engine_options, unused_engine_options
+from orchestrator.harness.engines.options import PRECISION_OPTION
 from orchestrator.html_report import REPORT_FILE, write_report
 from orchestrator.loadgen_logs import parse_performance
 from orchestrator.mlperf import Scenario
@@ -49,7 +50,7 @@ from orchestrator.workflows.accuracy_checks import (
     write_check,
 )
 from orchestrator.workflows.benchmark import RunResult, run_benchmark, unused_run_options
-from orchestrator.workflows.calibration import missing_calibration
+from orchestrator.workflows.calibration import check_precision, missing_calibration
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,9 @@ def check_settings(request: TuneRequest, combos: list[dict[str, str]]) -> None:
             for instances in request.instances:
                 setting = _asked(base, instances, precision, options)
                 ignored = _unused(base, setting)  # left out of this setting's run (_engine_options)
-                check_engine_options(target.engine_class, {k: v for k, v in setting.items() if k not in ignored})
+                kept = {k: v for k, v in setting.items() if k not in ignored}
+                check_engine_options(target.engine_class, kept)
+                check_precision(base.model_copy(update={"engine_options": kept}), target)  # bf16 on this CPU
                 ignored_everywhere = (
                     ignored
                     if ignored_everywhere is None
@@ -205,7 +208,7 @@ def option_combinations(base: RunConfig, sweeps: dict[str, list[str]]) -> list[d
     the engine's own parser before any trial runs: a misspelt option or value is one sentence, not N failed
     trials."""
     for key, values in sweeps.items():
-        if key in _OWN_FLAGS or key == get_target(base.backend, base.device).precision_option:
+        if key in _OWN_FLAGS or key == PRECISION_OPTION:
             flag = _OWN_FLAGS.get(key, "--precisions")
             raise ConfigError(f"{key} has its own sweep flag; pass {flag} instead of --sweep-option {key}=...")
         if not values:
@@ -228,13 +231,14 @@ def _distinct(combos: Iterable[dict[str, str]]) -> list[dict[str, str]]:
 
 
 def precision_option(base: RunConfig) -> str:
-    """The engine option that names the precision of base's target; a ConfigError where it has none."""
+    """The engine option that names the precision of base's target; a ConfigError where its engine makes no
+    other precision itself."""
     target = get_target(base.backend, base.device)
-    if target.precision_option is None:
+    if not target.engine_precisions:
         raise ConfigError(
             f"{target.key} has no precision option to sweep; drop --precisions, or tune --backend openvino"
         )
-    return target.precision_option
+    return PRECISION_OPTION
 
 
 def run_trial(

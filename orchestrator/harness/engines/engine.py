@@ -148,6 +148,13 @@ def check_engine_options(
         cls.check_options(parsed, device=device, execution_provider=execution_provider)
 
 
+def native_bf16_options(engine_class: str, options: Mapping[str, str]) -> dict[str, str]:
+    """{setting: what to do instead} for each option that asks the engine for bf16 arithmetic on the CPU
+    (EngineOptions.native_bf16), parsed as the engine parses them."""
+    cls = load_engine_class(engine_class)
+    return parse_engine_options(cls.options_class, options, cls.name).native_bf16()
+
+
 def unused_engine_options(engine_class: str, options: Mapping[str, str]) -> dict[str, str]:
     """{each option given that the engine would ignore with the others' values: the sentence refusing it}
     (EngineOptions.unused); an unknown option or a bad value is the parser's ConfigError as usual."""
@@ -160,5 +167,6 @@ __all__ = [
     "ModelError",
     "check_engine_options",
     "load_engine_class",
+    "native_bf16_options",
     "unused_engine_options",
 ]

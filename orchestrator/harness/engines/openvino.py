@@ -69,7 +69,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from orchestrator.errors import ConfigError, ModelError, PreflightError, first_line
-from orchestrator.harness.cpu import Isa, default_threads, detect_isa
+from orchestrator.harness.cpu import Isa, bf16_refusal, default_threads, detect_isa
 from orchestrator.harness.engines.engine import NUMERICS_SETTING, Engine
 from orchestrator.harness.engines.options import EngineOptions, option, parse_engine_options
 from orchestrator.mlperf import SEQ_LEN
@@ -112,6 +112,16 @@ class OpenVinoOptions(EngineOptions):
                 f"{SEQ_LEN}; pass e.g. 128,256,{SEQ_LEN}"
             )
 
+    def native_bf16(self) -> dict[str, str]:
+        out = (
+            {"precision=bf16": "use --engine-option precision=fp32 or precision=int8"}
+            if self.precision == "bf16"
+            else {}
+        )
+        if self.precision == "int8" and self.int8_float == "bf16":
+            out["int8_float=bf16"] = "drop the option (the float rest then runs in fp32)"
+        return out
+
     def unused(self) -> dict[str, str]:
         out: dict[str, str] = {}
         if self.precision != "int8":
@@ -133,10 +143,7 @@ def resolve_precision(requested: str, isa: Isa, capabilities: list[str]) -> tupl
     """(the precision that runs, why) for `requested` on this CPU; a PreflightError for bf16 without bf16."""
     native_bf16 = isa.bf16 and "BF16" in capabilities
     if requested == "bf16" and not native_bf16:
-        raise PreflightError(
-            f"precision=bf16 needs a CPU with native bf16 (amx_bf16 or avx512_bf16), which this one lacks "
-            f"(ISA: {isa.describe()}); use --engine-option precision=fp32 or precision=int8."
-        )
+        raise bf16_refusal("precision=bf16", isa, OpenVinoOptions(precision="bf16").native_bf16()["precision=bf16"])
     if requested != "auto":
         return requested, "requested"
     if native_bf16:
@@ -171,10 +178,8 @@ def int8_float_precision(requested: str, isa: Isa, capabilities: list[str]) -> s
     if requested == "auto":
         return "bf16" if isa.bf16 and "BF16" in capabilities else "fp32"
     if requested == "bf16" and not (isa.bf16 and "BF16" in capabilities):
-        raise PreflightError(
-            f"int8_float=bf16 needs a CPU with native bf16 (amx_bf16 or avx512_bf16), which this one lacks "
-            f"(ISA: {isa.describe()}); drop the option (the float rest then runs in fp32)."
-        )
+        setting = "int8_float=bf16"
+        raise bf16_refusal(setting, isa, OpenVinoOptions(precision="int8", int8_float="bf16").native_bf16()[setting])
     return requested
 
 

@@ -36,6 +36,7 @@ _FALSE = ("0", "false", "no", "off")
 # (fp32 weights stay fp32, a quantized model stays int8; TensorRT builds fp16). Each engine accepts a subset.
 Precision = Literal["auto", "fp32", "fp16", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
+PRECISION_OPTION = "precision"  # the option's name, the same for every engine (EngineOptions.precision)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +52,14 @@ class EngineOptions:
         """{option: why it does nothing with these values of the others}, e.g. {"pad_to": "shapes=buckets pads
         to its buckets"}; a why ends with what to do instead. Defaults are never reported: only a given
         option is refused."""
+        return {}
+
+    def native_bf16(self) -> dict[str, str]:
+        """{setting: what to do instead} for each of these options that asks for bf16 arithmetic on the CPU
+        (refused where the CPU has no native bf16: harness/cpu.py bf16_refusal). The host checks them before
+        any run directory, the engine again as it starts (a Ray node's CPU may differ from the driver's)."""
+        if self.precision == "bf16":
+            return {"precision=bf16": "use --engine-option precision=fp32"}
         return {}
 
 

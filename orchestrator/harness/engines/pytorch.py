@@ -7,7 +7,8 @@ start/end logits as the ONNX export of the same checkpoint. Inference runs under
 `torch.inference_mode`; the logits always come back as float32.
 
 Engine options (strings, `PyTorchOptions`):
-    precision     auto / fp32 (default): float32 weights. bf16: bfloat16 weights (CPU and CUDA). fp16:
+    precision     auto / fp32 (default): float32 weights. bf16: bfloat16 weights (CUDA, and a CPU with native
+                  bf16: amx_bf16 or avx512_bf16; refused on others, where torch emulates it). fp16:
                   float16 weights (CUDA only: CPU float16 kernels are slow or missing). A converted precision
                   is trusted only with a passing accuracy-check record (`tune --precisions`, found by the
                   host: orchestrator/workflows/accuracy_checks.py); run.json's accuracy_check says which.
@@ -32,6 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from orchestrator.errors import ConfigError, ModelError, PreflightError, first_line
+from orchestrator.harness.cpu import Isa, bf16_refusal, detect_isa
 from orchestrator.harness.engines.engine import Engine
 from orchestrator.harness.engines.options import EngineOptions, parse_engine_options
 
@@ -58,6 +60,14 @@ class PyTorchOptions(EngineOptions):
 
 # precision -> the torch dtype name of the weights
 DTYPES = {"auto": "float32", "fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def check_cpu_precision(opts: PyTorchOptions, device: str, isa: Isa) -> None:
+    """bf16 on a CPU without native bf16 is refused: PyTorch would emulate it, dozens of times slower than fp32
+    (harness/cpu.py bf16_refusal). The host checks it before a run; this is for the CPU the engine is on."""
+    if device == "cpu" and isa.known and not isa.bf16:
+        for setting, remedy in opts.native_bf16().items():
+            raise bf16_refusal(setting, isa, remedy)
 
 
 def check_device_options(opts: PyTorchOptions, device: str) -> None:
@@ -125,6 +135,7 @@ class PyTorchEngine(Engine):
         )
         self.opts = parse_engine_options(PyTorchOptions, self.options, self.name)
         check_device_options(self.opts, device)
+        check_cpu_precision(self.opts, device, detect_isa())
         path = checkpoint_dir(Path(model_path))
         try:
             import torch

@@ -87,8 +87,13 @@ def _check(int8: Path, passed: bool, sha: str) -> AccuracyCheck:
     )
 
 
-def test_the_gate_hands_out_only_a_checked_and_passed_int8(tiny: Path, tmp_path: Path) -> None:
+def test_the_gate_hands_out_only_a_checked_and_passed_int8(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from orchestrator.assets.hashing import cached_sha256
+    from orchestrator.harness.cpu import FAKE_FLAGS_ENV
+
+    monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 avx512f avx512_vnni")  # the class _check's records were made on
 
     cache = tmp_path / "cache"
     directory = variant_dir(tiny, cache)
@@ -115,7 +120,9 @@ def test_a_check_holds_for_its_batch_size_and_is_redone_at_another(
     are replaced by a stand-in here (the real ones: the slow test below)."""
     import orchestrator.workflows.int8 as quantize_module
     from orchestrator.assets.hashing import cached_sha256
+    from orchestrator.harness.cpu import FAKE_FLAGS_ENV
 
+    monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 avx512f avx512_vnni")  # the class _check's records were made on
     cache = tmp_path / "cache"
     directory = variant_dir(tiny, cache)
     directory.mkdir(parents=True)

@@ -16,6 +16,9 @@ later run find the same file: what decides the numerics, and nothing else:
     numerics        what else the engine says decides its numbers (engine_settings `numerics`: openvino's
                     NNCF recipe, calibration rows and seed); absent where it says nothing
     batch_size      only where the quantization is dynamic (a scale per batch); no engine-made one is today
+    int8_kernels    int8 on a CPU without VNNI or AMX (harness/cpu.py int8_kernels: its int16 pair sums saturate,
+                    so the same IR scores differently there); absent for CPUs with int8 dot products, whose
+                    keys were made before the field existed (every check until then ran on VNNI or AMX)
 
 The onnxruntime int8 *models* made by `tune --int8` keep their own record beside the model file
 (orchestrator/workflows/int8.py); this store is for precisions that exist only inside an engine.
@@ -33,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.assets.hashing import cached_sha256
+from orchestrator.backends import TARGETS
+from orchestrator.harness.cpu import INT8_DOT_PRODUCTS, int8_kernels
 from orchestrator.harness.engines.engine import NUMERICS_SETTING
 from orchestrator.paths import default_cache_dir
 from orchestrator.runs import RunRecord, utc_now
@@ -100,8 +105,12 @@ def check_key(record: RunRecord) -> dict[str, Any] | None:
         calibration = cached_sha256(features)
     dynamic = (record.target, precision) in DYNAMIC
     numerics = record.engine_settings.get(NUMERICS_SETTING)
+    kernels = run_int8_kernels(record) if precision == "int8" else INT8_DOT_PRODUCTS
+    if kernels is None:
+        return None  # Ray nodes whose CPUs multiply int8 differently: no one check covers them
     return {
         **({"numerics": numerics} if numerics else {}),
+        **({"int8_kernels": kernels} if kernels != INT8_DOT_PRODUCTS else {}),
         "target": record.target,
         "model_sha256": record.model.sha256,
         "precision": precision,
@@ -109,6 +118,18 @@ def check_key(record: RunRecord) -> dict[str, Any] | None:
         "engine": {k: v for k, v in sorted(record.versions.items()) if k not in HARNESS_VERSIONS},
         "batch_size": record.batch_size_ran if dynamic else None,
     }
+
+
+def run_int8_kernels(record: RunRecord) -> str | None:
+    """How the CPUs that ran this run multiply int8 (harness/cpu.py int8_kernels): the Ray nodes' where it ran on
+    a cluster (run.json's own `isa` is the driver's), else the harness host's; INT8_DOT_PRODUCTS where the engine
+    is not on the CPU (its int8 is the accelerator's); None where the nodes differ."""
+    target = TARGETS.get(record.target)
+    if target is not None and target.device != "cpu":
+        return INT8_DOT_PRODUCTS
+    texts = [n.isa for n in record.nodes] if record.nodes else [record.engine_settings.get("isa")]
+    kinds = {int8_kernels(text) for text in texts}
+    return kinds.pop() if len(kinds) == 1 else None
 
 
 def cache_dir_of(record: RunRecord) -> Path:

@@ -16,8 +16,15 @@ import json
 import shlex
 from pathlib import Path
 
+from orchestrator.harness.cpu import INT8_DOT_PRODUCTS
 from orchestrator.runs import RunRecord
-from orchestrator.workflows.accuracy_checks import CALIBRATION_OPTION, CHECK_SAMPLES_FLAG, REDUCED, find_check
+from orchestrator.workflows.accuracy_checks import (
+    CALIBRATION_OPTION,
+    CHECK_SAMPLES_FLAG,
+    REDUCED,
+    find_check,
+    run_int8_kernels,
+)
 from orchestrator.workflows.accuracy_checks import ran_precision as engine_precision
 
 CHECK_FILE = "accuracy_check.json"
@@ -43,7 +50,10 @@ def accuracy_check_label(record: RunRecord, model_path: Path) -> str | None:
     except (OSError, ValueError):
         check = None
     if isinstance(check, dict) and check.get("passed") is True:
-        return f"passed ({beside})"
+        # A check holds for CPUs that multiply int8 as the one it ran on (int8.AccuracyCheck.int8_kernels).
+        if check.get("int8_kernels", INT8_DOT_PRODUCTS) == run_int8_kernels(record):
+            return f"passed ({beside})"
+        return UNCHECKED
     if record.model_meta.get("reference_f1") is not None:
         return None  # a catalogue model whose own accuracy is measured and recorded (e.g. the embedded demo-int8)
     return UNCHECKED

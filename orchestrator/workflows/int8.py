@@ -39,9 +39,10 @@ from orchestrator.assets import resolve_dataset, resolve_vocab
 from orchestrator.assets.hashing import cached_sha256
 from orchestrator.config import ExecutionMode, Mode, RunConfig, RunnerKind
 from orchestrator.errors import CHILD_ERROR_PREFIX, ModelError, RunError
+from orchestrator.harness.cpu import INT8_DOT_PRODUCTS, INT8_UNKNOWN, detect_isa, int8_kernels
 from orchestrator.mlperf import DATASET_SIZE
 from orchestrator.paths import PACKAGE_DIR
-from orchestrator.workflows.accuracy_checks import BERT99_RATIO
+from orchestrator.workflows.accuracy_checks import BERT99_RATIO, run_int8_kernels
 from orchestrator.workflows.accuracy_label import CHECK_FILE
 from orchestrator.workflows.benchmark import run_benchmark
 from orchestrator.workflows.calibration import calibration_features
@@ -83,6 +84,10 @@ class AccuracyCheck:
     # for each batch, so the int8 F1 moves with the batch (demo, full dev set: 79.70 to 80.08 over batch 1 to
     # 32): a verdict holds for its batch size. 32 for records written before the field existed.
     batch_size: int = 32
+    # How the CPU that ran the int8 model multiplies int8 (harness/cpu.py int8_kernels): without VNNI or AMX its
+    # int16 pair sums saturate and the same model scores differently, so a verdict holds for that class of CPU.
+    # Records written before the field existed read as made with int8 dot products.
+    int8_kernels: str = INT8_DOT_PRODUCTS
 
     def summary(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
@@ -164,13 +169,20 @@ def _write_check(directory: Path, check: AccuracyCheck, *names: str) -> None:
         tmp.replace(directory / name)
 
 
+def host_int8_kernels() -> str:
+    """How this host's CPU multiplies int8 (the local runner's accuracy runs are on it)."""
+    return int8_kernels(detect_isa().describe())
+
+
 def _usable(check: AccuracyCheck | None, int8: Path, features: int, batch_size: int | None) -> bool:
-    """A recorded check still answers the question: same int8 file, at least as many features, same batch."""
+    """A recorded check still answers the question: same int8 file, at least as many features, same batch, a
+    CPU that multiplies int8 the way this one does."""
     return (
         check is not None
         and check.int8_sha256 == _sha256(int8)
         and check.features >= features
         and (batch_size is None or check.batch_size == batch_size)
+        and check.int8_kernels == host_int8_kernels()
     )
 
 
@@ -193,6 +205,14 @@ def approved_int8(
         check = read_check(directory)
         path = directory / INT8_FILE
         if check is None or not check.passed or not path.is_file():
+            continue
+        if check.int8_kernels != host_int8_kernels():
+            log.info(
+                "%s was checked on a CPU with %s, this one has %s; not using it",
+                path,
+                check.int8_kernels,
+                host_int8_kernels(),
+            )
             continue
         if _sha256(path) != check.int8_sha256:
             log.warning("%s is not the file its accuracy check ran on; not using it", path)
@@ -258,6 +278,7 @@ def check_accuracy(
 
     reports: dict[str, Any] = {}
     runs: dict[str, Any] = {}
+    records: dict[str, Any] = {}
     if fp32_result is not None:  # the fp32 run of an earlier recipe's check: same features, no need to redo it
         reports["fp32"], runs["fp32"] = fp32_result
     for name, model in (("fp32", fp32), ("int8", int8)):
@@ -279,6 +300,7 @@ def check_accuracy(
         if result.accuracy is None:
             raise RunError(f"the {name} accuracy run {result.run_dir} has no score; see its harness.log")
         reports[name], runs[name] = result.accuracy, result.run_dir
+        records[name] = result.record
     fp, q = reports["fp32"], reports["int8"]
     if fp.questions_scored != q.questions_scored or fp.features_answered != q.features_answered:
         raise RunError("the fp32 and int8 accuracy runs did not answer the same questions; rerun the check")
@@ -300,6 +322,7 @@ def check_accuracy(
         int8_run=str(runs["int8"]),
         recipe=recipe,
         batch_size=batch_size,
+        int8_kernels=run_int8_kernels(records["int8"]) or INT8_UNKNOWN,
     )
 
 

@@ -1,0 +1,120 @@
+"""An int8 accuracy check holds only for CPUs that multiply int8 the way the one it ran on does.
+
+Without VNNI or AMX, x86 int8 kernels sum u8 x s8 pairs in int16 (vpmaddubsw), which saturates: on a real
+AVX2-only AMD EPYC (2026-12-07) the demo's OpenVINO NNCF int8 scored F1 80.013 on the full dev set where the
+same model, recipe, calibration set and versions scored 80.212 on an AVX-512 VNNI EPYC, and onnxruntime's
+dynamic int8 82.905 against 82.733 on the first 100 questions. Unit tests on fake records and checks; the CPU
+of a run is its run.json `isa` (or its Ray nodes'), the host's is forced with MLPERF_BERT_CPU_FLAGS.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+from test_accuracy_checks import a_check, make_record
+
+from orchestrator.harness.cpu import FAKE_FLAGS_ENV, INT8_DOT_PRODUCTS, INT8_PAIR_SUMS, INT8_UNKNOWN, int8_kernels
+from orchestrator.harness.spec import NodeInfo
+from orchestrator.workflows.accuracy_checks import check_key, find_check, write_check
+from orchestrator.workflows.accuracy_label import UNCHECKED, accuracy_check_label
+from orchestrator.workflows.int8 import CHECK_FILE, INT8_FILE, AccuracyCheck, approved_int8, variant_dir
+
+VNNI = "avx512_bf16 avx512_vnni avx512f avx2"
+AMX = "amx_bf16 amx_int8 avx512_bf16 avx512_vnni avx512f avx2"
+AVX2 = "avx2"
+
+
+def test_the_class_of_a_recorded_isa() -> None:
+    assert int8_kernels(VNNI) == int8_kernels(AMX) == INT8_DOT_PRODUCTS
+    assert int8_kernels(AVX2) == int8_kernels("avx512f avx2") == INT8_PAIR_SUMS  # AVX-512F alone: no VNNI
+    assert int8_kernels("unknown") == int8_kernels(None) == INT8_UNKNOWN
+
+
+def _run(tmp_path: Path, isa: str, precision: str = "int8", **changes: object):  # type: ignore[no-untyped-def]
+    return make_record(tmp_path, precision, engine_settings={"precision": precision, "isa": isa}, **changes)
+
+
+def test_an_int8_check_on_vnni_does_not_label_a_run_on_avx2(tmp_path: Path) -> None:
+    vnni, amx, avx2 = _run(tmp_path, VNNI), _run(tmp_path, AMX), _run(tmp_path, AVX2)
+    key = check_key(vnni)
+    assert key is not None and "int8_kernels" not in key  # the keys of every earlier check (all VNNI or AMX)
+    assert check_key(amx) == key
+    assert check_key(avx2) == {**key, "int8_kernels": INT8_PAIR_SUMS}
+    write_check(a_check(vnni), tmp_path / "cache")
+    assert accuracy_check_label(amx, tmp_path / "m.onnx").startswith("passed (")
+    assert accuracy_check_label(avx2, tmp_path / "m.onnx") == UNCHECKED
+    found = find_check(avx2)
+    assert found is not None and found[1] is None  # its own record, not yet written
+    write_check(a_check(avx2), tmp_path / "cache")
+    assert accuracy_check_label(avx2, tmp_path / "m.onnx").startswith("passed (")
+
+
+def test_bf16_keys_do_not_depend_on_the_int8_kernels(tmp_path: Path) -> None:
+    assert check_key(_run(tmp_path, VNNI, "bf16")) == check_key(_run(tmp_path, AMX, "bf16"))
+
+
+def test_ray_nodes_that_multiply_int8_differently_have_no_key(tmp_path: Path) -> None:
+    def node(name: str, isa: str) -> NodeInfo:
+        return NodeInfo(hostname=name, address=f"10.0.0.{len(name)}", cpus=2, isa=isa, actors=1)
+
+    same = _run(tmp_path, AVX2, nodes=[node("a", VNNI), node("bb", AMX)])  # the driver's isa is not the nodes'
+    assert check_key(same) == check_key(_run(tmp_path, VNNI))
+    assert check_key(_run(tmp_path, VNNI, nodes=[node("a", VNNI), node("bb", AVX2)])) is None
+
+
+def _beside(directory: Path, **fields: object) -> None:
+    check = {"passed": True, **fields}
+    (directory / CHECK_FILE).write_text(json.dumps(check))
+
+
+def test_an_int8_models_check_beside_it_holds_for_its_class(tmp_path: Path) -> None:
+    model = tmp_path / "model.int8.onnx"
+
+    def label(isa: str) -> str | None:
+        record = make_record(
+            tmp_path, model_meta={"precision": "int8"}, engine_settings={"precision": "as given", "isa": isa}
+        )
+        return accuracy_check_label(record, model)
+
+    _beside(tmp_path)  # written before the field existed: read as made with int8 dot products
+    assert label(VNNI) == f"passed ({tmp_path / CHECK_FILE})" and label(AVX2) == UNCHECKED
+    _beside(tmp_path, int8_kernels=INT8_PAIR_SUMS)
+    assert label(AVX2) == f"passed ({tmp_path / CHECK_FILE})" and label(VNNI) == UNCHECKED
+
+
+def test_the_int8_gate_hands_out_a_variant_checked_on_this_class_of_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.assets.hashing import cached_sha256
+
+    fp32 = tmp_path / "tiny.onnx"
+    fp32.write_bytes(b"pretend fp32 model")
+    cache = tmp_path / "cache"
+    directory = variant_dir(fp32, cache)
+    directory.mkdir(parents=True)
+    (directory / INT8_FILE).write_bytes(b"pretend int8 model")
+    check = AccuracyCheck(
+        fp32_f1=80.0,
+        int8_f1=79.9,
+        fp32_exact_match=70.0,
+        int8_exact_match=69.9,
+        ratio=0.99875,
+        threshold=0.99,
+        passed=True,
+        features=10833,
+        questions=10570,
+        fp32_model=str(fp32),
+        int8_model=str(directory / INT8_FILE),
+        int8_sha256=cached_sha256(directory / INT8_FILE),
+        fp32_run="a",
+        int8_run="b",
+        int8_kernels=INT8_PAIR_SUMS,
+    )
+    (directory / CHECK_FILE).write_text(json.dumps(asdict(check)))
+    monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 fma")
+    assert approved_int8(fp32, cache) == directory / INT8_FILE
+    monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 avx512f avx512_vnni")
+    assert approved_int8(fp32, cache) is None

@@ -16,7 +16,10 @@ onnxruntime's MatMulInteger with the weight as an input alone, and the bf16 ceil
 OpenVINO's and PyTorch's rates are measured in their managed venvs (each backend's own packages). OpenVINO's
 rate for a precision counts only when its compiled FullyConnected really ran in it: where its CPU plugin has
 no bf16 (below AVX-512 or AVX2-VNNI-2) it falls back to fp32, and that is reported as not measured, never as
-a bf16 rate. (On AVX-512 without avx512_bf16 it emulates bf16; that rate is a real bf16 rate of this CPU.)
+a bf16 rate. On a CPU without native bf16 (amx_bf16 or avx512_bf16) PyTorch's bf16 is not measured at all:
+every engine here refuses bf16 there, and PyTorch emulates it (about 80x slower than its fp32 on an AVX2-only
+AMD EPYC, 2026-12-07: minutes a call at this shape). (OpenVINO's emulated bf16 on AVX-512 without avx512_bf16
+is still printed where its plugin runs it, as a rate of this CPU, though no run here uses it.)
 """
 
 from __future__ import annotations
@@ -198,10 +201,13 @@ def venv_rates(venv: str, script: str, threads: int) -> dict[str, float]:
 def measure(threads: int | None = None) -> dict[str, Any]:
     """Every engine's rate, and per precision the ceiling (the best) and the engine that set it."""
     threads = threads or default_threads()
+    isa = detect_isa()
+    if not isa.bf16:  # PyTorch would emulate it (minutes a call on AVX2); every engine here refuses bf16 there
+        print(f"bf16: not measured: this CPU has no native bf16 (ISA: {isa.describe()})", file=sys.stderr)
     rates = {
         **onnxruntime_rates(threads),
         **venv_rates("openvino-cpu", OPENVINO_SCRIPT, threads),
-        **venv_rates("pytorch-cpu", TORCH_SCRIPT, threads),
+        **(venv_rates("pytorch-cpu", TORCH_SCRIPT, threads) if isa.bf16 else {}),
     }
     rates = {k: round(v, 1) for k, v in rates.items()}
     ceilings, sources = ceilings_of(rates)

@@ -25,8 +25,7 @@ def test_each_precision_s_ceiling_is_its_best_engine_and_bf16_only_where_it_runs
         "int8 onnxruntime MatMulInteger, weight a constant",
         "fp32 OpenVINO FullyConnected",
         "int8 OpenVINO FullyConnected u8 x i8",
-        "bf16 PyTorch matmul (oneDNN)",
-    )
+    ) + (("bf16 PyTorch matmul (oneDNN)",) if detect_isa().bf16 else ())
     missing = [label for label in expected if label not in rates]
     assert not missing, f"not measured (see the log: a venv that could not be built?): {missing}"
     assert all(rates[label] > 0 for label in expected)
@@ -35,7 +34,9 @@ def test_each_precision_s_ceiling_is_its_best_engine_and_bf16_only_where_it_runs
     isa = detect_isa()
     if isa.amx_bf16 or isa.avx512_bf16:
         assert "bf16 OpenVINO FullyConnected" in rates
-    for precision in ("fp32", "int8", "bf16"):
+    else:  # no engine here runs bf16 on it (harness/cpu.py bf16_refusal), and PyTorch's emulation takes minutes
+        assert "bf16 PyTorch matmul (oneDNN)" not in rates
+    for precision in ("fp32", "int8", "bf16") if isa.bf16 else ("fp32", "int8"):
         mine = {k: v for k, v in rates.items() if k.startswith(precision + " ")}
         assert result["ceilings"][precision] == max(mine.values())
         assert result["sources"][precision] == max(mine, key=mine.__getitem__)

@@ -25,9 +25,10 @@ def repo_root() -> Path:
 
 
 @pytest.fixture
-def bf16_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A CPU with native bf16 (an AMD EPYC Zen 4's flags), for tests whose stand-in trials sweep bf16: the host
-    refuses bf16 on a CPU without it (harness/cpu.py bf16_refusal), and these machines are sometimes AVX2-only."""
+def zen4_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CPU with native bf16 and VNNI (an AMD EPYC Zen 4's flags), for tests whose stand-ins assume one: the host
+    refuses bf16 on a CPU without it (harness/cpu.py bf16_refusal), an int8 check holds for its class of CPU
+    (int8_kernels), and these machines are sometimes AVX2-only."""
     from orchestrator.harness.cpu import FAKE_FLAGS_ENV
 
     monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 avx512f avx512_bf16 avx512_vnni")

@@ -159,7 +159,9 @@ def test_accuracy_label(tmp_path: Path) -> None:
     assert label({}, {"precision": "int8", "reference_f1": 80.4}) is None  # catalogue-measured
     assert label({}, {"precision": "int8"}) == UNCHECKED  # e.g. a random-weight speed model
     (tmp_path / "accuracy_check.json").write_text(json.dumps({"passed": True}))
-    assert label({}, {"precision": "int8"}).startswith("passed")  # type: ignore[union-attr]
+    vnni = {"isa": "avx512_vnni avx512f avx2"}  # the class of CPU a record without int8_kernels was made on
+    assert label(vnni, {"precision": "int8"}).startswith("passed")  # type: ignore[union-attr]
+    assert label({"isa": "avx2"}, {"precision": "int8"}) == UNCHECKED  # checked on another class of CPU
 
 
 # ---- the real engine (its managed venv) ------------------------------------------------------------

@@ -87,13 +87,9 @@ def _check(int8: Path, passed: bool, sha: str) -> AccuracyCheck:
     )
 
 
-def test_the_gate_hands_out_only_a_checked_and_passed_int8(
-    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("zen4_cpu")  # the class of CPU _check's records name
+def test_the_gate_hands_out_only_a_checked_and_passed_int8(tiny: Path, tmp_path: Path) -> None:
     from orchestrator.assets.hashing import cached_sha256
-    from orchestrator.harness.cpu import FAKE_FLAGS_ENV
-
-    monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 avx512f avx512_vnni")  # the class _check's records were made on
 
     cache = tmp_path / "cache"
     directory = variant_dir(tiny, cache)
@@ -113,6 +109,7 @@ def test_the_gate_hands_out_only_a_checked_and_passed_int8(
     assert variant_dir(tiny, cache, recipe="ffn-out-fp32") != directory
 
 
+@pytest.mark.usefixtures("zen4_cpu")  # the class of CPU _check's records name
 def test_a_check_holds_for_its_batch_size_and_is_redone_at_another(
     tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -120,9 +117,7 @@ def test_a_check_holds_for_its_batch_size_and_is_redone_at_another(
     are replaced by a stand-in here (the real ones: the slow test below)."""
     import orchestrator.workflows.int8 as quantize_module
     from orchestrator.assets.hashing import cached_sha256
-    from orchestrator.harness.cpu import FAKE_FLAGS_ENV
 
-    monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 avx512f avx512_vnni")  # the class _check's records were made on
     cache = tmp_path / "cache"
     directory = variant_dir(tiny, cache)
     directory.mkdir(parents=True)

@@ -99,6 +99,7 @@ def test_the_key_covers_the_calibration_set_and_the_recipe(tiny: Path, tmp_path:
         variant_dir(tiny, cache, recipe="static-qdq")
 
 
+@pytest.mark.usefixtures("zen4_cpu")  # the class of CPU fake_check's records name
 def test_with_calibration_the_static_recipe_is_tried_after_dynamic_all(
     tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

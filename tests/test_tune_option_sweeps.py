@@ -33,7 +33,7 @@ from orchestrator.workflows.tuning import (
 RATE = {("fp32", "16"): 10.0, ("fp32", "32"): 11.0, ("bf16", "16"): 12.0, ("bf16", "32"): 13.0}
 
 
-@pytest.mark.usefixtures("bf16_cpu")
+@pytest.mark.usefixtures("zen4_cpu")
 def test_every_combination_is_a_setting_and_the_best_keeps_its_options(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -202,7 +202,7 @@ def test_an_int8_option_swept_beside_other_precisions_runs_once_where_it_does_no
     assert [t.options for t in result.trials] == [o for _, o in asked]
 
 
-@pytest.mark.usefixtures("bf16_cpu")
+@pytest.mark.usefixtures("zen4_cpu")
 @pytest.mark.parametrize(
     ("precisions", "sweeps", "options", "message"),
     [

@@ -40,7 +40,7 @@ def test_repeats_merge_to_the_median_and_keep_the_min() -> None:
     assert table.splitlines()[0].endswith("| min samples/s | p99 latency (ms) | run directory |")
 
 
-@pytest.mark.usefixtures("bf16_cpu")
+@pytest.mark.usefixtures("zen4_cpu")
 def test_the_fastest_precision_whose_check_passes_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str | None] = []
 

@@ -84,6 +84,9 @@ DEFAULT_BUCKETS = (128, 192, 256, 320, 384)
 INT8_RECIPE = "nncf-ptq-v1:transformer,mixed,smoothquant=0.95,fast_bias_correction"
 SMOOTH_QUANT_ALPHA = 0.95
 _HINTS = {"fp32": "f32", "bf16": "bf16"}
+# What to do instead of a bf16 setting on a CPU without native bf16 (harness/cpu.py bf16_refusal).
+BF16_REMEDY = "use --engine-option precision=fp32 or precision=int8"
+INT8_FLOAT_BF16_REMEDY = "drop the option (the float rest then runs in fp32)"
 
 
 @dataclass(frozen=True)
@@ -113,13 +116,9 @@ class OpenVinoOptions(EngineOptions):
             )
 
     def native_bf16(self) -> dict[str, str]:
-        out = (
-            {"precision=bf16": "use --engine-option precision=fp32 or precision=int8"}
-            if self.precision == "bf16"
-            else {}
-        )
+        out = {"precision=bf16": BF16_REMEDY} if self.precision == "bf16" else {}
         if self.precision == "int8" and self.int8_float == "bf16":
-            out["int8_float=bf16"] = "drop the option (the float rest then runs in fp32)"
+            out["int8_float=bf16"] = INT8_FLOAT_BF16_REMEDY
         return out
 
     def unused(self) -> dict[str, str]:
@@ -143,7 +142,7 @@ def resolve_precision(requested: str, isa: Isa, capabilities: list[str]) -> tupl
     """(the precision that runs, why) for `requested` on this CPU; a PreflightError for bf16 without bf16."""
     native_bf16 = isa.bf16 and "BF16" in capabilities
     if requested == "bf16" and not native_bf16:
-        raise bf16_refusal("precision=bf16", isa, OpenVinoOptions(precision="bf16").native_bf16()["precision=bf16"])
+        raise bf16_refusal("precision=bf16", isa, BF16_REMEDY)
     if requested != "auto":
         return requested, "requested"
     if native_bf16:
@@ -178,8 +177,7 @@ def int8_float_precision(requested: str, isa: Isa, capabilities: list[str]) -> s
     if requested == "auto":
         return "bf16" if isa.bf16 and "BF16" in capabilities else "fp32"
     if requested == "bf16" and not (isa.bf16 and "BF16" in capabilities):
-        setting = "int8_float=bf16"
-        raise bf16_refusal(setting, isa, OpenVinoOptions(precision="int8", int8_float="bf16").native_bf16()[setting])
+        raise bf16_refusal("int8_float=bf16", isa, INT8_FLOAT_BF16_REMEDY)
     return requested
 
 

@@ -65,9 +65,10 @@ DTYPES = {"auto": "float32", "fp32": "float32", "fp16": "float16", "bf16": "bflo
 def check_cpu_precision(opts: PyTorchOptions, device: str, isa: Isa) -> None:
     """bf16 on a CPU without native bf16 is refused: PyTorch would emulate it, dozens of times slower than fp32
     (harness/cpu.py bf16_refusal). The host checks it before a run; this is for the CPU the engine is on."""
-    if device == "cpu" and isa.known and not isa.bf16:
-        for setting, remedy in opts.native_bf16().items():
-            raise bf16_refusal(setting, isa, remedy)
+    wanted = opts.native_bf16()
+    if wanted and device == "cpu" and isa.known and not isa.bf16:
+        setting, remedy = next(iter(wanted.items()))
+        raise bf16_refusal(setting, isa, remedy)
 
 
 def check_device_options(opts: PyTorchOptions, device: str) -> None:

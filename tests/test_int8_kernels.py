@@ -1,6 +1,6 @@
 """An int8 accuracy check holds only for CPUs that multiply int8 the way the one it ran on does.
 
-Without VNNI or AMX, x86 int8 kernels sum u8 x s8 pairs in int16 (vpmaddubsw), which saturates: on a real
+Without VNNI or AMX, x86 int8 kernels sum u8 x s8 pairs in int16 (vpmaddubsw, which can saturate): on a real
 AVX2-only AMD EPYC (2026-12-07) the demo's OpenVINO NNCF int8 scored F1 80.013 on the full dev set where the
 same model, recipe, calibration set and versions scored 80.212 on an AVX-512 VNNI EPYC, and onnxruntime's
 dynamic int8 82.905 against 82.733 on the first 100 questions. Unit tests on fake records and checks; the CPU

@@ -93,18 +93,20 @@ class Isa:
 
 # How a CPU multiplies int8, which decides an int8 model's numbers, not only its speed (int8_kernels).
 INT8_DOT_PRODUCTS = "int8 dot products"  # AMX or VNNI: u8 x s8 summed in int32, exact
-INT8_PAIR_SUMS = "int16 pair sums"  # below VNNI (AVX2, AVX-512F): u8 x s8 pairs summed in int16, which saturates
+INT8_PAIR_SUMS = "int16 pair sums"  # below VNNI (AVX2, AVX-512F): u8 x s8 pairs summed in int16, may saturate
 INT8_UNKNOWN = "unknown"
 
 
 def int8_kernels(isa_description: str | None) -> str:
     """The int8 arithmetic of a CPU, from its recorded ISA (Isa.describe, as run.json keeps it).
 
-    Without VNNI or AMX, x86 int8 GEMMs (oneDNN in OpenVINO, MLAS in onnxruntime) multiply u8 x s8 with
-    vpmaddubsw, whose pair sums saturate at int16: the same int8 model scores differently there. Measured
-    (demo MiniLM): OpenVINO NNCF int8, full dev set, F1 80.212 on an AVX-512 VNNI EPYC (2026-12-01) and
-    80.013 on an AVX2-only EPYC (2026-12-07); onnxruntime's dynamic int8 on the first 100 questions 82.733
-    and 82.905. So an int8 accuracy check holds only for CPUs of the class it ran on."""
+    Without VNNI or AMX, x86 int8 GEMMs (oneDNN in OpenVINO, MLAS in onnxruntime) run other kernels: u8 x s8
+    pairs summed in int16 (vpmaddubsw, which can saturate) where VNNI sums in int32. The same int8 model scores
+    differently there. Measured on the demo MiniLM: OpenVINO NNCF int8, full dev set, F1 80.212 on an AVX-512
+    VNNI EPYC (2026-12-01) and 80.013 on an AVX2-only EPYC (2026-12-07), where fp32 scored 80.401 on both;
+    onnxruntime's dynamic int8 on the first 100 questions 82.733 and 82.905. NNCF's overflow fix (7-bit
+    weights) did not bring the AVX2 answers closer to fp32 (benchmarks/RESULTS.md). So an int8 accuracy check
+    holds only for CPUs of the class it ran on."""
     if not isa_description or isa_description == "unknown":
         return INT8_UNKNOWN
     words = set(isa_description.split())

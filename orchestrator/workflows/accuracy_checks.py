@@ -16,7 +16,7 @@ later run find the same file: what decides the numerics, and nothing else:
     numerics        what else the engine says decides its numbers (engine_settings `numerics`: openvino's
                     NNCF recipe, calibration rows and seed); absent where it says nothing
     batch_size      only where the quantization is dynamic (a scale per batch); no engine-made one is today
-    int8_kernels    int8 on a CPU without VNNI or AMX (harness/cpu.py int8_kernels: its int16 pair sums saturate,
+    int8_kernels    int8 on a CPU without VNNI or AMX (harness/cpu.py int8_kernels: other int8 kernels, int16 pair sums,
                     so the same IR scores differently there); absent for CPUs with int8 dot products, whose
                     keys were made before the field existed (every check until then ran on VNNI or AMX)
 

@@ -85,7 +85,7 @@ class AccuracyCheck:
     # 32): a verdict holds for its batch size. 32 for records written before the field existed.
     batch_size: int = 32
     # How the CPU that ran the int8 model multiplies int8 (harness/cpu.py int8_kernels): without VNNI or AMX its
-    # int16 pair sums saturate and the same model scores differently, so a verdict holds for that class of CPU.
+    # int8 kernels differ (int16 pair sums) and the same model scores differently: a verdict holds for its class.
     # Records written before the field existed read as made with int8 dot products.
     int8_kernels: str = INT8_DOT_PRODUCTS
 

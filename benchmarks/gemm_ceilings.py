@@ -17,8 +17,8 @@ OpenVINO's and PyTorch's rates are measured in their managed venvs (each backend
 rate for a precision counts only when its compiled FullyConnected really ran in it: where its CPU plugin has
 no bf16 (below AVX-512 or AVX2-VNNI-2) it falls back to fp32, and that is reported as not measured, never as
 a bf16 rate. On a CPU without native bf16 (amx_bf16 or avx512_bf16) PyTorch's bf16 is not measured at all:
-every engine here refuses bf16 there, and PyTorch emulates it (about 80x slower than its fp32 on an AVX2-only
-AMD EPYC, 2026-12-07: minutes a call at this shape). (OpenVINO's emulated bf16 on AVX-512 without avx512_bf16
+every engine here refuses bf16 there, and PyTorch emulates it (138x slower than its fp32 on an AVX2-only
+AMD EPYC, 2026-12-07: some 20 s a call at this shape, past the 600 s a venv's measurement may take). (OpenVINO's emulated bf16 on AVX-512 without avx512_bf16
 is still printed where its plugin runs it, as a rate of this CPU, though no run here uses it.)
 """
 
@@ -202,7 +202,7 @@ def measure(threads: int | None = None) -> dict[str, Any]:
     """Every engine's rate, and per precision the ceiling (the best) and the engine that set it."""
     threads = threads or default_threads()
     isa = detect_isa()
-    if not isa.bf16:  # PyTorch would emulate it (minutes a call on AVX2); every engine here refuses bf16 there
+    if not isa.bf16:  # PyTorch would emulate it (~20 s a call on AVX2); every engine here refuses bf16 there
         print(f"bf16: not measured: this CPU has no native bf16 (ISA: {isa.describe()})", file=sys.stderr)
     rates = {
         **onnxruntime_rates(threads),

@@ -34,7 +34,7 @@ def test_each_precision_s_ceiling_is_its_best_engine_and_bf16_only_where_it_runs
     isa = detect_isa()
     if isa.amx_bf16 or isa.avx512_bf16:
         assert "bf16 OpenVINO FullyConnected" in rates
-    else:  # no engine here runs bf16 on it (harness/cpu.py bf16_refusal), and PyTorch's emulation takes minutes
+    else:  # no engine here runs bf16 on it (harness/cpu.py bf16_refusal), and PyTorch emulates it slowly
         assert "bf16 PyTorch matmul (oneDNN)" not in rates
     for precision in ("fp32", "int8", "bf16") if isa.bf16 else ("fp32", "int8"):
         mine = {k: v for k, v in rates.items() if k.startswith(precision + " ")}

@@ -382,6 +382,8 @@ def test_int8_f1_within_a_point(
     settings = record["engine_settings"]
     assert settings["precision"] == "int8" and "300 calibration rows" in settings["int8"]
     assert record["accuracy_check"] == UNCHECKED
+    (log,) = (tmp_path / "int8").glob("*/harness.log")  # one line where int8 gains nothing (no VNNI or AMX)
+    assert ("without int8 dot products" in log.read_text()) == (int8_kernels(settings["isa"]) != INT8_DOT_PRODUCTS)
     assert abs(float(record["results"]["accuracy"]["f1"]) - fp32_f1) <= 1.0
     int8_dir = session_cache / "engines" / "openvino-cpu" / "int8"
     finished = [p for p in int8_dir.iterdir() if not p.name.startswith(".")]

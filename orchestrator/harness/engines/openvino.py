@@ -84,6 +84,14 @@ DEFAULT_BUCKETS = (128, 192, 256, 320, 384)
 INT8_RECIPE = "nncf-ptq-v1:transformer,mixed,smoothquant=0.95,fast_bias_correction"
 SMOOTH_QUANT_ALPHA = 0.95
 _HINTS = {"fp32": "f32", "bf16": "bf16"}
+# int8 on a CPU without VNNI or AMX runs, but gains nothing here: on an AVX2-only AMD EPYC (2026-12-07, demo,
+# benchmarks/RESULTS.md) OpenVINO's u8 x i8 FullyConnected ran 131-132 GOP/s against its fp32's 108-140
+# GFLOP/s, and through LoadGen openvino int8 ran 0.90x openvino fp32 while onnxruntime's dynamic int8 ran 1.62x
+# onnxruntime fp32 (best of two interleaved rounds).
+INT8_WITHOUT_DOT_PRODUCTS = (
+    "openvino int8 on a CPU without int8 dot products (ISA: %s, no VNNI or AMX): measured slower than openvino "
+    "fp32 on such a CPU; precision=fp32, or onnxruntime with an int8 model (tune --int8), ran faster there"
+)
 # What to do instead of a bf16 setting on a CPU without native bf16 (harness/cpu.py bf16_refusal).
 BF16_REMEDY = "use --engine-option precision=fp32 or precision=int8"
 INT8_FLOAT_BF16_REMEDY = "drop the option (the float rest then runs in fp32)"
@@ -270,6 +278,8 @@ class OpenVinoEngine(Engine):
         self.float_precision = self.precision
         if self.precision == "int8":
             self.float_precision = int8_float_precision(self.opts.int8_float, self.isa, capabilities)
+            if self.isa.known and not self.isa.int8:
+                log.warning(INT8_WITHOUT_DOT_PRODUCTS, self.isa.describe())
             model = self._quantized(path)
         total_threads = threads or default_threads()
         instances = total_threads if self.opts.instances == "auto" else int(self.opts.instances)

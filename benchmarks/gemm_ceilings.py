@@ -203,7 +203,7 @@ def measure(threads: int | None = None) -> dict[str, Any]:
     threads = threads or default_threads()
     isa = detect_isa()
     if not isa.bf16:  # PyTorch would emulate it (~20 s a call on AVX2); every engine here refuses bf16 there
-        print(f"bf16: not measured: this CPU has no native bf16 (ISA: {isa.describe()})", file=sys.stderr)
+        print(f"bf16 PyTorch: not measured: this CPU has no native bf16 (ISA: {isa.describe()})", file=sys.stderr)
     rates = {
         **onnxruntime_rates(threads),
         **venv_rates("openvino-cpu", OPENVINO_SCRIPT, threads),

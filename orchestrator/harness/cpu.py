@@ -38,14 +38,17 @@ def parse_cpu_flags(cpuinfo: str) -> set[str]:
 
 
 def cpu_flags(cpuinfo_path: Path = _CPUINFO) -> set[str] | None:
-    """This CPU's flags ($MLPERF_BERT_CPU_FLAGS when set), or None when /proc/cpuinfo cannot be read."""
+    """This CPU's flags ($MLPERF_BERT_CPU_FLAGS when set), or None when /proc/cpuinfo cannot be read or has no
+    x86 flags."""
     fake = os.environ.get(FAKE_FLAGS_ENV)
     if fake is not None:
         return set(fake.replace(",", " ").split())
     try:
-        return parse_cpu_flags(cpuinfo_path.read_text())
+        text = cpuinfo_path.read_text()
     except OSError:
         return None
+    # No x86 `flags` line (ARM's /proc/cpuinfo has `Features`): unknown, so no x86 rule refuses or labels it.
+    return parse_cpu_flags(text) if any(line.startswith("flags") for line in text.splitlines()) else None
 
 
 @dataclass(frozen=True)
@@ -109,8 +112,8 @@ def int8_kernels(isa_description: str | None) -> str:
     holds only for CPUs of the class it ran on."""
     if not isa_description or isa_description == "unknown":
         return INT8_UNKNOWN
-    words = set(isa_description.split())
-    return INT8_DOT_PRODUCTS if words & {"amx_int8", "avx512_vnni"} else INT8_PAIR_SUMS
+    isa = Isa.from_flags(set(isa_description.split()))  # describe() names the flags it read
+    return INT8_DOT_PRODUCTS if isa.int8 else INT8_PAIR_SUMS
 
 
 def detect_isa(cpuinfo_path: Path = _CPUINFO) -> Isa:

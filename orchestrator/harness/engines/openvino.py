@@ -89,8 +89,8 @@ _HINTS = {"fp32": "f32", "bf16": "bf16"}
 # GFLOP/s, and through LoadGen openvino int8 ran 0.90x openvino fp32 while onnxruntime's dynamic int8 ran 1.62x
 # onnxruntime fp32 (best of two interleaved rounds).
 INT8_WITHOUT_DOT_PRODUCTS = (
-    "openvino int8 on a CPU without int8 dot products (ISA: %s, no VNNI or AMX): measured slower than openvino "
-    "fp32 on such a CPU; precision=fp32, or onnxruntime with an int8 model (tune --int8), ran faster there"
+    "openvino int8 on a CPU without int8 dot products (ISA: %s, no VNNI or AMX): on an AVX2-only CPU it ran "
+    "slower than openvino fp32; precision=fp32, or onnxruntime with an int8 model (tune --int8), ran faster there"
 )
 # What to do instead of a bf16 setting on a CPU without native bf16 (harness/cpu.py bf16_refusal).
 BF16_REMEDY = "use --engine-option precision=fp32 or precision=int8"

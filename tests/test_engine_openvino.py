@@ -495,7 +495,6 @@ def test_tune_records_a_passing_check_that_a_later_run_is_labelled_by(
     )
     (path,) = (cache / "accuracy_checks").glob("openvino-cpu-int8-*.json")
     check = json.loads(path.read_text())
-    assert check["passed"] == (check["ratio"] >= 0.99), check  # the verdict is the ratio's, whichever it is
     assert (check["threshold"], check["threshold_name"]) == (0.99, "bert-99")
     assert check["features"] == QUESTIONS and check["batch_size"] == 8
     assert check["key"]["calibration_sha256"] and check["calibration_set"] == str(train)

@@ -10,11 +10,12 @@ of a run is its run.json `isa` (or its Ray nodes'), the host's is forced with ML
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 from test_accuracy_checks import a_check, make_record
+from test_optimize_quantize import _check
 
 from orchestrator.harness.cpu import FAKE_FLAGS_ENV, INT8_DOT_PRODUCTS, INT8_PAIR_SUMS, INT8_UNKNOWN, int8_kernels
 from orchestrator.harness.spec import NodeInfo
@@ -85,35 +86,23 @@ def test_an_int8_models_check_beside_it_holds_for_its_class(tmp_path: Path) -> N
     assert label(AVX2) == f"passed ({tmp_path / CHECK_FILE})" and label(VNNI) == UNCHECKED
 
 
+def _pair_sums_check(int8: Path) -> AccuracyCheck:
+    """A passing check of the file int8, recorded on a CPU with int16 pair sums."""
+    from orchestrator.assets.hashing import cached_sha256
+
+    return replace(_check(int8, True, cached_sha256(int8)), int8_kernels=INT8_PAIR_SUMS)
+
+
 def test_the_int8_gate_hands_out_a_variant_checked_on_this_class_of_cpu(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from orchestrator.assets.hashing import cached_sha256
-
     fp32 = tmp_path / "tiny.onnx"
     fp32.write_bytes(b"pretend fp32 model")
     cache = tmp_path / "cache"
     directory = variant_dir(fp32, cache)
     directory.mkdir(parents=True)
     (directory / INT8_FILE).write_bytes(b"pretend int8 model")
-    check = AccuracyCheck(
-        fp32_f1=80.0,
-        int8_f1=79.9,
-        fp32_exact_match=70.0,
-        int8_exact_match=69.9,
-        ratio=0.99875,
-        threshold=0.99,
-        passed=True,
-        features=10833,
-        questions=10570,
-        fp32_model=str(fp32),
-        int8_model=str(directory / INT8_FILE),
-        int8_sha256=cached_sha256(directory / INT8_FILE),
-        fp32_run="a",
-        int8_run="b",
-        int8_kernels=INT8_PAIR_SUMS,
-    )
-    (directory / CHECK_FILE).write_text(json.dumps(asdict(check)))
+    (directory / CHECK_FILE).write_text(json.dumps(asdict(_pair_sums_check(directory / INT8_FILE))))
     monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 fma")
     assert approved_int8(fp32, cache) == directory / INT8_FILE
     monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 avx512f avx512_vnni")
@@ -124,19 +113,15 @@ def test_a_recorded_variant_check_is_reused_only_on_its_class_of_cpu(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """make_int8_variant runs a check again where the recorded one was made on another class of CPU."""
-    from orchestrator.assets.hashing import cached_sha256
     from orchestrator.workflows.int8 import _usable
 
     model = tmp_path / "model.int8.onnx"
     model.write_bytes(b"pretend int8 model")
-    check = AccuracyCheck(
-        80.0, 79.9, 70.0, 69.9, 0.99875, 0.99, True, 10833, 10570, "fp32.onnx", str(model),
-        cached_sha256(model), "a", "b", int8_kernels=INT8_PAIR_SUMS,
-    )  # fmt: skip
+    check = _pair_sums_check(model)
     monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 fma")
-    assert _usable(check, model, 10833, 32)
+    assert _usable(check, model, check.features, check.batch_size)
     monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 avx512f avx512_vnni")
-    assert not _usable(check, model, 10833, 32)
+    assert not _usable(check, model, check.features, check.batch_size)
 
 
 def test_a_cpu_without_x86_flags_is_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

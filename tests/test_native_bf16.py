@@ -109,6 +109,7 @@ def _stub_trials(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         raise SystemExit("stop after the pre-checks")
 
     monkeypatch.setattr(tune_module, "run_trial", trial)
+    monkeypatch.setattr(tune_module, "preflight_trials", lambda request, combos: None)  # stand-in trials need no runner
     return ran
 
 

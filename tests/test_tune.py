@@ -12,6 +12,7 @@ import pytest
 import yaml
 from cli_support import invoke
 
+from orchestrator.commands import tune_cmd
 from orchestrator.config import RunConfig, load_config_file, resolve_config
 from orchestrator.workflows import tuning as tune_module
 from orchestrator.workflows.tuning import (
@@ -114,6 +115,7 @@ def test_a_sweep_whose_every_trial_is_turned_down_says_why(tmp_path: Path, monke
     from orchestrator.errors import RunError
 
     monkeypatch.setattr(tune_module, "run_trial", lambda base, **kw: _trial(kw["batch_size"], 5.0))
+    monkeypatch.setattr(tune_module, "preflight_trials", lambda request, combos: None)  # stand-in trials need no runner
     request = TuneRequest(
         base=RunConfig(output_dir=tmp_path),
         batch_sizes=[1, 2],
@@ -151,6 +153,7 @@ def test_sweep_keeps_every_trial_and_continues_after_a_failure(tmp_path: Path, m
         return _trial(batch_size, 10.0 * batch_size / (1 + batch_size / 8), threads)
 
     monkeypatch.setattr(tune_module, "run_trial", fake_trial)
+    monkeypatch.setattr(tune_module, "preflight_trials", lambda request, combos: None)  # stand-in trials need no runner
     request = TuneRequest(base=RunConfig(output_dir=tmp_path), batch_sizes=[8, 1, 4, 16], threads=[1, 2], samples=32)
     result = tune(request)
     assert asked == [(1, 1), (4, 1), (8, 1), (16, 1), (1, 2), (4, 2), (8, 2), (16, 2)]
@@ -263,6 +266,8 @@ def test_int8_tune_checks_the_best_trial_at_its_batch_size(tmp_path: Path, monke
     monkeypatch.setattr(quantize_module, "make_int8_variant", fake_variant)
     monkeypatch.setattr(quantize_module, "check_at_batch", fake_check_at_batch)
     monkeypatch.setattr(tune_module, "run_trial", lambda base, **kw: _trial(kw["batch_size"], 10.0 * kw["batch_size"]))
+    monkeypatch.setattr(tune_module, "preflight_trials", lambda request, combos: None)  # stand-in trials need no runner
+    monkeypatch.setattr(tune_cmd, "preflight_trials", lambda request, combos: None)  # nor the fp32 model's, first
     result = invoke(
         [
             "tune",

@@ -54,6 +54,7 @@ def test_every_combination_is_a_setting_and_the_best_keeps_its_options(
         )
 
     monkeypatch.setattr(tune_module, "run_trial", fake_trial)
+    monkeypatch.setattr(tune_module, "preflight_trials", lambda request, combos: None)  # stand-in trials need no runner
     base = RunConfig(
         backend="openvino",
         output_dir=tmp_path,
@@ -185,6 +186,7 @@ def test_an_int8_option_swept_beside_other_precisions_runs_once_where_it_does_no
         )
 
     monkeypatch.setattr(tune_module, "run_trial", fake_trial)
+    monkeypatch.setattr(tune_module, "preflight_trials", lambda request, combos: None)  # stand-in trials need no runner
     base = RunConfig(backend="openvino", output_dir=tmp_path, calibration_path=tmp_path / "train.json")
     request = TuneRequest(
         base=base,
@@ -315,7 +317,10 @@ def test_a_tune_folder_that_cannot_be_made_is_one_sentence(tmp_path: Path) -> No
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     result = invoke(["tune", "--batch-sizes", "2", "--output-dir", str(blocker)])
-    assert result.exit_code == 2 and result.stderr.startswith("error: cannot make the tune folder under")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert (
+        result.exit_code == 2 and len(errors) == 1 and errors[0].startswith("error: cannot make the tune folder under")
+    )
 
 
 def test_tune_int8_checks_its_settings_before_it_quantizes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -336,3 +341,48 @@ def test_tune_int8_checks_its_settings_before_it_quantizes(tmp_path: Path, monke
         result = invoke(["tune", "--int8", "--model-path", str(fp32), *argv, "--output-dir", str(tmp_path / "out")])
         assert result.exit_code == 2 and result.stderr.startswith(sentence), result.output
         assert result.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_each_precision_is_prepared_like_its_first_trial_before_the_tune_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """preflight_trials hands prepare_run (what run_benchmark checks before its run directory) each precision's
+    first trial: its precision, its swept options at that precision, the smallest batch size."""
+    prepared: list[RunConfig] = []
+    monkeypatch.setattr(tune_module, "prepare_run", lambda config, **kw: prepared.append(config))
+    base = RunConfig(backend="openvino", output_dir=tmp_path)
+    request = TuneRequest(
+        base=base, batch_sizes=[8, 2], precisions=["fp32", "int8"], instances=[2, 1], samples=16, plot=False
+    )
+    tune_module.preflight_trials(request, [{"int8_attention": "float"}, {"int8_attention": "int8"}])
+    assert [c.engine_options for c in prepared] == [
+        {"instances": "2", "precision": "fp32"},  # int8_attention does nothing at fp32: not asked
+        {"instances": "2", "precision": "int8", "int8_attention": "float"},
+    ]
+    assert {c.batch_size for c in prepared} == {2} and all(c.test_query_count == 16 for c in prepared)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_sweep_whose_runner_cannot_start_is_one_sentence_before_the_tune_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_assets: Path
+) -> None:
+    """A GPU target on a machine without its GPU: `run` refuses it in one sentence, and so does tune, instead
+    of a tune folder of failed trials (and --int8 before it quantizes). No GPU is made to vanish on a machine
+    that has one: nvidia-smi is hidden from the host check."""
+    from orchestrator.runners import host_checks
+    from orchestrator.workflows import int8 as int8_checks
+
+    monkeypatch.setattr(host_checks.shutil, "which", lambda name: None)
+    monkeypatch.setattr(int8_checks, "make_int8_variant", lambda *a, **k: pytest.fail("no quantization may run"))
+    monkeypatch.setattr(tune_module, "run_trial", lambda *a, **k: pytest.fail("no trial may run"))
+    models = shared_assets / "models"
+    for argv in (
+        ["--backend", "pytorch", "--device", "cuda", "--model-path", models / "demo-minilm-l6-squad-hf"],
+        ["--backend", "onnxruntime", "--device", "cuda", "--model-path", models / "demo-minilm-l6-squad.fp32.onnx"],
+        ["--int8", "--device", "cuda", "--model-path", models / "demo-minilm-l6-squad.fp32.onnx"],
+    ):
+        result = invoke(["tune", *argv, "--batch-sizes", "1,2", "--runner", "local", "--output-dir", tmp_path / "out"])
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.exit_code == 2 and len(errors) == 1, result.output
+        assert "needs an NVIDIA GPU but none is visible here" in errors[0]
+        assert not (tmp_path / "out").exists()

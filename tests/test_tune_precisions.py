@@ -57,6 +57,7 @@ def test_the_fastest_precision_whose_check_passes_wins(tmp_path: Path, monkeypat
         )
 
     monkeypatch.setattr(tune_module, "run_trial", fake_trial)
+    monkeypatch.setattr(tune_module, "preflight_trials", lambda request, combos: None)  # stand-in trials need no runner
     request = TuneRequest(
         base=RunConfig(backend="openvino", output_dir=tmp_path, calibration_path=tmp_path / "train.json"),
         batch_sizes=[4],
@@ -87,6 +88,7 @@ def test_find_performance_runs_the_precision_that_won(
         return Trial(**{**trial.__dict__, "batch_size": kw["batch_size"]})
 
     monkeypatch.setattr(tune_module, "run_trial", fake_trial)
+    monkeypatch.setattr(tune_module, "preflight_trials", lambda request, combos: None)  # stand-in trials need no runner
     monkeypatch.setattr(tune_module, "_constraints_met", lambda trial: True)
     request = TuneRequest(
         base=RunConfig(  # type: ignore[arg-type]

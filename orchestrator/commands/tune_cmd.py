@@ -49,6 +49,7 @@ from orchestrator.workflows.tuning import (
     markdown_table,
     precision_check,
     precision_option,
+    preflight_trials,
     tune,
 )
 
@@ -276,11 +277,12 @@ def _tune(
         "plot": plot,
     }
     # Every setting checked before --int8 spends minutes quantizing and scoring: bad input is one sentence.
-    check_request(TuneRequest(base=base, **settings))
+    combos = check_request(TuneRequest(base=base, **settings))
     vet: Callable[[Trial], str | None] | None = None
     if int8:
         if base.model_path is None:
             raise ConfigError("--int8 quantizes an fp32 ONNX file: pass it with --model-path")
+        preflight_trials(TuneRequest(base=base, **settings), combos)  # its runner (GPU, image), on the fp32 model
         cache = (base.cache_dir or default_cache_dir()).expanduser()
         fp32_path, check_dir = base.model_path, Path(base.output_dir) / "int8-check"
         # First checked at the batch size a plain `run` would use; the best trial is checked at its own.

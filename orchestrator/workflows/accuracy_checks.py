@@ -91,23 +91,40 @@ def threshold_for(precision: str) -> float:
 
 def check_key(record: RunRecord) -> dict[str, Any] | None:
     """The key of the check that covers this run's numerics, from its run.json alone; None where the run
-    lacks a part of it (no model sha256, no precision, calibration features gone)."""
+    lacks a part of it (no model sha256, no precision, calibration features gone): why_unkeyed says which."""
+    key = _key_or_why(record)
+    return key if isinstance(key, dict) else None
+
+
+def why_unkeyed(record: RunRecord) -> str | None:
+    """Why no check can cover this run (check_key is None), as a sentence's predicate; None where one can."""
+    key = _key_or_why(record)
+    return key if isinstance(key, str) else None
+
+
+def _key_or_why(record: RunRecord) -> dict[str, Any] | str:
     precision = ran_precision(record.engine_settings)
-    if precision is None or record.model.sha256 is None:
-        return None
-    if len({p for p in ran_precisions(record.engine_settings) if p in REDUCED}) > 1:
-        return None  # actors that ran different reduced precisions: unchecked
+    if precision is None:
+        return "did not say which precision it ran"
+    if record.model.sha256 is None:
+        return "has no sha256 of its model"
+    reduced = sorted({p for p in ran_precisions(record.engine_settings) if p in REDUCED})
+    if len(reduced) > 1:
+        return f"ran different reduced precisions on its actors ({', '.join(reduced)})"
     calibration = None
     if precision == "int8" and CALIBRATION_OPTION in record.config.engine_options:
         features = Path(record.config.engine_options[CALIBRATION_OPTION])
         if not features.is_file():
-            return None
+            return f"was calibrated on features that are gone ({features})"
         calibration = cached_sha256(features)
     dynamic = (record.target, precision) in DYNAMIC
     numerics = record.engine_settings.get(NUMERICS_SETTING)
     kernels = run_int8_kernels(record) if precision == "int8" else INT8_DOT_PRODUCTS
     if kernels is None:
-        return None  # Ray nodes whose CPUs multiply int8 differently: no one check covers them
+        return (
+            "ran on Ray nodes whose CPUs multiply int8 differently (some with VNNI or AMX, some without), which "
+            "no one check covers; run int8 on nodes of one kind"
+        )
     return {
         **({"numerics": numerics} if numerics else {}),
         **({"int8_kernels": kernels} if kernels != INT8_DOT_PRODUCTS else {}),

@@ -429,6 +429,34 @@ def _finish(record: RunRecord, run_dir: Path, status: str, error: str | None = N
     record.save(run_dir)
 
 
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run checked and resolved up to its run directory: what run_benchmark then runs."""
+
+    config: RunConfig  # with its default batch size and calibration filled in
+    target: Target
+    inputs: Inputs
+    runner: Runner
+    cache_dir: Path
+
+
+def prepare_run(config: RunConfig, *, stream: bool = True, preflight: bool = True) -> PreparedRun:
+    """Everything a run checks before its run directory exists (options, this CPU's precision, the inputs, the
+    runner's venv/engine/image/GPU), cheapest first; one MlperfBertError sentence for bad input. tune calls it
+    once per setting before its folder, so a sweep that cannot run is one sentence, not a folder of failures."""
+    target = get_target(config.backend, config.device)
+    config = with_default_batch_size(config, target)
+    check_run_engine_options(config, target)  # before the inputs, which may take a while to build
+    check_precision(config, target)  # this CPU's bf16, likewise
+    cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
+    inputs = resolve_inputs(config, cache_dir)
+    config = with_calibration(config, target, inputs.vocab, cache_dir, inputs.dataset)
+    runner = make_runner(config, target, stream=stream, cache_dir=cache_dir)
+    if preflight:
+        runner.preflight()  # venv, engine, image, GPU: fail before a run directory exists
+    return PreparedRun(config=config, target=target, inputs=inputs, runner=runner, cache_dir=cache_dir)
+
+
 def run_benchmark(
     config: RunConfig,
     *,
@@ -443,16 +471,9 @@ def run_benchmark(
     A failed run raises after its run.json is marked failed (the error names the run directory)."""
     if audit is not None and config.mode.modes() != ["performance"]:
         raise ConfigError(f"a {audit.test} compliance run is a performance pass only; use --mode performance")
-    target = get_target(config.backend, config.device)
-    config = with_default_batch_size(config, target)
-    check_run_engine_options(config, target)  # before the inputs, which may take a while to build
-    check_precision(config, target)  # this CPU's bf16, likewise
     warn_unused_targets(config)
-    cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
-    inputs = resolve_inputs(config, cache_dir)
-    config = with_calibration(config, target, inputs.vocab, cache_dir, inputs.dataset)
-    runner = make_runner(config, target, stream=stream, cache_dir=cache_dir)
-    runner.preflight()  # venv, engine, image, GPU: fail before a run directory exists
+    ready = prepare_run(config, stream=stream)
+    config, target, inputs, runner, cache_dir = ready.config, ready.target, ready.inputs, ready.runner, ready.cache_dir
     label = f"{target.key}-{config.scenario.value}-{audit.test if audit else config.mode.value}"
     run_dir = new_run_dir(config.output_dir, label)
     record = _new_record(config, target, inputs, run_dir, runner, argv)
@@ -570,15 +591,8 @@ def _collect(result: RunResult, inputs: Inputs) -> None:
 def prepare_only(config: RunConfig, *, debug: bool = False) -> str:
     """--dry-run: the command the runner would execute (nothing is run or written).
     --debug (docker runner): open a shell in the container with everything mounted."""
-    target = get_target(config.backend, config.device)
-    check_run_engine_options(config, target)
-    check_precision(config, target)
-    cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
-    inputs = resolve_inputs(config, cache_dir)
-    config = with_calibration(
-        config, target, inputs.vocab, cache_dir, inputs.dataset
-    )  # --debug's shell gets it mounted too
-    runner = make_runner(config, target, stream=True, cache_dir=cache_dir)
+    ready = prepare_run(config, preflight=False)  # --debug's shell gets the calibrated model mounted too
+    config, target, inputs, runner, cache_dir = ready.config, ready.target, ready.inputs, ready.runner, ready.cache_dir
     run_dir = (config.output_dir / "<new-run>").resolve()
     spec = build_spec(config, target, inputs, run_dir, progress=True, cache_dir=cache_dir)
     if debug:

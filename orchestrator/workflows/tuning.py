@@ -47,9 +47,10 @@ from orchestrator.workflows.accuracy_checks import (
     PrecisionCheck,
     check_key,
     threshold_for,
+    why_unkeyed,
     write_check,
 )
-from orchestrator.workflows.benchmark import RunResult, run_benchmark, unused_run_options
+from orchestrator.workflows.benchmark import RunResult, prepare_run, run_benchmark, unused_run_options
 from orchestrator.workflows.calibration import check_precision, missing_calibration
 
 log = logging.getLogger(__name__)
@@ -241,6 +242,54 @@ def precision_option(base: RunConfig) -> str:
     return PRECISION_OPTION
 
 
+def trial_config(
+    base: RunConfig,
+    *,
+    batch_size: int,
+    threads: int | None,
+    instances: int | None,
+    samples: int,
+    output_dir: Path,
+    target_qps: float | None = None,
+    precision: str | None = None,
+    options: dict[str, str] | None = None,
+) -> RunConfig:
+    """The RunConfig of one trial: a short test-mode performance run of base at these settings."""
+    return _config(
+        base,
+        mode="performance",
+        execution_mode="test",
+        test_query_count=samples,
+        batch_size=batch_size,
+        threads=threads,
+        output_dir=output_dir,
+        target_qps=target_qps,
+        **_engine_options(base, instances, precision, options),
+    )
+
+
+def preflight_trials(request: TuneRequest, combos: list[dict[str, str]]) -> None:
+    """Each precision's first trial prepared as its run will prepare it (inputs, calibration, the runner's
+    venv, image, GPU or cluster), before the tune folder exists: a sweep none of whose trials can start (a
+    GPU target without the GPU, a model the backend cannot read) is one sentence, not a folder of failures.
+    The other settings differ only in what check_settings has checked already."""
+    base = request.base
+    for precision in request.precisions:
+        prepare_run(
+            trial_config(
+                base,
+                batch_size=min(request.batch_sizes),
+                threads=request.threads[0],
+                instances=request.instances[0],
+                samples=request.samples,
+                output_dir=Path(base.output_dir),
+                precision=precision,
+                options=effective_sweep(base, precision, combos[0]),
+            ),
+            stream=False,
+        )
+
+
 def run_trial(
     base: RunConfig,
     *,
@@ -265,16 +314,16 @@ def run_trial(
     )
     started = time.perf_counter()
     try:
-        config = _config(
+        config = trial_config(
             base,
-            mode="performance",
-            execution_mode="test",
-            test_query_count=samples,
             batch_size=batch_size,
             threads=threads,
+            instances=instances,
+            samples=samples,
             output_dir=output_dir,
             target_qps=target_qps,
-            **_engine_options(base, instances, precision, options),
+            precision=precision,
+            options=options,
         )
         result = run_benchmark(config, progress=False, stream=False)
         trial.run_dir = str(result.run_dir)
@@ -363,7 +412,7 @@ def precision_check(
             return f"its accuracy check failed to run ({exc})"
         check = record_check(reduced, full)
         if check is None:
-            return f"its {trial.precision} run {reduced.run_dir} did not say which precision it ran; not taken"
+            return f"its {trial.precision} run {reduced.run_dir} {why_unkeyed(reduced.record) or 'scored nothing'}; not taken"
         write_check(check, store)
         return None if check.passed else f"{check.precision} F1 ratio {check.ratio:.4f} < {check.threshold} vs fp32"
 
@@ -450,6 +499,7 @@ def check_request(request: TuneRequest) -> list[dict[str, str]]:
 def tune(request: TuneRequest) -> TuneResult:
     base = request.base
     combos = check_request(request)  # before the tune directory: bad input writes nothing
+    preflight_trials(request, combos)
     if base.scenario is Scenario.SingleStream and len(request.batch_sizes) > 1:
         log.warning("SingleStream runs one sample at a time: the batch size changes nothing there")
     stamp = time.strftime("%Y%m%d-%H%M%S")

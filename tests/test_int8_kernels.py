@@ -19,9 +19,9 @@ from test_optimize_quantize import _check
 
 from orchestrator.harness.cpu import FAKE_FLAGS_ENV, INT8_DOT_PRODUCTS, INT8_PAIR_SUMS, INT8_UNKNOWN, int8_kernels
 from orchestrator.harness.spec import NodeInfo
-from orchestrator.workflows.accuracy_checks import check_key, find_check, write_check
-from orchestrator.workflows.accuracy_label import UNCHECKED, accuracy_check_label
-from orchestrator.workflows.int8 import CHECK_FILE, INT8_FILE, AccuracyCheck, approved_int8, variant_dir
+from orchestrator.workflows.accuracy_checks import check_key, find_check, why_unkeyed, write_check
+from orchestrator.workflows.accuracy_label import CHECK_FILE, UNCHECKED, accuracy_check_label, check_file
+from orchestrator.workflows.int8 import INT8_FILE, AccuracyCheck, approved_int8, variant_dir
 
 VNNI = "avx512_bf16 avx512_vnni avx512f avx2"
 AMX = "amx_bf16 amx_int8 avx512_bf16 avx512_vnni avx512f avx2"
@@ -63,27 +63,44 @@ def test_ray_nodes_that_multiply_int8_differently_have_no_key(tmp_path: Path) ->
 
     same = _run(tmp_path, AVX2, nodes=[node("a", VNNI), node("bb", AMX)])  # the driver's isa is not the nodes'
     assert check_key(same) == check_key(_run(tmp_path, VNNI))
-    assert check_key(_run(tmp_path, VNNI, nodes=[node("a", VNNI), node("bb", AVX2)])) is None
+    mixed = _run(tmp_path, VNNI, nodes=[node("a", VNNI), node("bb", AVX2)])
+    assert check_key(mixed) is None and why_unkeyed(same) is None
+    assert why_unkeyed(mixed) == (
+        "ran on Ray nodes whose CPUs multiply int8 differently (some with VNNI or AMX, some without), which no one "
+        "check covers; run int8 on nodes of one kind"
+    )
+    assert why_unkeyed(_run(tmp_path, VNNI, "as given")) == "did not say which precision it ran"
 
 
-def _beside(directory: Path, **fields: object) -> None:
+def _beside(directory: Path, name: str = CHECK_FILE, **fields: object) -> None:
     check = {"passed": True, **fields}
-    (directory / CHECK_FILE).write_text(json.dumps(check))
+    (directory / name).write_text(json.dumps(check))
 
 
 def test_an_int8_models_check_beside_it_holds_for_its_class(tmp_path: Path) -> None:
     model = tmp_path / "model.int8.onnx"
 
-    def label(isa: str) -> str | None:
+    def label(isa: str, reference_f1: float | None = None) -> str | None:
         record = make_record(
-            tmp_path, model_meta={"precision": "int8"}, engine_settings={"precision": "as given", "isa": isa}
+            tmp_path,
+            model_meta={"precision": "int8", "reference_f1": reference_f1},
+            engine_settings={"precision": "as given", "isa": isa},
         )
         return accuracy_check_label(record, model)
 
+    pair_sums = check_file(INT8_PAIR_SUMS)
+    assert pair_sums == "accuracy_check.int16-pair-sums.json" and check_file() == CHECK_FILE
     _beside(tmp_path)  # written before the field existed: read as made with int8 dot products
     assert label(VNNI) == f"passed ({tmp_path / CHECK_FILE})" and label(AVX2) == UNCHECKED
-    _beside(tmp_path, int8_kernels=INT8_PAIR_SUMS)
-    assert label(AVX2) == f"passed ({tmp_path / CHECK_FILE})" and label(VNNI) == UNCHECKED
+    # Checked on a CPU of another class, a catalogue reference no longer vouches for this one either.
+    assert label(AVX2, reference_f1=80.0) == UNCHECKED
+    _beside(tmp_path, pair_sums, int8_kernels=INT8_PAIR_SUMS)  # each class its own record: both hold
+    assert label(AVX2) == f"passed ({tmp_path / pair_sums})" and label(VNNI) == f"passed ({tmp_path / CHECK_FILE})"
+    _beside(tmp_path, int8_kernels=INT8_PAIR_SUMS)  # a record under another class's name is not believed
+    assert label(VNNI) == UNCHECKED
+    (tmp_path / CHECK_FILE).unlink()
+    (tmp_path / pair_sums).unlink()
+    assert label(VNNI) == UNCHECKED and label(VNNI, reference_f1=80.0) is None  # no record: the catalogue's
 
 
 def _pair_sums_check(int8: Path) -> AccuracyCheck:
@@ -102,11 +119,57 @@ def test_the_int8_gate_hands_out_a_variant_checked_on_this_class_of_cpu(
     directory = variant_dir(fp32, cache)
     directory.mkdir(parents=True)
     (directory / INT8_FILE).write_bytes(b"pretend int8 model")
-    (directory / CHECK_FILE).write_text(json.dumps(asdict(_pair_sums_check(directory / INT8_FILE))))
+    pair_sums = _pair_sums_check(directory / INT8_FILE)
+    (directory / check_file(INT8_PAIR_SUMS)).write_text(json.dumps(asdict(pair_sums)))
     monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 fma")
     assert approved_int8(fp32, cache) == directory / INT8_FILE
     monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 avx512f avx512_vnni")
     assert approved_int8(fp32, cache) is None
+    (directory / CHECK_FILE).write_text(json.dumps(asdict(pair_sums)))  # mislabelled: not this class's check
+    assert approved_int8(fp32, cache) is None
+    (directory / CHECK_FILE).write_text(json.dumps(asdict(replace(pair_sums, int8_kernels=INT8_DOT_PRODUCTS))))
+    assert approved_int8(fp32, cache) == directory / INT8_FILE
+    monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 fma")
+    assert approved_int8(fp32, cache) == directory / INT8_FILE  # its own record was left alone
+
+
+def test_two_classes_of_cpu_sharing_a_cache_keep_both_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """make_int8_variant on an AVX2 host, then a VNNI host, then the AVX2 host again: each class's verdict is
+    recorded under its own name, so the third call reuses the first check instead of running it again. The
+    accuracy runs are stand-ins (the real ones: test_optimize_quantize.py's slow test)."""
+    import orchestrator.workflows.int8 as int8_module
+    from orchestrator.assets.hashing import cached_sha256
+
+    fp32 = tmp_path / "tiny.onnx"
+    fp32.write_bytes(b"pretend fp32 model")
+    cache = tmp_path / "cache"
+    directory = variant_dir(fp32, cache)
+    directory.mkdir(parents=True)
+    (directory / INT8_FILE).write_bytes(b"pretend int8 model")
+    ran: list[str] = []
+
+    def fake_check(fp32: Path, model: Path, *, batch_size: int, **kw: object) -> AccuracyCheck:
+        ran.append(int8_module.host_int8_kernels())  # a local check runs on the host
+        check = replace(_check(model, True, cached_sha256(model)), int8_kernels=ran[-1], batch_size=batch_size)
+        return check
+
+    monkeypatch.setattr(int8_module, "check_accuracy", fake_check)
+    monkeypatch.setattr(int8_module, "quantize", lambda *a, **kw: pytest.fail("the int8 file exists"))
+
+    def variant() -> AccuracyCheck | None:
+        made = int8_module.make_int8_variant(fp32, cache_dir=cache, output_dir=tmp_path, samples=100, batch_size=2)
+        return made.check
+
+    for flags in ("avx2 fma", "avx2 avx512f avx512_vnni", "avx2 fma"):
+        monkeypatch.setenv(FAKE_FLAGS_ENV, flags)
+        assert variant() is not None
+    assert ran == [INT8_PAIR_SUMS, INT8_DOT_PRODUCTS]
+    assert {p.name for p in directory.glob("accuracy_check*.json")} == {
+        CHECK_FILE,
+        "accuracy_check.batch2.json",
+        "accuracy_check.int16-pair-sums.json",
+        "accuracy_check.batch2.int16-pair-sums.json",
+    }
 
 
 def test_a_recorded_variant_check_is_reused_only_on_its_class_of_cpu(

@@ -15,14 +15,13 @@ from harness_support import MODEL
 from orchestrator.assets.synthetic import BertShape, write_synthetic_bert
 from orchestrator.errors import ModelError
 from orchestrator.harness.engines.onnxruntime_int8 import RECORD_SUFFIX, quantize_int8
+from orchestrator.workflows.accuracy_label import CHECK_FILE, check_file
 from orchestrator.workflows.int8 import (
     BERT99_RATIO,
-    CHECK_FILE,
     INT8_FILE,
     AccuracyCheck,
     Int8Variant,
     approved_int8,
-    batch_check_file,
     check_at_batch,
     make_int8_variant,
     read_check,
@@ -144,7 +143,7 @@ def test_a_check_holds_for_its_batch_size_and_is_redone_at_another(
     at8 = check_at_batch(variant, tiny, 8, cache_dir=cache, output_dir=tmp_path, samples=100)
     assert not at8.passed and at8.batch_size == 8 and len(runs) == 2
     assert runs[1][1] is not None  # the fp32 side is the first check's, not run again
-    assert (directory / batch_check_file(8)).is_file() and read_check(directory) == variant.check
+    assert (directory / check_file(batch_size=8)).is_file() and read_check(directory) == variant.check
     again = check_at_batch(variant, tiny, 8, cache_dir=cache, output_dir=tmp_path, samples=100)
     assert again == at8 and len(runs) == 2  # recorded, reused
     # Asked for the first check at another batch size, the variant's check runs again.

@@ -4,7 +4,8 @@ A model or engine that trades precision for speed is trusted only where a check 
     - a precision the engine made itself at load time (openvino bf16/int8, pytorch bf16/fp16, onnxruntime
       fp16): the record of `tune --precisions` in the cache, found by the run's own run.json
       (orchestrator/workflows/accuracy_checks.py);
-    - an int8 model: the record `accuracy_check.json` that `tune --int8` writes beside it
+    - an int8 model: the record `accuracy_check.json` that `tune --int8` writes beside it (one per class of
+      CPU: `accuracy_check.int16-pair-sums.json` where int8 has no dot products, see check_file)
       (orchestrator/workflows/int8.py), or the catalogue's measured reference accuracy of that very model.
 Anything else (no record, a failed check, a random-weight speed model) is labelled UNCHECKED in the run's
 summary and run.json, and `submission generate` refuses it, naming the command that checks it.
@@ -16,7 +17,7 @@ import json
 import shlex
 from pathlib import Path
 
-from orchestrator.harness.cpu import INT8_DOT_PRODUCTS
+from orchestrator.harness.cpu import INT8_DOT_PRODUCTS, INT8_PAIR_SUMS, INT8_UNKNOWN
 from orchestrator.runs import RunRecord
 from orchestrator.workflows.accuracy_checks import (
     CALIBRATION_OPTION,
@@ -27,11 +28,22 @@ from orchestrator.workflows.accuracy_checks import (
 )
 from orchestrator.workflows.accuracy_checks import ran_precision as engine_precision
 
-CHECK_FILE = "accuracy_check.json"
+CHECK_FILE = "accuracy_check.json"  # beside an int8 model: its check on a CPU with int8 dot products (VNNI, AMX)
 # Engine options a check command does not repeat: tune sweeps precision and instances with its own flags, and
 # the calibration features' option is made from --calibration.
 _NOT_NUMERICS = ("precision", "instances", CALIBRATION_OPTION)
 UNCHECKED = "accuracy unchecked"
+_KERNEL_CLASSES = (INT8_DOT_PRODUCTS, INT8_PAIR_SUMS, INT8_UNKNOWN)
+
+
+def check_file(int8_kernels: str = INT8_DOT_PRODUCTS, batch_size: int | None = None) -> str:
+    """The name of an int8 model's check record beside it: one per class of CPU (harness/cpu.py int8_kernels),
+    so two classes sharing a cache each keep their verdict instead of checking again and overwriting the
+    other's; one per batch size it was checked at. VNNI/AMX keep the names every earlier record has."""
+    name = "accuracy_check" if batch_size is None else f"accuracy_check.batch{batch_size}"
+    if int8_kernels != INT8_DOT_PRODUCTS:
+        name += "." + int8_kernels.replace(" ", "-")
+    return name + ".json"
 
 
 def accuracy_check_label(record: RunRecord, model_path: Path) -> str | None:
@@ -44,16 +56,20 @@ def accuracy_check_label(record: RunRecord, model_path: Path) -> str | None:
         return UNCHECKED
     if ran is not None or str(record.model_meta.get("precision") or "").lower() not in REDUCED:
         return None
-    beside = model_path.parent / CHECK_FILE
+    # A check holds for CPUs that multiply int8 as the one it ran on (int8.AccuracyCheck.int8_kernels): the
+    # record of the run's class; Ray nodes of mixed classes (None) have none.
+    kernels = run_int8_kernels(record)
+    beside = model_path.parent / check_file(kernels or INT8_UNKNOWN)
     try:
         check = json.loads(beside.read_text())
     except (OSError, ValueError):
         check = None
-    if isinstance(check, dict) and check.get("passed") is True:
-        # A check holds for CPUs that multiply int8 as the one it ran on (int8.AccuracyCheck.int8_kernels).
-        if check.get("int8_kernels", INT8_DOT_PRODUCTS) == run_int8_kernels(record):
+    if isinstance(check, dict) and check.get("passed") is True and kernels is not None:
+        if check.get("int8_kernels", INT8_DOT_PRODUCTS) == kernels:
             return f"passed ({beside})"
         return UNCHECKED
+    if check is not None or any((model_path.parent / check_file(k)).exists() for k in _KERNEL_CLASSES):
+        return UNCHECKED  # checked, but not passed, or not on this class of CPU
     if record.model_meta.get("reference_f1") is not None:
         return None  # a catalogue model whose own accuracy is measured and recorded (e.g. the embedded demo-int8)
     return UNCHECKED

@@ -15,6 +15,11 @@ directory and verdict:
     <cache_dir>/quantized/<model stem>-<key>/model.int8.onnx
                                              model.int8.onnx.quantize.json   how it was made
                                              accuracy_check.json             the F1s, the ratio, the verdict
+                                             accuracy_check.batch8.json      the verdict at another batch size
+                                             accuracy_check.int16-pair-sums.json   made on a CPU without VNNI/AMX
+
+A check holds for the class of CPU it ran on (harness/cpu.py int8_kernels), so each class keeps its own
+record (accuracy_label.check_file) and two classes sharing a cache never overwrite each other's verdict.
 
 The key covers the fp32 file's sha256, the onnxruntime version and the quantization options (for a static
 recipe also the calibration features' sha256), so a new model, a new onnxruntime or another calibration set
@@ -43,7 +48,7 @@ from orchestrator.harness.cpu import INT8_DOT_PRODUCTS, INT8_UNKNOWN, detect_isa
 from orchestrator.mlperf import DATASET_SIZE
 from orchestrator.paths import PACKAGE_DIR
 from orchestrator.workflows.accuracy_checks import BERT99_RATIO, run_int8_kernels
-from orchestrator.workflows.accuracy_label import CHECK_FILE
+from orchestrator.workflows.accuracy_label import check_file
 from orchestrator.workflows.benchmark import run_benchmark
 from orchestrator.workflows.calibration import calibration_features
 
@@ -149,20 +154,19 @@ def variant_dir(
     return cache_dir / "quantized" / f"{stem}-{key.hexdigest()[:20]}"
 
 
-def read_check(directory: Path, batch_size: int | None = None) -> AccuracyCheck | None:
-    """The variant's first check (`accuracy_check.json`), or its check at one batch size."""
-    name = CHECK_FILE if batch_size is None else batch_check_file(batch_size)
+def read_check(directory: Path, batch_size: int | None = None, *, kernels: str | None = None) -> AccuracyCheck | None:
+    """The variant's first check (`accuracy_check.json`), or its check at one batch size, made on a CPU of
+    the class `kernels` (this host's by default: its local accuracy runs are the ones that would count)."""
+    name = check_file(kernels or host_int8_kernels(), batch_size)
     try:
         return AccuracyCheck(**json.loads((directory / name).read_text()))
     except (OSError, ValueError, TypeError):
         return None
 
 
-def batch_check_file(batch_size: int) -> str:
-    return f"accuracy_check.batch{batch_size}.json"
-
-
-def _write_check(directory: Path, check: AccuracyCheck, *names: str) -> None:
+def _write_check(directory: Path, check: AccuracyCheck, *batch_sizes: int | None) -> None:
+    """The check as the record of its class of CPU: the first check (None) and/or at batch sizes."""
+    names = [check_file(check.int8_kernels, batch) for batch in batch_sizes]
     for name in names:  # each through a temporary file: a reader never sees half a verdict
         tmp = directory / (name + ".tmp")
         tmp.write_text(json.dumps(asdict(check), indent=2) + "\n")
@@ -386,7 +390,7 @@ def make_int8_variant(
                 recipe=recipe,
                 fp32_result=fp32_result,
             )
-            _write_check(directory, check, CHECK_FILE, batch_check_file(batch_size))
+            _write_check(directory, check, None, batch_size)
             fp32_result = _fp32_side(check)
         log.info("%s", check.summary())
         variant = Int8Variant(path=path, check=check)
@@ -429,7 +433,7 @@ def check_at_batch(
             recipe=first.recipe,
             fp32_result=_fp32_side(first),
         )
-        _write_check(directory, check, batch_check_file(batch_size))
+        _write_check(directory, check, batch_size)
     assert check is not None
     log.info("%s", check.summary())
     return check

@@ -196,3 +196,29 @@ def test_a_cpu_without_x86_flags_is_unknown(tmp_path: Path, monkeypatch: pytest.
     arm.write_text("processor\t: 0\nFeatures\t: fp asimd bf16 i8mm sve\n")
     assert cpu_flags(arm) is None and not Isa.from_flags(cpu_flags(arm)).known
     assert int8_kernels(Isa.from_flags(cpu_flags(arm)).describe()) == INT8_UNKNOWN
+
+
+def test_a_record_made_before_records_were_per_class_still_counts_for_its_class(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before 2026-12-07 a check on an AVX2 host was written as accuracy_check.json naming "int16 pair sums": it
+    still labels and gates on that class (no full-dev re-check), and never on VNNI/AMX."""
+    from orchestrator.workflows.int8 import read_check
+
+    fp32 = tmp_path / "tiny.onnx"
+    fp32.write_bytes(b"pretend fp32 model")
+    cache = tmp_path / "cache"
+    directory = variant_dir(fp32, cache)
+    directory.mkdir(parents=True)
+    model = directory / INT8_FILE
+    model.write_bytes(b"pretend int8 model")
+    old = _pair_sums_check(model)
+    (directory / CHECK_FILE).write_text(json.dumps(asdict(old)))
+    monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 fma")
+    assert read_check(directory) == old and approved_int8(fp32, cache) == model
+    record = make_record(tmp_path, model_meta={"precision": "int8"}, engine_settings={"isa": AVX2})
+    assert accuracy_check_label(record, model) == f"passed ({directory / CHECK_FILE})"
+    monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 avx512f avx512_vnni")
+    assert read_check(directory) is not None and approved_int8(fp32, cache) is None  # read, not believed
+    record = make_record(tmp_path, model_meta={"precision": "int8"}, engine_settings={"isa": VNNI})
+    assert accuracy_check_label(record, model) == UNCHECKED

@@ -360,7 +360,6 @@ def test_each_precision_is_prepared_like_its_first_trial_before_the_tune_folder(
         {"instances": "2", "precision": "int8", "int8_attention": "float"},
     ]
     assert {c.batch_size for c in prepared} == {2} and all(c.test_query_count == 16 for c in prepared)
-    assert not list(tmp_path.iterdir())
 
 
 def test_a_sweep_whose_runner_cannot_start_is_one_sentence_before_the_tune_folder(
@@ -368,11 +367,12 @@ def test_a_sweep_whose_runner_cannot_start_is_one_sentence_before_the_tune_folde
 ) -> None:
     """A GPU target on a machine without its GPU: `run` refuses it in one sentence, and so does tune, instead
     of a tune folder of failed trials (and --int8 before it quantizes). No GPU is made to vanish on a machine
-    that has one: nvidia-smi is hidden from the host check."""
+    that has one: nvidia-smi is hidden from the host check, which runs before the inputs are built."""
     from orchestrator.runners import host_checks
     from orchestrator.workflows import int8 as int8_checks
 
-    monkeypatch.setattr(host_checks.shutil, "which", lambda name: None)
+    which = host_checks.shutil.which
+    monkeypatch.setattr(host_checks.shutil, "which", lambda name, **kw: None if name == "nvidia-smi" else which(name))
     monkeypatch.setattr(int8_checks, "make_int8_variant", lambda *a, **k: pytest.fail("no quantization may run"))
     monkeypatch.setattr(tune_module, "run_trial", lambda *a, **k: pytest.fail("no trial may run"))
     models = shared_assets / "models"
@@ -386,3 +386,10 @@ def test_a_sweep_whose_runner_cannot_start_is_one_sentence_before_the_tune_folde
         assert result.exit_code == 2 and len(errors) == 1, result.output
         assert "needs an NVIDIA GPU but none is visible here" in errors[0]
         assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("empty", ["threads", "instances", "precisions"])
+def test_an_api_request_with_an_empty_setting_list_is_one_sentence(tmp_path: Path, empty: str) -> None:
+    request = TuneRequest(base=RunConfig(output_dir=tmp_path), batch_sizes=[1], **{empty: []})
+    with pytest.raises(ConfigError, match=f"^{empty} names no setting"):
+        tune_module.check_request(request)

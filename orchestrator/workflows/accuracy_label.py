@@ -6,7 +6,8 @@ A model or engine that trades precision for speed is trusted only where a check 
       (orchestrator/workflows/accuracy_checks.py);
     - an int8 model: the record `accuracy_check.json` that `tune --int8` writes beside it (one per class of
       CPU: `accuracy_check.int16-pair-sums.json` where int8 has no dot products, see check_file)
-      (orchestrator/workflows/int8.py), or the catalogue's measured reference accuracy of that very model.
+      (orchestrator/workflows/int8.py), or, where no check of any class of CPU sits beside it, the catalogue's
+      measured reference accuracy of that very model.
 Anything else (no record, a failed check, a random-weight speed model) is labelled UNCHECKED in the run's
 summary and run.json, and `submission generate` refuses it, naming the command that checks it.
 """
@@ -46,6 +47,20 @@ def check_file(int8_kernels: str = INT8_DOT_PRODUCTS, batch_size: int | None = N
     return name + ".json"
 
 
+def check_path(directory: Path, int8_kernels: str, batch_size: int | None = None) -> Path:
+    """The record of this class of CPU in directory: its own file (check_file), or a record that names this
+    class under the dot-products name, as records made before they were per class (2026-12-07) are."""
+    own = directory / check_file(int8_kernels, batch_size)
+    if own.exists() or int8_kernels == INT8_DOT_PRODUCTS:
+        return own
+    legacy = directory / check_file(INT8_DOT_PRODUCTS, batch_size)
+    try:
+        named = json.loads(legacy.read_text()).get("int8_kernels")
+    except (OSError, ValueError, AttributeError):
+        return own
+    return legacy if named == int8_kernels else own
+
+
 def accuracy_check_label(record: RunRecord, model_path: Path) -> str | None:
     """None for full precision; "passed (<check record>)" with a passing check; else UNCHECKED."""
     ran = engine_precision(record.engine_settings)
@@ -59,7 +74,7 @@ def accuracy_check_label(record: RunRecord, model_path: Path) -> str | None:
     # A check holds for CPUs that multiply int8 as the one it ran on (int8.AccuracyCheck.int8_kernels): the
     # record of the run's class; Ray nodes of mixed classes (None) have none.
     kernels = run_int8_kernels(record)
-    beside = model_path.parent / check_file(kernels or INT8_UNKNOWN)
+    beside = check_path(model_path.parent, kernels or INT8_UNKNOWN)
     try:
         check = json.loads(beside.read_text())
     except (OSError, ValueError):

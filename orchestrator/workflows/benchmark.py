@@ -441,17 +441,20 @@ class PreparedRun:
 
 
 def prepare_run(config: RunConfig, *, stream: bool = True, preflight: bool = True) -> PreparedRun:
-    """Everything a run checks before its run directory exists (options, this CPU's precision, the inputs, the
-    runner's venv/engine/image/GPU), cheapest first; one MlperfBertError sentence for bad input. tune calls it
-    once per setting before its folder, so a sweep that cannot run is one sentence, not a folder of failures."""
+    """Everything a run checks before its run directory exists (options, this CPU's precision, the target's GPU,
+    the inputs, the runner's venv/engine/image), cheapest first; one MlperfBertError sentence for bad input.
+    tune calls it for each precision's first trial before its folder, so a sweep that cannot run is one
+    sentence, not a folder of failures."""
     target = get_target(config.backend, config.device)
     config = with_default_batch_size(config, target)
     check_run_engine_options(config, target)  # before the inputs, which may take a while to build
     check_precision(config, target)  # this CPU's bf16, likewise
     cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
+    # The runner first: making it checks this machine for the target's GPU (host_checks), before the inputs.
+    # It reads none of the engine options with_calibration fills in.
+    runner = make_runner(config, target, stream=stream, cache_dir=cache_dir)
     inputs = resolve_inputs(config, cache_dir)
     config = with_calibration(config, target, inputs.vocab, cache_dir, inputs.dataset)
-    runner = make_runner(config, target, stream=stream, cache_dir=cache_dir)
     if preflight:
         runner.preflight()  # venv, engine, image, GPU: fail before a run directory exists
     return PreparedRun(config=config, target=target, inputs=inputs, runner=runner, cache_dir=cache_dir)

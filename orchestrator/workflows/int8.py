@@ -48,7 +48,7 @@ from orchestrator.harness.cpu import INT8_DOT_PRODUCTS, INT8_UNKNOWN, detect_isa
 from orchestrator.mlperf import DATASET_SIZE
 from orchestrator.paths import PACKAGE_DIR
 from orchestrator.workflows.accuracy_checks import BERT99_RATIO, run_int8_kernels
-from orchestrator.workflows.accuracy_label import check_file
+from orchestrator.workflows.accuracy_label import check_file, check_path
 from orchestrator.workflows.benchmark import run_benchmark
 from orchestrator.workflows.calibration import calibration_features
 
@@ -157,9 +157,9 @@ def variant_dir(
 def read_check(directory: Path, batch_size: int | None = None, *, kernels: str | None = None) -> AccuracyCheck | None:
     """The variant's first check (`accuracy_check.json`), or its check at one batch size, made on a CPU of
     the class `kernels` (this host's by default: its local accuracy runs are the ones that would count)."""
-    name = check_file(kernels or host_int8_kernels(), batch_size)
+    path = check_path(directory, kernels or host_int8_kernels(), batch_size)
     try:
-        return AccuracyCheck(**json.loads((directory / name).read_text()))
+        return AccuracyCheck(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
 

@@ -491,6 +491,11 @@ def check_request(request: TuneRequest) -> list[dict[str, str]]:
         raise ConfigError("--samples must be at least 1; pass e.g. 512")
     if request.repeats < 1:
         raise ConfigError("--repeats must be at least 1; pass e.g. 3")
+    for name, values in (("threads", request.threads), ("instances", request.instances)):
+        if not values:  # the CLI always passes one ([None]: the default); an API caller may not
+            raise ConfigError(f"{name} names no setting; pass [None] for the default, or e.g. [1, 2]")
+    if not request.precisions:
+        raise ConfigError("precisions names no setting; pass [None] for the model as given, or e.g. ['fp32']")
     combos = option_combinations(request.base, request.option_sweeps)
     check_settings(request, combos)
     return combos

@@ -110,15 +110,21 @@ def _pair_sums_check(int8: Path) -> AccuracyCheck:
     return replace(_check(int8, True, cached_sha256(int8)), int8_kernels=INT8_PAIR_SUMS)
 
 
-def test_the_int8_gate_hands_out_a_variant_checked_on_this_class_of_cpu(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _made_variant(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A pretend fp32 model, its cache and its full-range variant's directory holding a pretend int8 file."""
     fp32 = tmp_path / "tiny.onnx"
     fp32.write_bytes(b"pretend fp32 model")
     cache = tmp_path / "cache"
     directory = variant_dir(fp32, cache)
     directory.mkdir(parents=True)
     (directory / INT8_FILE).write_bytes(b"pretend int8 model")
+    return fp32, cache, directory
+
+
+def test_the_int8_gate_hands_out_a_variant_checked_on_this_class_of_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fp32, cache, directory = _made_variant(tmp_path)
     pair_sums = _pair_sums_check(directory / INT8_FILE)
     (directory / check_file(INT8_PAIR_SUMS)).write_text(json.dumps(asdict(pair_sums)))
     monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 fma")
@@ -140,12 +146,7 @@ def test_two_classes_of_cpu_sharing_a_cache_keep_both_checks(tmp_path: Path, mon
     import orchestrator.workflows.int8 as int8_module
     from orchestrator.assets.hashing import cached_sha256
 
-    fp32 = tmp_path / "tiny.onnx"
-    fp32.write_bytes(b"pretend fp32 model")
-    cache = tmp_path / "cache"
-    directory = variant_dir(fp32, cache)
-    directory.mkdir(parents=True)
-    (directory / INT8_FILE).write_bytes(b"pretend int8 model")
+    fp32, cache, directory = _made_variant(tmp_path)
     ran: list[str] = []
 
     def fake_check(fp32: Path, model: Path, *, batch_size: int, **kw: object) -> AccuracyCheck:
@@ -205,13 +206,8 @@ def test_a_record_made_before_records_were_per_class_still_counts_for_its_class(
     still labels and gates on that class (no full-dev re-check), and never on VNNI/AMX."""
     from orchestrator.workflows.int8 import read_check
 
-    fp32 = tmp_path / "tiny.onnx"
-    fp32.write_bytes(b"pretend fp32 model")
-    cache = tmp_path / "cache"
-    directory = variant_dir(fp32, cache)
-    directory.mkdir(parents=True)
+    fp32, cache, directory = _made_variant(tmp_path)
     model = directory / INT8_FILE
-    model.write_bytes(b"pretend int8 model")
     old = _pair_sums_check(model)
     (directory / CHECK_FILE).write_text(json.dumps(asdict(old)))
     monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 fma")

@@ -9,13 +9,18 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import onnx
 import pytest
+from onnx import helper
 from typer.testing import CliRunner
 
 from orchestrator.api import run_benchmark
 from orchestrator.cli import app
 from orchestrator.config import RunConfig
+from orchestrator.paths import EMBEDDED_DIR
+from orchestrator.run_summary import format_result
 from orchestrator.runs import RunRecord
+from orchestrator.workflows.accuracy_label import UNCHECKED
 
 pytestmark = pytest.mark.slow
 
@@ -86,6 +91,7 @@ def test_model_path_is_recorded_as_custom(small_bert: Path, tmp_path: Path, sess
     )
     rec = result.record
     assert rec.model.name == "custom:small-bert.onnx" and rec.model_meta["reference_f1"] is None
+    assert rec.model_meta["precision"] == "fp32" and rec.accuracy_check is None  # read from the file itself
     # random weights answer nonsense, and the report says there is no reference to compare with
     assert result.accuracy.questions_scored == 8 and result.accuracy.passes_bert_99 is None
 
@@ -96,3 +102,29 @@ def test_importing_a_random_model_under_an_mlperf_name_is_refused(small_bert: Pa
     )
     assert res.exit_code != 0
     assert not list((tmp_path / "cache").rglob("*.onnx"))  # nothing half-imported
+
+
+def test_an_int8_file_by_path_is_labelled_unchecked(tmp_path: Path, session_cache: Path) -> None:
+    """An int8 ONNX file the catalogue does not know (here the embedded demo-int8 with one more metadata
+    entry, so its sha256 is new) is an int8 model: without a check beside it the run says so, and a
+    submission refuses it; it is not taken for full precision because no catalogue entry names it."""
+    model = onnx.load(str(EMBEDDED_DIR / "models" / "demo-minilm-l6-squad.int8.onnx"))
+    helper.set_model_props(model, {"note": "a copy"})
+    path = tmp_path / "mine.int8.onnx"
+    onnx.save(model, str(path))
+    result = run_benchmark(
+        RunConfig(
+            runner="local",
+            model_path=path,
+            mode="performance",
+            test_query_count=8,
+            output_dir=tmp_path / "runs",
+            cache_dir=session_cache,
+        ),
+        progress=False,
+        stream=False,
+    )
+    rec = RunRecord.load(result.run_dir)
+    assert rec.model.name == "custom:mine.int8.onnx" and rec.model_meta["precision"] == "int8"
+    assert rec.accuracy_check == UNCHECKED
+    assert "ACCURACY UNCHECKED: this int8 run" in format_result(result)

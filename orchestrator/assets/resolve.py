@@ -21,6 +21,7 @@ from orchestrator.assets.catalogue import (
     no_mirror_message,
 )
 from orchestrator.assets.hashing import cached_digests, mismatches
+from orchestrator.assets.onnx_precision import onnx_precision
 from orchestrator.assets.store import (
     Stamp,
     asset_dir,
@@ -165,13 +166,19 @@ def _model_from(
     asset: Asset | None, name: str, path: Path, sha256: str, source: Source, *, custom: bool, stamp: Stamp | None = None
 ) -> ResolvedModel:
     ref = asset.reference if asset is not None else None
+    form = asset.format if asset else (stamp.format if stamp else ("onnx" if path.suffix == ".onnx" else None))
+    precision = asset.precision if asset else (stamp.precision if stamp else None)
+    if precision is None and form == "onnx" and path.is_file():
+        # A file the catalogue does not describe says itself what it is: an int8 or fp16 file must be
+        # labelled and checked as one (workflows/accuracy_label.py), never taken for full precision.
+        precision = onnx_precision(path)
     return ResolvedModel(
         name=name,
         path=path,
         sha256=sha256,
         source=source,
-        format=asset.format if asset else (stamp.format if stamp else ("onnx" if path.suffix == ".onnx" else None)),
-        precision=asset.precision if asset else (stamp.precision if stamp else None),
+        format=form,
+        precision=precision,
         demo=asset.demo if asset else False,
         synthetic=asset.synthetic if asset else False,
         custom=custom,

@@ -151,15 +151,84 @@ def test_a_shorter_check_does_not_replace_a_longer_one(tmp_path: Path) -> None:
     assert check is not None and not check.passed and check.features == 10833
 
 
+def _int8_run(
+    tmp_path: Path,
+    target: str = "onnxruntime-cpu",
+    settings: dict[str, str] | None = None,
+    *,
+    reference_f1: float | None = None,
+    sha256: str = "ab" * 32,
+) -> RunRecord:
+    """A run of an int8 file (model_meta says int8) on a VNNI CPU at batch 8 (onnxruntime: the model as given)."""
+    record = make_record(
+        tmp_path,
+        target=target,
+        model_meta={"precision": "int8", "reference_f1": reference_f1},
+        engine_settings={"precision": "as given", "isa": "avx512_vnni avx512f avx2", "max_batch": "8"}
+        | (settings or {}),
+        model=FileRef(name="custom:model.int8.onnx", path=str(tmp_path / "model.int8.onnx"), sha256=sha256),
+    )
+    record.config = record.config.model_copy(update={"backend": target.rsplit("-", 1)[0], "engine_options": {}})
+    return record
+
+
+def _beside(tmp_path: Path, name: str = "accuracy_check.json", **fields: Any) -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps({"passed": True, "batch_size": 8, **fields}))
+    return path
+
+
 def test_int8_model_record_beside_the_model_still_counts(tmp_path: Path) -> None:
     model = tmp_path / "model.int8.onnx"
-    settings = {"precision": "as given", "isa": "avx512_vnni avx512f avx2"}
-    record = make_record(tmp_path, model_meta={"precision": "int8"}, engine_settings=settings)
+    record = _int8_run(tmp_path)
     assert accuracy_check_label(record, model) == UNCHECKED
-    (tmp_path / "accuracy_check.json").write_text(json.dumps({"passed": True}))
-    assert accuracy_check_label(record, model) == f"passed ({tmp_path / 'accuracy_check.json'})"
-    catalogue = make_record(tmp_path, model_meta={"precision": "int8", "reference_f1": 80.4}, engine_settings={})
+    beside = _beside(tmp_path)  # written before records named their target: onnxruntime-cpu's
+    assert accuracy_check_label(record, model) == f"passed ({beside})"
+    catalogue = _int8_run(tmp_path, reference_f1=80.4)
     assert accuracy_check_label(catalogue, tmp_path / "elsewhere" / "m.onnx") is None
+    # The catalogue's measurement (the model card's) was onnxruntime's: OpenVINO running the file is unmeasured.
+    elsewhere = _int8_run(tmp_path, "openvino-cpu", {"precision": "fp32"}, reference_f1=80.4)
+    assert accuracy_check_label(elsewhere, tmp_path / "elsewhere" / "m.onnx") == UNCHECKED
+
+
+def test_an_int8_files_check_holds_for_the_engine_that_ran_it(tmp_path: Path) -> None:
+    """onnxruntime's verdict on an int8 file says nothing of openvino running it (other kernels, bf16 for
+    the rest on AMX): an openvino run needs a check openvino made, at its precision and options."""
+    model = tmp_path / "model.int8.onnx"
+    _beside(tmp_path)
+    on_openvino = _int8_run(tmp_path, "openvino-cpu", {"precision": "fp32"})
+    assert accuracy_check_label(on_openvino, model) == UNCHECKED
+    own = _beside(
+        tmp_path, "accuracy_check.openvino-cpu.json", target="openvino-cpu", engine_precision="fp32", engine_options={}
+    )
+    assert accuracy_check_label(on_openvino, model) == f"passed ({own})"
+    at_bf16 = _int8_run(tmp_path, "openvino-cpu", {"precision": "bf16 (auto)"})
+    assert accuracy_check_label(at_bf16, model) == UNCHECKED  # its float rest ran in bf16, the check's in fp32
+    other_options = _int8_run(tmp_path, "openvino-cpu", {"precision": "fp32"})
+    other_options.config = other_options.config.model_copy(
+        update={"engine_options": {"pad_to": "32", "instances": "2", "cache_dir": "/c"}}
+    )
+    assert accuracy_check_label(other_options, model) == UNCHECKED
+    other_options.config = other_options.config.model_copy(  # where and how often: not numerics
+        update={"engine_options": {"instances": "2", "cache_dir": "/c"}}
+    )
+    assert accuracy_check_label(other_options, model) == f"passed ({own})"
+    assert "--int8 --backend openvino --model-path" in check_command(at_bf16)
+
+
+def test_a_dynamic_int8_check_holds_at_its_batch_size_and_a_static_one_at_any(tmp_path: Path) -> None:
+    model = tmp_path / "model.int8.onnx"
+    first = _beside(tmp_path, batch_size=32)
+    at_8 = _int8_run(tmp_path)
+    assert accuracy_check_label(at_8, model) == UNCHECKED  # dynamic scales per batch: 32's verdict is not 8's
+    assert check_command(at_8).endswith("--batch-sizes 8")
+    batch8 = _beside(tmp_path, "accuracy_check.batch8.json")
+    assert accuracy_check_label(at_8, model) == f"passed ({batch8})"
+    batch8.unlink()
+    _beside(tmp_path, batch_size=32, recipe="static-qdq")
+    assert accuracy_check_label(at_8, model) == f"passed ({first})"
+    _beside(tmp_path, batch_size=8, int8_sha256="cd" * 32)  # made for another file
+    assert accuracy_check_label(at_8, model) == UNCHECKED
 
 
 def _result(record: RunRecord, f1: float, run_dir: str, features: int = 200) -> Any:

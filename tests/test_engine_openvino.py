@@ -164,12 +164,15 @@ def test_accuracy_label(tmp_path: Path) -> None:
 
     assert label({"precision": "fp32"}, {"precision": "fp32"}) is None
     assert label({"precision": "bf16 (auto)"}, {"precision": "fp32"}) == UNCHECKED
-    assert label({}, {"precision": "int8", "reference_f1": 80.4}) is None  # catalogue-measured
+    # catalogue-measured, but in onnxruntime (the embedded demo-int8's model card): not OpenVINO's numbers
+    assert label({}, {"precision": "int8", "reference_f1": 80.4}) == UNCHECKED
     assert label({}, {"precision": "int8"}) == UNCHECKED  # e.g. a random-weight speed model
-    (tmp_path / "accuracy_check.json").write_text(json.dumps({"passed": True}))
+    (tmp_path / "accuracy_check.json").write_text(json.dumps({"passed": True}))  # onnxruntime-cpu's verdict
     vnni = {"isa": "avx512_vnni avx512f avx2"}  # the class of CPU a record without int8_kernels was made on
-    assert label(vnni, {"precision": "int8"}).startswith("passed")  # type: ignore[union-attr]
-    assert label({"isa": "avx2"}, {"precision": "int8"}) == UNCHECKED  # checked on another class of CPU
+    # An int8 file in OpenVINO needs OpenVINO's own check (tune --int8 --backend openvino; its record's cases:
+    # tests/test_accuracy_checks.py), whatever onnxruntime scored with it.
+    assert label(vnni, {"precision": "int8"}) == UNCHECKED
+    assert label({"isa": "avx2"}, {"precision": "int8"}) == UNCHECKED
 
 
 # ---- the real engine (its managed venv) ------------------------------------------------------------

@@ -14,7 +14,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
-from test_accuracy_checks import a_check, make_record
+from test_accuracy_checks import _int8_run, a_check, make_record
 from test_optimize_quantize import _check
 
 from orchestrator.harness.cpu import FAKE_FLAGS_ENV, INT8_DOT_PRODUCTS, INT8_PAIR_SUMS, INT8_UNKNOWN, int8_kernels
@@ -73,7 +73,7 @@ def test_ray_nodes_that_multiply_int8_differently_have_no_key(tmp_path: Path) ->
 
 
 def _beside(directory: Path, name: str = CHECK_FILE, **fields: object) -> None:
-    check = {"passed": True, **fields}
+    check = {"passed": True, "batch_size": 8, **fields}
     (directory / name).write_text(json.dumps(check))
 
 
@@ -81,12 +81,7 @@ def test_an_int8_models_check_beside_it_holds_for_its_class(tmp_path: Path) -> N
     model = tmp_path / "model.int8.onnx"
 
     def label(isa: str, reference_f1: float | None = None) -> str | None:
-        record = make_record(
-            tmp_path,
-            model_meta={"precision": "int8", "reference_f1": reference_f1},
-            engine_settings={"precision": "as given", "isa": isa},
-        )
-        return accuracy_check_label(record, model)
+        return accuracy_check_label(_int8_run(tmp_path, settings={"isa": isa}, reference_f1=reference_f1), model)
 
     pair_sums = check_file(INT8_PAIR_SUMS)
     assert pair_sums == "accuracy_check.int16-pair-sums.json" and check_file() == CHECK_FILE
@@ -177,15 +172,63 @@ def test_a_recorded_variant_check_is_reused_only_on_its_class_of_cpu(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """make_int8_variant runs a check again where the recorded one was made on another class of CPU."""
-    from orchestrator.workflows.int8 import _usable
+    from orchestrator.workflows.int8 import _usable, check_site
 
     model = tmp_path / "model.int8.onnx"
     model.write_bytes(b"pretend int8 model")
     check = _pair_sums_check(model)
     monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 fma")
-    assert _usable(check, model, check.features, check.batch_size)
+    assert _usable(check, model, check.features, check.batch_size, check_site())
     monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 avx512f avx512_vnni")
-    assert not _usable(check, model, check.features, check.batch_size)
+    assert not _usable(check, model, check.features, check.batch_size, check_site())
+
+
+def test_a_recorded_variant_check_is_reused_only_where_the_runs_would_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tune --int8 checks as its trials run: a record made by onnxruntime-cpu does not answer for openvino,
+    nor one made with other numerics options; instances and cache folders do not count."""
+    from orchestrator.config import RunConfig
+    from orchestrator.workflows.int8 import _usable, check_site
+
+    monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 fma")
+    model = tmp_path / "model.int8.onnx"
+    model.write_bytes(b"pretend int8 model")
+    check = _pair_sums_check(model)
+
+    def usable(**config: object) -> bool:
+        return _usable(check, model, check.features, check.batch_size, check_site(RunConfig(**config)))
+
+    assert usable(backend="onnxruntime") and usable(engine_options={"instances": "2", "optimized_cache_dir": "/c"})
+    assert not usable(backend="openvino") and not usable(engine_options={"optimize": "none"})
+    on_openvino = replace(check, target="openvino-cpu", engine_precision="fp32")
+    assert _usable(on_openvino, model, check.features, check.batch_size, check_site(RunConfig(backend="openvino")))
+    gpu = check_site(RunConfig(backend="onnxruntime", device="cuda"))
+    assert gpu.target == "onnxruntime-cuda" and gpu.int8_kernels == INT8_DOT_PRODUCTS  # the GPU's, on any host
+
+
+def test_the_check_site_of_a_ray_cluster_is_its_nodes_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A remote cluster's nodes run the engines: their class decides, and nodes of two classes are refused
+    before any check runs. Ray started here (local) or a `cluster up` cluster runs on this host."""
+    from orchestrator.config import RunConfig
+    from orchestrator.errors import ConfigError
+    from orchestrator.harness import ray_cluster
+    from orchestrator.workflows.int8 import check_site
+
+    monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 fma")
+    isas = [VNNI, AMX]
+
+    def nodes(*_: object, **__: object) -> list[object]:
+        return [type("Node", (), {"isa": isa})() for isa in isas]
+
+    monkeypatch.setattr(ray_cluster, "connect", lambda address: False)
+    monkeypatch.setattr(ray_cluster, "check_nodes", nodes)
+    remote = RunConfig(runner="ray", ray_address="10.0.0.5:6379")
+    assert check_site(remote).int8_kernels == INT8_DOT_PRODUCTS  # the nodes', not this AVX2 host's
+    assert check_site(RunConfig(runner="ray", ray_address="local")).int8_kernels == INT8_PAIR_SUMS
+    isas = [VNNI, AVX2]
+    with pytest.raises(ConfigError, match=r"^the Ray nodes at 10.0.0.5:6379 multiply int8 differently \("):
+        check_site(remote)
 
 
 def test_a_cpu_without_x86_flags_is_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -212,9 +255,10 @@ def test_a_record_made_before_records_were_per_class_still_counts_for_its_class(
     (directory / CHECK_FILE).write_text(json.dumps(asdict(old)))
     monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 fma")
     assert read_check(directory) == old and approved_int8(fp32, cache) == model
-    record = make_record(tmp_path, model_meta={"precision": "int8"}, engine_settings={"isa": AVX2})
+    ran = {"max_batch": str(old.batch_size)}
+    record = _int8_run(tmp_path, settings={"isa": AVX2, **ran}, sha256=old.int8_sha256)
     assert accuracy_check_label(record, model) == f"passed ({directory / CHECK_FILE})"
     monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 avx512f avx512_vnni")
     assert read_check(directory) is not None and approved_int8(fp32, cache) is None  # read, not believed
-    record = make_record(tmp_path, model_meta={"precision": "int8"}, engine_settings={"isa": VNNI})
+    record = _int8_run(tmp_path, settings={"isa": VNNI, **ran}, sha256=old.int8_sha256)
     assert accuracy_check_label(record, model) == UNCHECKED

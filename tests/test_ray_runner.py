@@ -27,6 +27,7 @@ import pytest
 from cli_support import invoke
 from harness_support import REPO, harness_env, make_spec, write_features
 from ray_faults import KILLED_FILE
+from test_tune import int8_check_runs
 
 from orchestrator.backends import get_target
 from orchestrator.config import RunConfig
@@ -380,3 +381,14 @@ def test_an_unreachable_head_is_one_sentence_at_once() -> None:
         ray_cluster.check_reachable("127.0.0.1:1")
     assert time.monotonic() - started < ray_cluster.REACH_TIMEOUT_S + 1
     ray_cluster.check_reachable("auto")  # left to Ray
+
+
+@pytest.mark.slow
+@needs_ray
+def test_real_int8_tune_on_ray_checks_on_ray(tmp_path: Path, shared_assets: Path) -> None:
+    """The trials run on Ray actors, so does the check (on a cluster, its nodes' CPUs decide the int8 numbers)."""
+    fp32 = shared_assets / "models" / "demo-minilm-l6-squad.fp32.onnx"
+    if not fp32.is_file():
+        pytest.skip(f"{fp32} is not present")
+    runs = int8_check_runs(tmp_path, fp32, "--runner", "ray", "--ray-address", "local", "--ray-actors", "1")
+    assert {r.runner for r in runs} == {"ray"} and all(r.nodes for r in runs)

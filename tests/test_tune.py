@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli_support import invoke
+from cli_support import CliResult, invoke
 
 from orchestrator.commands import tune_cmd
 from orchestrator.config import RunConfig, load_config_file, resolve_config
+from orchestrator.runs import RunRecord
 from orchestrator.workflows import tuning as tune_module
+from orchestrator.workflows.accuracy_label import UNCHECKED
 from orchestrator.workflows.tuning import (
     Trial,
     TuneRequest,
@@ -294,7 +296,15 @@ def test_real_int8_tune_refuses_an_int8_model_that_fails_its_check(tmp_path: Pat
     fp32 = shared_assets / "models" / "demo-minilm-l6-squad.fp32.onnx"
     if not fp32.is_file():
         pytest.skip(f"{fp32} is not present")
-    result = invoke(
+    result = int8_tune(tmp_path, fp32, "--batch-sizes", "1,2", "--runner", "local")
+    assert result.exit_code == 2, result.output
+    assert "the int8 model failed its accuracy check" in result.output and "at batch size 2:" in result.output
+    assert not list(tmp_path.glob("tune-*"))  # no sweep ran on a model that failed
+
+
+def int8_tune(tmp_path: Path, fp32: Path, *argv: str) -> CliResult:
+    """A real `tune --int8` of fp32 with its check on the first 48 features, 24-sample trials, and argv."""
+    return invoke(
         [
             "tune",
             "--int8",
@@ -302,12 +312,9 @@ def test_real_int8_tune_refuses_an_int8_model_that_fails_its_check(tmp_path: Pat
             str(fp32),
             "--int8-check-samples",
             "48",
-            "--batch-sizes",
-            "1,2",
             "--samples",
             "24",
-            "--runner",
-            "local",
+            *argv,
             "--no-plot",
             "--output-dir",
             str(tmp_path),
@@ -315,6 +322,33 @@ def test_real_int8_tune_refuses_an_int8_model_that_fails_its_check(tmp_path: Pat
             str(tmp_path / "cache"),
         ]
     )
-    assert result.exit_code == 2, result.output
-    assert "the int8 model failed its accuracy check" in result.output and "at batch size 2:" in result.output
-    assert not list(tmp_path.glob("tune-*"))  # no sweep ran on a model that failed
+
+
+def int8_check_runs(tmp_path: Path, fp32: Path, *argv: str) -> list[RunRecord]:
+    """tune --int8 at batch 2 with these runner/backend flags: the check's accuracy runs (it passes or fails
+    on so few questions; where it ran is the point)."""
+    result = int8_tune(tmp_path, fp32, "--batch-sizes", "2", *argv)
+    assert result.exit_code in (0, 2), result.output
+    runs = [RunRecord.load(p.parent) for p in sorted((tmp_path / "int8-check").glob("*/run.json"))]
+    assert runs, result.output
+    return runs
+
+
+@pytest.mark.slow
+def test_real_int8_tune_on_openvino_checks_on_openvino(
+    tmp_path: Path, shared_assets: Path, openvino_python: Path
+) -> None:
+    """The int8 file runs in OpenVINO with OpenVINO's kernels (and its float rest at OpenVINO's precision):
+    onnxruntime's verdict would vouch for numbers the trials never compute. The check runs there, and its
+    record beside the model names the target, so an onnxruntime run of the same file is not labelled by it."""
+    fp32 = shared_assets / "models" / "demo-minilm-l6-squad.fp32.onnx"
+    if not fp32.is_file():
+        pytest.skip(f"{fp32} is not present")
+    runs = int8_check_runs(tmp_path, fp32, "--backend", "openvino", "--runner", "local")
+    assert {r.target for r in runs} == {"openvino-cpu"}
+    int8_runs = [r for r in runs if r.model_meta.get("precision") == "int8"]
+    assert int8_runs and all(r.accuracy_check == UNCHECKED or r.accuracy_check.startswith("passed") for r in int8_runs)
+    records = list((tmp_path / "cache" / "quantized").glob("*/accuracy_check*.json"))
+    assert records and all(".openvino-cpu" in p.name for p in records)
+    check = json.loads(records[0].read_text())
+    assert check["target"] == "openvino-cpu" and check["engine_precision"] in ("fp32", "bf16")

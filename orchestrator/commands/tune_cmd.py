@@ -50,6 +50,7 @@ from orchestrator.workflows.tuning import (
     precision_check,
     precision_option,
     preflight_trials,
+    trial_config,
     tune,
 )
 
@@ -294,6 +295,7 @@ def _tune(
             samples=int8_check_samples,
             batch_size=first_batch,
             calibration=int8_checks.calibration_for(base, cache),  # --calibration: the static recipe is tried too
+            template=base,  # checked as the trials run: this backend, runner (a Ray cluster's nodes), options
         )
         assert variant.check is not None
         notes.append(variant.check.summary())
@@ -305,8 +307,24 @@ def _tune(
         base = resolve_config(replace(overrides, model_path=variant.path), config)
 
         def int8_holds(trial: Trial) -> str | None:
+            ran = trial_config(  # the trial's own settings: its swept engine options are part of the numerics
+                base,
+                batch_size=trial.batch_size,
+                threads=trial.threads,
+                instances=trial.instances,
+                samples=samples,
+                output_dir=check_dir,
+                precision=trial.precision,
+                options=trial.options,
+            )
             check = int8_checks.check_at_batch(
-                variant, fp32_path, trial.batch_size, cache_dir=cache, output_dir=check_dir, samples=int8_check_samples
+                variant,
+                fp32_path,
+                trial.batch_size,
+                cache_dir=cache,
+                output_dir=check_dir,
+                samples=int8_check_samples,
+                template=ran,
             )
             if check is not variant.check:
                 notes.append(check.summary())

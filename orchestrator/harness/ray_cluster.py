@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.errors import PreflightError
-from orchestrator.harness.cpu import Isa
+from orchestrator.harness.cpu import FAKE_FLAGS_ENV, Isa
 from orchestrator.harness.spec import RAY_LOCAL
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,7 @@ def check_nodes(packages: tuple[str, ...] = (), *, gpu: bool = False) -> list[No
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     wanted = tuple(dict.fromkeys(BASE_PACKAGES + packages))
+    fake_env = FAKE_FLAGS_ENV  # a plain str in the closure: the task must not need the orchestrator
 
     def report(modules: tuple[str, ...]) -> dict[str, Any]:
         # Defined here so Ray ships it by value: it must run even where the orchestrator is missing.
@@ -159,7 +160,13 @@ def check_nodes(packages: tuple[str, ...] = (), *, gpu: bool = False) -> list[No
             return None
 
         def vector_flags() -> list[str] | None:
-            # only the AMX/AVX family: the driver turns them into its Isa description
+            # only the AMX/AVX family: the driver turns them into its Isa description. A node's forced flags
+            # (cpu.FAKE_FLAGS_ENV, set where its workers start) win, as they do for its engines (cpu_flags).
+            import os
+
+            forced = os.environ.get(fake_env)
+            if forced is not None:
+                return [f for f in forced.replace(",", " ").split() if f.startswith(("amx", "avx"))]
             try:
                 with open("/proc/cpuinfo") as fh:
                     for line in fh:

@@ -19,7 +19,10 @@ directory and verdict:
                                              accuracy_check.int16-pair-sums.json   made on a CPU without VNNI/AMX
 
 A check holds for the class of CPU it ran on (harness/cpu.py int8_kernels), so each class keeps its own
-record (accuracy_label.check_file) and two classes sharing a cache never overwrite each other's verdict.
+record (accuracy_label.check_file) and two classes sharing a cache never overwrite each other's verdict. It
+also holds only for the engine that ran it: given a `template` (tune --int8 passes its trials' config) the
+accuracy runs are made as the trials run (backend, device, runner, Ray cluster, engine options), and a target
+other than onnxruntime-cpu keeps its own records (`accuracy_check.openvino-cpu.json`, ...).
 
 The key covers the fp32 file's sha256, the onnxruntime version and the quantization options (for a static
 recipe also the calibration features' sha256), so a new model, a new onnxruntime or another calibration set
@@ -36,19 +39,21 @@ import logging
 import os
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from orchestrator.assets import resolve_dataset, resolve_vocab
 from orchestrator.assets.hashing import cached_sha256
-from orchestrator.config import ExecutionMode, Mode, RunConfig, RunnerKind
-from orchestrator.errors import CHILD_ERROR_PREFIX, ModelError, RunError
+from orchestrator.backends import get_target
+from orchestrator.config import ExecutionMode, Mode, RunConfig, RunnerKind, Scenario
+from orchestrator.errors import CHILD_ERROR_PREFIX, ConfigError, ModelError, RunError
 from orchestrator.harness.cpu import INT8_DOT_PRODUCTS, INT8_UNKNOWN, detect_isa, int8_kernels
+from orchestrator.harness.spec import RAY_LOCAL
 from orchestrator.mlperf import DATASET_SIZE
 from orchestrator.paths import PACKAGE_DIR
-from orchestrator.workflows.accuracy_checks import BERT99_RATIO, run_int8_kernels
-from orchestrator.workflows.accuracy_label import check_file, check_path
+from orchestrator.workflows.accuracy_checks import BERT99_RATIO, ran_precision, run_int8_kernels
+from orchestrator.workflows.accuracy_label import DEFAULT_CHECK_TARGET, check_file, check_path, numerics_options
 from orchestrator.workflows.benchmark import run_benchmark
 from orchestrator.workflows.calibration import calibration_features
 
@@ -93,6 +98,13 @@ class AccuracyCheck:
     # int8 kernels differ (int16 pair sums) and the same model scores differently: a verdict holds for its class.
     # Records written before the field existed read as made with int8 dot products.
     int8_kernels: str = INT8_DOT_PRODUCTS
+    # The target whose engine ran both accuracy runs (its numerics: another engine runs the same int8 file
+    # differently), the precision that engine said it ran the int8 model at (None: as given; openvino: fp32 or
+    # bf16 for what int8 leaves in float) and the engine options that can change the numbers
+    # (accuracy_label.numerics_options). Records written before the fields existed were onnxruntime-cpu's.
+    target: str = DEFAULT_CHECK_TARGET
+    engine_precision: str | None = None
+    engine_options: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
@@ -154,10 +166,12 @@ def variant_dir(
     return cache_dir / "quantized" / f"{stem}-{key.hexdigest()[:20]}"
 
 
-def read_check(directory: Path, batch_size: int | None = None, *, kernels: str | None = None) -> AccuracyCheck | None:
-    """The variant's first check (`accuracy_check.json`), or its check at one batch size, made on a CPU of
-    the class `kernels` (this host's by default: its local accuracy runs are the ones that would count)."""
-    path = check_path(directory, kernels or host_int8_kernels(), batch_size)
+def read_check(
+    directory: Path, batch_size: int | None = None, *, kernels: str | None = None, target: str = DEFAULT_CHECK_TARGET
+) -> AccuracyCheck | None:
+    """The variant's first check (`accuracy_check.json`), or its check at one batch size, run by `target` on a
+    CPU of the class `kernels` (this host's by default: its local accuracy runs are the ones that would count)."""
+    path = check_path(directory, kernels or host_int8_kernels(), batch_size, target)
     try:
         return AccuracyCheck(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
@@ -166,7 +180,7 @@ def read_check(directory: Path, batch_size: int | None = None, *, kernels: str |
 
 def _write_check(directory: Path, check: AccuracyCheck, *batch_sizes: int | None) -> None:
     """The check as the record of its class of CPU: the first check (None) and/or at batch sizes."""
-    names = [check_file(check.int8_kernels, batch) for batch in batch_sizes]
+    names = [check_file(check.int8_kernels, batch, check.target) for batch in batch_sizes]
     for name in names:  # each through a temporary file: a reader never sees half a verdict
         tmp = directory / (name + ".tmp")
         tmp.write_text(json.dumps(asdict(check), indent=2) + "\n")
@@ -178,15 +192,65 @@ def host_int8_kernels() -> str:
     return int8_kernels(detect_isa().describe())
 
 
-def _usable(check: AccuracyCheck | None, int8: Path, features: int, batch_size: int | None) -> bool:
-    """A recorded check still answers the question: same int8 file, at least as many features, same batch, a
-    CPU that multiplies int8 the way this one does."""
+@dataclass(frozen=True)
+class CheckSite:
+    """Where and how a check's accuracy runs will run, known before they do: the target, the class of CPU
+    that multiplies int8 there, and the engine options that can change the numbers. A recorded check is
+    reused only for the same site; tune --int8 checks where its trials run (the template config)."""
+
+    target: str
+    int8_kernels: str
+    engine_options: dict[str, str] = field(default_factory=dict)
+
+
+def check_site(template: RunConfig | None = None) -> CheckSite:
+    """The site of accuracy runs made from template (None: onnxruntime-cpu on this host, the default check)."""
+    if template is None:
+        return CheckSite(DEFAULT_CHECK_TARGET, host_int8_kernels())
+    target = get_target(template.backend, template.device)
+    return CheckSite(target.key, _site_kernels(template, target.device), numerics_options(template.engine_options))
+
+
+def _site_kernels(config: RunConfig, device: str) -> str:
+    if device != "cpu":
+        return INT8_DOT_PRODUCTS  # the accelerator multiplies int8, the same way on every host
+    address = config.ray_address or RAY_LOCAL
+    if config.runner is RunnerKind.ray and config.cluster is None and address != RAY_LOCAL:
+        return ray_nodes_int8_kernels(address)  # a cluster's nodes run the engines, not this host
+    return host_int8_kernels()  # the local runner, a container on this host, or Ray started here
+
+
+def ray_nodes_int8_kernels(address: str) -> str:
+    """How the CPUs of the Ray cluster at address multiply int8 (their one class); refused in one sentence
+    where they differ, since one check cannot vouch for both kinds of numbers."""
+    from orchestrator.harness import ray_cluster
+
+    connected = ray_cluster.connect(address)
+    try:
+        nodes = ray_cluster.check_nodes()
+    finally:
+        if connected:
+            ray_cluster.disconnect()
+    kinds = {int8_kernels(node.isa) for node in nodes}
+    if len(kinds) > 1:
+        raise ConfigError(
+            f"the Ray nodes at {address} multiply int8 differently ({' and '.join(sorted(kinds))}), and one int8 "
+            "check covers one kind; run int8 on nodes of one kind (e.g. all with VNNI or AMX)"
+        )
+    return kinds.pop()
+
+
+def _usable(check: AccuracyCheck | None, int8: Path, features: int, batch_size: int | None, site: CheckSite) -> bool:
+    """A recorded check still answers the question: same int8 file, at least as many features, same batch,
+    made where these runs would run (target, class of CPU, engine options)."""
     return (
         check is not None
         and check.int8_sha256 == _sha256(int8)
         and check.features >= features
         and (batch_size is None or check.batch_size == batch_size)
-        and check.int8_kernels == host_int8_kernels()
+        and check.target == site.target
+        and check.int8_kernels == site.int8_kernels
+        and check.engine_options == site.engine_options
     )
 
 
@@ -277,8 +341,11 @@ def check_accuracy(
     threads: int | None = None,
     recipe: str = "all",
     fp32_result: Any = None,
+    template: RunConfig | None = None,
 ) -> AccuracyCheck:
-    """Real accuracy runs of both models on the same features; the bert-99 verdict."""
+    """Real accuracy runs of both models on the same features; the bert-99 verdict. `template`: the runs are
+    made as it would run (target, runner, Ray cluster or image, engine options), Offline at `batch_size`;
+    without it on onnxruntime-cpu with the local runner."""
 
     reports: dict[str, Any] = {}
     runs: dict[str, Any] = {}
@@ -288,16 +355,22 @@ def check_accuracy(
     for name, model in (("fp32", fp32), ("int8", int8)):
         if name in reports:
             continue
+        base = template.model_dump() if template is not None else {"runner": RunnerKind.local}
         config = RunConfig(
-            model_path=model,
-            mode=Mode.accuracy,
-            runner=RunnerKind.local,
-            batch_size=batch_size,
-            threads=threads,
-            execution_mode=ExecutionMode.valid if samples is None else ExecutionMode.test,
-            test_query_count=samples or 100,
-            output_dir=output_dir,
-            cache_dir=cache_dir,
+            **{
+                **base,
+                "model_path": model,
+                "mode": Mode.accuracy,
+                "scenario": Scenario.Offline,  # the planned batches; no target to meet
+                "target_qps": None,
+                "target_latency_ms": None,
+                "batch_size": batch_size,
+                "threads": threads if threads is not None else base.get("threads"),
+                "execution_mode": ExecutionMode.valid if samples is None else ExecutionMode.test,
+                "test_query_count": samples or 100,
+                "output_dir": output_dir,
+                "cache_dir": cache_dir,
+            }
         )
         log.info("accuracy check: %s model on %s features", name, "all" if samples is None else samples)
         result = run_benchmark(config, progress=False, stream=False)
@@ -306,6 +379,7 @@ def check_accuracy(
         reports[name], runs[name] = result.accuracy, result.run_dir
         records[name] = result.record
     fp, q = reports["fp32"], reports["int8"]
+    ran = records["int8"]
     if fp.questions_scored != q.questions_scored or fp.features_answered != q.features_answered:
         raise RunError("the fp32 and int8 accuracy runs did not answer the same questions; rerun the check")
     ratio = q.f1 / fp.f1 if fp.f1 > 0 else 0.0
@@ -326,7 +400,10 @@ def check_accuracy(
         int8_run=str(runs["int8"]),
         recipe=recipe,
         batch_size=batch_size,
-        int8_kernels=run_int8_kernels(records["int8"]) or INT8_UNKNOWN,
+        int8_kernels=run_int8_kernels(ran) or INT8_UNKNOWN,
+        target=ran.target,
+        engine_precision=ran_precision(ran.engine_settings),
+        engine_options=numerics_options(ran.config.engine_options),
     )
 
 
@@ -342,17 +419,20 @@ def make_int8_variant(
     recheck: bool = False,
     recipes: tuple[str, ...] | None = None,
     calibration: Path | None = None,
+    template: RunConfig | None = None,
 ) -> Int8Variant:
     """Quantize (once per recipe) and check (once, unless recheck) until a recipe passes; the first that
     passes, or the last tried when none does (check.passed tells). `calibration`: the train features' .npz
     (orchestrator/workflows/calibration.py) a static recipe is calibrated on; by default the recipes are
-    CALIBRATED_RECIPES with it, RECIPES (dynamic only) without."""
+    CALIBRATED_RECIPES with it, RECIPES (dynamic only) without. `template`: the checks run as it would run
+    (check_accuracy), and a recorded check counts only if it was made the same way (check_site)."""
     if recipes is None:
         recipes = CALIBRATED_RECIPES if calibration is not None else RECIPES
     model_path = Path(model_path).resolve()
     if not model_path.is_file():
         raise ModelError(f"the fp32 model {model_path} does not exist; pass an existing ONNX file with --model-path")
     wanted = samples if samples is not None else DATASET_SIZE
+    site = check_site(template)
     fp32_result: tuple[Any, Any] | None = None
     variant: Int8Variant | None = None
     for recipe in recipes:
@@ -375,8 +455,8 @@ def make_int8_variant(
                     if made_dir.is_dir() and not any(made_dir.iterdir()):
                         made_dir.rmdir()
                 raise
-        check = None if recheck else read_check(directory)
-        if not _usable(check, path, wanted, batch_size):
+        check = None if recheck else read_check(directory, kernels=site.int8_kernels, target=site.target)
+        if not _usable(check, path, wanted, batch_size, site):
             check = None  # made for another file, on fewer features or at another batch size: run it again
         if check is None:
             check = check_accuracy(
@@ -389,6 +469,7 @@ def make_int8_variant(
                 threads=threads,
                 recipe=recipe,
                 fp32_result=fp32_result,
+                template=template,
             )
             _write_check(directory, check, None, batch_size)
             fp32_result = _fp32_side(check)
@@ -409,6 +490,7 @@ def check_at_batch(
     output_dir: Path,
     samples: int | None = None,
     threads: int | None = None,
+    template: RunConfig | None = None,
 ) -> AccuracyCheck:
     """The variant's bert-99 verdict at another batch size than its first check's: the int8 model runs the
     same features again at that batch size (recorded beside the first check and reused while it holds). The
@@ -416,12 +498,13 @@ def check_at_batch(
     first = variant.check
     if first is None:
         raise RunError(f"{variant.path} has no accuracy check to compare against; run make_int8_variant first")
-    if batch_size == first.batch_size:
+    site = check_site(template)
+    wanted = samples if samples is not None else DATASET_SIZE
+    if _usable(first, variant.path, wanted, batch_size, site):
         return first
     directory = variant.path.parent
-    wanted = samples if samples is not None else DATASET_SIZE
-    check = read_check(directory, batch_size)
-    if not _usable(check, variant.path, wanted, batch_size):
+    check = read_check(directory, batch_size, kernels=site.int8_kernels, target=site.target)
+    if not _usable(check, variant.path, wanted, batch_size, site):
         check = check_accuracy(
             Path(model_path).resolve(),
             variant.path,
@@ -432,6 +515,7 @@ def check_at_batch(
             threads=threads,
             recipe=first.recipe,
             fp32_result=_fp32_side(first),
+            template=template,
         )
         _write_check(directory, check, batch_size)
     assert check is not None

@@ -7,7 +7,7 @@ from typing import Any
 
 from orchestrator.accuracy import format_report
 from orchestrator.mlperf import Scenario
-from orchestrator.workflows.accuracy_label import UNCHECKED, check_command, engine_precision
+from orchestrator.workflows.accuracy_label import UNCHECKED, check_advice, unchecked_precision
 from orchestrator.workflows.benchmark import RunResult
 
 TEST_MODE_LABEL = "TEST MODE: a short run, not a valid MLPerf result"
@@ -71,8 +71,8 @@ def format_result(result: RunResult) -> str:
         lines.append("  accuracy: " + format_report(result.accuracy).replace("\n", "\n    "))
     if rec.accuracy_check == UNCHECKED:
         lines.append(
-            f"  {UNCHECKED.upper()}: this {engine_precision(rec.engine_settings) or rec.model_meta.get('precision')} "
-            f"run has no passing accuracy check; not for a submission (check it: {check_command(rec)})"
+            f"  {UNCHECKED.upper()}: this {unchecked_precision(rec)} run has no passing accuracy check; not for a "
+            f"submission ({check_advice(rec)})"
         )
     elif rec.accuracy_check:
         lines.append(f"  accuracy check: {rec.accuracy_check}")

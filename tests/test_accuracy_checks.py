@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from orchestrator.commands.tune_cmd import check_samples
+from orchestrator.config import RunConfig
 from orchestrator.errors import ConfigError, SubmissionError
 from orchestrator.run_summary import format_result
 from orchestrator.runs import FileRef, RunRecord
@@ -26,7 +27,13 @@ from orchestrator.workflows.accuracy_checks import (
     read_check,
     write_check,
 )
-from orchestrator.workflows.accuracy_label import UNCHECKED, accuracy_check_label, check_command
+from orchestrator.workflows.accuracy_label import (
+    UNCHECKED,
+    accuracy_check_label,
+    check_advice,
+    check_command,
+    unchecked_precision,
+)
 from orchestrator.workflows.benchmark import RunResult
 from orchestrator.workflows.tuning import record_check
 
@@ -174,7 +181,7 @@ def _int8_run(
 
 def _beside(tmp_path: Path, name: str = "accuracy_check.json", **fields: Any) -> Path:
     path = tmp_path / name
-    path.write_text(json.dumps({"passed": True, "batch_size": 8, **fields}))
+    path.write_text(json.dumps({"passed": True, "batch_size": 8, "int8_sha256": "ab" * 32, **fields}))
     return path
 
 
@@ -328,3 +335,58 @@ def test_fp16_on_onnxruntime_cuda_needs_its_own_passing_record(tmp_path: Path) -
         versions={"onnxruntime": "1.32.0"},
     )
     assert accuracy_check_label(newer, Path(newer.model.path)) == UNCHECKED  # another onnxruntime: check again
+
+
+def test_a_check_of_the_same_bytes_in_the_cache_labels_the_run(tmp_path: Path) -> None:
+    """tune --int8 checks the file it makes in the cache; a run of another copy of the same bytes (the
+    embedded demo-int8 is the `all` recipe of its fp32 parent, byte for byte) is labelled by that record."""
+    model = tmp_path / "elsewhere" / "model.int8.onnx"
+    run = _int8_run(tmp_path, "openvino-cpu", {"precision": "fp32"}, reference_f1=80.4)
+    assert accuracy_check_label(run, model) == UNCHECKED
+    variant = tmp_path / "cache" / "quantized" / "model-0123"
+    variant.mkdir(parents=True)
+    record = _beside(variant, "accuracy_check.openvino-cpu.json", target="openvino-cpu", engine_precision="fp32")
+    assert accuracy_check_label(run, model) == f"passed ({record})"
+    _beside(variant, "accuracy_check.openvino-cpu.json", target="openvino-cpu", int8_sha256="cd" * 32)
+    assert accuracy_check_label(run, model) == UNCHECKED  # another file's verdict
+
+
+def test_the_advice_for_an_unchecked_model_file_names_what_it_is(tmp_path: Path) -> None:
+    int8 = _int8_run(tmp_path, "openvino-cpu", {"precision": "fp32"})
+    assert unchecked_precision(int8) == "int8"  # the file's, not the engine's fp32
+    assert check_advice(int8) == f"check it with `{check_command(int8)}`"
+    on_ray = _int8_run(tmp_path)
+    on_ray.runner = "ray"
+    on_ray.config = on_ray.config.model_copy(update={"ray_address": "10.0.0.5:6379"})
+    assert "--runner ray --ray-address 10.0.0.5:6379 --model-path" in check_command(on_ray)  # where it ran
+    fp16 = _int8_run(tmp_path)
+    fp16.model_meta = {"precision": "fp16"}
+    assert unchecked_precision(fp16) == "fp16"
+    assert check_advice(fp16).startswith("no command checks a model file stored in fp16;")
+    text = format_result(RunResult(tmp_path, fp16.model_copy(update={"accuracy_check": UNCHECKED})))
+    assert "ACCURACY UNCHECKED: this fp16 run has no passing accuracy check; not for a submission (no command" in text
+
+
+def test_the_fp32_side_of_an_int8_check_runs_at_fp32(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An engine left at `auto` runs the fp32 model in bf16 on a bf16 CPU (openvino), or fp16 (TensorRT): the
+    bert-99 ratio is against fp32's F1, so that run is asked for fp32; the int8 run keeps the trials' options."""
+    import orchestrator.workflows.int8 as int8_module
+
+    seen: list[RunConfig] = []
+
+    def fake_run(config: RunConfig, **_: object) -> Any:
+        seen.append(config)
+        record = _int8_run(tmp_path, "openvino-cpu", {"precision": "fp32"})
+        report = SimpleNamespace(f1=80.0, exact_match=70.0, questions_scored=48, features_answered=50)
+        return SimpleNamespace(accuracy=report, run_dir=tmp_path / str(len(seen)), record=record)
+
+    monkeypatch.setattr(int8_module, "run_benchmark", fake_run)
+    model = tmp_path / "model.int8.onnx"
+    model.write_bytes(b"int8")
+    template = RunConfig(backend="openvino", engine_options={"pad_to": "32"}, scenario="Server", target_qps=5)
+    check = int8_module.check_accuracy(
+        tmp_path / "fp32.onnx", model, samples=50, output_dir=tmp_path, cache_dir=tmp_path, template=template
+    )
+    assert [c.engine_options for c in seen] == [{"pad_to": "32", "precision": "fp32"}, {"pad_to": "32"}]
+    assert all(c.backend == "openvino" and c.scenario.value == "Offline" and c.mode.value == "accuracy" for c in seen)
+    assert check.target == "openvino-cpu" and check.engine_precision == "fp32" and check.passed

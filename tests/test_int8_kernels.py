@@ -73,7 +73,7 @@ def test_ray_nodes_that_multiply_int8_differently_have_no_key(tmp_path: Path) ->
 
 
 def _beside(directory: Path, name: str = CHECK_FILE, **fields: object) -> None:
-    check = {"passed": True, "batch_size": 8, **fields}
+    check = {"passed": True, "batch_size": 8, "int8_sha256": "ab" * 32, **fields}  # _int8_run's file
     (directory / name).write_text(json.dumps(check))
 
 
@@ -201,8 +201,14 @@ def test_a_recorded_variant_check_is_reused_only_where_the_runs_would_run(
 
     assert usable(backend="onnxruntime") and usable(engine_options={"instances": "2", "optimized_cache_dir": "/c"})
     assert not usable(backend="openvino") and not usable(engine_options={"optimize": "none"})
-    on_openvino = replace(check, target="openvino-cpu", engine_precision="fp32")
-    assert _usable(on_openvino, model, check.features, check.batch_size, check_site(RunConfig(backend="openvino")))
+    assert not usable(sut="reference")  # the reference SUT runs the graph unfused
+    on_openvino = replace(check, target="openvino-cpu", engine_precision="fp32", cpu_bf16=False)
+    openvino = check_site(RunConfig(backend="openvino"))
+    assert _usable(on_openvino, model, check.features, check.batch_size, openvino)
+    # Made where openvino's `auto` ran bf16 (AMX): the same int8 class elsewhere is no reason to reuse it here.
+    on_amx = replace(on_openvino, int8_kernels=INT8_DOT_PRODUCTS, engine_precision="bf16", cpu_bf16=True)
+    monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 avx512f avx512_vnni")  # VNNI, no bf16: the same int8 class as AMX
+    assert not _usable(on_amx, model, check.features, check.batch_size, check_site(RunConfig(backend="openvino")))
     gpu = check_site(RunConfig(backend="onnxruntime", device="cuda"))
     assert gpu.target == "onnxruntime-cuda" and gpu.int8_kernels == INT8_DOT_PRODUCTS  # the GPU's, on any host
 
@@ -213,10 +219,11 @@ def test_the_check_site_of_a_ray_cluster_is_its_nodes_class(monkeypatch: pytest.
     from orchestrator.config import RunConfig
     from orchestrator.errors import ConfigError
     from orchestrator.harness import ray_cluster
-    from orchestrator.workflows.int8 import check_site
+    from orchestrator.workflows.int8 import check_site, ray_nodes_cpu
 
     monkeypatch.setenv(FAKE_FLAGS_ENV, "avx2 fma")
     isas = [VNNI, AMX]
+    ray_nodes_cpu.cache_clear()  # one probe per cluster and process
 
     def nodes(*_: object, **__: object) -> list[object]:
         return [type("Node", (), {"isa": isa})() for isa in isas]
@@ -226,9 +233,12 @@ def test_the_check_site_of_a_ray_cluster_is_its_nodes_class(monkeypatch: pytest.
     remote = RunConfig(runner="ray", ray_address="10.0.0.5:6379")
     assert check_site(remote).int8_kernels == INT8_DOT_PRODUCTS  # the nodes', not this AVX2 host's
     assert check_site(RunConfig(runner="ray", ray_address="local")).int8_kernels == INT8_PAIR_SUMS
+    assert check_site(remote.model_copy(update={"backend": "openvino"})).cpu_bf16 is True  # both nodes have it
     isas = [VNNI, AVX2]
+    ray_nodes_cpu.cache_clear()
     with pytest.raises(ConfigError, match=r"^the Ray nodes at 10.0.0.5:6379 multiply int8 differently \("):
         check_site(remote)
+    ray_nodes_cpu.cache_clear()
 
 
 def test_a_cpu_without_x86_flags_is_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

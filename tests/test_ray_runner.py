@@ -392,3 +392,21 @@ def test_real_int8_tune_on_ray_checks_on_ray(tmp_path: Path, shared_assets: Path
         pytest.skip(f"{fp32} is not present")
     runs = int8_check_runs(tmp_path, fp32, "--runner", "ray", "--ray-address", "local", "--ray-actors", "1")
     assert {r.runner for r in runs} == {"ray"} and all(r.nodes for r in runs)
+
+
+@pytest.mark.slow
+@needs_ray
+def test_the_node_probe_reads_the_flags_a_node_is_forced_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node's forced CPU flags (MLPERF_BERT_CPU_FLAGS where its workers start) are what its probe reports, as
+    its engines see them: tune --int8 decides a cluster's class of CPU from the probe (workflows/int8.py)."""
+    import ray
+
+    forced = "avx2 avx512f avx512_vnni amx_int8 amx_bf16 avx512_bf16 fma"
+    monkeypatch.setenv(FAKE_FLAGS_ENV, forced)  # the workers of the Ray this test starts inherit it
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        nodes = ray_cluster.check_nodes()
+    finally:
+        ray.shutdown()
+    assert [n.isa for n in nodes] == [detect_isa().describe()]  # detect_isa reads the same variable
+    assert "amx_int8" in (nodes[0].isa or "") and "fma" not in (nodes[0].isa or "")  # only the AMX/AVX family

@@ -339,13 +339,15 @@ def test_real_int8_tune_on_openvino_checks_on_openvino(
     tmp_path: Path, shared_assets: Path, openvino_python: Path
 ) -> None:
     """The int8 file runs in OpenVINO with OpenVINO's kernels (and its float rest at OpenVINO's precision):
-    onnxruntime's verdict would vouch for numbers the trials never compute. The check runs there, and its
-    record beside the model names the target, so an onnxruntime run of the same file is not labelled by it."""
+    onnxruntime's verdict would vouch for numbers the trials never compute. The check runs there, its fp32
+    side at fp32 (not `auto`, bf16 on a bf16 CPU), and its record beside the model names the target."""
     fp32 = shared_assets / "models" / "demo-minilm-l6-squad.fp32.onnx"
     if not fp32.is_file():
         pytest.skip(f"{fp32} is not present")
     runs = int8_check_runs(tmp_path, fp32, "--backend", "openvino", "--runner", "local")
     assert {r.target for r in runs} == {"openvino-cpu"}
+    fp32_runs = [r for r in runs if r.model_meta.get("precision") == "fp32"]
+    assert fp32_runs and all(r.engine_settings["precision"] == "fp32" for r in fp32_runs)
     int8_runs = [r for r in runs if r.model_meta.get("precision") == "int8"]
     assert int8_runs and all(r.accuracy_check == UNCHECKED or r.accuracy_check.startswith("passed") for r in int8_runs)
     records = list((tmp_path / "cache" / "quantized").glob("*/accuracy_check*.json"))

@@ -19,32 +19,42 @@ import mmap
 from collections.abc import Iterator
 from pathlib import Path
 
-# Operators that only a quantized (int8/uint8) model has: onnxruntime's dynamic and static (QDQ, QOperator)
-# quantization, and its contrib ops for quantized transformers.
+# Operators that only a quantized (integer) model has: onnxruntime's dynamic and static (QDQ, QOperator)
+# quantization, its contrib ops for quantized transformers, and block-quantized (4-bit) weights. Matched by
+# name rule as well (QUANTIZED_PREFIXES, QUANTIZED_WORDS), so the next such operator is not taken for fp32.
 QUANTIZED_OPS = frozenset(
     {
         "DynamicQuantizeLinear",
         "QuantizeLinear",
         "DequantizeLinear",
         "MatMulInteger",
+        "MatMulInteger16",
         "ConvInteger",
-        "QLinearMatMul",
-        "QLinearConv",
         "DynamicQuantizeMatMul",
         "MatMulIntegerToFloat",
+        "MatMulNBits",
+        "MatMulBnb4",
+        "GatherBlockQuantized",
         "QGemm",
         "QAttention",
         "QEmbedLayerNormalization",
         "DynamicQuantizeLSTM",
-        "QOrderedMatMul",
-        "QOrderedAttention",
     }
 )
+QUANTIZED_PREFIXES = ("QLinear", "QOrdered")  # QLinearMatMul, QLinearAdd, ..., QOrderedAttention, ...
+QUANTIZED_WORDS = ("Quantize", "Integer", "NBits", "Bnb4")  # QuantizeWithOrder, DequantizeWithOrder, ...
+# Integer and 8-bit float element types that weights of a quantized model are stored in (onnx.TensorProto:
+# UINT8, INT8, FLOAT8E4M3FN ... FLOAT8E5M2FNUZ, UINT4, INT4); int32/int64 initializers are shapes and indices.
+_QUANTIZED_TYPES = frozenset({2, 3, 17, 18, 19, 20, 21, 22})
 _FLOAT32, _FLOAT16, _BFLOAT16 = 1, 10, 16  # onnx.TensorProto.DataType
-
 # Wire types (protobuf encoding): varint, 64-bit, length-delimited, 32-bit.
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
-_MODEL_GRAPH, _GRAPH_NODE, _GRAPH_INITIALIZER, _NODE_OP_TYPE, _TENSOR_DATA_TYPE = 7, 1, 5, 4, 2
+_MODEL_GRAPH, _MODEL_FUNCTIONS = 7, 25  # ModelProto
+_GRAPH_NODE, _GRAPH_INITIALIZER = 1, 5  # GraphProto
+_NODE_OP_TYPE, _NODE_ATTRIBUTE = 4, 5  # NodeProto
+_ATTRIBUTE_TENSOR, _ATTRIBUTE_GRAPH, _ATTRIBUTE_TENSORS, _ATTRIBUTE_GRAPHS = 5, 6, 10, 11  # AttributeProto
+_FUNCTION_NODE = 7  # FunctionProto
+_TENSOR_DATA_TYPE = 2  # TensorProto
 
 
 class UnreadableOnnx(ValueError):
@@ -91,33 +101,73 @@ def _fields(buf: memoryview, start: int, end: int) -> Iterator[tuple[int, int, i
 
 
 def scan(path: Path) -> tuple[set[str], dict[int, int]]:
-    """The operator types of the main graph's nodes, and how many initializers each element type has."""
+    """The operator types of every node (the main graph's, its subgraphs' (If, Loop, Scan) and the model's
+    local functions'), and how many weight tensors (initializers, Constant values) each element type has."""
     ops: set[str] = set()
     dtypes: dict[int, int] = {}
     with open(path, "rb") as f:
         if Path(path).stat().st_size == 0:
             raise UnreadableOnnx("empty file")
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            if hasattr(mapped, "madvise"):  # read-ahead would page in the weights we step over (1.1 s cold)
+                mapped.madvise(mmap.MADV_RANDOM)
             buf = memoryview(mapped)
             try:
-                for number, wire, start, stop in _fields(buf, 0, len(buf)):
-                    if number != _MODEL_GRAPH or wire != _LEN:
-                        continue
-                    for g_number, g_wire, g_start, g_stop in _fields(buf, start, stop):
-                        if g_wire != _LEN:
-                            continue
-                        if g_number == _GRAPH_NODE:
-                            for n_number, n_wire, n_start, n_stop in _fields(buf, g_start, g_stop):
-                                if n_number == _NODE_OP_TYPE and n_wire == _LEN:
-                                    ops.add(bytes(buf[n_start:n_stop]).decode("utf-8", "replace"))
-                        elif g_number == _GRAPH_INITIALIZER:
-                            for t_number, t_wire, t_value, _ in _fields(buf, g_start, g_stop):
-                                if t_number == _TENSOR_DATA_TYPE and t_wire == _VARINT:
-                                    dtypes[t_value] = dtypes.get(t_value, 0) + 1
-                                    break
+                _walk_model(buf, ops, dtypes)
             finally:
                 buf.release()
     return ops, dtypes
+
+
+def _walk_model(buf: memoryview, ops: set[str], dtypes: dict[int, int]) -> None:
+    for number, wire, start, stop in _fields(buf, 0, len(buf)):
+        if wire != _LEN:
+            continue
+        if number == _MODEL_GRAPH:
+            _walk_graph(buf, start, stop, ops, dtypes)
+        elif number == _MODEL_FUNCTIONS:
+            for f_number, f_wire, f_start, f_stop in _fields(buf, start, stop):
+                if f_number == _FUNCTION_NODE and f_wire == _LEN:
+                    _walk_node(buf, f_start, f_stop, ops, dtypes)
+
+
+def _walk_graph(buf: memoryview, start: int, stop: int, ops: set[str], dtypes: dict[int, int]) -> None:
+    for number, wire, g_start, g_stop in _fields(buf, start, stop):
+        if wire != _LEN:
+            continue
+        if number == _GRAPH_NODE:
+            _walk_node(buf, g_start, g_stop, ops, dtypes)
+        elif number == _GRAPH_INITIALIZER:
+            _count_tensor(buf, g_start, g_stop, dtypes)
+
+
+def _walk_node(buf: memoryview, start: int, stop: int, ops: set[str], dtypes: dict[int, int]) -> None:
+    for number, wire, n_start, n_stop in _fields(buf, start, stop):
+        if wire != _LEN:
+            continue
+        if number == _NODE_OP_TYPE:
+            ops.add(bytes(buf[n_start:n_stop]).decode("utf-8", "replace"))
+        elif number == _NODE_ATTRIBUTE:  # a Constant's value, an If/Loop/Scan body
+            for a_number, a_wire, a_start, a_stop in _fields(buf, n_start, n_stop):
+                if a_wire != _LEN:
+                    continue
+                if a_number in (_ATTRIBUTE_TENSOR, _ATTRIBUTE_TENSORS):
+                    _count_tensor(buf, a_start, a_stop, dtypes)
+                elif a_number in (_ATTRIBUTE_GRAPH, _ATTRIBUTE_GRAPHS):
+                    _walk_graph(buf, a_start, a_stop, ops, dtypes)
+
+
+def _count_tensor(buf: memoryview, start: int, stop: int, dtypes: dict[int, int]) -> None:
+    for number, wire, value, _ in _fields(buf, start, stop):
+        if number == _TENSOR_DATA_TYPE and wire == _VARINT:
+            dtypes[value] = dtypes.get(value, 0) + 1
+            return
+
+
+def quantized(op_type: str) -> bool:
+    return (
+        op_type in QUANTIZED_OPS or op_type.startswith(QUANTIZED_PREFIXES) or any(w in op_type for w in QUANTIZED_WORDS)
+    )
 
 
 def onnx_precision(path: Path) -> str | None:
@@ -129,8 +179,8 @@ def onnx_precision(path: Path) -> str | None:
         return None
     if not ops and not dtypes:
         return None
-    if ops & QUANTIZED_OPS:
-        return "int8"
+    if any(quantized(op) for op in ops) or any(dtypes.get(t, 0) for t in _QUANTIZED_TYPES):
+        return "int8"  # integer-quantized: int8, or fewer bits (MatMulNBits); a reduced precision either way
     halves = {"fp16": dtypes.get(_FLOAT16, 0), "bf16": dtypes.get(_BFLOAT16, 0)}
     half = max(halves, key=lambda name: halves[name])
     if halves[half] > dtypes.get(_FLOAT32, 0):

@@ -34,7 +34,7 @@ from orchestrator.submission.rules import (
 )
 from orchestrator.submission.source import collect_source, write_source
 from orchestrator.submission.system import Overrides, System, check_overrides, describe_system, slug
-from orchestrator.workflows.accuracy_label import UNCHECKED, check_command, engine_precision
+from orchestrator.workflows.accuracy_label import UNCHECKED, check_advice, unchecked_precision
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +138,8 @@ def load_runs(run_dirs: list[Path]) -> list[Run]:
             )
         if record.accuracy_check == UNCHECKED:
             raise SubmissionError(
-                f"run {d} ran {engine_precision(record.engine_settings) or 'a reduced precision'} with no passing "
-                f"accuracy check; check it with `{check_command(record)}` and rerun it, or submit an fp32 run"
+                f"run {d} ran {unchecked_precision(record)} with no passing accuracy check; {check_advice(record)} "
+                "and rerun it, or submit an fp32 run"
             )
         runs.append(Run(dir=path, record=record))
     return sorted(runs, key=lambda r: r.name)

@@ -21,12 +21,14 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from orchestrator.config import SutKind
 from orchestrator.harness.cpu import INT8_DOT_PRODUCTS, INT8_UNKNOWN
 from orchestrator.runs import RunRecord
 from orchestrator.workflows.accuracy_checks import (
     CALIBRATION_OPTION,
     CHECK_SAMPLES_FLAG,
     REDUCED,
+    cache_dir_of,
     find_check,
     run_int8_kernels,
 )
@@ -40,6 +42,7 @@ DEFAULT_CHECK_TARGET = "onnxruntime-cpu"
 # the calibration features' option is made from --calibration.
 _NOT_NUMERICS = ("precision", "instances", CALIBRATION_OPTION)
 UNCHECKED = "accuracy unchecked"
+QUANTIZED_DIR = "quantized"  # <cache>/quantized/<variant>/: the int8 files tune --int8 makes (workflows/int8.py)
 
 
 def check_file(
@@ -87,9 +90,9 @@ def model_is_reduced(record: RunRecord) -> bool:
 
 
 def covers(check: dict[str, Any], record: RunRecord) -> bool:
-    """A passing check record beside an int8 model vouches for this run of it: the same file, run by the same
-    target with the engine at the same precision and options, on a CPU that multiplies int8 the same way, at
-    the same batch size (dynamic quantization picks its scales per batch; a static recipe fixed them at
+    """A passing check record of an int8 model vouches for this run of it: the same file, run by the same
+    target and SUT with the engine at the same precision and options, on a CPU that multiplies int8 the same
+    way, at the same batch size (dynamic quantization picks its scales per batch; a static recipe fixed them at
     calibration, int8.STATIC_RECIPES, so its verdict holds at any batch)."""
     kernels = run_int8_kernels(record)
     batch = record.batch_size_ran
@@ -97,8 +100,9 @@ def covers(check: dict[str, Any], record: RunRecord) -> bool:
     return (
         check.get("passed") is True
         and kernels is not None
-        and check.get("int8_sha256") in (None, record.model.sha256)
+        and check.get("int8_sha256") == record.model.sha256
         and check.get("target", DEFAULT_CHECK_TARGET) == record.target
+        and check.get("sut", SutKind.optimized.value) == record.config.sut.value
         and check.get("int8_kernels", INT8_DOT_PRODUCTS) == kernels
         and check.get("engine_precision") == engine_precision(record.engine_settings)
         and check.get("engine_options", {}) == numerics_options(record.config.engine_options)
@@ -117,19 +121,22 @@ def accuracy_check_label(record: RunRecord, model_path: Path) -> str | None:
         return UNCHECKED
     if not reduced_model:
         return None
-    # An int8 model: the record beside it of this run's target and class of CPU (Ray nodes of mixed classes,
-    # None, have none), its first check or the one at this run's batch size.
+    # An int8 model: the record of this run's target and class of CPU (Ray nodes of mixed classes, None, have
+    # none), its first check or the one at this run's batch size, beside the file or beside the copy of the
+    # same bytes that tune --int8 made and checked in the cache (e.g. the embedded demo-int8 is byte for byte
+    # the `all` recipe of its fp32 parent).
     kernels = run_int8_kernels(record) or INT8_UNKNOWN
     directory = model_path.parent
     batches = [None] + ([record.batch_size_ran] if record.batch_size_ran else [])
-    for batch in batches:
-        path = check_path(directory, kernels, batch, record.target)
-        try:
-            check = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(check, dict) and covers(check, record):
-            return f"passed ({path})"
+    for folder in _record_folders(record, directory):
+        for batch in batches:
+            path = check_path(folder, kernels, batch, record.target)
+            try:
+                check = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(check, dict) and covers(check, record):
+                return f"passed ({path})"
     if any(directory.glob("accuracy_check*.json")):
         return UNCHECKED  # checked, but not passed, or not for this target, CPU, batch or options
     if record.model_meta.get("reference_f1") is not None and record.target == DEFAULT_CHECK_TARGET:
@@ -139,26 +146,70 @@ def accuracy_check_label(record: RunRecord, model_path: Path) -> str | None:
     return UNCHECKED
 
 
+def _record_folders(record: RunRecord, directory: Path) -> list[Path]:
+    """Where check records of the run's model may be: beside it, then in each int8 variant tune made in the
+    run's cache (covers() takes a record only for the very file, by its sha256)."""
+    quantized = cache_dir_of(record) / QUANTIZED_DIR
+    try:
+        made = sorted(d for d in quantized.iterdir() if d.is_dir() and d != directory)
+    except OSError:
+        made = []
+    return [directory, *made]
+
+
+def unchecked_precision(record: RunRecord) -> str:
+    """What an unchecked run ran that needs a check: its model's own precision (an int8 file), else the one its
+    engine made."""
+    if model_is_reduced(record):
+        return str(record.model_meta.get("precision")).lower()
+    return engine_precision(record.engine_settings) or "a reduced precision"
+
+
+def check_advice(record: RunRecord) -> str:
+    """How to check an unchecked run, as a clause: the command, or why none applies."""
+    precision = unchecked_precision(record)
+    if model_is_reduced(record) and precision != "int8":
+        return (
+            f"no command checks a model file stored in {precision}; run its fp32 model with the engine making {precision} "
+            f"(--engine-option precision={precision}) and check that with `mlperf-bert tune --precisions {precision}`"
+        )
+    return f"check it with `{check_command(record)}`"
+
+
+def _runner_flags(record: RunRecord) -> list[str]:
+    """The run's runner, so a check runs where it ran (a Ray cluster's nodes, a container)."""
+    config = record.config
+    flags = ["--runner", record.runner] if record.runner != "local" else []
+    if config.cluster:
+        flags += ["--cluster", config.cluster]
+    elif config.ray_address:
+        flags += ["--ray-address", config.ray_address]
+    return flags
+
+
 def check_command(record: RunRecord) -> str:
     """The command that checks this run's reduced precision (and records the verdict its label reads)."""
     ran = engine_precision(record.engine_settings)
     model = ["--model-path", record.model.path] if record.config.model_path else ["--model", record.config.model]
     if model_is_reduced(record) or ran not in REDUCED:
-        # An int8 file: tune --int8 quantizes its fp32 parent again (the same file, from the cache) and checks
-        # it as this run ran it: on this target, with these engine options, at this batch size.
+        # An int8 file: tune --int8 quantizes its fp32 parent (a file it made before: again, from the cache) and
+        # checks it as this run ran it: on this target and runner, with these options, at this batch size. Its
+        # records label runs of files with the same bytes (_record_folders); another int8 file needs its own.
         argv = ["mlperf-bert", "tune", "--int8"]
         if record.target != DEFAULT_CHECK_TARGET:
             argv += ["--backend", record.config.backend] + (
                 ["--device", record.config.device] if record.config.device else []
             )
-        argv += ["--model-path", "<the fp32 ONNX model>"]
+        argv += [*_runner_flags(record), "--model-path", "<the fp32 ONNX model>"]
+        if record.config.sut is not SutKind.optimized:
+            argv += ["--sut", record.config.sut.value]
         for key, value in numerics_options(record.config.engine_options).items():
             argv += ["--engine-option", f"{key}={value}"]
         return shlex.join([*argv, "--batch-sizes", str(record.batch_size_ran or 1)])
     argv = ["mlperf-bert", "tune", "--backend", record.config.backend]
     if record.config.device:
         argv += ["--device", record.config.device]
-    argv += [*model, "--precisions", ran]
+    argv += [*_runner_flags(record), *model, "--precisions", ran]
     if ran == "int8" and record.config.calibration_path is not None:
         argv += ["--calibration", str(record.config.calibration_path)]
     # The run's own engine options (int8_attention=float, int8_float=bf16, calibration_rows, ...): they are

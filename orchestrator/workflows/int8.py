@@ -32,6 +32,7 @@ itself (onnxruntime) runs in a child process, `python -m orchestrator.harness.en
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -39,21 +40,28 @@ import logging
 import os
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from orchestrator.assets import resolve_dataset, resolve_vocab
 from orchestrator.assets.hashing import cached_sha256
 from orchestrator.backends import get_target
-from orchestrator.config import ExecutionMode, Mode, RunConfig, RunnerKind, Scenario
+from orchestrator.config import ExecutionMode, Mode, RunConfig, RunnerKind, Scenario, SutKind
 from orchestrator.errors import CHILD_ERROR_PREFIX, ConfigError, ModelError, RunError
-from orchestrator.harness.cpu import INT8_DOT_PRODUCTS, INT8_UNKNOWN, detect_isa, int8_kernels
+from orchestrator.harness.cpu import INT8_DOT_PRODUCTS, INT8_UNKNOWN, Isa, detect_isa, int8_kernels
+from orchestrator.harness.engines.options import PRECISION_OPTION
 from orchestrator.harness.spec import RAY_LOCAL
 from orchestrator.mlperf import DATASET_SIZE
 from orchestrator.paths import PACKAGE_DIR
 from orchestrator.workflows.accuracy_checks import BERT99_RATIO, ran_precision, run_int8_kernels
-from orchestrator.workflows.accuracy_label import DEFAULT_CHECK_TARGET, check_file, check_path, numerics_options
+from orchestrator.workflows.accuracy_label import (
+    DEFAULT_CHECK_TARGET,
+    QUANTIZED_DIR,
+    check_file,
+    check_path,
+    numerics_options,
+)
 from orchestrator.workflows.benchmark import run_benchmark
 from orchestrator.workflows.calibration import calibration_features
 
@@ -105,6 +113,10 @@ class AccuracyCheck:
     target: str = DEFAULT_CHECK_TARGET
     engine_precision: str | None = None
     engine_options: dict[str, str] = field(default_factory=dict)
+    sut: str = SutKind.optimized.value  # the SUT both runs used (the reference SUT runs the graph unfused)
+    cpu_bf16: bool | None = (
+        None  # CheckSite.cpu_bf16 of where it ran: what the engine's own `auto` precision chose from
+    )
 
     def summary(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
@@ -163,7 +175,7 @@ def variant_dir(
         fields["static"] = STATIC_VERSION
     key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_path.stem)[:60]
-    return cache_dir / "quantized" / f"{stem}-{key.hexdigest()[:20]}"
+    return cache_dir / QUANTIZED_DIR / f"{stem}-{key.hexdigest()[:20]}"
 
 
 def read_check(
@@ -195,12 +207,16 @@ def host_int8_kernels() -> str:
 @dataclass(frozen=True)
 class CheckSite:
     """Where and how a check's accuracy runs will run, known before they do: the target, the class of CPU
-    that multiplies int8 there, and the engine options that can change the numbers. A recorded check is
-    reused only for the same site; tune --int8 checks where its trials run (the template config)."""
+    that multiplies int8 there, whether that CPU has native bf16 (where the target's engine picks its own
+    precision: openvino's `auto` is bf16 there, fp32 elsewhere), the SUT (the reference SUT runs the graph
+    unfused) and the engine options that can change the numbers. A recorded check is reused only for the
+    same site; tune --int8 checks where its trials run (the template config)."""
 
     target: str
     int8_kernels: str
     engine_options: dict[str, str] = field(default_factory=dict)
+    sut: str = SutKind.optimized.value
+    cpu_bf16: bool | None = None  # None: the target's engine makes no precision of its own, or not on a CPU
 
 
 def check_site(template: RunConfig | None = None) -> CheckSite:
@@ -208,21 +224,30 @@ def check_site(template: RunConfig | None = None) -> CheckSite:
     if template is None:
         return CheckSite(DEFAULT_CHECK_TARGET, host_int8_kernels())
     target = get_target(template.backend, template.device)
-    return CheckSite(target.key, _site_kernels(template, target.device), numerics_options(template.engine_options))
+    kernels, bf16 = _site_cpu(template, target.device)
+    return CheckSite(
+        target.key,
+        kernels,
+        numerics_options(template.engine_options),
+        template.sut.value,
+        bf16 if target.engine_precisions else None,
+    )
 
 
-def _site_kernels(config: RunConfig, device: str) -> str:
+def _site_cpu(config: RunConfig, device: str) -> tuple[str, bool | None]:
     if device != "cpu":
-        return INT8_DOT_PRODUCTS  # the accelerator multiplies int8, the same way on every host
+        return INT8_DOT_PRODUCTS, None  # the accelerator multiplies int8, the same way on every host
     address = config.ray_address or RAY_LOCAL
     if config.runner is RunnerKind.ray and config.cluster is None and address != RAY_LOCAL:
-        return ray_nodes_int8_kernels(address)  # a cluster's nodes run the engines, not this host
-    return host_int8_kernels()  # the local runner, a container on this host, or Ray started here
+        return ray_nodes_cpu(address)  # a cluster's nodes run the engines, not this host
+    return host_int8_kernels(), detect_isa().bf16  # the local runner, a container on this host, or Ray started here
 
 
-def ray_nodes_int8_kernels(address: str) -> str:
-    """How the CPUs of the Ray cluster at address multiply int8 (their one class); refused in one sentence
-    where they differ, since one check cannot vouch for both kinds of numbers."""
+@functools.lru_cache(maxsize=8)  # one probe per cluster and process: tune asks again for every trial it vets
+def ray_nodes_cpu(address: str) -> tuple[str, bool]:
+    """How the CPUs of the Ray cluster at address multiply int8 (their one class) and whether all have native
+    bf16; refused in one sentence where their int8 classes differ, since one check cannot vouch for both
+    kinds of numbers."""
     from orchestrator.harness import ray_cluster
 
     connected = ray_cluster.connect(address)
@@ -237,12 +262,13 @@ def ray_nodes_int8_kernels(address: str) -> str:
             f"the Ray nodes at {address} multiply int8 differently ({' and '.join(sorted(kinds))}), and one int8 "
             "check covers one kind; run int8 on nodes of one kind (e.g. all with VNNI or AMX)"
         )
-    return kinds.pop()
+    bf16 = all(Isa.from_flags(set((node.isa or "").split())).bf16 for node in nodes)
+    return kinds.pop(), bf16
 
 
 def _usable(check: AccuracyCheck | None, int8: Path, features: int, batch_size: int | None, site: CheckSite) -> bool:
     """A recorded check still answers the question: same int8 file, at least as many features, same batch,
-    made where these runs would run (target, class of CPU, engine options)."""
+    made where these runs would run (target, class of CPU and its bf16, SUT, engine options)."""
     return (
         check is not None
         and check.int8_sha256 == _sha256(int8)
@@ -251,6 +277,8 @@ def _usable(check: AccuracyCheck | None, int8: Path, features: int, batch_size: 
         and check.target == site.target
         and check.int8_kernels == site.int8_kernels
         and check.engine_options == site.engine_options
+        and check.sut == site.sut
+        and check.cpu_bf16 == site.cpu_bf16
     )
 
 
@@ -355,7 +383,11 @@ def check_accuracy(
     for name, model in (("fp32", fp32), ("int8", int8)):
         if name in reports:
             continue
-        base = template.model_dump() if template is not None else {"runner": RunnerKind.local}
+        base: dict[str, Any] = template.model_dump() if template is not None else {"runner": RunnerKind.local}
+        if name == "fp32" and template is not None and get_target(template.backend, template.device).engine_precisions:
+            # MLPerf's reference is fp32's F1: an engine left at `auto` would run the fp32 model in bf16 (openvino
+            # on a bf16 CPU) or fp16 (TensorRT) and make the ratio easier to pass.
+            base["engine_options"] = {**base["engine_options"], PRECISION_OPTION: "fp32"}
         config = RunConfig(
             **{
                 **base,
@@ -404,6 +436,7 @@ def check_accuracy(
         target=ran.target,
         engine_precision=ran_precision(ran.engine_settings),
         engine_options=numerics_options(ran.config.engine_options),
+        sut=ran.config.sut.value,
     )
 
 
@@ -471,6 +504,7 @@ def make_int8_variant(
                 fp32_result=fp32_result,
                 template=template,
             )
+            check = replace(check, cpu_bf16=site.cpu_bf16)
             _write_check(directory, check, None, batch_size)
             fp32_result = _fp32_side(check)
         log.info("%s", check.summary())
@@ -514,13 +548,25 @@ def check_at_batch(
             batch_size=batch_size,
             threads=threads,
             recipe=first.recipe,
-            fp32_result=_fp32_side(first),
+            # fp32 logits do not depend on the batch, but they do on the engine and its options: the first
+            # check's fp32 run serves only where it ran as these runs will
+            fp32_result=_fp32_side(first) if _same_fp32_side(first, site) else None,
             template=template,
         )
+        check = replace(check, cpu_bf16=site.cpu_bf16)
         _write_check(directory, check, batch_size)
     assert check is not None
     log.info("%s", check.summary())
     return check
+
+
+def _same_fp32_side(check: AccuracyCheck, site: CheckSite) -> bool:
+    return (check.target, check.engine_options, check.sut, check.cpu_bf16) == (
+        site.target,
+        site.engine_options,
+        site.sut,
+        site.cpu_bf16,
+    )
 
 
 @dataclass
